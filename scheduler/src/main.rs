@@ -1,0 +1,5 @@
+//! The `havoc` binary: all behaviour lives in the library (`havoc::cli`).
+
+fn main() -> std::process::ExitCode {
+    havoc::cli::run()
+}

@@ -1,0 +1,423 @@
+//! Policy files and the service configuration: parsing, validation, JSON Schema.
+//!
+//! Reading a file takes three steps, each reporting located problems:
+//! 1. [`yaml`]: YAML text to JSON values plus a position index (syntax errors);
+//! 2. serde into the wire [`model`] with unknown fields denied (shape errors; an unknown
+//!    field is reported and then dropped so that the rest of the document is still checked);
+//! 3. [`validate`]: meaning (cron, time zones, selectors, ...) into domain types.
+//!
+//! A file is the unit of acceptance: if it has any problem, none of its policies load,
+//! while every other file still does.
+
+pub mod duration;
+pub mod expr;
+pub mod model;
+pub mod schema;
+pub mod selector;
+pub mod validate;
+pub mod yaml;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use self::{
+    model::{ChaosPolicy, HavocConfig},
+    validate::{Config, Context, Policy},
+    yaml::Pos,
+};
+use self::{
+    validate::Issue,
+    yaml::{Document, push_pointer},
+};
+
+/// A located problem in a file, printed like a compiler error.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message
+        )
+    }
+}
+
+/// The outcome of reading one file.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// Valid policies with the position of their name (for duplicate reports).
+    pub policies: Vec<(Policy, Pos)>,
+    pub configs: Vec<Config>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileReport {
+    pub fn is_valid(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+/// The outcome of reading a set of files and directories.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub files: Vec<FileReport>,
+}
+
+impl LoadReport {
+    /// Every problem, in file order.
+    pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.files.iter().flat_map(|f| f.diagnostics.iter())
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.files.iter().all(FileReport::is_valid)
+    }
+
+    /// The policies of every valid file.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.files
+            .iter()
+            .filter(|f| f.is_valid())
+            .flat_map(|f| f.policies.iter().map(|(p, _)| p))
+    }
+}
+
+/// What kinds of documents a file may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A policy directory: ChaosPolicy only.
+    Policies,
+    /// `havoc validate`: either kind.
+    Any,
+}
+
+/// Lists the policy files of the given paths: files as given, and the `*.yaml` / `*.yml`
+/// files directly inside directories (not recursive: a mounted ConfigMap keeps older
+/// versions in hidden sub-directories), skipping hidden names, sorted.
+pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                            !name.starts_with('.')
+                                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                                && p.is_file()
+                        })
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => problems.push(file_error(path, format!("cannot read directory: {e}"))),
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            problems.push(file_error(path, "no such file or directory".to_string()));
+        }
+    }
+    (files, problems)
+}
+
+fn file_error(path: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        pos: Pos { line: 1, col: 1 },
+        message,
+    }
+}
+
+/// Reads files and directories of policies (and, with [`Expect::Any`], configs), checks
+/// policy names for uniqueness across all valid files.
+pub fn load_paths(paths: &[PathBuf], ctx: &Context, expect: Expect) -> LoadReport {
+    let (files, problems) = discover(paths);
+    let mut report = LoadReport::default();
+    for p in problems {
+        report.files.push(FileReport {
+            path: p.file.clone(),
+            diagnostics: vec![p],
+            ..FileReport::default()
+        });
+    }
+    for file in files {
+        let text = match std::fs::read(&file) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => {
+                    report.files.push(FileReport {
+                        diagnostics: vec![file_error(&file, "file is not UTF-8 text".to_string())],
+                        path: file,
+                        ..FileReport::default()
+                    });
+                    continue;
+                }
+            },
+            Err(e) => {
+                report.files.push(FileReport {
+                    diagnostics: vec![file_error(&file, format!("cannot read file: {e}"))],
+                    path: file,
+                    ..FileReport::default()
+                });
+                continue;
+            }
+        };
+        report.files.push(load_str(&file, &text, ctx, expect));
+    }
+    check_unique_names(&mut report);
+    report
+}
+
+/// Marks policies whose name a previous valid file already uses.
+fn check_unique_names(report: &mut LoadReport) {
+    let mut seen: BTreeMap<String, (PathBuf, Pos)> = BTreeMap::new();
+    for file in &mut report.files {
+        let mut dups = Vec::new();
+        for (policy, pos) in &file.policies {
+            match seen.get(&policy.name) {
+                Some((other, other_pos)) => dups.push(Diagnostic {
+                    file: file.path.clone(),
+                    pos: *pos,
+                    message: format!(
+                        "duplicate policy name {:?}: also defined at {}:{}:{}",
+                        policy.name,
+                        other.display(),
+                        other_pos.line,
+                        other_pos.col
+                    ),
+                }),
+                None => {
+                    seen.insert(policy.name.clone(), (file.path.clone(), *pos));
+                }
+            }
+        }
+        file.diagnostics.extend(dups);
+    }
+}
+
+/// Reads one file's text.
+pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileReport {
+    let mut report = FileReport {
+        path: path.to_path_buf(),
+        ..FileReport::default()
+    };
+    let locate = |pos: Pos, message: String| Diagnostic {
+        file: path.to_path_buf(),
+        pos,
+        message,
+    };
+    let docs = match yaml::parse_stream(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            report.diagnostics.push(locate(e.pos, e.message));
+            return report;
+        }
+    };
+    if docs.is_empty() {
+        report.diagnostics.push(locate(
+            Pos { line: 1, col: 1 },
+            "no documents: expected at least one ChaosPolicy".to_string(),
+        ));
+    }
+    for doc in docs {
+        let doc = match doc {
+            Ok(d) => d,
+            Err(e) => {
+                report.diagnostics.push(locate(e.pos, e.message));
+                continue;
+            }
+        };
+        let issues = match load_document(doc.clone(), path, ctx, expect, &mut report) {
+            Ok(()) => continue,
+            Err(issues) => issues,
+        };
+        for issue in issues {
+            let pos = if issue.at_key {
+                doc.locations.key(&issue.pointer)
+            } else {
+                doc.locations.value(&issue.pointer)
+            };
+            report.diagnostics.push(locate(pos, issue.message));
+        }
+    }
+    report.diagnostics.sort();
+    report
+}
+
+fn load_document(
+    mut doc: Document,
+    path: &Path,
+    ctx: &Context,
+    expect: Expect,
+    report: &mut FileReport,
+) -> Result<(), Vec<Issue>> {
+    let Value::Object(map) = &doc.value else {
+        return Err(vec![Issue::value(
+            "",
+            "expected a mapping with apiVersion, kind, metadata and spec",
+        )]);
+    };
+    let kind = match map.get("kind") {
+        Some(Value::String(k)) => k.clone(),
+        Some(_) => return Err(vec![Issue::value("/kind", "kind must be a string")]),
+        None => {
+            return Err(vec![Issue::value(
+                "",
+                "missing field `kind` (ChaosPolicy or HavocConfig)",
+            )]);
+        }
+    };
+    match (kind.as_str(), expect) {
+        ("ChaosPolicy", _) => {
+            normalize_faults(&mut doc.value);
+            let (policy, mut issues) = deserialize::<ChaosPolicy>(&mut doc);
+            let Some(policy) = policy else {
+                return Err(issues);
+            };
+            match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
+                Ok(p) if issues.is_empty() => {
+                    let pos = doc.locations.value("/metadata/name");
+                    report.policies.push((p, pos));
+                    Ok(())
+                }
+                Ok(_) => Err(issues),
+                Err(more) => {
+                    issues.extend(more);
+                    Err(issues)
+                }
+            }
+        }
+        ("HavocConfig", Expect::Any) => {
+            let (cfg, mut issues) = deserialize::<HavocConfig>(&mut doc);
+            let Some(cfg) = cfg else {
+                return Err(issues);
+            };
+            match validate::validate_config(&cfg) {
+                Ok(c) if issues.is_empty() => {
+                    report.configs.push(c);
+                    Ok(())
+                }
+                Ok(_) => Err(issues),
+                Err(more) => {
+                    issues.extend(more);
+                    Err(issues)
+                }
+            }
+        }
+        ("HavocConfig", Expect::Policies) => Err(vec![Issue::value(
+            "/kind",
+            "a HavocConfig does not belong among the policies; pass it with --config",
+        )]),
+        (other, _) => Err(vec![Issue::value(
+            "/kind",
+            format!("unknown kind {other:?}: expected ChaosPolicy or HavocConfig"),
+        )]),
+    }
+}
+
+/// `podEvict:` with no value means `podEvict: {}`: a fault with all defaults.
+fn normalize_faults(value: &mut Value) {
+    if let Some(Value::Object(fault)) = value.pointer_mut("/spec/fault") {
+        for v in fault.values_mut() {
+            if v.is_null() {
+                *v = Value::Object(Default::default());
+            }
+        }
+    }
+}
+
+/// How many unknown fields one document may report before giving up.
+const MAX_SHAPE_ERRORS: usize = 32;
+
+/// Deserializes a document, collecting every unknown field (each is reported, then
+/// removed, and deserialization retried), and the first other shape error.
+fn deserialize<T: DeserializeOwned>(doc: &mut Document) -> (Option<T>, Vec<Issue>) {
+    let mut issues = Vec::new();
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(&doc.value) {
+            Ok(v) => return (Some(v), issues),
+            Err(e) => {
+                let pointer = to_pointer(e.path());
+                let message = e.inner().to_string();
+                let unknown = message.starts_with("unknown field");
+                if message.starts_with("missing field") {
+                    issues.push(Issue::key(pointer, message));
+                    return (None, issues);
+                }
+                if unknown && issues.len() < MAX_SHAPE_ERRORS && remove(&mut doc.value, &pointer) {
+                    issues.push(Issue::key(pointer, message));
+                    continue;
+                }
+                issues.push(Issue::value(pointer, message));
+                return (None, issues);
+            }
+        }
+    }
+}
+
+fn to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut p = String::new();
+    for seg in path.iter() {
+        p = match seg {
+            Segment::Seq { index } => push_pointer(&p, &index.to_string()),
+            Segment::Map { key } => push_pointer(&p, key),
+            Segment::Enum { variant } => push_pointer(&p, variant),
+            Segment::Unknown => break,
+        };
+    }
+    p
+}
+
+/// Removes the node at a JSON pointer; whether something was removed.
+fn remove(value: &mut Value, pointer: &str) -> bool {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(m)) => m.remove(&key).is_some(),
+        _ => false,
+    }
+}
+
+/// Reads and validates the service configuration file.
+pub fn load_config(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+    let report = load_paths(&[path.to_path_buf()], &Context::default(), Expect::Any);
+    let mut file = report
+        .files
+        .into_iter()
+        .next()
+        .ok_or_else(|| vec![file_error(path, "no such file".to_string())])?;
+    if !file.diagnostics.is_empty() {
+        return Err(file.diagnostics);
+    }
+    if !file.policies.is_empty() || file.configs.len() != 1 {
+        return Err(vec![file_error(
+            path,
+            "expected exactly one HavocConfig document".to_string(),
+        )]);
+    }
+    Ok(file.configs.remove(0))
+}
