@@ -103,6 +103,13 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `havoc plan ... | head` closes the pipe early: not an error.
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_INVALID)
@@ -170,16 +177,20 @@ fn validate(config: Option<&Path>, paths: &[PathBuf]) -> anyhow::Result<ExitCode
     }
     writeln!(
         out,
-        "{} file{} checked: {valid} valid ({policies} policies), {invalid} invalid ({errors} error{})",
-        valid + invalid,
-        if valid + invalid == 1 { "" } else { "s" },
-        if errors == 1 { "" } else { "s" },
+        "{} checked: {valid} valid ({}), {invalid} invalid ({})",
+        plural(valid + invalid, "file", "files"),
+        plural(policies, "policy", "policies"),
+        plural(errors, "error", "errors"),
     )?;
     Ok(if invalid == 0 && config_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_INVALID)
     })
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Parses `--from`/`--until` values.
@@ -244,9 +255,17 @@ fn run_plan(
     let mut out = io::BufWriter::new(io::stdout().lock());
     match format {
         Format::Json => {
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                policy: &'a str,
+                at: String,
+            }
             for f in &fires {
-                let line = serde_json::json!({"policy": f.policy, "at": f.at.to_rfc3339()});
-                writeln!(out, "{line}")?;
+                let line = Line {
+                    policy: &f.policy,
+                    at: f.at.to_rfc3339(),
+                };
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
         }
         Format::Text => {

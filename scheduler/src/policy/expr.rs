@@ -94,7 +94,12 @@ impl FromStr for LabelMatcher {
                 regex::RegexBuilder::new(&format!("^(?:{value})$"))
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| format!("invalid matcher {s:?}: bad regular expression: {e}"))?,
+                    .map_err(|e| {
+                        format!(
+                            "invalid matcher {s:?}: bad regular expression: {}",
+                            crate::policy::validate::regex_reason(&e)
+                        )
+                    })?,
             ),
             _ => None,
         };

@@ -222,10 +222,11 @@ pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileR
         path: path.to_path_buf(),
         ..FileReport::default()
     };
+    // One line per problem, whatever the underlying error printed.
     let locate = |pos: Pos, message: String| Diagnostic {
         file: path.to_path_buf(),
         pos,
-        message,
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     let docs = match yaml::parse_stream(text) {
         Ok(docs) => docs,

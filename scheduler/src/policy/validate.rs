@@ -253,7 +253,22 @@ fn compile_regex(pattern: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+        .map_err(|e| {
+            format!(
+                "invalid regular expression {pattern:?}: {}",
+                regex_reason(&e)
+            )
+        })
+}
+
+/// The one-line reason of a regex error (its Display spans several lines).
+pub(crate) fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.lines().next().unwrap_or_default())
+        .to_string()
 }
 
 /// Collects issues while validating.
@@ -720,16 +735,22 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
         }
     }
     if !is_dns_label(&s.leader_election.namespace) {
-        c.value("/spec/leaderElection/namespace", "invalid namespace name");
+        c.value(
+            "/spec/leaderElection/namespace",
+            format!("invalid namespace name {:?}", s.leader_election.namespace),
+        );
     }
     if s.limits.max_concurrent_experiments == 0 {
         c.value(
             "/spec/limits/maxConcurrentExperiments",
-            "must be at least 1",
+            "maxConcurrentExperiments must be at least 1",
         );
     }
     if s.health.interval.0 < Duration::from_secs(1) {
-        c.value("/spec/health/interval", "must be at least 1s");
+        c.value(
+            "/spec/health/interval",
+            "health.interval must be at least 1s",
+        );
     }
     let url = |c: &mut Checker, p: &str, u: &str| {
         if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {

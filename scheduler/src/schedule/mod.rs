@@ -12,7 +12,7 @@ pub mod plan;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -122,7 +122,14 @@ impl Cursor<'_> {
         for (start, end) in segments {
             let fire = start + remaining;
             if fire < end {
-                return Some(fire);
+                // Whole seconds, like cron: the gap between two fires is then the whole
+                // seconds of the drawn gap, so integral minInterval/min/max still hold.
+                let whole = fire.with_nanosecond(0).unwrap_or(fire);
+                return Some(if whole > self.position && whole >= start {
+                    whole
+                } else {
+                    fire
+                });
             }
             remaining -= end - start;
         }
