@@ -262,7 +262,7 @@ fn run_plan(
             }
             for f in &fires {
                 let line = Line {
-                    policy: &f.policy,
+                    policy: f.policy,
                     at: f.at.to_rfc3339(),
                 };
                 writeln!(out, "{}", serde_json::to_string(&line)?)?;
@@ -273,7 +273,7 @@ fn run_plan(
             let width = fires.iter().map(|f| f.policy.len()).max().unwrap_or(0);
             for f in &fires {
                 let at = f.at.with_timezone(&Utc);
-                let gap = match previous.insert(f.policy.as_str(), at) {
+                let gap = match previous.insert(f.policy, at) {
                     Some(prev) => format!(
                         "+{}",
                         HumanDuration((at - prev).to_std().unwrap_or_default())

@@ -81,7 +81,8 @@ impl Calendar {
             && !self.blackouts.iter().any(|b| b.contains(t))
     }
 
-    fn is_unrestricted(&self) -> bool {
+    /// No windows and no blackouts: every instant is allowed.
+    pub fn is_unrestricted(&self) -> bool {
         self.windows.is_empty() && self.blackouts.is_empty()
     }
 

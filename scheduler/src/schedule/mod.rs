@@ -114,6 +114,11 @@ impl Cursor<'_> {
     /// Moves forward through allowed time until `gap` of it has passed.
     fn walk_allowed(&mut self, gap: Duration) -> Option<DateTime<Utc>> {
         let mut remaining = chrono::Duration::from_std(gap).ok()?;
+        if self.schedule.calendar.is_unrestricted() {
+            let fire = self.position + remaining;
+            let whole = fire.with_nanosecond(0).unwrap_or(fire);
+            return Some(if whole > self.position { whole } else { fire });
+        }
         let segments = self
             .schedule
             .calendar

@@ -7,8 +7,8 @@ use super::{Schedule, stable_hash};
 
 /// One planned fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fire {
-    pub policy: String,
+pub struct Fire<'a> {
+    pub policy: &'a str,
     pub at: DateTime<Tz>,
 }
 
@@ -21,7 +21,7 @@ pub fn plan<'a>(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     seed: u64,
-) -> Vec<Fire> {
+) -> Vec<Fire<'a>> {
     let mut fires = Vec::new();
     for (name, schedule) in schedules {
         let tz = schedule.calendar.tz;
@@ -30,12 +30,12 @@ pub fn plan<'a>(
                 .cursor(from, policy_seed(seed, name))
                 .take_while(|t| *t < until)
                 .map(|t| Fire {
-                    policy: name.to_string(),
+                    policy: name,
                     at: t.with_timezone(&tz),
                 }),
         );
     }
-    fires.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.policy.cmp(&b.policy)));
+    fires.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.policy.cmp(b.policy)));
     fires
 }
 

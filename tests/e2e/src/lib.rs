@@ -1,0 +1,255 @@
+//! Support for end-to-end tests against the local real cluster started by
+//! `deploy/local/up`: its environment, a fresh namespace per test, and waits for
+//! conditions with deadlines (never a fixed sleep).
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    path::PathBuf,
+    sync::Once,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{Condition, await_condition},
+};
+use serde_json::Value;
+
+/// The environment written by `deploy/local/up` (`deploy/local/.state/env`).
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads the state file; fails with a hint when the local cluster is not up.
+    pub fn load() -> anyhow::Result<Self> {
+        let path = repo_root().join("deploy/local/.state/env");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} missing: run deploy/local/up first", path.display()))?;
+        let vars = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.trim().to_string(),
+                    v.trim().trim_matches(['"', '\'']).to_string(),
+                )
+            })
+            .collect();
+        Ok(Env { vars })
+    }
+
+    pub fn get(&self, key: &str) -> anyhow::Result<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .with_context(|| format!("{key} is not in deploy/local/.state/env"))
+    }
+
+    pub fn prometheus(&self) -> anyhow::Result<&str> {
+        self.get("HAVOC_PROMETHEUS_URL")
+    }
+
+    pub fn alertmanager(&self) -> anyhow::Result<&str> {
+        self.get("HAVOC_ALERTMANAGER_URL")
+    }
+
+    pub fn sink(&self) -> anyhow::Result<&str> {
+        self.get("HAVOC_SINK_URL")
+    }
+
+    pub fn slack_token(&self) -> anyhow::Result<&str> {
+        self.get("HAVOC_SINK_SLACK_TOKEN")
+    }
+
+    /// A client for the local API server.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        install_crypto_provider();
+        let kubeconfig = Kubeconfig::read_from(self.get("KUBECONFIG")?)?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+}
+
+/// The repository root (this crate lives in `tests/e2e`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// rustls needs exactly one process-wide crypto provider when more than one is compiled in.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Runs `body` with a fresh namespace (`havoc-e2e-<prefix>-<random>`), deleting the
+/// namespace afterwards whether the body passed, failed or panicked.
+pub async fn with_namespace<F, Fut>(prefix: &str, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let env = Env::load()?;
+    let client = env.client().await?;
+    let name = format!(
+        "havoc-e2e-{prefix}-{:06x}",
+        rand::random::<u32>() & 0xff_ffff
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"havoc.dev/e2e": "true"}}
+    }))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let outcome = tokio::spawn(body(client.clone(), name.clone())).await;
+    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    match outcome {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => bail!("test task failed: {e}"),
+    }
+}
+
+/// Waits until a kube object satisfies `cond`, or fails after `timeout`.
+pub async fn wait_for_object<K>(
+    api: Api<K>,
+    name: &str,
+    cond: impl Condition<K>,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api, name, cond)).await {
+        Ok(Ok(Some(obj))) => Ok(obj),
+        Ok(Ok(None)) => bail!("{what}: {name} was deleted while waiting"),
+        Ok(Err(e)) => bail!("{what}: watch failed: {e}"),
+        Err(_) => bail!("{what}: not reached within {timeout:?}"),
+    }
+}
+
+/// A Deployment whose available replicas equal its desired replicas, observed at the
+/// current generation.
+pub fn deployment_available() -> impl Condition<Deployment> {
+    |d: Option<&Deployment>| {
+        let Some(d) = d else { return false };
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let Some(s) = &d.status else { return false };
+        s.observed_generation == d.metadata.generation
+            && s.available_replicas.unwrap_or(0) == want
+            && s.updated_replicas.unwrap_or(0) == want
+            && s.replicas.unwrap_or(0) == want
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout`.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() >= deadline {
+            match last_error {
+                Some(e) => bail!("{what}: not reached within {timeout:?} (last error: {e:#})"),
+                None => bail!("{what}: not reached within {timeout:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Active alerts (not silenced or inhibited) from Alertmanager's v2 API.
+pub async fn active_alerts(env: &Env) -> anyhow::Result<Vec<Value>> {
+    let url = format!(
+        "{}/api/v2/alerts?active=true&silenced=false&inhibited=false",
+        env.alertmanager()?
+    );
+    let alerts: Vec<Value> = reqwest::get(url).await?.error_for_status()?.json().await?;
+    Ok(alerts)
+}
+
+/// Whether an alert's labels include every `(name, value)` pair.
+pub fn alert_has_labels(alert: &Value, labels: &[(&str, &str)]) -> bool {
+    labels.iter().all(|(k, v)| alert["labels"][*k] == *v)
+}
+
+/// Waits until an alert with these labels is firing in Alertmanager.
+pub async fn wait_alert_firing(
+    env: &Env,
+    labels: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    poll(timeout, &format!("alert {labels:?} firing"), || async {
+        Ok(active_alerts(env)
+            .await?
+            .into_iter()
+            .find(|a| alert_has_labels(a, labels)))
+    })
+    .await
+}
+
+/// Waits until no alert with these labels is firing.
+pub async fn wait_alert_gone(
+    env: &Env,
+    labels: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    poll(timeout, &format!("alert {labels:?} resolved"), || async {
+        Ok((!active_alerts(env)
+            .await?
+            .iter()
+            .any(|a| alert_has_labels(a, labels)))
+        .then_some(()))
+    })
+    .await
+}
+
+/// Everything the notification sink received, in order.
+pub async fn sink_received(env: &Env) -> anyhow::Result<Vec<Value>> {
+    Ok(reqwest::get(format!("{}/received", env.sink()?))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Waits until the sink holds at least `n` requests matching `pred`.
+pub async fn wait_sink_received(
+    env: &Env,
+    n: usize,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Vec<Value>> {
+    poll(timeout, &format!("{n} requests at the sink"), || async {
+        let got: Vec<Value> = sink_received(env)
+            .await?
+            .into_iter()
+            .filter(|r| pred(r))
+            .collect();
+        Ok((got.len() >= n).then_some(got))
+    })
+    .await
+}
+
+/// Name of an object, for messages.
+pub fn name_of<K: ResourceExt>(obj: &K) -> String {
+    obj.name_any()
+}
