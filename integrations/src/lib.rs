@@ -1,5 +1,40 @@
-//! Typed clients for the systems havoc judges by and reports to (Prometheus,
-//! Alertmanager, Slack, webhooks). They know nothing of the engine.
+//! Typed clients for the systems havoc judges by and reports to: Prometheus and
+//! Alertmanager (health), Slack and webhooks (notifications). They know nothing of the
+//! engine: they take URLs, secrets and timeouts, and return typed values or typed errors.
 //!
-//! The clients arrive with the service (issue 4); the crate exists now so that the
-//! workspace has its final shape.
+//! # Layout
+//!
+//! - [`secret`]: [`SecretString`] (never printed) and resolution of `{env, file}` references.
+//! - [`alertmanager`]: active alerts from the v2 API, filtered by Alertmanager itself.
+//! - [`prometheus`]: instant queries and the single number an SLO query yields.
+//! - [`slack`]: `chat.postMessage` through slack-morphism, with retryable/permanent failures.
+//! - [`webhook`]: JSON `POST` signed with HMAC-SHA256 (`X-Havoc-Signature`).
+//! - [`retry`](mod@retry): exponential backoff for notifications, honouring `Retry-After`.
+//! - [`error`]: [`Error`] (health sources, configuration, secrets) and [`NotifyError`]
+//!   (notifications), each with a stable `kind()` label for metrics.
+//!
+//! # HTTP and TLS
+//!
+//! Prometheus, Alertmanager and webhooks share one HTTP stack, `reqwest` (hyper
+//! underneath, as slack-morphism uses). TLS is rustls with the `ring` crypto provider
+//! only, the one kube uses, so no second provider (aws-lc-rs) enters the build. Every
+//! client gets its rustls configuration from [`tls::client_config`] (ring + the platform's
+//! certificate verifier), so nothing here depends on, or installs, a process-wide default
+//! provider.
+//!
+//! Every request carries a timeout; errors never contain a secret (tokens, webhook
+//! secrets, webhook URL paths, URL credentials).
+
+pub mod alertmanager;
+pub mod error;
+mod http;
+pub mod prometheus;
+pub mod retry;
+pub mod secret;
+pub mod slack;
+pub mod tls;
+pub mod webhook;
+
+pub use error::{Error, NotifyError};
+pub use retry::{Backoff, RetryFailure, retry};
+pub use secret::{SecretRef, SecretString};

@@ -128,49 +128,55 @@ async fn deleted_pod_is_replaced_and_ready_only_after_the_delay() -> anyhow::Res
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn eviction_beyond_the_disruption_budget_is_refused_with_429() -> anyhow::Result<()> {
-    with_namespace("pdb", |client, ns| async move {
-        create_available(&client, &ns, "guarded", 2).await?;
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-        let pdb: PodDisruptionBudget = serde_json::from_value(json!({
-            "metadata": {"name": "guarded"},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}
-        }))?;
-        pdbs.create(&PostParams::default(), &pdb).await?;
-        // The disruption controller must have computed the budget first.
-        wait_for_object(
-            pdbs,
-            "guarded",
-            |p: Option<&PodDisruptionBudget>| {
-                p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
-                    s.disruptions_allowed == Some(1) && s.current_healthy == Some(2)
-                })
-            },
-            Duration::from_secs(60),
-            "PDB allows one disruption",
-        )
-        .await?;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let names: Vec<String> = pods_of(&client, &ns, "guarded")
-            .await?
-            .iter()
-            .map(|p| p.name_any())
-            .collect();
-        pods.evict(&names[0], &EvictParams::default())
-            .await
-            .context("first eviction is allowed")?;
-        let err = pods
-            .evict(&names[1], &EvictParams::default())
-            .await
-            .expect_err("second eviction must be refused");
-        match err {
-            kube::Error::Api(s) => {
-                ensure!(s.code == 429, "expected 429, got {} {}", s.code, s.message);
-                ensure!(s.message.contains("disruption budget"), "{}", s.message);
-            }
-            other => anyhow::bail!("expected an API error, got {other}"),
+/// Creates a PodDisruptionBudget `minAvailable: 1` over `app` and waits until the
+/// disruption controller has computed it.
+async fn guard(client: &Client, ns: &str, app: &str, healthy: i32) -> anyhow::Result<()> {
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": app},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}}
+    }))?;
+    pdbs.create(&PostParams::default(), &pdb).await?;
+    wait_for_object(
+        pdbs.clone(),
+        app,
+        move |p: Option<&PodDisruptionBudget>| {
+            p.and_then(|p| p.status.as_ref()).is_some_and(|s| {
+                s.current_healthy == Some(healthy) && s.observed_generation.is_some()
+            })
+        },
+        Duration::from_secs(60),
+        "PDB computed",
+    )
+    .await?;
+    Ok(())
+}
+
+fn expect_429(result: Result<impl std::fmt::Debug, kube::Error>) -> anyhow::Result<()> {
+    match result {
+        Err(kube::Error::Api(s)) => {
+            ensure!(s.code == 429, "expected 429, got {} {}", s.code, s.message);
+            ensure!(s.message.contains("disruption budget"), "{}", s.message);
+            Ok(())
         }
+        other => anyhow::bail!("expected the eviction to be refused with 429, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evicting_the_only_allowed_pod_under_a_disruption_budget_is_refused_with_429()
+-> anyhow::Result<()> {
+    with_namespace("pdb", |client, ns| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        // One replica, minAvailable 1: its only pod cannot be evicted.
+        create_available(&client, &ns, "single", 1).await?;
+        guard(&client, &ns, "single", 1).await?;
+        let only = pods_of(&client, &ns, "single").await?[0].name_any();
+        expect_429(pods.evict(&only, &EvictParams::default()).await)?;
+        ensure!(
+            pods.get(&only).await?.metadata.deletion_timestamp.is_none(),
+            "the pod must survive"
+        );
         Ok(())
     })
     .await
