@@ -61,6 +61,30 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run one experiment of a policy now, through the full lifecycle, and print its
+    /// record. Exit 0 passed, 1 deviated, 2 skipped/errored/rollbackFailed (for CD).
+    Run {
+        /// The policy's name.
+        policy: String,
+        /// The service config (health sources, receivers, limits, dryRun).
+        #[arg(long)]
+        config: PathBuf,
+        /// One experiment now, in this process (the only mode so far).
+        #[arg(long)]
+        once: bool,
+        /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Policy files or directories (default: the config's `policies`).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Append the record to this JSON-lines journal.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Seed of the random target choice.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print the JSON Schema of policy and config files.
     Schema {
         /// Which schema (default: both, told apart by `kind`).
@@ -100,6 +124,28 @@ pub fn run() -> ExitCode {
             config,
         } => run_plan(&paths, &from, &until, format, seed, config.as_deref()),
         Command::Schema { kind, write } => print_schema(kind, write.as_deref()),
+        Command::Run {
+            policy,
+            config,
+            once: _,
+            kubeconfig,
+            policies,
+            journal,
+            seed,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(crate::run::run_once(crate::run::RunArgs {
+                    policy,
+                    config,
+                    kubeconfig,
+                    policies,
+                    journal,
+                    seed,
+                }))
+            }),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 //!   validation into domain types, JSON Schema.
 //! - [`schedule`]: clock triggers (cron, random, windows, blackouts); pure.
 //! - [`engine`]: the experiment lifecycle; [`engine::verdict`] holds the pure verdict rules.
+//! - [`fault`]: faults through the Kubernetes API (pod delete and evict so far).
 //! - [`journal`]: experiment records and the JSON-lines journal.
 //! - [`target`]: target selection and the safety rules (pure).
 //! - [`cli`]: the `havoc` command line; `main.rs` only calls [`cli::run`].
@@ -15,7 +16,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod fault;
 pub mod journal;
 pub mod policy;
+pub mod run;
 pub mod schedule;
 pub mod target;

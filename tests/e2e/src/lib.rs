@@ -253,3 +253,16 @@ pub async fn wait_sink_received(
 pub fn name_of<K: ResourceExt>(obj: &K) -> String {
     obj.name_any()
 }
+
+/// Runs one API call with a hard deadline, naming it in the error.
+pub async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => bail!("{what}: {e}"),
+        Err(_) => bail!("{what}: no answer within {limit:?}"),
+    }
+}

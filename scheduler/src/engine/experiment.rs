@@ -1,0 +1,312 @@
+//! One experiment, start to verdict: gate, select, inject, observe, revert, settle,
+//! verdict (DESIGN section 1, steps 1-8). Emitting (journal, notifications) is the
+//! caller's, so that `havoc run` and the service share this code.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use super::{
+    health::Health,
+    verdict::{Assessment, Judge, gate},
+};
+use crate::{
+    fault::{Outcome, pod::PodFault},
+    journal::{ExperimentRecord, TargetRecord, TriggerInfo, Verdict},
+    policy::{Config, Policy, validate::FaultKind},
+    target::{Guards, NamespaceInfo, PodInfo, select_pods},
+};
+
+/// Default `duration` of a policy: how long health is observed after a pod fault.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+/// Default `health.settle`.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
+
+/// What an experiment needs from the service.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub config: Arc<Config>,
+    pub health: Arc<Health>,
+    pub guards: Guards,
+}
+
+/// Where targets come from: the service's watch caches, or a listing (`havoc run`).
+pub trait Snapshot {
+    fn snapshot(
+        &self,
+    ) -> impl Future<
+        Output = anyhow::Result<(
+            Vec<PodInfo>,
+            std::collections::BTreeMap<String, NamespaceInfo>,
+        )>,
+    > + Send;
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("guards", &self.guards)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lists the cluster once per experiment.
+#[derive(Clone)]
+pub struct ListSnapshot(pub Client);
+
+impl std::fmt::Debug for ListSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListSnapshot")
+    }
+}
+
+impl Snapshot for ListSnapshot {
+    async fn snapshot(
+        &self,
+    ) -> anyhow::Result<(
+        Vec<PodInfo>,
+        std::collections::BTreeMap<String, NamespaceInfo>,
+    )> {
+        Ok(crate::target::kube::list_snapshot(&self.0).await?)
+    }
+}
+
+/// A new experiment id: policy name, UTC start time, and a random suffix.
+pub fn new_id(policy: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "{policy}-{}-{:04x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        rand::rng().random::<u16>()
+    )
+}
+
+/// Whether a policy runs dry: the service-level dryRun wins, and a policy may ask for it.
+pub fn is_dry_run(config: &Config, policy: &Policy) -> bool {
+    config.spec.dry_run || policy.spec.dry_run.unwrap_or(false)
+}
+
+/// Runs one experiment to its verdict. Never panics on cluster or health errors: they
+/// become `skipped` (before injection) or `errored` (after).
+pub async fn run(
+    ctx: &Context,
+    snapshot: &impl Snapshot,
+    policy: &Policy,
+    trigger: TriggerInfo,
+    seed: Option<u64>,
+) -> ExperimentRecord {
+    let started_at = Utc::now();
+    let dry_run = is_dry_run(&ctx.config, policy);
+    let mut record = ExperimentRecord {
+        id: new_id(&policy.name, started_at),
+        policy: policy.name.clone(),
+        verdict: Verdict::Skipped,
+        reason: String::new(),
+        dry_run,
+        trigger,
+        targets: Vec::new(),
+        fault: policy.fault.name().to_string(),
+        started_at,
+        injected_at: None,
+        reverted_at: None,
+        ended_at: started_at,
+        alerts: Vec::new(),
+        slos: Vec::new(),
+    };
+    let finish = |mut r: ExperimentRecord, verdict: Verdict, reason: String| {
+        r.verdict = verdict;
+        r.reason = reason;
+        r.ended_at = Utc::now();
+        r
+    };
+    let health_cfg = &ctx.config.spec.health;
+    let matchers: Vec<String> = policy
+        .alert_matchers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let slo_names = policy.spec.health.as_ref().and_then(|h| h.slos.clone());
+
+    // 1. gate
+    let baseline = ctx.health.observe(&matchers, slo_names.as_deref()).await;
+    record.slos = baseline.slos.clone();
+    if let Err(reason) = gate(&baseline, health_cfg.fail_closed) {
+        return finish(record, Verdict::Skipped, reason);
+    }
+
+    // 2. select
+    let pod_fault = match &policy.fault {
+        FaultKind::PodDelete(f) => PodFault::Delete {
+            grace: f.grace_period.map(|g| g.0),
+        },
+        FaultKind::PodEvict(f) => PodFault::Evict {
+            grace: f.grace_period.map(|g| g.0),
+        },
+        other => {
+            return finish(
+                record,
+                Verdict::Errored,
+                format!(
+                    "fault {} is not supported by this version of havoc",
+                    other.name()
+                ),
+            );
+        }
+    };
+    let (pods, namespaces) = match snapshot.snapshot().await {
+        Ok(s) => s,
+        Err(e) => {
+            return finish(
+                record,
+                Verdict::Skipped,
+                format!("cannot read targets: {e:#}"),
+            );
+        }
+    };
+    let mut guards = ctx.guards.clone();
+    if let Some(min) = policy
+        .spec
+        .limits
+        .as_ref()
+        .and_then(|l| l.min_available_replicas)
+    {
+        guards.min_available_replicas = min;
+    }
+    let mut rng = match seed {
+        Some(s) => ChaCha8Rng::seed_from_u64(s),
+        None => ChaCha8Rng::from_rng(&mut rand::rng()),
+    };
+    let selection = select_pods(
+        &policy.target,
+        &pods,
+        &namespaces,
+        &guards,
+        Utc::now(),
+        &mut rng,
+    );
+    if selection.chosen.is_empty() {
+        return finish(record, Verdict::Skipped, selection.why_empty());
+    }
+
+    // 3-4. inject (pod faults need no revert record: the workload replaces the pod)
+    let mut injected = 0;
+    for p in &selection.chosen {
+        let outcome = if dry_run {
+            tracing::info!(policy = %policy.name, pod = %p.name, namespace = %p.namespace, fault = policy.fault.name(), "dry run: would inject");
+            Ok(Outcome::DryRun)
+        } else {
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &p.namespace);
+            crate::fault::pod::inject(&api, &p.name, pod_fault).await
+        };
+        let (label, detail) = match &outcome {
+            Ok(o @ Outcome::Skipped(why)) => (o.label(), Some(why.clone())),
+            Ok(o) => {
+                injected += 1;
+                (o.label(), None)
+            }
+            Err(e) => ("errored", Some(e.to_string())),
+        };
+        record.targets.push(TargetRecord {
+            kind: "Pod".to_string(),
+            namespace: Some(p.namespace.clone()),
+            name: p.name.clone(),
+            outcome: label.to_string(),
+            detail,
+        });
+        if let Err(e) = outcome {
+            // Pod faults leave nothing to revert: stop here.
+            return finish(
+                record,
+                Verdict::Errored,
+                format!("{} {}/{}: {e}", policy.fault.name(), p.namespace, p.name),
+            );
+        }
+    }
+    if injected == 0 {
+        let why = record
+            .targets
+            .iter()
+            .filter_map(|t| t.detail.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return finish(
+            record,
+            Verdict::Skipped,
+            format!("no target could be disrupted: {why}"),
+        );
+    }
+    let injected_at = Utc::now();
+    record.injected_at = Some(injected_at);
+
+    // 5. observe, 6. revert (nothing for pod faults), 7. settle
+    let duration = policy.spec.duration.map_or(DEFAULT_DURATION, |d| d.0);
+    let settle = policy
+        .spec
+        .health
+        .as_ref()
+        .and_then(|h| h.settle)
+        .map_or(DEFAULT_SETTLE, |d| d.0);
+    let mut judge = Judge::new(injected_at, &baseline, health_cfg.fail_closed);
+    let interval = health_cfg.interval.0;
+    let early = observe(
+        ctx,
+        &mut judge,
+        &matchers,
+        slo_names.as_deref(),
+        duration,
+        interval,
+    )
+    .await;
+    record.reverted_at = Some(Utc::now());
+    if !early {
+        observe(
+            ctx,
+            &mut judge,
+            &matchers,
+            slo_names.as_deref(),
+            settle,
+            interval,
+        )
+        .await;
+    }
+
+    // 8. verdict
+    let (verdict, reason) = judge.verdict(None);
+    record.alerts = judge.alerts();
+    record.slos = judge.slos();
+    finish(record, verdict, reason)
+}
+
+/// Polls health every `interval` for `window`; whether it stopped early (deviation or
+/// unreadable health).
+async fn observe(
+    ctx: &Context,
+    judge: &mut Judge,
+    matchers: &[String],
+    slos: Option<&[String]>,
+    window: Duration,
+    interval: Duration,
+) -> bool {
+    let end = Instant::now() + window;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let obs = ctx.health.observe(matchers, slos).await;
+        match judge.observe(&obs) {
+            Assessment::Holding => {}
+            Assessment::Deviated(reason) | Assessment::Unreadable(reason) => {
+                tracing::info!(%reason, "stopping the experiment early");
+                return true;
+            }
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Notifications: failure-only by default, to Slack and signed webhooks, with bounded
+//! retries. A failing receiver never blocks another: each is sent on its own.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use havoc_integrations::{Backoff, SecretString, retry, slack, webhook};
+use serde_json::{Value, json};
+
+use crate::{
+    journal::{ExperimentRecord, Verdict},
+    policy::{Config, Policy, model::NotifyOn},
+};
+
+/// Per-request timeout of a notification.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Outcomes that notify unless a policy or the config says otherwise.
+pub const DEFAULT_ON: [NotifyOn; 3] = [
+    NotifyOn::Deviated,
+    NotifyOn::Errored,
+    NotifyOn::RollbackFailed,
+];
+
+#[derive(Debug)]
+enum Receiver {
+    Slack(slack::Notifier),
+    Webhook(webhook::Notifier),
+}
+
+/// The configured receivers and routing defaults.
+#[derive(Debug)]
+pub struct Notifier {
+    receivers: BTreeMap<String, Receiver>,
+    default_receivers: Vec<String>,
+    default_on: Vec<NotifyOn>,
+    backoff: Backoff,
+}
+
+/// The result of notifying one receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub receiver: String,
+    /// `sent` or `dropped` (gave up).
+    pub result: &'static str,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+fn on_for(verdict: Verdict) -> NotifyOn {
+    match verdict {
+        Verdict::Passed => NotifyOn::Passed,
+        Verdict::Deviated => NotifyOn::Deviated,
+        Verdict::Skipped => NotifyOn::Skipped,
+        Verdict::Errored => NotifyOn::Errored,
+        Verdict::RollbackFailed => NotifyOn::RollbackFailed,
+    }
+}
+
+impl Notifier {
+    /// Builds the receivers, reading their secrets now (a missing secret fails start-up,
+    /// never silently drops notifications later).
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+        let mut receivers = BTreeMap::new();
+        for r in &cfg.spec.receivers {
+            let receiver = if let Some(s) = &r.slack {
+                let token = havoc_integrations::secret::resolve(
+                    s.token.env.as_deref(),
+                    s.token.file.as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!("receiver {}: {e}", r.name))?;
+                let mut sc = slack::SlackConfig::new(token, s.channel.clone());
+                if let Some(url) = &s.api_url {
+                    sc.api_url = url.clone();
+                }
+                sc.timeout = SEND_TIMEOUT;
+                Receiver::Slack(slack::Notifier::new(sc)?)
+            } else if let Some(w) = &r.webhook {
+                let secret: Option<SecretString> = w
+                    .secret
+                    .as_ref()
+                    .map(|s| {
+                        havoc_integrations::secret::resolve(s.env.as_deref(), s.file.as_deref())
+                    })
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("receiver {}: {e}", r.name))?;
+                Receiver::Webhook(webhook::Notifier::new(&w.url, secret, SEND_TIMEOUT)?)
+            } else {
+                continue;
+            };
+            receivers.insert(r.name.clone(), receiver);
+        }
+        Ok(Notifier {
+            receivers,
+            default_receivers: cfg.spec.notify.receivers.clone().unwrap_or_default(),
+            default_on: cfg
+                .spec
+                .notify
+                .on
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ON.to_vec()),
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+                factor: 2.0,
+                max_attempts: 5,
+            },
+        })
+    }
+
+    /// Which receivers a record goes to (empty: no notification).
+    pub fn route(&self, policy: &Policy, record: &ExperimentRecord) -> Vec<String> {
+        let notify = policy.spec.notify.as_ref();
+        let on = notify
+            .and_then(|n| n.on.clone())
+            .unwrap_or_else(|| self.default_on.clone());
+        if !on.contains(&on_for(record.verdict)) {
+            return Vec::new();
+        }
+        notify
+            .and_then(|n| n.receivers.clone())
+            .unwrap_or_else(|| self.default_receivers.clone())
+    }
+
+    /// Sends a record to its receivers, concurrently, each with bounded retries.
+    pub async fn notify(&self, policy: &Policy, record: &ExperimentRecord) -> Vec<Delivery> {
+        let names = self.route(policy, record);
+        let body = serde_json::to_vec(record).unwrap_or_default();
+        let message = slack_message(record);
+        let sends = names.into_iter().map(|name| {
+            let (body, message) = (&body, &message);
+            async move {
+                let Some(receiver) = self.receivers.get(&name) else {
+                    return Delivery { receiver: name, result: "dropped", attempts: 0, error: Some("unknown receiver".into()) };
+                };
+                let outcome = match receiver {
+                    Receiver::Slack(s) => retry(&self.backoff, || s.send(message)).await.map(|(_, n)| n),
+                    Receiver::Webhook(w) => retry(&self.backoff, || w.send(body)).await.map(|(_, n)| n),
+                };
+                match outcome {
+                    Ok(attempts) => Delivery { receiver: name, result: "sent", attempts, error: None },
+                    Err(f) => {
+                        tracing::warn!(receiver = %name, attempts = f.attempts, error = %f.error, "notification dropped");
+                        Delivery { receiver: name, result: "dropped", attempts: f.attempts, error: Some(f.error.to_string()) }
+                    }
+                }
+            }
+        });
+        futures::future::join_all(sends).await
+    }
+}
+
+/// The Slack message for a record: a fallback text and Block Kit blocks with the policy,
+/// verdict, targets, fault, the alerts and SLO values behind the verdict, and times.
+pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
+    let icon = match r.verdict {
+        Verdict::Passed => ":white_check_mark:",
+        Verdict::Skipped => ":fast_forward:",
+        Verdict::Deviated => ":rotating_light:",
+        Verdict::Errored => ":x:",
+        Verdict::RollbackFailed => ":fire:",
+    };
+    let text = format!(
+        "havoc: policy {} {}: {}",
+        r.policy,
+        r.verdict.as_str(),
+        r.reason
+    );
+    let targets: Vec<String> = r
+        .targets
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {}/{} ({})",
+                t.kind,
+                t.namespace.as_deref().unwrap_or("-"),
+                t.name,
+                t.outcome
+            )
+        })
+        .collect();
+    let mut blocks: Vec<Value> = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("havoc: {} {}", r.policy, r.verdict.as_str())}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}*: {}", r.verdict.as_str(), r.reason)}}),
+        json!({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": format!("*Policy*\n{}", r.policy)},
+            {"type": "mrkdwn", "text": format!("*Fault*\n{}{}", r.fault, if r.dry_run { " (dry run)" } else { "" })},
+            {"type": "mrkdwn", "text": format!("*Started*\n{}", r.started_at.to_rfc3339())},
+            {"type": "mrkdwn", "text": format!("*Ended*\n{}", r.ended_at.to_rfc3339())},
+        ]}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Targets*\n{}", if targets.is_empty() { "none".to_string() } else { targets.join("\n") })}}),
+    ];
+    if !r.alerts.is_empty() {
+        let lines: Vec<String> = r
+            .alerts
+            .iter()
+            .map(|a| {
+                let labels: Vec<String> = a
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| *k != "alertname")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!(
+                    "• *{}* since {} ({})",
+                    a.name,
+                    a.starts_at.to_rfc3339(),
+                    labels.join(", ")
+                )
+            })
+            .collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Alerts*\n{}", lines.join("\n"))}}));
+    }
+    let breached: Vec<String> = r
+        .slos
+        .iter()
+        .filter(|s| s.breached)
+        .map(|s| {
+            format!(
+                "• *{}* = {} (objective {})",
+                s.name,
+                s.value.map_or("no data".to_string(), |v| v.to_string()),
+                s.objective
+            )
+        })
+        .collect();
+    if !breached.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*SLOs*\n{}", breached.join("\n"))}}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("experiment {}", r.id)}]}));
+    slack::SlackMessage { text, blocks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{AlertRecord, tests::record};
+
+    #[test]
+    fn slack_message_names_what_caused_the_deviation() {
+        let mut r = record("e1", Verdict::Deviated);
+        r.alerts.push(AlertRecord {
+            name: "KubeDeploymentUnavailable".into(),
+            fingerprint: "f".into(),
+            labels: BTreeMap::from([
+                ("alertname".into(), "KubeDeploymentUnavailable".into()),
+                ("deployment".into(), "go-demo-8-db".into()),
+            ]),
+            starts_at: r.started_at,
+        });
+        let m = slack_message(&r);
+        assert!(m.text.contains("deviated"));
+        let all = serde_json::to_string(&m.blocks).expect("json");
+        for needle in [
+            "KubeDeploymentUnavailable",
+            "deployment=go-demo-8-db",
+            "go-demo-8-db-1",
+            "podDelete",
+            "experiment e1",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from {all}");
+        }
+    }
+}

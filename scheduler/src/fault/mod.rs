@@ -1,0 +1,43 @@
+//! Faults injected through the Kubernetes API.
+//!
+//! Pod faults (delete, evict) are not reversible: the owning workload replaces the pod.
+//! Reversible faults (drain, scale, partition, HTTP faults) arrive with their own issue and
+//! will write a revert record on the object before mutating it.
+
+pub mod pod;
+
+use std::time::Duration;
+
+/// What happened to one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Injected,
+    /// Dry run: only logged.
+    DryRun,
+    /// Not a failure: the target vanished, or a PodDisruptionBudget refused the eviction.
+    Skipped(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Injected => "injected",
+            Outcome::DryRun => "dryRun",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// How often an API call is tried before the fault counts as errored (409, 5xx, timeouts).
+pub const API_ATTEMPTS: u32 = 3;
+/// Timeout of one API call.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether an API error is worth retrying.
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 409 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,160 @@
+//! Builds selection snapshots ([`PodInfo`], [`NamespaceInfo`]) from Kubernetes objects.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::{
+    api::{
+        apps::v1::ReplicaSet,
+        core::v1::{Namespace, Pod},
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
+use kube::{Api, Client, api::ListParams};
+
+use super::{NamespaceInfo, PodInfo};
+use crate::journal::ObjectRef;
+
+/// Converts a Kubernetes timestamp.
+pub fn to_chrono(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
+}
+
+/// The workload owning a pod: its controller, with ReplicaSets resolved to their
+/// Deployment through `replicasets` (namespace, name) -> owner.
+pub fn owner_of(
+    meta: &ObjectMeta,
+    replicasets: &BTreeMap<(String, String), ObjectRef>,
+) -> Option<ObjectRef> {
+    let ns = meta.namespace.clone().unwrap_or_default();
+    let owner = meta
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))?;
+    if owner.kind == "ReplicaSet"
+        && let Some(deployment) = replicasets.get(&(ns.clone(), owner.name.clone()))
+    {
+        return Some(deployment.clone());
+    }
+    Some(ObjectRef::namespaced(&owner.kind, &ns, &owner.name))
+}
+
+/// What selection needs to know about one pod.
+pub fn pod_info(pod: &Pod, replicasets: &BTreeMap<(String, String), ObjectRef>) -> PodInfo {
+    let meta = &pod.metadata;
+    let status = pod.status.as_ref();
+    PodInfo {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        created: meta
+            .creation_timestamp
+            .as_ref()
+            .map(to_chrono)
+            .unwrap_or_default(),
+        running: status.and_then(|s| s.phase.as_deref()) == Some("Running"),
+        terminating: meta.deletion_timestamp.is_some(),
+        ready: status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+        owner: owner_of(meta, replicasets),
+    }
+}
+
+/// ReplicaSet (namespace, name) -> the Deployment controlling it.
+pub fn replicaset_owners<'a>(
+    rs: impl IntoIterator<Item = &'a ReplicaSet>,
+) -> BTreeMap<(String, String), ObjectRef> {
+    rs.into_iter()
+        .filter_map(|r| {
+            let ns = r.metadata.namespace.clone()?;
+            let owner = r
+                .metadata
+                .owner_references
+                .as_ref()?
+                .iter()
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
+            Some((
+                (ns.clone(), r.metadata.name.clone()?),
+                ObjectRef::namespaced("Deployment", &ns, &owner.name),
+            ))
+        })
+        .collect()
+}
+
+pub fn namespace_info(ns: &Namespace) -> NamespaceInfo {
+    NamespaceInfo {
+        name: ns.metadata.name.clone().unwrap_or_default(),
+        labels: ns.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// A one-off snapshot by listing (used by `havoc run`; the service reads its watch caches).
+pub async fn list_snapshot(
+    client: &Client,
+) -> Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>), kube::Error> {
+    let lp = ListParams::default();
+    let (pods, rs, nss) = (
+        Api::<Pod>::all(client.clone()),
+        Api::<ReplicaSet>::all(client.clone()),
+        Api::<Namespace>::all(client.clone()),
+    );
+    let (pods, rs, nss) = tokio::try_join!(pods.list(&lp), rs.list(&lp), nss.list(&lp))?;
+    let owners = replicaset_owners(&rs.items);
+    let pods = pods.items.iter().map(|p| pod_info(p, &owners)).collect();
+    let namespaces = nss
+        .items
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                namespace_info(n),
+            )
+        })
+        .collect();
+    Ok((pods, namespaces))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pods_resolve_to_their_deployment() {
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "d",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "1", "controller": true}]}
+        }))
+        .expect("rs");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc-1", "namespace": "d", "labels": {"app": "web"},
+                "creationTimestamp": "2026-11-22T10:00:00Z",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "2", "controller": true}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .expect("pod");
+        let info = pod_info(&pod, &replicaset_owners([&rs]));
+        assert_eq!(
+            info.owner,
+            Some(ObjectRef::namespaced("Deployment", "d", "web"))
+        );
+        assert!(info.running && info.ready && !info.terminating);
+        assert_eq!(info.created.to_rfc3339(), "2026-11-22T10:00:00+00:00");
+
+        let sts: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "db-0", "namespace": "d", "deletionTimestamp": "2026-11-22T10:00:00Z",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "3", "controller": true}]},
+            "status": {"phase": "Pending"}
+        }))
+        .expect("pod");
+        let info = pod_info(&sts, &BTreeMap::new());
+        assert_eq!(
+            info.owner,
+            Some(ObjectRef::namespaced("StatefulSet", "d", "db"))
+        );
+        assert!(!info.running && !info.ready && info.terminating);
+    }
+}

@@ -1,0 +1,290 @@
+//! `havoc run POLICY --config F --once` against the local cluster: the whole experiment
+//! lifecycle for pod faults, judged by the real Alertmanager, reported to the sink.
+//! Needs `target/debug/havoc` (tests/run builds it) and `deploy/local/up`.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use anyhow::{Context as _, ensure};
+use havoc_e2e::*;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use kube::{Api, ResourceExt, api::ListParams};
+use serde_json::Value;
+
+const NS: &str = "go-demo-8";
+
+fn config(env: &Env, dry_run: bool, hook: &str, secret_file: &Path) -> anyhow::Result<String> {
+    Ok(format!(
+        r##"apiVersion: havoc.dev/v1alpha1
+kind: HavocConfig
+spec:
+  dryRun: {dry_run}
+  health:
+    interval: 2s
+    prometheus: {{url: "{prom}"}}
+    alertmanager:
+      url: "{am}"
+      matchers: ['severity=~"critical|warning"']
+  receivers:
+    - name: chat
+      slack: {{channel: "#chaos", token: {{env: HAVOC_TEST_SLACK_TOKEN}}, apiUrl: "{sink}/api"}}
+    - name: hook
+      webhook: {{url: "{sink}/webhook/{hook}", secret: {{file: "{secret}"}}}}
+  notify: {{receivers: [chat, hook]}}
+"##,
+        prom = env.prometheus()?,
+        am = env.alertmanager()?,
+        sink = env.sink()?,
+        secret = secret_file.display(),
+    ))
+}
+
+fn policy(name: &str, app: &str, min_available: Option<u32>, duration: &str) -> String {
+    let limits = min_available
+        .map(|m| format!("  limits: {{minAvailableReplicas: {m}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: {name}\nspec:\n  triggers:\n    - rollout: {{namespaces: [{NS}]}}\n  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"app={app}\"\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  duration: {duration}\n  health:\n    settle: 4s\n    alertMatchers: ['namespace=\"{NS}\"']\n{limits}"
+    )
+}
+
+struct Run {
+    code: Option<i32>,
+    record: Value,
+    stderr: String,
+}
+
+async fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<Run> {
+    let bin = repo_root().join("target/debug/havoc");
+    ensure!(
+        bin.exists(),
+        "{} missing: build it with `cargo build -p havoc`",
+        bin.display()
+    );
+    let out = tokio::process::Command::new(bin)
+        .args(["run", policy, "--once", "--config"])
+        .arg(dir.join("havoc.yaml"))
+        .arg("--policies")
+        .arg(dir.join("policies"))
+        .arg("--kubeconfig")
+        .arg(env.get("KUBECONFIG")?)
+        .env("HAVOC_TEST_SLACK_TOKEN", env.slack_token()?)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let record: Value = serde_json::from_str(&stdout)
+        .with_context(|| format!("record on stdout; stderr:\n{stderr}"))?;
+    Ok(Run {
+        code: out.status.code(),
+        record,
+        stderr,
+    })
+}
+
+/// The demo namespace is healthy: every Deployment available, no alert in it.
+async fn healthy(env: &Env) -> anyhow::Result<()> {
+    let client = env.client().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client, NS);
+    for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
+        wait_for_object(
+            deployments.clone(),
+            d,
+            deployment_available(),
+            Duration::from_secs(90),
+            "demo available",
+        )
+        .await?;
+    }
+    wait_alert_gone(env, &[("namespace", NS)], Duration::from_secs(90)).await
+}
+
+fn setup(env: &Env, dry_run: bool, hook: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("webhook-secret");
+    std::fs::write(&secret, "e2e-webhook-secret\n")?;
+    std::fs::write(
+        dir.path().join("havoc.yaml"),
+        config(env, dry_run, hook, &secret)?,
+    )?;
+    std::fs::create_dir(dir.path().join("policies"))?;
+    for (file, text) in [
+        (
+            "db-kill.yaml",
+            policy("db-kill", "go-demo-8-db", Some(0), "40s"),
+        ),
+        (
+            "db-guarded.yaml",
+            policy("db-guarded", "go-demo-8-db", None, "40s"),
+        ),
+        ("front.yaml", policy("front", "go-demo-8", None, "25s")),
+    ] {
+        std::fs::write(dir.path().join("policies").join(file), text)?;
+    }
+    Ok(dir)
+}
+
+fn hook_name() -> String {
+    format!("run-once-{:08x}", rand::random::<u32>())
+}
+
+async fn sink_for(env: &Env, hook: &str, id: &str) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+    let all = sink_received(env).await?;
+    let slack = all
+        .iter()
+        .filter(|r| r["kind"] == "slack" && r["body"].as_str().is_some_and(|b| b.contains(id)))
+        .cloned()
+        .collect();
+    let hooks = all
+        .iter()
+        .filter(|r| r["kind"] == "webhook" && r["name"] == hook)
+        .cloned()
+        .collect();
+    Ok((slack, hooks))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    healthy(&env).await?;
+    let hook = hook_name();
+    let dir = setup(&env, false, &hook)?;
+    let run = havoc_run(dir.path(), "db-kill", &env).await?;
+    let r = &run.record;
+    ensure!(
+        run.code == Some(1),
+        "exit {:?}, record {r:#}\n{}",
+        run.code,
+        run.stderr
+    );
+    ensure!(r["verdict"] == "deviated", "{r:#}");
+    ensure!(r["dryRun"] == false);
+    ensure!(r["trigger"]["kind"] == "manual");
+    ensure!(
+        r["targets"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("go-demo-8-db-")),
+        "{r:#}"
+    );
+    let alerts: Vec<&str> = r["alerts"]
+        .as_array()
+        .context("alerts")?
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    ensure!(
+        alerts.contains(&"KubeDeploymentUnavailable"),
+        "attributed alerts: {alerts:?}"
+    );
+    ensure!(r["injectedAt"].is_string() && r["endedAt"].is_string());
+
+    let id = r["id"].as_str().context("id")?;
+    let (slack, hooks) = sink_for(&env, &hook, id).await?;
+    ensure!(
+        slack.len() == 1,
+        "one Slack message for {id}, got {}",
+        slack.len()
+    );
+    ensure!(
+        slack[0]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("KubeDeploymentUnavailable"))
+    );
+    ensure!(hooks.len() == 1, "one webhook, got {}", hooks.len());
+    let body = hooks[0]["body"].as_str().context("webhook body")?;
+    let sent: Value = serde_json::from_str(body)?;
+    ensure!(sent["id"] == id, "the webhook body is the record");
+    let sig = hooks[0]["headers"]["x-havoc-signature"]
+        .as_str()
+        .context("signature header")?;
+    let want = havoc_integrations::webhook::signature(
+        &"e2e-webhook-secret".to_string().into(),
+        body.as_bytes(),
+    );
+    ensure!(sig == want, "signature {sig} != {want}");
+    healthy(&env).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_min_available_never_takes_the_single_db_pod() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    healthy(&env).await?;
+    let hook = hook_name();
+    let dir = setup(&env, false, &hook)?;
+    let run = havoc_run(dir.path(), "db-guarded", &env).await?;
+    ensure!(run.code == Some(2), "exit {:?}: {:#}", run.code, run.record);
+    ensure!(run.record["verdict"] == "skipped");
+    ensure!(
+        run.record["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("minAvailableReplicas")),
+        "{:#}",
+        run.record
+    );
+    ensure!(run.record["targets"].as_array().is_some_and(Vec::is_empty));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_survivable_delete_passes_silently_and_dry_run_deletes_nothing() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let client = env.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client, NS);
+    let names = |l: Vec<Pod>| l.iter().map(|p| p.name_any()).collect::<Vec<_>>();
+
+    // dry run: the full lifecycle, recorded, but no pod deleted
+    healthy(&env).await?;
+    let hook = hook_name();
+    let dir = setup(&env, true, &hook)?;
+    let before = names(
+        pods.list(&ListParams::default().labels("app=go-demo-8"))
+            .await?
+            .items,
+    );
+    let run = havoc_run(dir.path(), "front", &env).await?;
+    ensure!(
+        run.code == Some(0),
+        "exit {:?}: {:#}\n{}",
+        run.code,
+        run.record,
+        run.stderr
+    );
+    ensure!(
+        run.record["dryRun"] == true && run.record["verdict"] == "passed",
+        "{:#}",
+        run.record
+    );
+    ensure!(run.record["targets"][0]["outcome"] == "dryRun");
+    let after = names(
+        pods.list(&ListParams::default().labels("app=go-demo-8"))
+            .await?
+            .items,
+    );
+    ensure!(
+        before == after,
+        "dry run deleted pods: {before:?} -> {after:?}"
+    );
+
+    // for real: one of two replicas goes, the system holds, nobody is told
+    let dir = setup(&env, false, &hook)?;
+    let run = havoc_run(dir.path(), "front", &env).await?;
+    ensure!(
+        run.code == Some(0),
+        "exit {:?}: {:#}\n{}",
+        run.code,
+        run.record,
+        run.stderr
+    );
+    ensure!(
+        run.record["verdict"] == "passed" && run.record["targets"][0]["outcome"] == "injected",
+        "{:#}",
+        run.record
+    );
+    let id = run.record["id"].as_str().context("id")?;
+    let (slack, hooks) = sink_for(&env, &hook, id).await?;
+    ensure!(
+        slack.is_empty() && hooks.is_empty(),
+        "a passed experiment must not notify"
+    );
+    healthy(&env).await
+}
