@@ -73,8 +73,12 @@ impl Env {
     pub async fn client(&self) -> anyhow::Result<Client> {
         install_crypto_provider();
         let kubeconfig = Kubeconfig::read_from(self.get("KUBECONFIG")?)?;
-        let config =
+        let mut config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        // kube 5 retries 429/503/504 by default (up to 15 times, minutes apart): an eviction
+        // refused by a PodDisruptionBudget would hang, then succeed once the budget frees up.
+        // havoc's own client turns this off too (scheduler/src/run.rs).
+        config.default_retry = false;
         Ok(Client::try_from(config)?)
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -153,42 +153,25 @@ async fn guard(client: &Client, ns: &str, app: &str, healthy: i32) -> anyhow::Re
     .await
 }
 
-/// Posts an Eviction with kubectl (the reference client) and returns its HTTP-level
-/// outcome: `Ok(())` for 201, `Err(message)` for a refusal. (kube-rs 5's `Api::evict`
-/// sometimes never returns a 429 here; see the README's open issues.)
-async fn evict(env: &Env, ns: &str, pod: &str) -> anyhow::Result<Result<(), String>> {
-    let kubectl = std::path::Path::new(env.get("HAVOC_BIN_DIR")?).join("kubectl");
-    let body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": ns}});
-    let mut child = tokio::process::Command::new(kubectl)
-        .args(["--kubeconfig", env.get("KUBECONFIG")?, "create", "--raw"])
-        .arg(format!("/api/v1/namespaces/{ns}/pods/{pod}/eviction"))
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    use tokio::io::AsyncWriteExt;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(body.to_string().as_bytes())
-        .await?;
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .context("kubectl timed out")??;
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    Ok(if out.status.success() {
-        Ok(())
-    } else {
-        Err(stderr)
-    })
+/// Evicts a pod through the Eviction API: `Ok(())` for 201, `Err(status)` for a refusal.
+async fn evict(pods: &Api<Pod>, pod: &str) -> anyhow::Result<Result<(), String>> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        pods.evict(pod, &EvictParams::default()),
+    )
+    .await
+    .context("eviction: no answer within 20s")?;
+    match answer {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(s)) if s.code == 429 => {
+            Ok(Err(format!("{} {}: {}", s.code, s.reason, s.message)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn expect_429(result: Result<(), String>) -> anyhow::Result<()> {
     match result {
-        // kubectl prints the API status: "Error from server (TooManyRequests): Cannot evict
-        // pod as it would violate the pod's disruption budget." (HTTP 429)
         Err(msg) => {
             ensure!(
                 msg.contains("TooManyRequests"),
@@ -206,14 +189,13 @@ fn expect_429(result: Result<(), String>) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn evicting_the_only_allowed_pod_under_a_disruption_budget_is_refused_with_429()
 -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("pdb", move |client, ns| async move {
+    with_namespace("pdb", |client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // One replica, minAvailable 1: its only pod cannot be evicted.
         create_available(&client, &ns, "single", 1).await?;
         guard(&client, &ns, "single", 1).await?;
         let only = pods_of(&client, &ns, "single").await?[0].name_any();
-        expect_429(evict(&env, &ns, &only).await?)?;
+        expect_429(evict(&pods, &only).await?)?;
         ensure!(
             pods.get(&only).await?.metadata.deletion_timestamp.is_none(),
             "the pod must survive"
