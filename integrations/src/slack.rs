@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let mut config = SlackConfig::new(SecretString::new("xoxb-very-secret"), "#chaos");
+        let mut config = SlackConfig::new(SecretString::new("test-token-very-secret"), "#chaos");
         config.api_url = "http://127.0.0.1:9/api/".into();
         let notifier = Notifier::new(config.clone()).expect("http notifier");
         assert!(!format!("{notifier:?}").contains("very-secret"));

@@ -300,7 +300,7 @@ async fn slack_message_is_delivered_with_blocks() -> anyhow::Result<()> {
 async fn slack_refusals_are_permanent() -> anyhow::Result<()> {
     let env = setup()?;
     let mark = marker("slack-refused");
-    let secret_token = "xoxb-wrong-token-never-shown";
+    let secret_token = "wrong-test-token-never-shown";
     let err = slack(&env, secret_token, "#chaos")?
         .send(&message(&mark))
         .await
