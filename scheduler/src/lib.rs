@@ -8,11 +8,13 @@
 //! - [`engine`]: the experiment lifecycle; [`engine::verdict`] holds the pure verdict rules.
 //! - [`fault`]: faults through the Kubernetes API (pod delete and evict so far).
 //! - [`journal`]: experiment records and the JSON-lines journal.
-//! - [`target`]: target selection and the safety rules (pure).
+//! - [`target`]: target selection and the safety rules (pure), and snapshots built from
+//!   Kubernetes objects ([`target::kube`]).
+//! - [`run`]: `havoc run POLICY --once`, one experiment for CI/CD.
 //! - [`cli`]: the `havoc` command line; `main.rs` only calls [`cli::run`].
 //!
-//! Event triggers, targets, faults, the engine, the journal and the HTTP server arrive
-//! with the service.
+//! Still to come with the service: event triggers, the arbiter over watch caches, the
+//! HTTP server and metrics.
 
 pub mod cli;
 pub mod engine;

@@ -115,9 +115,11 @@ impl Cursor<'_> {
     fn walk_allowed(&mut self, gap: Duration) -> Option<DateTime<Utc>> {
         let mut remaining = chrono::Duration::from_std(gap).ok()?;
         if self.schedule.calendar.is_unrestricted() {
-            let fire = self.position + remaining;
-            let whole = fire.with_nanosecond(0).unwrap_or(fire);
-            return Some(if whole > self.position { whole } else { fire });
+            return Some(whole_second(
+                self.position + remaining,
+                self.position,
+                self.position,
+            ));
         }
         let segments = self
             .schedule
@@ -127,18 +129,23 @@ impl Cursor<'_> {
         for (start, end) in segments {
             let fire = start + remaining;
             if fire < end {
-                // Whole seconds, like cron: the gap between two fires is then the whole
-                // seconds of the drawn gap, so integral minInterval/min/max still hold.
-                let whole = fire.with_nanosecond(0).unwrap_or(fire);
-                return Some(if whole > self.position && whole >= start {
-                    whole
-                } else {
-                    fire
-                });
+                return Some(whole_second(fire, self.position, start));
             }
             remaining -= end - start;
         }
         None
+    }
+}
+
+/// A fire time truncated to whole seconds, like cron: the gap between two fires is then
+/// the whole seconds of the drawn gap, so integral minInterval/min/max still hold. Keeps
+/// the exact time when truncating would not stay after `after` and at or after `from`.
+fn whole_second(fire: DateTime<Utc>, after: DateTime<Utc>, from: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = fire.with_nanosecond(0).unwrap_or(fire);
+    if whole > after && whole >= from {
+        whole
+    } else {
+        fire
     }
 }
 
