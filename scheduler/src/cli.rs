@@ -85,6 +85,31 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// The long-running service: scheduled chaos, judged by global health, with the
+    /// HTTP API and metrics on `server.listen`. Stops on SIGTERM/SIGINT.
+    Serve {
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Policy directory or file (default: the config's `policies`).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Append every record to this JSON-lines journal (a persistent volume).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Longest shutdown: running experiments complete their records within it.
+        #[arg(long, default_value = "30s")]
+        shutdown_timeout: HumanDuration,
+        /// How often the policy files are checked for changes.
+        #[arg(long, default_value = "5s")]
+        reload_interval: HumanDuration,
+        /// Seed of random schedules and target choice (tests).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Print the JSON Schema of policy and config files.
     Schema {
         /// Which schema (default: both, told apart by `kind`).
@@ -109,6 +134,12 @@ enum SchemaKind {
     Config,
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
     init_tracing();
@@ -124,6 +155,25 @@ pub fn run() -> ExitCode {
             config,
         } => run_plan(&paths, &from, &until, format, seed, config.as_deref()),
         Command::Schema { kind, write } => print_schema(kind, write.as_deref()),
+        Command::Serve {
+            config,
+            kubeconfig,
+            policies,
+            journal,
+            shutdown_timeout,
+            reload_interval,
+            seed,
+        } => runtime().and_then(|rt| {
+            rt.block_on(crate::serve::serve(crate::serve::ServeArgs {
+                config,
+                kubeconfig,
+                policies,
+                journal,
+                shutdown_timeout: shutdown_timeout.0,
+                reload_interval: reload_interval.0,
+                seed,
+            }))
+        }),
         Command::Run {
             policy,
             config,
@@ -132,20 +182,16 @@ pub fn run() -> ExitCode {
             policies,
             journal,
             seed,
-        } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(crate::run::run_once(crate::run::RunArgs {
-                    policy,
-                    config,
-                    kubeconfig,
-                    policies,
-                    journal,
-                    seed,
-                }))
-            }),
+        } => runtime().and_then(|rt| {
+            rt.block_on(crate::run::run_once(crate::run::RunArgs {
+                policy,
+                config,
+                kubeconfig,
+                policies,
+                journal,
+                seed,
+            }))
+        }),
     };
     match result {
         Ok(code) => code,

@@ -11,10 +11,10 @@
 //! - [`target`]: target selection and the safety rules (pure), and snapshots built from
 //!   Kubernetes objects ([`target::kube`]).
 //! - [`run`]: `havoc run POLICY --once`, one experiment for CI/CD.
+//! - [`serve`]: `havoc serve`, the long-running service; [`server`] is its HTTP API.
 //! - [`cli`]: the `havoc` command line; `main.rs` only calls [`cli::run`].
 //!
-//! Still to come with the service: event triggers, the arbiter over watch caches, the
-//! HTTP server and metrics.
+//! Still to come: event (rollout) triggers.
 
 pub mod cli;
 pub mod engine;
@@ -23,4 +23,6 @@ pub mod journal;
 pub mod policy;
 pub mod run;
 pub mod schedule;
+pub mod serve;
+pub mod server;
 pub mod target;

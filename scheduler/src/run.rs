@@ -34,8 +34,16 @@ pub fn exit_code(v: Verdict) -> u8 {
     }
 }
 
+/// Read timeout of API calls that are not watches.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A kube client from an explicit kubeconfig, or inferred ($KUBECONFIG, in-cluster).
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(kubeconfig).await?)?)
+}
+
+/// The client configuration havoc uses everywhere: see the comments for why.
+pub async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
     install_crypto_provider();
     let mut config = match kubeconfig {
         Some(path) => {
@@ -46,15 +54,16 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
         }
         None => kube::Config::infer().await?,
     };
-    // No watches here: bound every request (kube's default of 295 s suits watches).
-    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    // Bound every request that is not a watch (kube's default of 295 s suits watches;
+    // the service's watch client puts it back).
+    config.read_timeout = Some(READ_TIMEOUT);
     config.connect_timeout = Some(std::time::Duration::from_secs(10));
     // kube 5 retries 429/503/504 by default, up to 15 times and minutes apart. For havoc a
     // 429 on an eviction is a PodDisruptionBudget saying no: retrying it would hang the
     // experiment and then evict the pod anyway once the budget frees up. havoc retries
     // transient errors itself, boundedly (fault::is_transient).
     config.default_retry = false;
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// kube's rustls needs a process-wide provider; havoc uses ring everywhere.
@@ -101,11 +110,17 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         config: config.clone(),
         health,
         guards,
+        events: None,
+        metrics: None,
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
     };
-    let record = experiment::run(&ectx, &ListSnapshot(client), &policy, trigger, args.seed).await;
+    let opts = experiment::RunOptions {
+        seed: args.seed,
+        ..Default::default()
+    };
+    let record = experiment::run(&ectx, &ListSnapshot(client), &policy, trigger, opts).await;
     if let Some(path) = &args.journal {
         Journal::open(path, 1)?.append(&record)?;
     }

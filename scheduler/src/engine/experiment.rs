@@ -11,8 +11,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
+    events::Events,
     health::Health,
+    metrics::Metrics,
     verdict::{Assessment, Judge, gate},
 };
 use crate::{
@@ -34,6 +38,21 @@ pub struct Context {
     pub config: Arc<Config>,
     pub health: Arc<Health>,
     pub guards: Guards,
+    /// Publishes Kubernetes Events on targets (the service; `havoc run` has none).
+    pub events: Option<Events>,
+    /// Counts faults (the service's metrics; `havoc run` has none).
+    pub metrics: Option<Metrics>,
+}
+
+/// Per-run options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The experiment id; a new one when empty.
+    pub id: String,
+    /// Seeds the random choice of targets (tests).
+    pub seed: Option<u64>,
+    /// Cancelled on shutdown: observation stops early and the record is completed.
+    pub cancel: CancellationToken,
 }
 
 /// Where targets come from: the service's watch caches, or a listing (`havoc run`).
@@ -91,23 +110,24 @@ pub fn is_dry_run(config: &Config, policy: &Policy) -> bool {
     config.spec.dry_run || policy.spec.dry_run.unwrap_or(false)
 }
 
-/// Runs one experiment to its verdict. Never panics on cluster or health errors: they
-/// become `skipped` (before injection) or `errored` (after).
-pub async fn run(
-    ctx: &Context,
-    snapshot: &impl Snapshot,
+/// A record for an experiment that starts now (verdict `skipped` until decided).
+pub fn new_record(
+    config: &Config,
     policy: &Policy,
     trigger: TriggerInfo,
-    seed: Option<u64>,
+    id: String,
 ) -> ExperimentRecord {
     let started_at = Utc::now();
-    let dry_run = is_dry_run(&ctx.config, policy);
-    let mut record = ExperimentRecord {
-        id: new_id(&policy.name, started_at),
+    ExperimentRecord {
+        id: if id.is_empty() {
+            new_id(&policy.name, started_at)
+        } else {
+            id
+        },
         policy: policy.name.clone(),
         verdict: Verdict::Skipped,
         reason: String::new(),
-        dry_run,
+        dry_run: is_dry_run(config, policy),
         trigger,
         targets: Vec::new(),
         fault: policy.fault.name().to_string(),
@@ -117,7 +137,32 @@ pub async fn run(
         ended_at: started_at,
         alerts: Vec::new(),
         slos: Vec::new(),
-    };
+    }
+}
+
+/// A `skipped` record for a run that never started (paused, limit reached, missed).
+pub fn skipped_record(
+    config: &Config,
+    policy: &Policy,
+    trigger: TriggerInfo,
+    reason: String,
+) -> ExperimentRecord {
+    let mut r = new_record(config, policy, trigger, String::new());
+    r.reason = reason;
+    r
+}
+
+/// Runs one experiment to its verdict. Never panics on cluster or health errors: they
+/// become `skipped` (before injection) or `errored` (after).
+pub async fn run(
+    ctx: &Context,
+    snapshot: &impl Snapshot,
+    policy: &Policy,
+    trigger: TriggerInfo,
+    opts: RunOptions,
+) -> ExperimentRecord {
+    let mut record = new_record(&ctx.config, policy, trigger, opts.id);
+    let dry_run = record.dry_run;
     let finish = |mut r: ExperimentRecord, verdict: Verdict, reason: String| {
         r.verdict = verdict;
         r.reason = reason;
@@ -132,14 +177,7 @@ pub async fn run(
         .collect();
     let slo_names = policy.spec.health.as_ref().and_then(|h| h.slos.clone());
 
-    // 1. gate
-    let baseline = ctx.health.observe(&matchers, slo_names.as_deref()).await;
-    record.slos = baseline.slos.clone();
-    if let Err(reason) = gate(&baseline, health_cfg.fail_closed) {
-        return finish(record, Verdict::Skipped, reason);
-    }
-
-    // 2. select
+    // This version implements pod faults only; refuse others before anything else.
     let pod_fault = match &policy.fault {
         FaultKind::PodDelete(f) => PodFault::Delete {
             grace: f.grace_period.map(|g| g.0),
@@ -158,6 +196,14 @@ pub async fn run(
             );
         }
     };
+    // 1. gate
+    let baseline = ctx.health.observe(&matchers, slo_names.as_deref()).await;
+    record.slos = baseline.slos.clone();
+    if let Err(reason) = gate(&baseline, health_cfg.fail_closed) {
+        return finish(record, Verdict::Skipped, reason);
+    }
+
+    // 2. select
     let (pods, namespaces) = match snapshot.snapshot().await {
         Ok(s) => s,
         Err(e) => {
@@ -177,7 +223,7 @@ pub async fn run(
     {
         guards.min_available_replicas = min;
     }
-    let mut rng = match seed {
+    let mut rng = match opts.seed {
         Some(s) => ChaCha8Rng::seed_from_u64(s),
         None => ChaCha8Rng::from_rng(&mut rand::rng()),
     };
@@ -191,6 +237,14 @@ pub async fn run(
     );
     if selection.chosen.is_empty() {
         return finish(record, Verdict::Skipped, selection.why_empty());
+    }
+
+    if opts.cancel.is_cancelled() {
+        return finish(
+            record,
+            Verdict::Skipped,
+            "havoc is shutting down".to_string(),
+        );
     }
 
     // 3-4. inject (pod faults need no revert record: the workload replaces the pod)
@@ -242,6 +296,12 @@ pub async fn run(
     }
     let injected_at = Utc::now();
     record.injected_at = Some(injected_at);
+    if let Some(m) = &ctx.metrics {
+        m.fault_injected(&policy.name, policy.fault.name(), injected);
+    }
+    if let Some(ev) = &ctx.events {
+        ev.injected(&record);
+    }
 
     // 5. observe, 6. revert (nothing for pod faults), 7. settle
     let duration = policy.spec.duration.map_or(DEFAULT_DURATION, |d| d.0);
@@ -253,37 +313,60 @@ pub async fn run(
         .map_or(DEFAULT_SETTLE, |d| d.0);
     let mut judge = Judge::new(injected_at, &baseline, health_cfg.fail_closed);
     let interval = health_cfg.interval.0;
-    let early = observe(
+    let observing = Instant::now();
+    let mut stop = observe(
         ctx,
         &mut judge,
         &matchers,
         slo_names.as_deref(),
         duration,
         interval,
+        &opts.cancel,
     )
     .await;
     record.reverted_at = Some(Utc::now());
-    if !early {
-        observe(
+    if stop == Stop::Elapsed {
+        stop = observe(
             ctx,
             &mut judge,
             &matchers,
             slo_names.as_deref(),
             settle,
             interval,
+            &opts.cancel,
         )
         .await;
     }
 
     // 8. verdict
-    let (verdict, reason) = judge.verdict(None);
+    let (mut verdict, mut reason) = judge.verdict(None);
+    if stop == Stop::Cancelled && verdict == Verdict::Passed {
+        // Not observed to the end: not a pass. Errored is what "could not be carried out"
+        // means; the record says why.
+        verdict = Verdict::Errored;
+        reason = format!(
+            "interrupted by shutdown after {}s of observation; no deviation seen until then",
+            observing.elapsed().as_secs()
+        );
+    }
     record.alerts = judge.alerts();
     record.slos = judge.slos();
     finish(record, verdict, reason)
 }
 
-/// Polls health every `interval` for `window`; whether it stopped early (deviation or
-/// unreadable health).
+/// Why observation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The window passed.
+    Elapsed,
+    /// A deviation, or health became unreadable.
+    Early,
+    /// Shutdown.
+    Cancelled,
+}
+
+/// Polls health every `interval` for `window`, until a deviation, unreadable health, or
+/// shutdown.
 async fn observe(
     ctx: &Context,
     judge: &mut Judge,
@@ -291,22 +374,29 @@ async fn observe(
     slos: Option<&[String]>,
     window: Duration,
     interval: Duration,
-) -> bool {
+    cancel: &CancellationToken,
+) -> Stop {
     let end = Instant::now() + window;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        let obs = ctx.health.observe(matchers, slos).await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = cancel.cancelled() => return Stop::Cancelled,
+        }
+        let obs = tokio::select! {
+            obs = ctx.health.observe(matchers, slos) => obs,
+            () = cancel.cancelled() => return Stop::Cancelled,
+        };
         match judge.observe(&obs) {
             Assessment::Holding => {}
             Assessment::Deviated(reason) | Assessment::Unreadable(reason) => {
                 tracing::info!(%reason, "stopping the experiment early");
-                return true;
+                return Stop::Early;
             }
         }
         if Instant::now() >= end {
-            return false;
+            return Stop::Elapsed;
         }
     }
 }

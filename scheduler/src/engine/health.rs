@@ -24,6 +24,7 @@ pub struct Health {
     /// The service's alert matchers (which alerts count at all).
     matchers: Vec<String>,
     slos: Vec<(Slo, Objective)>,
+    metrics: Option<super::metrics::Metrics>,
 }
 
 impl Health {
@@ -48,7 +49,20 @@ impl Health {
                 .map(|a| a.matchers.clone())
                 .unwrap_or_default(),
             slos: cfg.slos.clone(),
+            metrics: None,
         })
+    }
+
+    /// Counts every read in `havoc_health_checks_total{source,result}`.
+    pub fn with_metrics(mut self, metrics: super::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, source: &str, ok: bool) {
+        if let Some(m) = &self.metrics {
+            m.health_check(source, ok);
+        }
     }
 
     /// Whether any source is configured at all.
@@ -81,10 +95,9 @@ impl Health {
             return Ok(Vec::new());
         };
         let matchers: Vec<String> = self.matchers.iter().chain(extra).cloned().collect();
-        let alerts = am
-            .active_alerts(&matchers)
-            .await
-            .map_err(|e| format!("alertmanager: {e}"))?;
+        let alerts = am.active_alerts(&matchers).await;
+        self.count("alertmanager", alerts.is_ok());
+        let alerts = alerts.map_err(|e| format!("alertmanager: {e}"))?;
         Ok(alerts
             .into_iter()
             .map(|a| AlertRecord {
@@ -107,7 +120,9 @@ impl Health {
                 errors.push(format!("prometheus: not configured for SLO {}", slo.name));
                 continue;
             };
-            match prom.slo_value(&slo.query).await {
+            let value = prom.slo_value(&slo.query).await;
+            self.count("prometheus", value.is_ok());
+            match value {
                 Ok(value) => readings.push(SloRecord {
                     name: slo.name.clone(),
                     value,

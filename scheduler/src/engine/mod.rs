@@ -1,12 +1,21 @@
 //! The engine: one arbiter for all experiments, limits, pause switches, the circuit
 //! breaker, and the experiment lifecycle (DESIGN section 1).
 //!
+//! - [`arbiter`]: decides whether an experiment starts (pauses, limits, circuit breaker)
+//!   and emits its record.
+//! - [`clock`]: clock triggers in the service; missed fires are recorded, not run late.
 //! - [`experiment`]: one experiment from gate to verdict.
+//! - [`events`]: Kubernetes Events on targets.
+//! - [`metrics`]: the Prometheus metrics.
 //! - [`notify`]: failure-only notifications to Slack and webhooks.
 //! - [`health`]: reads Alertmanager and Prometheus into observations.
 //! - [`verdict`]: gate, observation and verdict rules (pure).
 
+pub mod arbiter;
+pub mod clock;
+pub mod events;
 pub mod experiment;
 pub mod health;
+pub mod metrics;
 pub mod notify;
 pub mod verdict;

@@ -55,6 +55,18 @@ impl Schedule {
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
+
+    /// The first fire strictly after `after`. The service steps schedules with this one
+    /// fire at a time; random gaps draw from `seed`, which the caller varies per step.
+    pub fn next_after(&self, after: DateTime<Utc>, seed: u64) -> Option<DateTime<Utc>> {
+        Cursor {
+            schedule: self,
+            position: after,
+            inclusive: false,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+        .next()
+    }
 }
 
 /// Iterates over fire times in increasing order.

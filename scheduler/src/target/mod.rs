@@ -4,6 +4,7 @@
 //! this module applies the policy's selectors and exclusions and the safety rules of
 //! DESIGN section 5, then picks at random.
 
+pub mod cache;
 pub mod kube;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,326 @@
+//! Clock triggers in the service: steps every scheduled policy one fire at a time and
+//! hands due fires to the arbiter. A fire that comes too late (the process was stopped or
+//! starved, or it was down) is recorded as skipped, never run late in a burst.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    arbiter::{Arbiter, PolicySet},
+    experiment::Snapshot,
+};
+use crate::{
+    journal::TriggerInfo,
+    policy::Policy,
+    schedule::{Schedule, stable_hash},
+};
+
+/// A fire handled later than this after its time is missed, not run.
+pub const LATE_TOLERANCE: Duration = Duration::from_secs(10);
+/// The loop wakes at least this often, so that wall-clock jumps are noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Counting the fires missed while havoc was down stops here.
+const MAX_COUNTED_MISSES: usize = 100_000;
+
+/// The seed of the gap after `at`: independent per policy and per step.
+fn step_seed(base: u64, policy: &str, at: DateTime<Utc>) -> u64 {
+    base ^ stable_hash(policy) ^ (at.timestamp_millis() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn next_after(
+    schedule: &Schedule,
+    base: u64,
+    policy: &str,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    schedule.next_after(at, step_seed(base, policy, at))
+}
+
+struct Entry {
+    policy: Arc<Policy>,
+    /// The spec as JSON: an unchanged policy keeps its next fire across reloads.
+    key: String,
+    next: Option<DateTime<Utc>>,
+}
+
+fn spec_key(p: &Policy) -> String {
+    serde_json::to_string(&p.spec).unwrap_or_default()
+}
+
+/// The fires of one policy that fell due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The one to run: the newest, if it is still on time.
+    pub run: Option<DateTime<Utc>>,
+    /// The others: recorded as skipped.
+    pub missed: Vec<DateTime<Utc>>,
+    /// The first fire after `now`.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Fires that fall due at `now`, from `first` on.
+pub fn due(
+    schedule: &Schedule,
+    base: u64,
+    policy: &str,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Due {
+    let tolerance = chrono::Duration::from_std(LATE_TOLERANCE).unwrap_or_default();
+    let mut fires = vec![first];
+    let mut next = next_after(schedule, base, policy, first);
+    while let Some(n) = next.filter(|n| *n <= now) {
+        if fires.len() >= MAX_COUNTED_MISSES {
+            // Skip ahead: counting stops, the schedule resumes from now.
+            next = next_after(schedule, base, policy, now);
+            break;
+        }
+        fires.push(n);
+        next = next_after(schedule, base, policy, n);
+    }
+    let run = fires.last().copied().filter(|f| now - *f <= tolerance);
+    if run.is_some() {
+        fires.pop();
+    }
+    Due {
+        run,
+        missed: fires,
+        next,
+    }
+}
+
+/// Runs the clock until shutdown.
+pub async fn run<S: Snapshot + Send + Sync + 'static>(arbiter: Arc<Arbiter<S>>, base_seed: u64) {
+    let mut rx = arbiter.subscribe_policies();
+    let mut leader = arbiter.leader_watch();
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut downtime_checked = false;
+    let stop = arbiter.shutdown_token().clone();
+    rebuild(&arbiter, &mut entries, &rx.borrow_and_update(), base_seed);
+    loop {
+        if !downtime_checked && arbiter.is_leader() {
+            downtime_checked = true;
+            record_downtime(&arbiter, &entries, base_seed);
+        }
+        let now = Utc::now();
+        let wait = entries
+            .values()
+            .filter_map(|e| e.next)
+            .min()
+            .map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or_default())
+            .min(MAX_SLEEP);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                rebuild(&arbiter, &mut entries, &rx.borrow_and_update(), base_seed);
+                continue;
+            }
+            _ = leader.changed() => continue,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let now = Utc::now();
+        for (name, e) in &mut entries {
+            let Some(first) = e.next.filter(|t| *t <= now) else {
+                continue;
+            };
+            let Some(schedule) = &e.policy.schedule else {
+                continue;
+            };
+            let Due { run, missed, next } = due(schedule, base_seed, name, first, now);
+            e.next = next;
+            arbiter.set_next_fire(name, next);
+            if let (Some(first_missed), Some(last_missed)) = (missed.first(), missed.last()) {
+                arbiter.record_skip(
+                    &e.policy,
+                    TriggerInfo::Schedule {
+                        scheduled_at: *last_missed,
+                    },
+                    missed_reason(
+                        missed.len(),
+                        *first_missed,
+                        *last_missed,
+                        "havoc handled it too late",
+                    ),
+                );
+            }
+            if let Some(at) = run {
+                arbiter.start(e.policy.clone(), TriggerInfo::Schedule { scheduled_at: at });
+            }
+        }
+    }
+}
+
+fn missed_reason(n: usize, first: DateTime<Utc>, last: DateTime<Utc>, why: &str) -> String {
+    if n == 1 {
+        format!("missed the run scheduled at {}: {why}", first.to_rfc3339())
+    } else {
+        format!(
+            "missed {n} scheduled runs from {} to {}: {why}",
+            first.to_rfc3339(),
+            last.to_rfc3339()
+        )
+    }
+}
+
+fn rebuild<S: Snapshot + Send + Sync + 'static>(
+    arbiter: &Arbiter<S>,
+    entries: &mut BTreeMap<String, Entry>,
+    set: &PolicySet,
+    base: u64,
+) {
+    let now = Utc::now();
+    let mut fresh = BTreeMap::new();
+    for (name, policy) in &set.policies {
+        let Some(schedule) = &policy.schedule else {
+            continue;
+        };
+        let key = spec_key(policy);
+        let next = match entries.remove(name) {
+            Some(old) if old.key == key => old.next,
+            _ => next_after(schedule, base, name, now),
+        };
+        arbiter.set_next_fire(name, next);
+        fresh.insert(
+            name.clone(),
+            Entry {
+                policy: policy.clone(),
+                key,
+                next,
+            },
+        );
+    }
+    for name in entries.keys() {
+        arbiter.set_next_fire(name, None);
+    }
+    *entries = fresh;
+}
+
+/// Once leader: fires between each policy's last scheduled record in the journal and now
+/// were missed while havoc was down (or not leading); one skipped record per policy says
+/// how many.
+fn record_downtime<S: Snapshot + Send + Sync + 'static>(
+    arbiter: &Arbiter<S>,
+    entries: &BTreeMap<String, Entry>,
+    base: u64,
+) {
+    let now = Utc::now();
+    let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for r in arbiter.journal().newest(usize::MAX) {
+        if let TriggerInfo::Schedule { scheduled_at } = r.trigger {
+            let e = last.entry(r.policy.clone()).or_insert(scheduled_at);
+            *e = (*e).max(scheduled_at);
+        }
+    }
+    for (name, e) in entries {
+        let (Some(schedule), Some(from)) = (&e.policy.schedule, last.get(name)) else {
+            continue;
+        };
+        let mut missed = Vec::new();
+        let mut at = next_after(schedule, base, name, *from);
+        while let Some(t) = at.filter(|t| *t < now) {
+            if missed.len() >= MAX_COUNTED_MISSES {
+                break;
+            }
+            missed.push(t);
+            at = next_after(schedule, base, name, t);
+        }
+        if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
+            arbiter.record_skip(
+                &e.policy,
+                TriggerInfo::Schedule {
+                    scheduled_at: *last,
+                },
+                missed_reason(missed.len(), *first, *last, "havoc was not running"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Context, Expect, load_str};
+
+    fn schedule(yaml_schedule: &str) -> Schedule {
+        let text = format!(
+            "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {{name: p}}\nspec:\n  schedule: {yaml_schedule}\n  target: {{kind: Pod, namespaces: [d]}}\n  fault: {{podDelete: {{}}}}\n"
+        );
+        let report = load_str(
+            std::path::Path::new("p.yaml"),
+            &text,
+            &Context::default(),
+            Expect::Policies,
+        );
+        report.policies[0].0.schedule.clone().expect("schedule")
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").to_utc()
+    }
+
+    #[test]
+    fn an_on_time_fire_runs_and_nothing_is_missed() {
+        let s = schedule("{cron: \"* * * * *\"}");
+        let Due { run, missed, next } = due(
+            &s,
+            0,
+            "p",
+            t("2026-11-22T10:00:00Z"),
+            t("2026-11-22T10:00:03Z"),
+        );
+        assert_eq!(run, Some(t("2026-11-22T10:00:00Z")));
+        assert!(missed.is_empty());
+        assert_eq!(next, Some(t("2026-11-22T10:01:00Z")));
+    }
+
+    #[test]
+    fn late_fires_are_missed_not_run_in_a_burst() {
+        let s = schedule("{cron: \"* * * * *\"}");
+        // Woken 3.5 minutes late: three fires are over, the fourth is 30 s old.
+        let Due { run, missed, next } = due(
+            &s,
+            0,
+            "p",
+            t("2026-11-22T10:00:00Z"),
+            t("2026-11-22T10:03:30Z"),
+        );
+        assert_eq!(run, None);
+        assert_eq!(missed.len(), 4);
+        assert_eq!(next, Some(t("2026-11-22T10:04:00Z")));
+        // Woken 5 s after the fourth fire: that one runs, the three before are missed.
+        let Due { run, missed, .. } = due(
+            &s,
+            0,
+            "p",
+            t("2026-11-22T10:00:00Z"),
+            t("2026-11-22T10:03:05Z"),
+        );
+        assert_eq!(run, Some(t("2026-11-22T10:03:00Z")));
+        assert_eq!(missed.len(), 3);
+    }
+
+    #[test]
+    fn random_steps_differ_per_step_and_keep_the_floor() {
+        let s = schedule("{interval: {min: 10s, max: 20s}}");
+        let mut at = t("2026-11-22T10:00:00Z");
+        let mut gaps = Vec::new();
+        for _ in 0..200 {
+            let n = next_after(&s, 7, "p", at).expect("next");
+            gaps.push((n - at).num_milliseconds());
+            at = n;
+        }
+        assert!(
+            gaps.iter().all(|g| (10_000..=20_000).contains(g)),
+            "{gaps:?}"
+        );
+        // Whole-second fires: gaps are 10..=19 s (20 only on an exact draw), evenly.
+        for secs in 10..20 {
+            let n = gaps.iter().filter(|g| **g / 1000 == secs).count();
+            assert!((5..=45).contains(&n), "{n} gaps of {secs}s in 200: {gaps:?}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Kubernetes Events on targets: `ChaosInjected` when a fault lands, and the verdict when
+//! the experiment ends (`ChaosPassed`, `ChaosDeviated`, ...). Published in the background:
+//! an Event that cannot be written is logged, never delays or fails an experiment.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+
+use crate::journal::{ExperimentRecord, TargetRecord, Verdict};
+
+/// Publishes experiment Events.
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+/// The verdict as an Event reason.
+pub fn verdict_reason(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "ChaosPassed",
+        Verdict::Deviated => "ChaosDeviated",
+        Verdict::Skipped => "ChaosSkipped",
+        Verdict::Errored => "ChaosErrored",
+        Verdict::RollbackFailed => "ChaosRollbackFailed",
+    }
+}
+
+fn reference(t: &TargetRecord) -> ObjectReference {
+    let api_version = match t.kind.as_str() {
+        "Pod" | "Node" => "v1",
+        "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
+        "VirtualService" => "networking.istio.io/v1",
+        _ => "v1",
+    };
+    ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(t.kind.clone()),
+        namespace: t.namespace.clone(),
+        name: Some(t.name.clone()),
+        ..ObjectReference::default()
+    }
+}
+
+impl Events {
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        Events {
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "havoc".to_string(),
+                    instance,
+                },
+            ),
+        }
+    }
+
+    /// `ChaosInjected` on every target the fault reached.
+    pub fn injected(&self, record: &ExperimentRecord) {
+        let note = format!(
+            "havoc experiment {} (policy {}): {}",
+            record.id, record.policy, record.fault
+        );
+        self.publish(record, "ChaosInjected", EventType::Normal, note);
+    }
+
+    /// The verdict on every target the fault reached.
+    pub fn verdict(&self, record: &ExperimentRecord) {
+        if record.injected_at.is_none() {
+            return;
+        }
+        let kind = match record.verdict {
+            Verdict::Passed | Verdict::Skipped => EventType::Normal,
+            _ => EventType::Warning,
+        };
+        let mut note = format!(
+            "havoc experiment {} (policy {}): {}",
+            record.id,
+            record.policy,
+            record.verdict.as_str()
+        );
+        if !record.reason.is_empty() {
+            note.push_str(": ");
+            note.push_str(&record.reason);
+        }
+        self.publish(record, verdict_reason(record.verdict), kind, note);
+    }
+
+    fn publish(&self, record: &ExperimentRecord, reason: &str, type_: EventType, note: String) {
+        // An Event note is at most 1 kB.
+        let note: String = note.chars().take(1000).collect();
+        for t in record.targets.iter().filter(|t| t.outcome == "injected") {
+            let event = Event {
+                type_,
+                reason: reason.to_string(),
+                note: Some(note.clone()),
+                action: "Chaos".to_string(),
+                secondary: None,
+            };
+            let (recorder, reference) = (self.recorder.clone(), reference(t));
+            tokio::spawn(async move {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(error = %e, object = ?reference.name, "cannot publish Event");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Prometheus metrics (DESIGN section 8, prefix `havoc_`), with prometheus-client.
+//!
+//! [`Metrics`] is cheap to clone: every family is shared.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::journal::{ExperimentRecord, Verdict};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyVerdict {
+    policy: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyFault {
+    policy: String,
+    fault: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverResult {
+    receiver: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceResult {
+    source: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabel {
+    verb: String,
+}
+
+/// All of havoc's metrics and their registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    experiments: Family<PolicyVerdict, Counter>,
+    duration: Family<PolicyLabel, Histogram>,
+    faults: Family<PolicyFault, Counter>,
+    reverts: Family<ResultLabel, Counter>,
+    next_run: Family<PolicyLabel, Gauge<f64, AtomicU64>>,
+    active: Gauge<i64, AtomicI64>,
+    paused: Gauge<i64, AtomicI64>,
+    policies_paused: Gauge<i64, AtomicI64>,
+    notifications: Family<ReceiverResult, Counter>,
+    health_checks: Family<SourceResult, Counter>,
+    policies: Gauge<i64, AtomicI64>,
+    reloads: Family<ResultLabel, Counter>,
+    kube_requests: Family<VerbLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("havoc");
+        let experiments = Family::<PolicyVerdict, Counter>::default();
+        r.register(
+            "experiments",
+            "Experiments by policy and verdict",
+            experiments.clone(),
+        );
+        let duration: Family<PolicyLabel, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12)));
+        r.register(
+            "experiment_duration_seconds",
+            "Wall time of experiments, start to verdict",
+            duration.clone(),
+        );
+        let faults = Family::<PolicyFault, Counter>::default();
+        r.register(
+            "faults_injected",
+            "Targets a fault was injected into (dry runs excluded)",
+            faults.clone(),
+        );
+        let reverts = Family::<ResultLabel, Counter>::default();
+        r.register("reverts", "Reverts of reversible faults", reverts.clone());
+        let next_run = Family::<PolicyLabel, Gauge<f64, AtomicU64>>::default();
+        r.register(
+            "next_run_timestamp_seconds",
+            "Next clock fire of each policy (Unix time)",
+            next_run.clone(),
+        );
+        let active = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "active_experiments",
+            "Experiments running now",
+            active.clone(),
+        );
+        let paused = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "paused",
+            "1 while all chaos is paused (HTTP or circuit breaker)",
+            paused.clone(),
+        );
+        let policies_paused = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "policies_paused",
+            "Policies paused on their own (circuit breaker or HTTP)",
+            policies_paused.clone(),
+        );
+        let notifications = Family::<ReceiverResult, Counter>::default();
+        r.register(
+            "notifications",
+            "Notifications by receiver and result (sent, dropped)",
+            notifications.clone(),
+        );
+        let health_checks = Family::<SourceResult, Counter>::default();
+        r.register(
+            "health_checks",
+            "Reads of health sources by result (ok, error)",
+            health_checks.clone(),
+        );
+        let policies = Gauge::<i64, AtomicI64>::default();
+        r.register("policies", "Policies loaded and running", policies.clone());
+        let reloads = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "policy_reloads",
+            "Policy directory reloads (applied, rejected)",
+            reloads.clone(),
+        );
+        let kube_requests = Family::<VerbLabel, Counter>::default();
+        r.register(
+            "kube_requests",
+            "Requests sent to the Kubernetes API, by HTTP method",
+            kube_requests.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            experiments,
+            duration,
+            faults,
+            reverts,
+            next_run,
+            active,
+            paused,
+            policies_paused,
+            notifications,
+            health_checks,
+            policies,
+            reloads,
+            kube_requests,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn experiment(&self, record: &ExperimentRecord) {
+        self.experiments
+            .get_or_create(&PolicyVerdict {
+                policy: record.policy.clone(),
+                verdict: record.verdict.as_str().to_string(),
+            })
+            .inc();
+        if record.verdict != Verdict::Skipped || record.injected_at.is_some() {
+            let secs = (record.ended_at - record.started_at).num_milliseconds() as f64 / 1000.0;
+            self.duration
+                .get_or_create(&PolicyLabel {
+                    policy: record.policy.clone(),
+                })
+                .observe(secs.max(0.0));
+        }
+    }
+
+    pub fn fault_injected(&self, policy: &str, fault: &str, targets: u64) {
+        self.faults
+            .get_or_create(&PolicyFault {
+                policy: policy.to_string(),
+                fault: fault.to_string(),
+            })
+            .inc_by(targets);
+    }
+
+    pub fn revert(&self, ok: bool) {
+        self.reverts
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "failed" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn next_run(&self, policy: &str, at: Option<chrono::DateTime<chrono::Utc>>) {
+        let key = PolicyLabel {
+            policy: policy.to_string(),
+        };
+        match at {
+            Some(t) => {
+                self.next_run
+                    .get_or_create(&key)
+                    .set(t.timestamp_millis() as f64 / 1000.0);
+            }
+            None => {
+                self.next_run.remove(&key);
+            }
+        }
+    }
+
+    pub fn active_experiments(&self, n: usize) {
+        self.active.set(n as i64);
+    }
+
+    pub fn paused(&self, all: bool, policies: usize) {
+        self.paused.set(i64::from(all));
+        self.policies_paused.set(policies as i64);
+    }
+
+    pub fn notification(&self, receiver: &str, result: &str) {
+        self.notifications
+            .get_or_create(&ReceiverResult {
+                receiver: receiver.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn health_check(&self, source: &str, ok: bool) {
+        self.health_checks
+            .get_or_create(&SourceResult {
+                source: source.to_string(),
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn policies_loaded(&self, n: usize) {
+        self.policies.set(n as i64);
+    }
+
+    pub fn reload(&self, applied: bool) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if applied { "applied" } else { "rejected" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn kube_request(&self, verb: &str) {
+        self.kube_requests
+            .get_or_create(&VerbLabel {
+                verb: verb.to_string(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_design_names() {
+        let m = Metrics::new();
+        m.notification("oncall", "sent");
+        m.health_check("prometheus", false);
+        m.fault_injected("p", "podDelete", 2);
+        m.next_run("p", chrono::DateTime::from_timestamp(1_800_000_000, 0));
+        m.paused(true, 0);
+        let text = m.encode();
+        for line in [
+            "havoc_notifications_total{receiver=\"oncall\",result=\"sent\"} 1",
+            "havoc_health_checks_total{source=\"prometheus\",result=\"error\"} 1",
+            "havoc_faults_injected_total{policy=\"p\",fault=\"podDelete\"} 2",
+            "havoc_next_run_timestamp_seconds{policy=\"p\"} 1800000000.0",
+            "havoc_paused 1",
+            "havoc_active_experiments 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+}

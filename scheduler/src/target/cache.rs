@@ -1,0 +1,173 @@
+//! Watch caches (kube-runtime reflectors) of Pods, ReplicaSets and Namespaces: the
+//! service chooses targets from these instead of listing the cluster on every run.
+//! Watches resume on their own with kube-runtime's backoff when the API server goes away.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    core::v1::{Namespace, Pod},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    NamespaceInfo, PodInfo,
+    kube::{namespace_info, pod_info, replicaset_owners},
+};
+use crate::engine::experiment::Snapshot;
+
+/// The service's watch caches.
+#[derive(Clone)]
+pub struct Caches {
+    pods: Store<Pod>,
+    replicasets: Store<ReplicaSet>,
+    namespaces: Store<Namespace>,
+    synced: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caches")
+            .field("synced", &self.is_synced())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts one reflector per kind; they run until `stop` is cancelled.
+fn spawn_reflector<K>(api: Api<K>, stop: CancellationToken, trim: fn(&mut K)) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer)
+        .touched_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                item = stream.next() => match item {
+                    Some(Ok(_)) => {}
+                    // The watcher retries with backoff; errors are only reported.
+                    Some(Err(e)) => tracing::warn!(%kind, error = %e, "watch error; retrying"),
+                    None => break,
+                },
+            }
+        }
+    });
+    reader
+}
+
+impl Caches {
+    /// Starts the watches. They are synced once every first list has arrived.
+    pub fn start(client: &Client, stop: &CancellationToken) -> Self {
+        // Keep only what selection reads: managed fields and most annotations are the
+        // bulk of a Pod object.
+        let pods = spawn_reflector(
+            Api::<Pod>::all(client.clone()),
+            stop.clone(),
+            |p: &mut Pod| {
+                p.managed_fields_mut().clear();
+                p.annotations_mut().clear();
+                p.spec = None;
+            },
+        );
+        let replicasets = spawn_reflector(
+            Api::<ReplicaSet>::all(client.clone()),
+            stop.clone(),
+            |r: &mut ReplicaSet| {
+                r.managed_fields_mut().clear();
+                r.annotations_mut().clear();
+                r.spec = None;
+            },
+        );
+        let namespaces = spawn_reflector(
+            Api::<Namespace>::all(client.clone()),
+            stop.clone(),
+            |n: &mut Namespace| n.managed_fields_mut().clear(),
+        );
+        let caches = Caches {
+            pods,
+            replicasets,
+            namespaces,
+            synced: Arc::new(AtomicBool::new(false)),
+        };
+        let (c, stop) = (caches.clone(), stop.clone());
+        tokio::spawn(async move {
+            let ready = futures::future::join3(
+                c.pods.wait_until_ready(),
+                c.replicasets.wait_until_ready(),
+                c.namespaces.wait_until_ready(),
+            );
+            tokio::select! {
+                () = stop.cancelled() => {}
+                (a, b, n) = ready => if a.is_ok() && b.is_ok() && n.is_ok() {
+                    tracing::info!("watch caches synced");
+                    c.synced.store(true, Ordering::Release);
+                },
+            }
+        });
+        caches
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// How many objects are cached (pods, replicasets, namespaces).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (
+            self.pods.len(),
+            self.replicasets.len(),
+            self.namespaces.len(),
+        )
+    }
+
+    fn read(&self) -> (Vec<PodInfo>, BTreeMap<String, NamespaceInfo>) {
+        let rs = self.replicasets.state();
+        let owners = replicaset_owners(rs.iter().map(AsRef::as_ref));
+        let pods = self
+            .pods
+            .state()
+            .iter()
+            .map(|p| pod_info(p, &owners))
+            .collect();
+        let namespaces = self
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), namespace_info(n)))
+            .collect();
+        (pods, namespaces)
+    }
+}
+
+impl Snapshot for Caches {
+    async fn snapshot(&self) -> anyhow::Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>)> {
+        if !self.is_synced() {
+            anyhow::bail!("watch caches are not synced yet");
+        }
+        Ok(self.read())
+    }
+}
