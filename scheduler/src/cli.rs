@@ -142,8 +142,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
+        "info,kube=warn"
+    } else {
+        "warn"
+    });
     let result = match cli.command {
         Command::Validate { config, paths } => validate(config.as_deref(), &paths),
         Command::Plan {
@@ -209,9 +213,11 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `HAVOC_LOG` (default: `info` for the service, `warn`
+/// for the one-shot commands).
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAVOC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

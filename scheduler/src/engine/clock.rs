@@ -320,7 +320,10 @@ mod tests {
         // Whole-second fires: gaps are 10..=19 s (20 only on an exact draw), evenly.
         for secs in 10..20 {
             let n = gaps.iter().filter(|g| **g / 1000 == secs).count();
-            assert!((5..=45).contains(&n), "{n} gaps of {secs}s in 200: {gaps:?}");
+            assert!(
+                (5..=45).contains(&n),
+                "{n} gaps of {secs}s in 200: {gaps:?}"
+            );
         }
     }
 }

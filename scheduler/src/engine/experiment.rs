@@ -22,7 +22,10 @@ use super::{
 use crate::{
     fault::{Outcome, pod::PodFault},
     journal::{ExperimentRecord, TargetRecord, TriggerInfo, Verdict},
-    policy::{Config, Policy, validate::FaultKind},
+    policy::{
+        Config, Policy,
+        validate::{FaultKind, NamespaceScope},
+    },
     target::{Guards, NamespaceInfo, PodInfo, select_pods},
 };
 
@@ -105,9 +108,20 @@ pub fn new_id(policy: &str, at: DateTime<Utc>) -> String {
     )
 }
 
-/// Whether a policy runs dry: the service-level dryRun wins, and a policy may ask for it.
+/// Whether a policy runs dry: a policy may ask for it; the service-level dryRun wins
+/// unless every namespace the policy's target names is one of `liveNamespaces`.
 pub fn is_dry_run(config: &Config, policy: &Policy) -> bool {
-    config.spec.dry_run || policy.spec.dry_run.unwrap_or(false)
+    if policy.spec.dry_run == Some(true) {
+        return true;
+    }
+    if !config.spec.dry_run {
+        return false;
+    }
+    let live = &config.spec.live_namespaces;
+    match &policy.target.namespaces {
+        NamespaceScope::Names(names) => names.is_empty() || !names.iter().all(|n| live.contains(n)),
+        NamespaceScope::All | NamespaceScope::Selector(_) => true,
+    }
 }
 
 /// A record for an experiment that starts now (verdict `skipped` until decided).

@@ -439,6 +439,11 @@ pub struct ConfigSpec {
     /// Only log what would be done (default true: chaos must be turned on on purpose).
     #[serde(default = "default_true")]
     pub dry_run: bool,
+    /// Namespaces where chaos is real although `dryRun` is true: a policy runs live when
+    /// every namespace its target names is listed here (policies that select namespaces
+    /// by label, or target nodes, stay dry). Lets a cluster run dry except for a sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_namespaces: Vec<String>,
     /// Default IANA time zone of schedules.
     #[serde(default = "default_utc")]
     pub timezone: String,
@@ -468,6 +473,7 @@ impl Default for ConfigSpec {
     fn default() -> Self {
         ConfigSpec {
             dry_run: true,
+            live_namespaces: Vec::new(),
             timezone: default_utc(),
             policies: default_policies(),
             protected_namespaces: default_protected(),

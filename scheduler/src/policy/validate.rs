@@ -734,6 +734,17 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             );
         }
     }
+    for (i, ns) in s.live_namespaces.iter().enumerate() {
+        let p = format!("/spec/liveNamespaces/{i}");
+        if !is_dns_label(ns) {
+            c.value(&p, format!("invalid namespace name {ns:?}"));
+        } else if s.protected_namespaces.contains(ns) || *ns == s.leader_election.namespace {
+            c.value(
+                &p,
+                format!("namespace {ns:?} is protected; it cannot be live"),
+            );
+        }
+    }
     if !is_dns_label(&s.leader_election.namespace) {
         c.value(
             "/spec/leaderElection/namespace",

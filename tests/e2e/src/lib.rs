@@ -29,6 +29,8 @@ pub struct Env {
 impl Env {
     /// Reads the state file; fails with a hint when the local cluster is not up.
     pub fn load() -> anyhow::Result<Self> {
+        // Every test starts here; its HTTP clients need the provider.
+        install_crypto_provider();
         let path = repo_root().join("deploy/local/.state/env");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{} missing: run deploy/local/up first", path.display()))?;

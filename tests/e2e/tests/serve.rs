@@ -1,0 +1,966 @@
+//! `havoc serve` against the local cluster: the acceptance tests of the service issue.
+//! Each test starts its own havoc process (own port, config, policies and journal) and
+//! stops it with SIGTERM. Needs `target/debug/havoc` (tests/run builds it) and
+//! `deploy/local/up`.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use havoc_e2e::*;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Pod},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+
+const NS: &str = "go-demo-8";
+const TOKEN: &str = "e2e-api-token";
+const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+
+/// A free loopback port.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Setup<'a> {
+    dry_run: bool,
+    /// Extra `spec:` lines of the config (indented by two spaces).
+    extra: &'a str,
+    prometheus: Option<String>,
+    /// Receivers the config's `notify` routes to.
+    receivers: &'a [&'a str],
+    hook: String,
+    policies: Vec<(&'a str, String)>,
+    /// Adds an SLO read from Prometheus (always met while Prometheus answers).
+    slos: bool,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            dry_run: false,
+            extra: "",
+            prometheus: None,
+            receivers: &["chat", "hook"],
+            hook: format!("serve-{:08x}", rand::random::<u32>()),
+            policies: Vec::new(),
+            slos: false,
+        }
+    }
+}
+
+/// A running `havoc serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Serve {
+    child: tokio::process::Child,
+    dir: tempfile::TempDir,
+    base: String,
+    hook: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(env: &Env, setup: Setup<'_>) -> anyhow::Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let secret = dir.path().join("webhook-secret");
+        std::fs::write(&secret, format!("{WEBHOOK_SECRET}\n"))?;
+        let prom = match &setup.prometheus {
+            Some(p) => p.clone(),
+            None => env.prometheus()?.to_string(),
+        };
+        let config = format!(
+            r##"apiVersion: havoc.dev/v1alpha1
+kind: HavocConfig
+spec:
+  dryRun: {dry_run}
+  health:
+    interval: 2s
+    prometheus: {{url: "{prom}", timeout: 2s}}
+    alertmanager:
+      url: "{am}"
+      timeout: 2s
+      matchers: ['severity=~"critical|warning"']
+{slos}  receivers:
+    - name: chat
+      slack: {{channel: "#chaos", token: {{env: HAVOC_TEST_SLACK_TOKEN}}, apiUrl: "{sink}/api"}}
+    - name: hook
+      webhook: {{url: "{sink}/webhook/{hook}", secret: {{file: "{secret}"}}}}
+  notify: {{receivers: [{receivers}]}}
+  circuitBreaker: {{cooldown: 10m}}
+  server: {{listen: "127.0.0.1:{port}", token: {{env: HAVOC_TEST_API_TOKEN}}}}
+  leaderElection: {{enabled: true, namespace: havoc-system, lease: havoc-e2e-{port}}}
+{extra}"##,
+            dry_run = setup.dry_run,
+            am = env.alertmanager()?,
+            sink = env.sink()?,
+            hook = setup.hook,
+            secret = secret.display(),
+            receivers = setup.receivers.join(", "),
+            extra = setup.extra,
+            slos = if setup.slos {
+                "    slos:\n      - {name: prometheus-answers, query: vector(1), objective: \">= 1\"}\n"
+            } else {
+                ""
+            },
+        );
+        std::fs::write(dir.path().join("havoc.yaml"), config)?;
+        std::fs::create_dir(dir.path().join("policies"))?;
+        for (file, text) in &setup.policies {
+            std::fs::write(dir.path().join("policies").join(file), text)?;
+        }
+        let bin = repo_root().join("target/debug/havoc");
+        ensure!(
+            bin.exists(),
+            "{} missing: build it with `cargo build -p havoc`",
+            bin.display()
+        );
+        let log = std::fs::File::create(dir.path().join("havoc.log"))?;
+        let child = tokio::process::Command::new(bin)
+            .args([
+                "serve",
+                "--reload-interval",
+                "1s",
+                "--shutdown-timeout",
+                "10s",
+            ])
+            .arg("--config")
+            .arg(dir.path().join("havoc.yaml"))
+            .arg("--policies")
+            .arg(dir.path().join("policies"))
+            .arg("--journal")
+            .arg(dir.path().join("journal.jsonl"))
+            .arg("--kubeconfig")
+            .arg(env.get("KUBECONFIG")?)
+            .env("HAVOC_TEST_SLACK_TOKEN", env.slack_token()?)
+            .env("HAVOC_TEST_API_TOKEN", TOKEN)
+            .env("HAVOC_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let serve = Serve {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            hook: setup.hook,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        };
+        // Ready: caches synced and the Lease held.
+        let ready = poll(
+            Duration::from_secs(60),
+            "havoc ready and leading",
+            || async {
+                let r = serve.http.get(serve.url("/readyz")).send().await?;
+                if !r.status().is_success() {
+                    return Ok(None);
+                }
+                let p = serve.get("/api/v1/policies").await?;
+                Ok((p["leader"] == true).then_some(()))
+            },
+        )
+        .await;
+        if let Err(e) = ready {
+            bail!("{e:#}\nlog:\n{}", serve.log());
+        }
+        Ok(serve)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("havoc.log")).unwrap_or_default()
+    }
+
+    fn policies_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(self.url(path))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn run_now(&self, policy: &str) -> anyhow::Result<String> {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/policies/{policy}/run"),
+                Some(TOKEN),
+                json!({}),
+            )
+            .await?;
+        ensure!(status == 202, "run {policy}: {status} {body}");
+        Ok(body["id"].as_str().context("id")?.to_string())
+    }
+
+    async fn records(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .get("/api/v1/experiments?limit=1000")
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits for the record with this id.
+    async fn record(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let found = poll(timeout, &format!("record {id}"), || async {
+            Ok(self.records().await?.into_iter().find(|r| r["id"] == id))
+        })
+        .await;
+        found.map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&self.log(), 30)))
+    }
+
+    /// SIGTERM; the exit status and how long it took.
+    async fn stop(&mut self) -> anyhow::Result<(Option<i32>, Duration)> {
+        let pid = self.child.id().context("havoc already exited")?;
+        let started = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("havoc did not exit within 30 s of SIGTERM")??;
+        Ok((status.code(), started.elapsed()))
+    }
+
+    fn journal(&self) -> anyhow::Result<Vec<Value>> {
+        let text = std::fs::read_to_string(self.dir.path().join("journal.jsonl"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// The sink's Slack messages and webhooks for one experiment (answered 200).
+    async fn notifications(&self, env: &Env, id: &str) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+        let all = sink_received(env).await?;
+        let ok = |r: &&Value| r["outcome"] == "ok";
+        let slack = all
+            .iter()
+            .filter(|r| r["kind"] == "slack" && r["body"].as_str().is_some_and(|b| b.contains(id)))
+            .filter(ok)
+            .cloned()
+            .collect();
+        let hooks = all
+            .iter()
+            .filter(|r| r["kind"] == "webhook" && r["name"] == self.hook.as_str())
+            .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(id)))
+            .filter(ok)
+            .cloned()
+            .collect();
+        Ok((slack, hooks))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A pod-delete policy on the demo namespace.
+fn policy(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: {name}\nspec:\n{body}"
+    )
+}
+
+fn pod_policy(name: &str, schedule: &str, selector: &str, extra: &str) -> String {
+    policy(
+        name,
+        &format!(
+            "{schedule}  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"{selector}\"\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  health:\n    settle: 5s\n    alertMatchers: ['namespace=\"{NS}\"']\n{extra}"
+        ),
+    )
+}
+
+/// Only manual runs: a rollout trigger that never fires stands in for "no clock".
+const MANUAL: &str =
+    "  triggers:\n    - rollout: {namespaces: [go-demo-8], selector: \"havoc-e2e=never\"}\n";
+
+/// The demo namespace is healthy: every Deployment available, no alert in it.
+async fn healthy(env: &Env) -> anyhow::Result<()> {
+    let client = env.client().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client, NS);
+    for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
+        wait_for_object(
+            deployments.clone(),
+            d,
+            deployment_available(),
+            Duration::from_secs(90),
+            "demo available",
+        )
+        .await?;
+    }
+    wait_alert_gone(env, &[("namespace", NS)], Duration::from_secs(90)).await
+}
+
+async fn pod_uids(env: &Env) -> anyhow::Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(env.client().await?, NS);
+    let mut uids: Vec<String> = pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| p.uid())
+        .collect();
+    uids.sort();
+    Ok(uids)
+}
+
+fn target_names(r: &Value) -> Vec<String> {
+    r["targets"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn verify_signature(hook: &Value) -> anyhow::Result<()> {
+    let body = hook["body"].as_str().context("webhook body")?;
+    let sig = hook["headers"]["x-havoc-signature"]
+        .as_str()
+        .context("signature header")?;
+    let secret = havoc_integrations::SecretString::from(WEBHOOK_SECRET.to_string());
+    let want = havoc_integrations::webhook::signature(&secret, body.as_bytes());
+    ensure!(sig == want, "signature {sig} != {want}");
+    Ok(())
+}
+
+/// The classic story: random pods of go-demo-8 every 10-20 s with minAvailableReplicas 0.
+/// Front-end and repeater pods pass silently; the db pod deviates with the alert
+/// attributed, notifies once per receiver, and the circuit breaker pauses the policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    healthy(&env).await?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            policies: vec![(
+                "classic.yaml",
+                pod_policy(
+                    "classic",
+                    "  schedule:\n    interval: {min: 10s, max: 20s}\n",
+                    "app",
+                    "  duration: 10s\n  limits: {minAvailableReplicas: 0}\n  onDeviation: pausePolicy\n",
+                ),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    // Each experiment picks one of five pods; about one in five is the db.
+    let deviated = poll(
+        Duration::from_secs(600),
+        "a deviated experiment",
+        || async {
+            Ok(serve
+                .records()
+                .await?
+                .into_iter()
+                .find(|r| r["verdict"] == "deviated"))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&serve.log(), 40)))?;
+    let id = deviated["id"].as_str().context("id")?;
+    let targets = target_names(&deviated);
+    ensure!(
+        targets.len() == 1 && targets[0].starts_with("go-demo-8-db-"),
+        "the deviation should come from the db pod: {deviated:#}"
+    );
+    let alerts: Vec<&str> = deviated["alerts"]
+        .as_array()
+        .context("alerts")?
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    ensure!(
+        alerts.contains(&"KubeDeploymentUnavailable"),
+        "attributed: {alerts:?}"
+    );
+
+    // The policy is paused by the circuit breaker.
+    let policies = serve.get("/api/v1/policies").await?;
+    let classic = &policies["policies"][0];
+    ensure!(
+        classic["paused"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("circuit breaker") && r.contains(id)),
+        "policy should be paused: {classic:#}"
+    );
+    // Exactly one Slack message and one signed webhook for it (wait for retries to end).
+    wait_sink_received(&env, 2, Duration::from_secs(30), |r| {
+        r["outcome"] == "ok" && r["body"].as_str().is_some_and(|b| b.contains(id))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (slack, hooks) = serve.notifications(&env, id).await?;
+    ensure!(slack.len() == 1, "one Slack message, got {}", slack.len());
+    ensure!(hooks.len() == 1, "one webhook, got {}", hooks.len());
+    verify_signature(&hooks[0])?;
+
+    // Everything else held silently: passed experiments hit only the two-replica
+    // workloads, and none of them produced a notification.
+    let records = serve.records().await?;
+    let passed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["verdict"] == "passed")
+        .collect();
+    for r in &passed {
+        for t in target_names(r) {
+            ensure!(
+                t.starts_with("go-demo-8-") && !t.starts_with("go-demo-8-db-")
+                    || t.starts_with("repeater-"),
+                "a passed experiment hit {t}"
+            );
+        }
+        let rid = r["id"].as_str().context("id")?;
+        let (s, h) = serve.notifications(&env, rid).await?;
+        ensure!(s.is_empty() && h.is_empty(), "{rid} passed but notified");
+    }
+    ensure!(
+        records
+            .iter()
+            .all(|r| r["verdict"] != "errored" && r["verdict"] != "rollbackFailed"),
+        "no experiment may error: {records:#?}"
+    );
+    // While paused, later fires are recorded as skipped, naming the pause.
+    let skipped_paused = poll(
+        Duration::from_secs(40),
+        "a fire skipped by the pause",
+        || async {
+            Ok(serve.records().await?.into_iter().find(|r| {
+                r["verdict"] == "skipped"
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("policy is paused"))
+            }))
+        },
+    )
+    .await?;
+    ensure!(
+        skipped_paused["targets"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let metrics = serve
+        .http
+        .get(serve.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("havoc_experiments_total{policy=\"classic\",verdict=\"deviated\"} 1"),
+        "{metrics}"
+    );
+    ensure!(metrics.contains("havoc_policies_paused 1"), "{metrics}");
+    ensure!(
+        metrics.contains("havoc_notifications_total{receiver=\"chat\",result=\"sent\"} 1"),
+        "{metrics}"
+    );
+    drop(serve);
+    healthy(&env).await
+}
+
+/// With the default minAvailableReplicas (1) the single db pod is never chosen.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_min_available_never_picks_the_db() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let before = pod_uids(&env).await?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            policies: vec![(
+                "db.yaml",
+                pod_policy("db-guarded", MANUAL, "app=go-demo-8-db", "  duration: 2s\n"),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    for _ in 0..3 {
+        let id = serve.run_now("db-guarded").await?;
+        let r = serve.record(&id, Duration::from_secs(30)).await?;
+        ensure!(r["verdict"] == "skipped", "{r:#}");
+        ensure!(
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("minAvailableReplicas")),
+            "{r:#}"
+        );
+    }
+    ensure!(pod_uids(&env).await? == before, "no pod may be deleted");
+    Ok(())
+}
+
+/// An alert already firing before the run closes the gate: skipped, not deviated.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_firing_before_the_run_skips_it() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    // A firing alert of its own, scoped so that no other test sees it.
+    let scope = format!("havoc-e2e-gate-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let starts = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let post_alert = |ends: chrono::DateTime<chrono::Utc>| {
+        let (env, scope) = (env.clone(), scope.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{}/api/v2/alerts", env.alertmanager()?))
+                .json(&json!([{
+                    "labels": {"alertname": "HavocE2EGate", "severity": "warning", "namespace": scope},
+                    "startsAt": starts.to_rfc3339(),
+                    "endsAt": ends.to_rfc3339(),
+                }]))
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(())
+        }
+    };
+    post_alert(chrono::Utc::now() + chrono::Duration::minutes(5)).await?;
+    wait_alert_firing(&env, &[("namespace", &scope)], Duration::from_secs(30)).await?;
+    let before = pod_uids(&env).await?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            policies: vec![(
+                "gate.yaml",
+                policy(
+                    "gated",
+                    &format!(
+                        "{MANUAL}  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"app=repeater\"\n  fault:\n    podDelete: {{}}\n  duration: 2s\n  health:\n    settle: 1s\n    alertMatchers: ['namespace=\"{scope}\"']\n"
+                    ),
+                ),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let id = serve.run_now("gated").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    // Resolve the alert before checking, so a failure leaves nothing behind.
+    post_alert(chrono::Utc::now()).await?;
+    ensure!(r["verdict"] == "skipped", "{r:#}");
+    ensure!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("alerts already firing") && s.contains("HavocE2EGate")),
+        "{r:#}"
+    );
+    ensure!(r["injectedAt"].is_null());
+    ensure!(pod_uids(&env).await? == before, "no pod may be deleted");
+    Ok(())
+}
+
+/// A Prometheus of our own (the Debian server), so stopping it disturbs no other test.
+struct OwnPrometheus {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnPrometheus {
+    fn start(port: u16, dir: &std::path::Path) -> anyhow::Result<Self> {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global: {scrape_interval: 5s}\nscrape_configs: []\n",
+        )?;
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting prometheus (Debian package)")?;
+        Ok(OwnPrometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    async fn ready(&self) -> anyhow::Result<()> {
+        let url = format!("{}/-/ready", self.url);
+        poll(Duration::from_secs(30), "own prometheus ready", || async {
+            Ok(reqwest::get(&url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ()))
+        })
+        .await
+    }
+}
+
+impl Drop for OwnPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prometheus unreachable: experiments are skipped naming it (fail closed); once it is
+/// back, experiments run again.
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_down_skips_naming_it_and_resumes() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let port = free_port()?;
+    let data = tempfile::tempdir()?;
+    let prom = OwnPrometheus::start(port, data.path())?;
+    prom.ready().await?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            dry_run: true,
+            prometheus: Some(prom.url.clone()),
+            extra: "  limits: {minAvailableReplicas: 1}\n",
+            policies: vec![(
+                "slo.yaml",
+                pod_policy("slo-guarded", MANUAL, "app=repeater", "  duration: 2s\n"),
+            )],
+            slos: true,
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let id = serve.run_now("slo-guarded").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    ensure!(r["verdict"] == "passed", "with Prometheus up: {r:#}");
+
+    drop(prom);
+    let id = serve.run_now("slo-guarded").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    ensure!(r["verdict"] == "skipped", "with Prometheus down: {r:#}");
+    ensure!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("health unreadable") && s.contains("prometheus")),
+        "{r:#}"
+    );
+
+    let prom = OwnPrometheus::start(port, data.path())?;
+    prom.ready().await?;
+    let id = serve.run_now("slo-guarded").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    ensure!(r["verdict"] == "passed", "with Prometheus back: {r:#}");
+    let metrics = serve
+        .http
+        .get(serve.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("havoc_health_checks_total{source=\"prometheus\",result=\"error\"}"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+/// The sink fails three times, then answers: the message arrives exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_receiver_is_retried_and_delivers_once() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            dry_run: true,
+            receivers: &["chat"],
+            policies: vec![(
+                "notify.yaml",
+                pod_policy(
+                    "notify-pass",
+                    MANUAL,
+                    "app=repeater",
+                    "  duration: 1s\n  notify: {on: [passed]}\n",
+                ),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    http.post(format!("{}/control/fail", env.sink()?))
+        .json(&json!({"mode": "500", "count": 3}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let id = serve.run_now("notify-pass").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    ensure!(r["verdict"] == "passed", "{r:#}");
+    // Backoff 1 s, 2 s, 4 s: delivered on the fourth attempt.
+    let got = wait_sink_received(&env, 1, Duration::from_secs(40), |x| {
+        x["kind"] == "slack"
+            && x["outcome"] == "ok"
+            && x["body"].as_str().is_some_and(|b| b.contains(&id))
+    })
+    .await?;
+    let failed = sink_received(&env)
+        .await?
+        .into_iter()
+        .filter(|x| {
+            x["outcome"] == "injected_500" && x["body"].as_str().is_some_and(|b| b.contains(&id))
+        })
+        .count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (slack, _) = serve.notifications(&env, &id).await?;
+    ensure!(
+        slack.len() == 1 && got.len() == 1,
+        "delivered {} times",
+        slack.len()
+    );
+    ensure!(failed == 3, "three failed attempts first, saw {failed}");
+    Ok(())
+}
+
+/// Dry run: the whole lifecycle runs and is recorded, and nothing is deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_records_everything_and_deletes_nothing() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    healthy(&env).await?;
+    let before = pod_uids(&env).await?;
+    let serve = Serve::start(
+        &env,
+        Setup {
+            dry_run: true,
+            policies: vec![(
+                "dry.yaml",
+                pod_policy(
+                    "dry",
+                    "  schedule:\n    interval: {min: 2s, max: 3s}\n",
+                    "app",
+                    "  duration: 2s\n  limits: {minAvailableReplicas: 0}\n",
+                ),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let done = poll(
+        Duration::from_secs(60),
+        "two dry-run experiments",
+        || async {
+            let rs: Vec<Value> = serve
+                .records()
+                .await?
+                .into_iter()
+                .filter(|r| r["verdict"] == "passed")
+                .collect();
+            Ok((rs.len() >= 2).then_some(rs))
+        },
+    )
+    .await?;
+    for r in &done {
+        ensure!(r["dryRun"] == true, "{r:#}");
+        ensure!(r["injectedAt"].is_string() && r["revertedAt"].is_string());
+        ensure!(r["targets"][0]["outcome"] == "dryRun", "{r:#}");
+        ensure!(r["trigger"]["kind"] == "schedule");
+    }
+    ensure!(pod_uids(&env).await? == before, "a dry run deleted a pod");
+    Ok(())
+}
+
+/// SIGTERM while an experiment observes: its record is completed and journaled, and the
+/// process exits within the shutdown timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_completes_the_running_record() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let mut serve = Serve::start(
+        &env,
+        Setup {
+            dry_run: true,
+            receivers: &["hook"],
+            policies: vec![(
+                "long.yaml",
+                pod_policy("long", MANUAL, "app=repeater", "  duration: 5m\n"),
+            )],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let id = serve.run_now("long").await?;
+    poll(Duration::from_secs(20), "experiment observing", || async {
+        let p = serve.get("/api/v1/policies").await?;
+        Ok(p["policies"][0]["running"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+            .then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, took) = serve.stop().await?;
+    ensure!(code == Some(0), "exit {code:?}\n{}", tail(&serve.log(), 20));
+    ensure!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    let journal = serve.journal()?;
+    let r = journal
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .with_context(|| format!("{id} not in the journal: {journal:#?}"))?;
+    ensure!(r["verdict"] == "errored", "{r:#}");
+    ensure!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("interrupted by shutdown")),
+        "{r:#}"
+    );
+    ensure!(r["endedAt"].is_string() && r["injectedAt"].is_string());
+    // errored notifies by default: the webhook was sent before the process exited.
+    let (_, hooks) = serve.notifications(&env, &id).await?;
+    ensure!(
+        hooks.len() == 1,
+        "webhooks for the interrupted run: {}",
+        hooks.len()
+    );
+    Ok(())
+}
+
+/// A broken policy file is reported and the last good policies keep running; the fixed
+/// file is picked up. Mutating endpoints need the token. A namespace labelled
+/// `havoc.dev/paused=true` is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_keeps_the_last_good_policies_and_the_api_needs_the_token() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let good = pod_policy("reloadable", MANUAL, "app=repeater", "  duration: 1s\n");
+    let serve = Serve::start(
+        &env,
+        Setup {
+            dry_run: true,
+            policies: vec![("reload.yaml", good.clone())],
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let names = |v: &Value| -> Vec<String> {
+        v["policies"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ensure!(names(&serve.get("/api/v1/policies").await?) == ["reloadable"]);
+
+    // A broken edit: rejected, the old policy keeps running.
+    let path = serve.policies_dir().join("reload.yaml");
+    std::fs::write(&path, good.replace("kind: Pod", "kind: Pdo"))?;
+    poll(Duration::from_secs(15), "reload rejected", || async {
+        Ok(serve.log().contains("policy reload rejected").then_some(()))
+    })
+    .await?;
+    ensure!(
+        serve.log().contains("reload.yaml:9:11"),
+        "the log names file, line and column:\n{}",
+        tail(&serve.log(), 10)
+    );
+    ensure!(names(&serve.get("/api/v1/policies").await?) == ["reloadable"]);
+    // A good edit (a ConfigMap swap: a new file replaces the old one) is applied.
+    std::fs::remove_file(&path)?;
+    std::fs::write(
+        serve.policies_dir().join("renamed.yaml"),
+        good.replace("name: reloadable", "name: renamed"),
+    )?;
+    poll(Duration::from_secs(15), "reload applied", || async {
+        Ok((names(&serve.get("/api/v1/policies").await?) == ["renamed"]).then_some(()))
+    })
+    .await?;
+
+    // Mutating endpoints: no token, wrong token -> 401; right token -> 202.
+    let (s, _) = serve.post("/api/v1/pause", None, json!({})).await?;
+    ensure!(s == 401, "no token: {s}");
+    let (s, _) = serve
+        .post("/api/v1/policies/renamed/run", Some("wrong"), json!({}))
+        .await?;
+    ensure!(s == 401, "wrong token: {s}");
+    let (s, body) = serve
+        .post("/api/v1/pause", Some(TOKEN), json!({"reason": "e2e"}))
+        .await?;
+    ensure!(s == 200 && body["all"]["reason"] == "e2e", "{s} {body}");
+    let (s, body) = serve
+        .post("/api/v1/policies/renamed/run", Some(TOKEN), json!({}))
+        .await?;
+    ensure!(
+        s == 409
+            && body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("paused")),
+        "{s} {body}"
+    );
+    let (s, _) = serve.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
+    ensure!(s == 200);
+
+    // A paused namespace: nothing is chosen there.
+    let nss: Api<Namespace> = Api::all(env.client().await?);
+    let label =
+        |v: Option<&str>| Patch::Merge(json!({"metadata": {"labels": {"havoc.dev/paused": v}}}));
+    nss.patch(NS, &PatchParams::default(), &label(Some("true")))
+        .await?;
+    let result = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let id = serve.run_now("renamed").await?;
+        let r = serve.record(&id, Duration::from_secs(20)).await?;
+        ensure!(
+            r["verdict"] == "skipped" && r["reason"].as_str().is_some_and(|s| s.contains("paused")),
+            "{r:#}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    nss.patch(NS, &PatchParams::default(), &label(None)).await?;
+    result
+}
