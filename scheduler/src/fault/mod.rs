@@ -1,10 +1,12 @@
 //! Faults injected through the Kubernetes API.
 //!
 //! Pod faults (delete, evict) are not reversible: the owning workload replaces the pod.
-//! Reversible faults (drain, scale, partition, HTTP faults) arrive with their own issue and
-//! will write a revert record on the object before mutating it.
+//! Reversible faults (drain, scale, partition, HTTP faults) implement
+//! [`revert::Reversible`]: the change and its revert record go in one patch, and orphaned
+//! records are reverted at start-up ([`revert::expired`]).
 
 pub mod pod;
+pub mod revert;
 
 use std::time::Duration;
 

@@ -430,6 +430,27 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
         "attributed: {alerts:?}"
     );
 
+    // Kubernetes Events on the pod: the injection and the verdict.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client().await?, NS);
+    let db_pod = targets[0].clone();
+    poll(Duration::from_secs(20), "Events on the db pod", || async {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(db_pod.as_str())
+                    && e.note.as_deref().is_some_and(|n| n.contains(id))
+            })
+            .filter_map(|e| e.reason)
+            .collect();
+        Ok((reasons.iter().any(|r| r == "ChaosInjected")
+            && reasons.iter().any(|r| r == "ChaosDeviated"))
+        .then_some(()))
+    })
+    .await?;
+
     // The policy is paused by the circuit breaker.
     let policies = serve.get("/api/v1/policies").await?;
     let classic = &policies["policies"][0];
