@@ -335,11 +335,14 @@ pub async fn run(
         slo_names.as_deref(),
         duration,
         interval,
+        Until::Deviation,
         &opts.cancel,
     )
     .await;
     record.reverted_at = Some(Utc::now());
-    if stop == Stop::Elapsed {
+    // Settle also follows a deviation (the fault was reverted early): the alerts that a
+    // breach sets off arrive seconds later, and the record should name them.
+    if matches!(stop, Stop::Elapsed | Stop::Deviated) {
         stop = observe(
             ctx,
             &mut judge,
@@ -347,6 +350,7 @@ pub async fn run(
             slo_names.as_deref(),
             settle,
             interval,
+            Until::End,
             &opts.cancel,
         )
         .await;
@@ -373,14 +377,24 @@ pub async fn run(
 enum Stop {
     /// The window passed.
     Elapsed,
-    /// A deviation, or health became unreadable.
-    Early,
+    /// A deviation (with [`Until::Deviation`]).
+    Deviated,
+    /// Health became unreadable.
+    Unreadable,
     /// Shutdown.
     Cancelled,
 }
 
-/// Polls health every `interval` for `window`, until a deviation, unreadable health, or
-/// shutdown.
+/// Whether a deviation ends the observation window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Deviation,
+    End,
+}
+
+/// Polls health every `interval` for `window`, until unreadable health, shutdown, or
+/// (with [`Until::Deviation`]) a deviation.
+#[allow(clippy::too_many_arguments)]
 async fn observe(
     ctx: &Context,
     judge: &mut Judge,
@@ -388,6 +402,7 @@ async fn observe(
     slos: Option<&[String]>,
     window: Duration,
     interval: Duration,
+    until: Until,
     cancel: &CancellationToken,
 ) -> Stop {
     let end = Instant::now() + window;
@@ -404,9 +419,15 @@ async fn observe(
         };
         match judge.observe(&obs) {
             Assessment::Holding => {}
-            Assessment::Deviated(reason) | Assessment::Unreadable(reason) => {
-                tracing::info!(%reason, "stopping the experiment early");
-                return Stop::Early;
+            Assessment::Deviated(reason) => {
+                if until == Until::Deviation {
+                    tracing::info!(%reason, "deviation: ending the fault early");
+                    return Stop::Deviated;
+                }
+            }
+            Assessment::Unreadable(reason) => {
+                tracing::info!(%reason, "health unreadable: stopping the experiment");
+                return Stop::Unreadable;
             }
         }
         if Instant::now() >= end {

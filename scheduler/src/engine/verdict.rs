@@ -102,7 +102,9 @@ impl Judge {
     pub fn observe(&mut self, obs: &Observation) -> Assessment {
         for s in &obs.slos {
             self.latest_slos.insert(s.name.clone(), s.clone());
-            if s.breached {
+            // The first breach of each SLO is kept; the latest reading comes from
+            // `latest_slos`, so a long breach does not repeat in the record.
+            if s.breached && !self.breaches.iter().any(|b| b.name == s.name) {
                 self.breaches.push(s.clone());
             }
         }
