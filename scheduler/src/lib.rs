@@ -14,7 +14,7 @@
 //! - [`serve`]: `havoc serve`, the long-running service; [`server`] is its HTTP API.
 //! - [`cli`]: the `havoc` command line; `main.rs` only calls [`cli::run`].
 //!
-//! Still to come: event (rollout) triggers.
+//! - [`trigger`]: rollout triggers (one watch per workload kind).
 
 pub mod cli;
 pub mod engine;
@@ -26,3 +26,4 @@ pub mod schedule;
 pub mod serve;
 pub mod server;
 pub mod target;
+pub mod trigger;

@@ -363,6 +363,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server_task = tokio::spawn(server::serve(listener, router, stop.clone()));
     let base_seed = args.seed.unwrap_or_else(rand::random);
     let clock_task = tokio::spawn(clock::run(arbiter.clone(), base_seed));
+    tokio::spawn(crate::trigger::run(
+        arbiter.clone(),
+        caches.clone(),
+        watch_client.clone(),
+        engine_stop.clone(),
+    ));
     let reload_task = tokio::spawn(reload_loop(
         arbiter.clone(),
         paths,

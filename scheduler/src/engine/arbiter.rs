@@ -50,6 +50,21 @@ impl Pause {
     }
 }
 
+/// A rollout that triggered a policy, and what came of it (for the API).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerView {
+    pub workload: crate::journal::ObjectRef,
+    pub revision: String,
+    pub completed_at: DateTime<Utc>,
+    /// `started ID`, `skipped ID: why`, `cooldown: ...`, `superseded ...`.
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Recent triggers kept per policy.
+pub const RECENT_TRIGGERS: usize = 20;
+
 /// What `start` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -69,6 +84,8 @@ struct State {
     running: BTreeMap<String, String>,
     /// Next clock fire of each scheduled policy.
     next_fires: BTreeMap<String, DateTime<Utc>>,
+    /// Recent rollout triggers of each policy, newest last.
+    triggers: BTreeMap<String, std::collections::VecDeque<TriggerView>>,
 }
 
 /// A snapshot of the switches for the API.
@@ -160,6 +177,29 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         &self.shutdown
     }
 
+    pub fn protected_namespaces(&self) -> &std::collections::BTreeSet<String> {
+        &self.ctx.guards.protected_namespaces
+    }
+
+    pub fn record_trigger(&self, policy: &str, view: TriggerView) {
+        tracing::info!(policy, workload = ?view.workload, revision = %view.revision, outcome = %view.outcome, "rollout trigger");
+        let mut st = self.state();
+        let q = st.triggers.entry(policy.to_string()).or_default();
+        q.push_back(view);
+        while q.len() > RECENT_TRIGGERS {
+            q.pop_front();
+        }
+    }
+
+    /// Recent rollout triggers of a policy, newest first.
+    pub fn recent_triggers(&self, policy: &str) -> Vec<TriggerView> {
+        self.state()
+            .triggers
+            .get(policy)
+            .map(|q| q.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }
@@ -184,6 +224,7 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         let mut st = self.state();
         st.paused.retain(|name, _| names.contains(name));
         st.next_fires.retain(|name, _| names.contains(name));
+        st.triggers.retain(|name, _| names.contains(name));
     }
 
     pub fn set_next_fire(&self, policy: &str, at: Option<DateTime<Utc>>) {
@@ -258,6 +299,16 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
 
     /// Decides whether `policy` runs now, and starts it if so.
     pub fn start(self: &Arc<Self>, policy: Arc<Policy>, trigger: TriggerInfo) -> Start {
+        self.start_restricted(policy, trigger, None)
+    }
+
+    /// [`Arbiter::start`], with targets limited to `restrict` (a rollout's new revision).
+    pub fn start_restricted(
+        self: &Arc<Self>,
+        policy: Arc<Policy>,
+        trigger: TriggerInfo,
+        restrict: Option<crate::target::Restriction>,
+    ) -> Start {
         if !self.is_leader() {
             return Start::NotLeader;
         }
@@ -302,6 +353,7 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
             id: id.clone(),
             seed: self.seed,
             cancel: self.shutdown.child_token(),
+            restrict,
         };
         self.experiments.spawn(async move {
             tracing::info!(id = %opts.id, policy = %policy.name, "experiment starting");

@@ -26,7 +26,7 @@ use crate::{
         Config, Policy,
         validate::{FaultKind, NamespaceScope},
     },
-    target::{Guards, NamespaceInfo, PodInfo, select_pods},
+    target::{Guards, NamespaceInfo, PodInfo, Restriction, select_pods},
 };
 
 /// Default `duration` of a policy: how long health is observed after a pod fault.
@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Cancelled on shutdown: observation stops early and the record is completed.
     pub cancel: CancellationToken,
+    /// Only these pods may be chosen (a rollout's new revision).
+    pub restrict: Option<Restriction>,
 }
 
 /// Where targets come from: the service's watch caches, or a listing (`havoc run`).
@@ -218,7 +220,7 @@ pub async fn run(
     }
 
     // 2. select
-    let (pods, namespaces) = match snapshot.snapshot().await {
+    let (mut pods, namespaces) = match snapshot.snapshot().await {
         Ok(s) => s,
         Err(e) => {
             return finish(
@@ -228,6 +230,9 @@ pub async fn run(
             );
         }
     };
+    if let Some(r) = &opts.restrict {
+        pods.retain(|p| r.allows(p));
+    }
     let mut guards = ctx.guards.clone();
     if let Some(min) = policy
         .spec

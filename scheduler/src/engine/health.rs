@@ -115,15 +115,15 @@ impl Health {
             .slos
             .iter()
             .filter(|(s, _)| names.is_none_or(|n| n.contains(&s.name)));
-        for (slo, objective) in wanted {
+        // All queries at once: the gate's latency is one round trip, not one per SLO.
+        let reads = wanted.map(|(slo, objective)| async move {
             let Some(prom) = &self.prometheus else {
-                errors.push(format!("prometheus: not configured for SLO {}", slo.name));
-                continue;
+                return Err(format!("prometheus: not configured for SLO {}", slo.name));
             };
             let value = prom.slo_value(&slo.query).await;
             self.count("prometheus", value.is_ok());
             match value {
-                Ok(value) => readings.push(SloRecord {
+                Ok(value) => Ok(SloRecord {
                     name: slo.name.clone(),
                     value,
                     objective: slo.objective.clone(),
@@ -131,7 +131,13 @@ impl Health {
                     breached: value.is_some_and(|v| !objective.holds(v)),
                     at: Utc::now(),
                 }),
-                Err(e) => errors.push(format!("prometheus: SLO {}: {e}", slo.name)),
+                Err(e) => Err(format!("prometheus: SLO {}: {e}", slo.name)),
+            }
+        });
+        for r in futures::future::join_all(reads).await {
+            match r {
+                Ok(s) => readings.push(s),
+                Err(e) => errors.push(e),
             }
         }
         (readings, errors)

@@ -164,6 +164,8 @@ struct PolicyView {
     running: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last: Option<LastRun>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recent_triggers: Vec<crate::engine::arbiter::TriggerView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -206,6 +208,7 @@ async fn policies<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) ->
                 verdict: r.verdict.as_str(),
                 ended_at: r.ended_at,
             }),
+            recent_triggers: arbiter.recent_triggers(&p.name),
         })
         .collect();
     Json(json!({

@@ -30,7 +30,7 @@ use super::{
     NamespaceInfo, PodInfo,
     kube::{namespace_info, pod_info, replicaset_owners},
 };
-use crate::engine::experiment::Snapshot;
+use crate::{engine::experiment::Snapshot, journal::ObjectRef};
 
 /// The service's watch caches.
 #[derive(Clone)]
@@ -98,7 +98,9 @@ impl Caches {
             stop.clone(),
             |r: &mut ReplicaSet| {
                 r.managed_fields_mut().clear();
-                r.annotations_mut().clear();
+                // Only the revision is needed (which ReplicaSet a rollout created).
+                r.annotations_mut()
+                    .retain(|k, _| k == crate::trigger::rollout::DEPLOYMENT_REVISION);
                 r.spec = None;
             },
         );
@@ -142,6 +144,34 @@ impl Caches {
             self.replicasets.len(),
             self.namespaces.len(),
         )
+    }
+
+    /// Every namespace with its labels.
+    pub fn namespaces(&self) -> BTreeMap<String, NamespaceInfo> {
+        self.namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), namespace_info(n)))
+            .collect()
+    }
+
+    /// The `pod-template-hash` of the ReplicaSet that `deployment`'s `revision` created.
+    pub fn replicaset_hash(&self, deployment: &ObjectRef, revision: &str) -> Option<String> {
+        self.replicasets.state().iter().find_map(|rs| {
+            let owned = rs.namespace() == deployment.namespace
+                && rs.owner_references().iter().any(|o| {
+                    o.controller == Some(true)
+                        && o.kind == "Deployment"
+                        && o.name == deployment.name
+                });
+            (owned
+                && rs
+                    .annotations()
+                    .get(crate::trigger::rollout::DEPLOYMENT_REVISION)
+                    == Some(&revision.to_string()))
+            .then(|| rs.labels().get("pod-template-hash").cloned())
+            .flatten()
+        })
     }
 
     fn read(&self) -> (Vec<PodInfo>, BTreeMap<String, NamespaceInfo>) {

@@ -91,7 +91,23 @@ impl Selection {
     }
 }
 
-fn in_scope(
+/// Limits targets to one workload's pods carrying these labels (a rollout's new
+/// revision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restriction {
+    pub owner: ObjectRef,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Restriction {
+    pub fn allows(&self, p: &PodInfo) -> bool {
+        p.owner.as_ref() == Some(&self.owner)
+            && self.labels.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+    }
+}
+
+/// Whether namespace `ns` is in `scope` (`namespaces` holds every namespace's labels).
+pub fn in_scope(
     scope: &NamespaceScope,
     ns: &str,
     namespaces: &BTreeMap<String, NamespaceInfo>,
