@@ -20,6 +20,8 @@ use kube::{
 };
 use serde_json::Value;
 
+pub mod serve;
+
 /// The environment written by `deploy/local/up` (`deploy/local/.state/env`).
 #[derive(Debug, Clone)]
 pub struct Env {

@@ -1,0 +1,301 @@
+//! A `havoc serve` process for end-to-end tests: its own port, config, policies and
+//! journal; stopped with SIGTERM.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::{Env, poll, repo_root, sink_received};
+
+pub const TOKEN: &str = "e2e-api-token";
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[derive(Debug)]
+pub struct Setup<'a> {
+    pub dry_run: bool,
+    /// Extra `spec:` lines of the config (indented by two spaces).
+    pub extra: &'a str,
+    pub prometheus: Option<String>,
+    /// Receivers the config's `notify` routes to.
+    pub receivers: &'a [&'a str],
+    pub hook: String,
+    pub policies: Vec<(&'a str, String)>,
+    /// Adds an SLO read from Prometheus (always met while Prometheus answers).
+    pub slos: bool,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            dry_run: false,
+            extra: "",
+            prometheus: None,
+            receivers: &["chat", "hook"],
+            hook: format!("serve-{:08x}", rand::random::<u32>()),
+            policies: Vec::new(),
+            slos: false,
+        }
+    }
+}
+
+/// A running `havoc serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Serve {
+    pub child: tokio::process::Child,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub hook: String,
+    pub http: reqwest::Client,
+}
+
+impl Serve {
+    pub async fn start(env: &Env, setup: Setup<'_>) -> anyhow::Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let secret = dir.path().join("webhook-secret");
+        std::fs::write(&secret, format!("{WEBHOOK_SECRET}\n"))?;
+        let prom = match &setup.prometheus {
+            Some(p) => p.clone(),
+            None => env.prometheus()?.to_string(),
+        };
+        let config = format!(
+            r##"apiVersion: havoc.dev/v1alpha1
+kind: HavocConfig
+spec:
+  dryRun: {dry_run}
+  health:
+    interval: 2s
+    prometheus: {{url: "{prom}", timeout: 2s}}
+    alertmanager:
+      url: "{am}"
+      timeout: 2s
+      matchers: ['severity=~"critical|warning"']
+{slos}  receivers:
+    - name: chat
+      slack: {{channel: "#chaos", token: {{env: HAVOC_TEST_SLACK_TOKEN}}, apiUrl: "{sink}/api"}}
+    - name: hook
+      webhook: {{url: "{sink}/webhook/{hook}", secret: {{file: "{secret}"}}}}
+  notify: {{receivers: [{receivers}]}}
+  circuitBreaker: {{cooldown: 10m}}
+  server: {{listen: "127.0.0.1:{port}", token: {{env: HAVOC_TEST_API_TOKEN}}}}
+  leaderElection: {{enabled: true, namespace: havoc-system, lease: havoc-e2e-{port}}}
+{extra}"##,
+            dry_run = setup.dry_run,
+            am = env.alertmanager()?,
+            sink = env.sink()?,
+            hook = setup.hook,
+            secret = secret.display(),
+            receivers = setup.receivers.join(", "),
+            extra = setup.extra,
+            slos = if setup.slos {
+                "    slos:\n      - {name: prometheus-answers, query: vector(1), objective: \">= 1\"}\n"
+            } else {
+                ""
+            },
+        );
+        std::fs::write(dir.path().join("havoc.yaml"), config)?;
+        std::fs::create_dir(dir.path().join("policies"))?;
+        for (file, text) in &setup.policies {
+            std::fs::write(dir.path().join("policies").join(file), text)?;
+        }
+        let bin = repo_root().join("target/debug/havoc");
+        ensure!(
+            bin.exists(),
+            "{} missing: build it with `cargo build -p havoc`",
+            bin.display()
+        );
+        let log = std::fs::File::create(dir.path().join("havoc.log"))?;
+        let child = tokio::process::Command::new(bin)
+            .args([
+                "serve",
+                "--reload-interval",
+                "1s",
+                "--shutdown-timeout",
+                "10s",
+            ])
+            .arg("--config")
+            .arg(dir.path().join("havoc.yaml"))
+            .arg("--policies")
+            .arg(dir.path().join("policies"))
+            .arg("--journal")
+            .arg(dir.path().join("journal.jsonl"))
+            .arg("--kubeconfig")
+            .arg(env.get("KUBECONFIG")?)
+            .env("HAVOC_TEST_SLACK_TOKEN", env.slack_token()?)
+            .env("HAVOC_TEST_API_TOKEN", TOKEN)
+            .env("HAVOC_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let serve = Serve {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            hook: setup.hook,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        };
+        // Ready: caches synced and the Lease held.
+        let ready = poll(
+            Duration::from_secs(60),
+            "havoc ready and leading",
+            || async {
+                let r = serve.http.get(serve.url("/readyz")).send().await?;
+                if !r.status().is_success() {
+                    return Ok(None);
+                }
+                let p = serve.get("/api/v1/policies").await?;
+                Ok((p["leader"] == true).then_some(()))
+            },
+        )
+        .await;
+        if let Err(e) = ready {
+            bail!("{e:#}\nlog:\n{}", serve.log());
+        }
+        Ok(serve)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("havoc.log")).unwrap_or_default()
+    }
+
+    pub fn policies_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(self.url(path))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    pub async fn run_now(&self, policy: &str) -> anyhow::Result<String> {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/policies/{policy}/run"),
+                Some(TOKEN),
+                json!({}),
+            )
+            .await?;
+        ensure!(status == 202, "run {policy}: {status} {body}");
+        Ok(body["id"].as_str().context("id")?.to_string())
+    }
+
+    pub async fn records(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .get("/api/v1/experiments?limit=1000")
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits for the record with this id.
+    pub async fn record(&self, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let found = poll(timeout, &format!("record {id}"), || async {
+            Ok(self.records().await?.into_iter().find(|r| r["id"] == id))
+        })
+        .await;
+        found.map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&self.log(), 30)))
+    }
+
+    /// SIGTERM; the exit status and how long it took.
+    pub async fn stop(&mut self) -> anyhow::Result<(Option<i32>, Duration)> {
+        let pid = self.child.id().context("havoc already exited")?;
+        let started = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("havoc did not exit within 30 s of SIGTERM")??;
+        Ok((status.code(), started.elapsed()))
+    }
+
+    pub fn journal(&self) -> anyhow::Result<Vec<Value>> {
+        let text = std::fs::read_to_string(self.dir.path().join("journal.jsonl"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// The sink's Slack messages and webhooks for one experiment (answered 200).
+    pub async fn notifications(
+        &self,
+        env: &Env,
+        id: &str,
+    ) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+        let all = sink_received(env).await?;
+        let ok = |r: &&Value| r["outcome"] == "ok";
+        let slack = all
+            .iter()
+            .filter(|r| r["kind"] == "slack" && r["body"].as_str().is_some_and(|b| b.contains(id)))
+            .filter(ok)
+            .cloned()
+            .collect();
+        let hooks = all
+            .iter()
+            .filter(|r| r["kind"] == "webhook" && r["name"] == self.hook.as_str())
+            .filter(|r| r["body"].as_str().is_some_and(|b| b.contains(id)))
+            .filter(ok)
+            .cloned()
+            .collect();
+        Ok((slack, hooks))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
