@@ -458,3 +458,171 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         experiments && notifications
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        engine::health::Health,
+        policy::{Expect, load_str},
+        target::{Guards, NamespaceInfo, PodInfo},
+    };
+
+    /// One Running, Ready pod of a two-replica workload, forever.
+    struct OnePod;
+
+    impl Snapshot for OnePod {
+        async fn snapshot(
+            &self,
+        ) -> anyhow::Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>)> {
+            let pod = |name: &str| PodInfo {
+                namespace: "d".into(),
+                name: name.into(),
+                labels: BTreeMap::from([("app".into(), "web".into())]),
+                created: Utc::now() - chrono::Duration::hours(1),
+                running: true,
+                terminating: false,
+                ready: true,
+                owner: Some(crate::journal::ObjectRef::namespaced(
+                    "Deployment",
+                    "d",
+                    "web",
+                )),
+            };
+            let ns = NamespaceInfo {
+                name: "d".into(),
+                labels: BTreeMap::new(),
+            };
+            Ok((
+                vec![pod("web-1"), pod("web-2")],
+                BTreeMap::from([("d".into(), ns)]),
+            ))
+        }
+    }
+
+    fn load(text: &str) -> (crate::policy::Config, Vec<Arc<Policy>>) {
+        let report = load_str(
+            std::path::Path::new("t.yaml"),
+            text,
+            &Default::default(),
+            Expect::Any,
+        );
+        assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
+        let config = report.configs.into_iter().next().expect("config");
+        let policies = report
+            .policies
+            .into_iter()
+            .map(|(p, _)| Arc::new(p))
+            .collect();
+        (config, policies)
+    }
+
+    fn arbiter(config: crate::policy::Config) -> (Arc<Arbiter<OnePod>>, watch::Sender<bool>) {
+        let (svc, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let notifier = Arc::new(Notifier::from_config(&config).expect("notifier"));
+        let config = Arc::new(config);
+        let (leader_tx, leader) = watch::channel(true);
+        let a = Arbiter::new(Parts {
+            ctx: experiment::Context {
+                client: kube::Client::new(svc, "default"),
+                health: Arc::new(Health::from_config(&config).expect("health")),
+                guards: Guards {
+                    min_available_replicas: 1,
+                    ..Guards::default()
+                },
+                config,
+                events: None,
+                metrics: None,
+            },
+            snapshot: OnePod,
+            journal: Journal::in_memory(100),
+            notifier,
+            metrics: Metrics::new(),
+            leader,
+            shutdown: CancellationToken::new(),
+            seed: Some(1),
+        });
+        (a, leader_tx)
+    }
+
+    const DOCS: &str = "apiVersion: havoc.dev/v1alpha1\nkind: HavocConfig\nspec:\n  dryRun: true\n  limits: {maxConcurrentExperiments: 1}\n---\napiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {name: a}\nspec:\n  schedule: {cron: '@hourly'}\n  target: {kind: Pod, namespaces: [d]}\n  fault: {podDelete: {}}\n  duration: 1m\n---\napiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {name: b}\nspec:\n  schedule: {cron: '@hourly'}\n  target: {kind: Pod, namespaces: [d]}\n  fault: {podDelete: {}}\n  duration: 1m\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_pauses_and_leadership_decide_who_runs() {
+        let (config, policies) = load(DOCS);
+        let (arbiter, leader) = arbiter(config);
+        let manual = || TriggerInfo::Manual {
+            source: "test".into(),
+        };
+        let Start::Started { id } = arbiter.start(policies[0].clone(), manual()) else {
+            panic!("the first run starts");
+        };
+        // Same policy again, and another policy over the limit of one: skipped, recorded.
+        let again = arbiter.start(policies[0].clone(), manual());
+        assert!(
+            matches!(&again, Start::Skipped { reason, .. } if reason.contains(&id)),
+            "{again:?}"
+        );
+        let other = arbiter.start(policies[1].clone(), manual());
+        assert!(
+            matches!(&other, Start::Skipped { reason, .. } if reason.contains("maxConcurrentExperiments is 1")),
+            "{other:?}"
+        );
+        assert_eq!(arbiter.journal().newest(10).len(), 2);
+
+        // The dry run ends (paused clock: duration and settle pass at once).
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        let records = arbiter.journal().newest(10);
+        assert_eq!(records[0].id, id);
+        assert_eq!(records[0].verdict, Verdict::Passed, "{:?}", records[0]);
+        assert!(arbiter.running().is_empty());
+
+        // Paused: everything, then one policy; resume clears both.
+        arbiter.pause(None, None, "maintenance".into());
+        assert!(
+            matches!(arbiter.start(policies[1].clone(), manual()), Start::Skipped { reason, .. } if reason.contains("maintenance"))
+        );
+        arbiter.resume(None);
+        arbiter.pause(
+            Some("b"),
+            Some(Utc::now() + chrono::Duration::hours(1)),
+            "breaker".into(),
+        );
+        assert!(
+            matches!(arbiter.start(policies[1].clone(), manual()), Start::Skipped { reason, .. } if reason.contains("breaker"))
+        );
+        arbiter.resume(Some("b"));
+
+        // Not the leader: nothing runs and nothing is recorded.
+        leader.send_replace(false);
+        let before = arbiter.journal().newest(100).len();
+        assert_eq!(
+            arbiter.start(policies[1].clone(), manual()),
+            Start::NotLeader
+        );
+        arbiter.record_skip(&policies[1], manual(), "missed".into());
+        assert_eq!(arbiter.journal().newest(100).len(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_pause_lets_runs_through() {
+        let (config, policies) = load(DOCS);
+        let (arbiter, _leader) = arbiter(config);
+        arbiter.pause(
+            Some("a"),
+            Some(Utc::now() - chrono::Duration::seconds(1)),
+            "over".into(),
+        );
+        let started = arbiter.start(
+            policies[0].clone(),
+            TriggerInfo::Manual { source: "t".into() },
+        );
+        assert!(matches!(started, Start::Started { .. }), "{started:?}");
+        assert!(arbiter.pauses().policies.is_empty());
+    }
+}
