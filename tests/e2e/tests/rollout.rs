@@ -389,3 +389,39 @@ async fn a_rollout_completed_before_start_does_not_fire() -> anyhow::Result<()> 
     })
     .await
 }
+
+/// A workload in a protected namespace never triggers, even for a policy that watches
+/// every namespace; the same rollout elsewhere does.
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("rollout", move |client, ns| async move {
+        let app = format!("guard-{}", &ns[ns.len() - 6..]);
+        let protected = "havoc-system";
+        create_deployment(&client, protected, &app).await?;
+        let result = async {
+            create_deployment(&client, &ns, &app).await?;
+            // Any namespace (no `namespaces`), selected by the workload's label.
+            let policy = format!(
+                "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: everywhere\nspec:\n  triggers:\n    - rollout: {{selector: \"app={app}\"}}\n  target:\n    kind: Pod\n    namespaces: [{ns}]\n  fault:\n    podDelete: {{}}\n  duration: 1s\n  health:\n    settle: 1s\n"
+            );
+            let serve = start(&env, &ns, vec![("p.yaml", policy)]).await?;
+            let sys: Api<Deployment> = Api::namespaced(client.clone(), protected);
+            set_image(&sys, &app, "registry.k8s.io/pause:3.9").await?;
+            deployment_rolled_out(&client, protected, &app).await?;
+            exactly(&serve, 0, Duration::from_secs(5)).await?;
+            let mine: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            set_image(&mine, &app, "registry.k8s.io/pause:3.9").await?;
+            deployment_rolled_out(&client, &ns, &app).await?;
+            let rs = exactly(&serve, 1, Duration::from_secs(3)).await?;
+            ensure!(rs[0]["trigger"]["workload"]["namespace"] == ns.as_str(), "{:#}", rs[0]);
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = Api::<Deployment>::namespaced(client.clone(), protected)
+            .delete(&app, &Default::default())
+            .await;
+        result
+    })
+    .await
+}
