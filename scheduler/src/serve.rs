@@ -36,6 +36,8 @@ use crate::{
 
 /// Records kept in memory for the API (the journal file keeps all of them).
 pub const JOURNAL_KEEP: usize = 1000;
+/// kube's default read timeout, for watch connections.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(295);
 /// Lease duration and renewal grace of leader election, in seconds.
 const LEASE_SECONDS: u64 = 15;
 const LEASE_GRACE_SECONDS: u64 = 5;
@@ -82,11 +84,9 @@ async fn client(
     metrics: &Metrics,
 ) -> anyhow::Result<kube::Client> {
     let mut config = crate::run::kube_config(kubeconfig).await?;
-    if read_timeout.is_none() {
-        config.read_timeout = kube::Config::infer()
-            .await
-            .map_or(Some(Duration::from_secs(295)), |c| c.read_timeout);
-    }
+    // Watches are long requests (kube asks the server to end them after 290 s): they get
+    // kube's default read timeout back.
+    config.read_timeout = read_timeout.or(Some(WATCH_READ_TIMEOUT));
     let m = metrics.clone();
     let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
         m.kube_request(req.method().as_str());

@@ -119,7 +119,8 @@ pub async fn run<S: Snapshot + Send + Sync + 'static>(arbiter: Arc<Arbiter<S>>, 
                 rebuild(&arbiter, &mut entries, &rx.borrow_and_update(), base_seed);
                 continue;
             }
-            _ = leader.changed() => continue,
+            // A closed channel (shutdown) disables this branch instead of spinning.
+            Ok(()) = leader.changed() => continue,
             () = tokio::time::sleep(wait) => {}
         }
         let now = Utc::now();
