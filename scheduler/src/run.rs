@@ -98,13 +98,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = kube_client(args.kubeconfig.as_deref()).await?;
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
-    let guards = Guards {
-        protected_namespaces: ctx.protected_namespaces.clone(),
-        own_pod: std::env::var("POD_NAMESPACE")
-            .ok()
-            .zip(std::env::var("POD_NAME").ok()),
-        min_available_replicas: config.spec.limits.min_available_replicas,
-    };
+    let guards = Guards::for_service(&config);
     let ectx = experiment::Context {
         client: client.clone(),
         config: config.clone(),

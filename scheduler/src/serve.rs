@@ -313,13 +313,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         lease_known.store(true, Ordering::Release);
         None
     };
-    let guards = Guards {
-        protected_namespaces: vctx.protected_namespaces.clone(),
-        own_pod: std::env::var("POD_NAMESPACE")
-            .ok()
-            .zip(std::env::var("POD_NAME").ok()),
-        min_available_replicas: config.spec.limits.min_available_replicas,
-    };
+    let guards = Guards::for_service(&config);
     let ectx = experiment::Context {
         client: api.clone(),
         config: config.clone(),

@@ -63,6 +63,20 @@ pub struct Guards {
 }
 
 /// The result of a selection, with why candidates were dropped (for the record).
+impl Guards {
+    /// The service's guards: protected namespaces (havoc's own included), this pod
+    /// (`POD_NAMESPACE`/`POD_NAME` from the downward API), `limits.minAvailableReplicas`.
+    pub fn for_service(config: &crate::policy::Config) -> Self {
+        Guards {
+            protected_namespaces: config.context().protected_namespaces,
+            own_pod: std::env::var("POD_NAMESPACE")
+                .ok()
+                .zip(std::env::var("POD_NAME").ok()),
+            min_available_replicas: config.spec.limits.min_available_replicas,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     pub chosen: Vec<PodInfo>,

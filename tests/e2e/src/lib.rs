@@ -274,3 +274,21 @@ pub async fn within<T, E: std::fmt::Display>(
         Err(_) => bail!("{what}: no answer within {limit:?}"),
     }
 }
+
+/// The demo namespace `go-demo-8` is healthy: every Deployment available, no alert in it.
+pub async fn demo_healthy(env: &Env) -> anyhow::Result<()> {
+    let client = env.client().await?;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client, "go-demo-8");
+    for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
+        wait_for_object(
+            deployments.clone(),
+            d,
+            deployment_available(),
+            Duration::from_secs(90),
+            "demo available",
+        )
+        .await?;
+    }
+    wait_alert_gone(env, &[("namespace", "go-demo-8")], Duration::from_secs(90)).await
+}

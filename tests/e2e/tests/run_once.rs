@@ -2,11 +2,11 @@
 //! lifecycle for pod faults, judged by the real Alertmanager, reported to the sink.
 //! Needs `target/debug/havoc` (tests/run builds it) and `deploy/local/up`.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{path::Path, process::Stdio};
 
 use anyhow::{Context as _, ensure};
 use havoc_e2e::*;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::Value;
 
@@ -82,23 +82,6 @@ async fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<Run> {
     })
 }
 
-/// The demo namespace is healthy: every Deployment available, no alert in it.
-async fn healthy(env: &Env) -> anyhow::Result<()> {
-    let client = env.client().await?;
-    let deployments: Api<Deployment> = Api::namespaced(client, NS);
-    for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
-        wait_for_object(
-            deployments.clone(),
-            d,
-            deployment_available(),
-            Duration::from_secs(90),
-            "demo available",
-        )
-        .await?;
-    }
-    wait_alert_gone(env, &[("namespace", NS)], Duration::from_secs(90)).await
-}
-
 fn setup(env: &Env, dry_run: bool, hook: &str) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let secret = dir.path().join("webhook-secret");
@@ -146,7 +129,7 @@ async fn sink_for(env: &Env, hook: &str, id: &str) -> anyhow::Result<(Vec<Value>
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Result<()> {
     let env = Env::load()?;
-    healthy(&env).await?;
+    demo_healthy(&env).await?;
     let hook = hook_name();
     let dir = setup(&env, false, &hook)?;
     let run = havoc_run(dir.path(), "db-kill", &env).await?;
@@ -202,13 +185,13 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
         body.as_bytes(),
     );
     ensure!(sig == want, "signature {sig} != {want}");
-    healthy(&env).await
+    demo_healthy(&env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_min_available_never_takes_the_single_db_pod() -> anyhow::Result<()> {
     let env = Env::load()?;
-    healthy(&env).await?;
+    demo_healthy(&env).await?;
     let hook = hook_name();
     let dir = setup(&env, false, &hook)?;
     let run = havoc_run(dir.path(), "db-guarded", &env).await?;
@@ -233,7 +216,7 @@ async fn a_survivable_delete_passes_silently_and_dry_run_deletes_nothing() -> an
     let names = |l: Vec<Pod>| l.iter().map(|p| p.name_any()).collect::<Vec<_>>();
 
     // dry run: the full lifecycle, recorded, but no pod deleted
-    healthy(&env).await?;
+    demo_healthy(&env).await?;
     let hook = hook_name();
     let dir = setup(&env, true, &hook)?;
     let before = names(
@@ -286,5 +269,5 @@ async fn a_survivable_delete_passes_silently_and_dry_run_deletes_nothing() -> an
         slack.is_empty() && hooks.is_empty(),
         "a passed experiment must not notify"
     );
-    healthy(&env).await
+    demo_healthy(&env).await
 }

@@ -7,10 +7,7 @@ use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use havoc_e2e::{serve::*, *};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Namespace, Pod},
-};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -37,23 +34,6 @@ fn pod_policy(name: &str, schedule: &str, selector: &str, extra: &str) -> String
 /// Only manual runs: a rollout trigger that never fires stands in for "no clock".
 const MANUAL: &str =
     "  triggers:\n    - rollout: {namespaces: [go-demo-8], selector: \"havoc-e2e=never\"}\n";
-
-/// The demo namespace is healthy: every Deployment available, no alert in it.
-async fn healthy(env: &Env) -> anyhow::Result<()> {
-    let client = env.client().await?;
-    let deployments: Api<Deployment> = Api::namespaced(client, NS);
-    for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
-        wait_for_object(
-            deployments.clone(),
-            d,
-            deployment_available(),
-            Duration::from_secs(90),
-            "demo available",
-        )
-        .await?;
-    }
-    wait_alert_gone(env, &[("namespace", NS)], Duration::from_secs(90)).await
-}
 
 async fn pod_uids(env: &Env) -> anyhow::Result<Vec<String>> {
     let pods: Api<Pod> = Api::namespaced(env.client().await?, NS);
@@ -96,7 +76,7 @@ fn verify_signature(hook: &Value) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::Result<()> {
     let env = Env::load()?;
-    healthy(&env).await?;
+    demo_healthy(&env).await?;
     let serve = Serve::start(
         &env,
         Setup {
@@ -246,7 +226,7 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
         "{metrics}"
     );
     drop(serve);
-    healthy(&env).await
+    demo_healthy(&env).await
 }
 
 /// With the default minAvailableReplicas (1) the single db pod is never chosen.
@@ -506,7 +486,7 @@ async fn a_failing_receiver_is_retried_and_delivers_once() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_records_everything_and_deletes_nothing() -> anyhow::Result<()> {
     let env = Env::load()?;
-    healthy(&env).await?;
+    demo_healthy(&env).await?;
     let before = pod_uids(&env).await?;
     let serve = Serve::start(
         &env,
