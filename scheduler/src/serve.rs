@@ -392,3 +392,54 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {name: NAME}\nspec:\n  schedule: {cron: '@hourly'}\n  target: {kind: Pod, namespaces: [d]}\n  fault: {podDelete: {}}\n";
+
+    /// A mounted ConfigMap: `p.yaml -> ..data/p.yaml`, `..data -> ..<timestamp>`; an
+    /// update writes a new timestamped directory and swaps the `..data` symlink.
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_symlink_swap_is_seen_and_loaded() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let write = |version: &str, name: &str| {
+            std::fs::create_dir(d.join(version)).expect("mkdir");
+            std::fs::write(d.join(version).join("p.yaml"), POLICY.replace("NAME", name))
+                .expect("write");
+        };
+        write("..2026_11_22_1", "first");
+        symlink("..2026_11_22_1", d.join("..data")).expect("link");
+        symlink("..data/p.yaml", d.join("p.yaml")).expect("link");
+        let paths = vec![d.to_path_buf()];
+        let ctx = policy::validate::Context::default();
+        let before = fingerprint(&paths);
+        let names = || -> Vec<String> {
+            policy_set(&policy::load_paths(&paths, &ctx, Expect::Policies))
+                .policies
+                .into_keys()
+                .collect()
+        };
+        assert_eq!(names(), ["first"]);
+        assert_eq!(fingerprint(&paths), before, "nothing changed");
+
+        // The kubelet's atomic update: new directory, new symlink renamed over ..data.
+        write("..2026_11_22_2", "second");
+        symlink("..2026_11_22_2", d.join("..data_tmp")).expect("link");
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("swap");
+        assert_ne!(
+            fingerprint(&paths),
+            before,
+            "the swap changes the fingerprint"
+        );
+        assert_eq!(
+            names(),
+            ["second"],
+            "hidden version directories are not loaded"
+        );
+    }
+}
