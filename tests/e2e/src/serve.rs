@@ -110,7 +110,10 @@ spec:
         for (file, text) in &setup.policies {
             std::fs::write(dir.path().join("policies").join(file), text)?;
         }
-        let bin = repo_root().join("target/debug/havoc");
+        // HAVOC_BIN: another build (the benchmarks use the release one).
+        let bin = std::env::var_os("HAVOC_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/debug/havoc"));
         ensure!(
             bin.exists(),
             "{} missing: build it with `cargo build -p havoc`",

@@ -7,7 +7,7 @@
 //! it; both watchers see the same event). havoc's record gives `injectedAt`, stamped when
 //! the delete call returned. Latency = injectedAt - observed completion, with `delay: 0s`.
 //! Background load (e.g. 2,000 pods in other namespaces) is set up outside
-//! (tests/bench/rollout-latency).
+//! (tests/bench/rollout-latency, which also points HAVOC_BIN at the release build).
 
 use std::{
     collections::BTreeMap,
