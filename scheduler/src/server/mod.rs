@@ -299,14 +299,24 @@ fn known_policy<S: Snapshot + Send + Sync + 'static>(
     }
 }
 
+/// The common start of pause and resume: token, body, and a known policy if named.
+fn pause_request<S: Snapshot + Send + Sync + 'static>(
+    app: &App<S>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<PauseBody, ApiError> {
+    authorize(app, headers)?;
+    let body = parse_body(body)?;
+    known_policy(app, body.policy.as_deref())?;
+    Ok(body)
+}
+
 async fn pause<S: Snapshot + Send + Sync + 'static>(
     State(app): Shared<S>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers)?;
-    let body = parse_body(&body)?;
-    known_policy(&app, body.policy.as_deref())?;
+    let body = pause_request(&app, &headers, &body)?;
     let until = body
         .for_
         .map(|d| Utc::now() + chrono::Duration::from_std(d.0).unwrap_or_default());
@@ -322,9 +332,7 @@ async fn resume<S: Snapshot + Send + Sync + 'static>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers)?;
-    let body = parse_body(&body)?;
-    known_policy(&app, body.policy.as_deref())?;
+    let body = pause_request(&app, &headers, &body)?;
     app.arbiter.resume(body.policy.as_deref());
     Ok(Json(app.arbiter.pauses()).into_response())
 }

@@ -1,6 +1,7 @@
-//! Benchmark (ignored by default): how fast a completed rollout becomes an injected fault.
+//! Benchmark: how fast a completed rollout becomes an injected fault. A program, not a
+//! test: it asserts nothing about speed, it measures and prints.
 //!
-//!   ROLLOUTS=20 cargo test -p havoc-e2e --test rollout_latency -- --ignored --nocapture
+//!   ROLLOUTS=20 cargo run -p havoc-e2e --bin rollout-latency
 //!
 //! For each rollout, an independent watcher in this process notes when it receives the
 //! status update that completes the rollout (within a few ms of the API server writing
@@ -43,9 +44,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "benchmark: run by tests/bench/rollout-latency"]
-async fn rollout_to_injection_latency() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let env = Env::load()?;
     let rollouts: usize = std::env::var("ROLLOUTS")
         .ok()
