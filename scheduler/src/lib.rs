@@ -2,28 +2,43 @@
 //!
 //! # Layout
 //!
-//! - [`policy`]: the policy language and service config: parsing with positions,
-//!   validation into domain types, JSON Schema.
-//! - [`schedule`]: clock triggers (cron, random, windows, blackouts); pure.
-//! - [`engine`]: the experiment lifecycle; [`engine::verdict`] holds the pure verdict rules.
-//! - [`fault`]: faults through the Kubernetes API (pod delete and evict so far).
-//! - [`journal`]: experiment records and the JSON-lines journal.
-//! - [`target`]: target selection and the safety rules (pure), and snapshots built from
-//!   Kubernetes objects ([`target::kube`]).
-//! - [`run`]: `havoc run POLICY --once`, one experiment for CI/CD.
-//! - [`serve`]: `havoc serve`, the long-running service; [`server`] is its HTTP API.
-//! - [`cli`]: the `havoc` command line; `main.rs` only calls [`cli::run`].
+//! Pure logic first, then what talks to the cluster, then the commands that wire it up.
 //!
+//! - [`policy`]: the policy language and service config: parsing with positions,
+//!   validation into the [`policy::domain`] types (every default resolved there), JSON
+//!   Schema.
+//! - [`schedule`]: clock triggers (cron, random, windows, blackouts); pure.
+//! - [`record`]: the records everything shares (verdicts, targets, typed reasons, each
+//!   with one `label()`); [`journal`] persists them.
+//! - [`labels`]: the labels and annotations havoc reads and writes.
+//! - [`target`]: target selection and the safety rules (pure), the cluster
+//!   [`target::Snapshot`] they read, and where snapshots come from (watch caches,
+//!   listing).
+//! - [`fault`]: faults through the Kubernetes API and their revert records.
+//! - [`engine`]: the arbiter, the clock, and the experiment lifecycle;
+//!   [`engine::verdict`] holds the pure verdict rules.
 //! - [`trigger`]: rollout triggers (one watch per workload kind).
+//! - [`leader`]: leader election (Lease).
+//! - [`reload`]: hot reload of the policy directory.
+//! - [`api`]: the HTTP layer of the service (metrics, probes, `/api/v1`).
+//! - [`client`]: the one place kube clients are built.
+//! - [`commands`]: one module per command (`validate`, `plan`, `schema`, `run`, `serve`);
+//!   [`cli`] holds the clap types; `main.rs` only calls [`cli::Cli::parse_and_run`].
+//! - [`logging`]: log output.
 
+pub mod api;
 pub mod cli;
+pub mod client;
+pub mod commands;
 pub mod engine;
 pub mod fault;
 pub mod journal;
+pub mod labels;
+pub mod leader;
+pub mod logging;
 pub mod policy;
-pub mod run;
+pub mod record;
+pub mod reload;
 pub mod schedule;
-pub mod serve;
-pub mod server;
 pub mod target;
 pub mod trigger;

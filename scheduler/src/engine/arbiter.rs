@@ -4,35 +4,32 @@
 
 use std::{
     collections::BTreeMap,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
 };
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    experiment::{self, RunOptions, Snapshot},
+    experiment::{self, Env, RunOptions},
     metrics::Metrics,
-    notify::Notifier,
+    notify::{DeliveryResult, Notifier},
+    policies::PolicySet,
 };
 use crate::{
-    journal::{ExperimentRecord, Journal, TriggerInfo, Verdict},
+    journal::Journal,
+    leader::Leadership,
     policy::{Policy, model::OnDeviation},
+    record::{ErrorReason, ExperimentRecord, SkipReason, TriggerInfo, Verdict},
+    target::{Restriction, SnapshotSource},
 };
 
 /// At most this many notification sends in flight; more are dropped and counted, so a
 /// receiver that hangs cannot pile up memory.
 pub const MAX_PENDING_NOTIFICATIONS: usize = 256;
-
-/// The policies the engine runs; replaced as a whole on reload.
-#[derive(Debug, Default)]
-pub struct PolicySet {
-    pub policies: BTreeMap<String, Arc<Policy>>,
-    pub loaded_at: Option<DateTime<Utc>>,
-}
 
 /// A pause switch.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -50,28 +47,13 @@ impl Pause {
     }
 }
 
-/// A rollout that triggered a policy, and what came of it (for the API).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct TriggerView {
-    pub workload: crate::journal::ObjectRef,
-    pub revision: String,
-    pub completed_at: DateTime<Utc>,
-    /// `started ID`, `skipped ID: why`, `cooldown: ...`, `superseded ...`.
-    pub outcome: String,
-    pub at: DateTime<Utc>,
-}
-
-/// Recent triggers kept per policy.
-pub const RECENT_TRIGGERS: usize = 20;
-
 /// What `start` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// Running; the record comes when it ends.
     Started { id: String },
     /// Not run; a `skipped` record was written.
-    Skipped { id: String, reason: String },
+    Skipped { id: String, reason: SkipReason },
     /// This replica is not the leader: nothing run, nothing recorded.
     NotLeader,
 }
@@ -82,10 +64,6 @@ struct State {
     paused: BTreeMap<String, Pause>,
     /// Running experiments: id -> policy.
     running: BTreeMap<String, String>,
-    /// Next clock fire of each scheduled policy.
-    next_fires: BTreeMap<String, DateTime<Utc>>,
-    /// Recent rollout triggers of each policy, newest last.
-    triggers: BTreeMap<String, std::collections::VecDeque<TriggerView>>,
 }
 
 /// A snapshot of the switches for the API.
@@ -96,55 +74,58 @@ pub struct PauseView {
     pub policies: BTreeMap<String, Pause>,
 }
 
-/// The engine's shared core.
-pub struct Arbiter<S> {
-    ctx: experiment::Context,
-    snapshot: S,
-    policies: watch::Sender<Arc<PolicySet>>,
+/// Everything an arbiter is built from.
+pub struct Parts {
+    pub env: Env,
+    pub source: Arc<dyn SnapshotSource>,
+    pub journal: Arc<Journal>,
+    pub notifier: Arc<Notifier>,
+    pub metrics: Metrics,
+    pub leader: Leadership,
+    /// Cancelled on shutdown: no new experiments, running ones cut short.
+    pub stop: CancellationToken,
+    /// Seeds target choice (tests); `None`: random.
+    pub seed: Option<u64>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").finish_non_exhaustive()
+    }
+}
+
+/// The engine's decision point.
+pub struct Arbiter {
+    env: Env,
+    source: Arc<dyn SnapshotSource>,
     state: Mutex<State>,
-    journal: Journal,
+    journal: Arc<Journal>,
     notifier: Arc<Notifier>,
     metrics: Metrics,
-    leader: watch::Receiver<bool>,
-    shutdown: CancellationToken,
+    leader: Leadership,
+    stop: CancellationToken,
     experiments: TaskTracker,
     notifications: TaskTracker,
-    /// Seeds target choice (tests); `None`: random.
     seed: Option<u64>,
 }
 
-impl<S> std::fmt::Debug for Arbiter<S> {
+impl std::fmt::Debug for Arbiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Arbiter").finish_non_exhaustive()
     }
 }
 
-/// Everything an arbiter is built from.
-#[derive(Debug)]
-pub struct Parts<S> {
-    pub ctx: experiment::Context,
-    pub snapshot: S,
-    pub journal: Journal,
-    pub notifier: Arc<Notifier>,
-    pub metrics: Metrics,
-    pub leader: watch::Receiver<bool>,
-    pub shutdown: CancellationToken,
-    pub seed: Option<u64>,
-}
-
-impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
-    pub fn new(parts: Parts<S>) -> Arc<Self> {
-        let (policies, _) = watch::channel(Arc::new(PolicySet::default()));
+impl Arbiter {
+    pub fn new(parts: Parts) -> Arc<Self> {
         Arc::new(Arbiter {
-            ctx: parts.ctx,
-            snapshot: parts.snapshot,
-            policies,
+            env: parts.env,
+            source: parts.source,
             state: Mutex::new(State::default()),
             journal: parts.journal,
             notifier: parts.notifier,
             metrics: parts.metrics,
             leader: parts.leader,
-            shutdown: parts.shutdown,
+            stop: parts.stop,
             experiments: TaskTracker::new(),
             notifications: TaskTracker::new(),
             seed: parts.seed,
@@ -157,89 +138,18 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
-    pub fn config(&self) -> &crate::policy::Config {
-        &self.ctx.config
-    }
-
-    pub fn snapshot_source(&self) -> &S {
-        &self.snapshot
-    }
-
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
-    pub fn protected_namespaces(&self) -> &std::collections::BTreeSet<String> {
-        &self.ctx.guards.protected_namespaces
-    }
-
-    pub fn record_trigger(&self, policy: &str, view: TriggerView) {
-        tracing::info!(policy, workload = ?view.workload, revision = %view.revision, outcome = %view.outcome, "rollout trigger");
-        let mut st = self.state();
-        let q = st.triggers.entry(policy.to_string()).or_default();
-        q.push_back(view);
-        while q.len() > RECENT_TRIGGERS {
-            q.pop_front();
-        }
-    }
-
-    /// Recent rollout triggers of a policy, newest first.
-    pub fn recent_triggers(&self, policy: &str) -> Vec<TriggerView> {
-        self.state()
-            .triggers
-            .get(policy)
-            .map(|q| q.iter().rev().cloned().collect())
-            .unwrap_or_default()
-    }
-
     pub fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        self.leader.is_leader()
     }
 
-    pub fn leader_watch(&self) -> watch::Receiver<bool> {
-        self.leader.clone()
-    }
-
-    pub fn policies(&self) -> Arc<PolicySet> {
-        self.policies.borrow().clone()
-    }
-
-    pub fn subscribe_policies(&self) -> watch::Receiver<Arc<PolicySet>> {
-        self.policies.subscribe()
-    }
-
-    /// Replaces the running policies (start-up and reload).
-    pub fn set_policies(&self, set: PolicySet) {
-        self.metrics.policies_loaded(set.policies.len());
-        let names: Vec<String> = set.policies.keys().cloned().collect();
-        self.policies.send_replace(Arc::new(set));
+    /// Forgets the pauses of policies that are gone (after a reload).
+    pub fn policies_changed(&self, set: &PolicySet) {
         let mut st = self.state();
-        st.paused.retain(|name, _| names.contains(name));
-        st.next_fires.retain(|name, _| names.contains(name));
-        st.triggers.retain(|name, _| names.contains(name));
+        st.paused.retain(|name, _| set.policies.contains_key(name));
+        self.publish_pauses(&mut st);
     }
 
-    pub fn set_next_fire(&self, policy: &str, at: Option<DateTime<Utc>>) {
-        self.metrics.next_run(policy, at);
-        let mut st = self.state();
-        match at {
-            Some(t) => st.next_fires.insert(policy.to_string(), t),
-            None => st.next_fires.remove(policy),
-        };
-    }
-
-    pub fn next_fire(&self, policy: &str) -> Option<DateTime<Utc>> {
-        self.state().next_fires.get(policy).copied()
-    }
-
+    /// Running experiments: id -> policy.
     pub fn running(&self) -> BTreeMap<String, String> {
         self.state().running.clone()
     }
@@ -297,6 +207,34 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         self.metrics.paused(st.pause_all.is_some(), st.paused.len());
     }
 
+    /// Why `policy` may not start now, if it may not; reserves a slot if it may.
+    fn admit(&self, policy: &Policy, id: &str) -> Option<SkipReason> {
+        let mut st = self.state();
+        self.publish_pauses(&mut st);
+        let limit = self.env.config.limits.max_concurrent_experiments;
+        let refusal = if self.stop.is_cancelled() {
+            Some(SkipReason::ShuttingDown)
+        } else if let Some(p) = &st.pause_all {
+            Some(SkipReason::PausedAll(p.reason.clone()))
+        } else if let Some(p) = st.paused.get(&policy.name) {
+            Some(SkipReason::PausedPolicy(p.reason.clone()))
+        } else if let Some((other, _)) = st.running.iter().find(|(_, p)| **p == policy.name) {
+            Some(SkipReason::StillRunning(other.clone()))
+        } else if st.running.len() >= limit as usize {
+            Some(SkipReason::Limit {
+                limit,
+                running: st.running.len(),
+            })
+        } else {
+            None
+        };
+        if refusal.is_none() {
+            st.running.insert(id.to_string(), policy.name.clone());
+            self.metrics.active_experiments(st.running.len());
+        }
+        refusal
+    }
+
     /// Decides whether `policy` runs now, and starts it if so.
     pub fn start(self: &Arc<Self>, policy: Arc<Policy>, trigger: TriggerInfo) -> Start {
         self.start_restricted(policy, trigger, None)
@@ -307,57 +245,45 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         self: &Arc<Self>,
         policy: Arc<Policy>,
         trigger: TriggerInfo,
-        restrict: Option<crate::target::Restriction>,
+        restrict: Option<Restriction>,
     ) -> Start {
         if !self.is_leader() {
             return Start::NotLeader;
         }
         let id = experiment::new_id(&policy.name, Utc::now());
-        let refusal = {
-            let mut st = self.state();
-            self.publish_pauses(&mut st);
-            let limit = self.ctx.config.spec.limits.max_concurrent_experiments as usize;
-            let refusal = if self.shutdown.is_cancelled() {
-                Some("havoc is shutting down".to_string())
-            } else if let Some(p) = &st.pause_all {
-                Some(format!("all chaos is paused: {}", p.reason))
-            } else if let Some(p) = st.paused.get(&policy.name) {
-                Some(format!("policy is paused: {}", p.reason))
-            } else if let Some((other, _)) = st.running.iter().find(|(_, p)| **p == policy.name) {
-                Some(format!("the previous run {other} is still in progress"))
-            } else if st.running.len() >= limit {
-                Some(format!(
-                    "limit reached: maxConcurrentExperiments is {limit} and {} running",
-                    st.running.len()
-                ))
-            } else {
-                None
-            };
-            if refusal.is_none() {
-                st.running.insert(id.clone(), policy.name.clone());
-                self.metrics.active_experiments(st.running.len());
-            }
-            refusal
-        };
-        if let Some(reason) = refusal {
-            let record = experiment::skipped_record(&self.ctx.config, &policy, trigger, reason);
-            let start = Start::Skipped {
-                id: record.id.clone(),
-                reason: record.reason.clone(),
-            };
+        if let Some(reason) = self.admit(&policy, &id) {
+            let record = experiment::skipped_record(&policy, trigger, &reason);
+            let id = record.id.clone();
             self.emit(&policy, record);
-            return start;
+            return Start::Skipped { id, reason };
         }
         let this = self.clone();
         let opts = RunOptions {
             id: id.clone(),
             seed: self.seed,
-            cancel: self.shutdown.child_token(),
+            cancel: self.stop.child_token(),
             restrict,
         };
         self.experiments.spawn(async move {
             tracing::info!(id = %opts.id, policy = %policy.name, "experiment starting");
-            let record = experiment::run(&this.ctx, &this.snapshot, &policy, trigger, opts).await;
+            let fallback = experiment::new_record(&policy, trigger.clone(), opts.id.clone());
+            let run = experiment::execute(&this.env, this.source.as_ref(), &policy, trigger, opts);
+            // A panic must not leave the slot taken forever (with a limit of 1 that would
+            // stop all chaos): it becomes an errored record and the slot is freed.
+            let record = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(record) => record,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_string());
+                    tracing::error!(id = %fallback.id, %message, "experiment task panicked");
+                    let mut r = fallback;
+                    r.error(&ErrorReason::Panicked(message));
+                    r
+                }
+            };
             {
                 let mut st = this.state();
                 st.running.remove(&record.id);
@@ -369,11 +295,11 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
     }
 
     /// Records a run that did not happen (a missed fire) without starting anything.
-    pub fn record_skip(&self, policy: &Policy, trigger: TriggerInfo, reason: String) {
+    pub fn record_skip(&self, policy: &Policy, trigger: TriggerInfo, reason: SkipReason) {
         if !self.is_leader() {
             return;
         }
-        let record = experiment::skipped_record(&self.ctx.config, policy, trigger, reason);
+        let record = experiment::skipped_record(policy, trigger, &reason);
         self.emit(policy, record);
     }
 
@@ -382,7 +308,7 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
         tracing::info!(
             id = %record.id,
             policy = %record.policy,
-            verdict = record.verdict.as_str(),
+            verdict = record.verdict.label(),
             reason = %record.reason,
             dry_run = record.dry_run,
             targets = record.targets.len(),
@@ -392,17 +318,17 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
             tracing::error!(error = %e, id = %record.id, "cannot append to the journal");
         }
         self.metrics.experiment(&record);
-        if let Some(ev) = &self.ctx.events {
+        if let Some(ev) = &self.env.events {
             ev.verdict(&record);
         }
         if record.verdict == Verdict::Deviated {
-            let cooldown = self.ctx.config.spec.circuit_breaker.cooldown.0;
+            let cooldown = self.env.config.circuit_breaker_cooldown;
             let until = Utc::now() + chrono::Duration::from_std(cooldown).unwrap_or_default();
             let reason = format!(
                 "circuit breaker: experiment {} deviated ({})",
                 record.id, record.reason
             );
-            match policy.spec.on_deviation.unwrap_or(OnDeviation::PausePolicy) {
+            match policy.on_deviation {
                 OnDeviation::Continue => {}
                 OnDeviation::PausePolicy => self.pause(Some(&policy.name), Some(until), reason),
                 OnDeviation::PauseAll => self.pause(None, Some(until), reason),
@@ -412,14 +338,14 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
     }
 
     fn notify(&self, policy: &Policy, record: ExperimentRecord) {
-        let receivers = self.notifier.route(policy, &record);
+        let receivers = Notifier::route(policy, &record);
         if receivers.is_empty() {
             return;
         }
         if self.notifications.len() >= MAX_PENDING_NOTIFICATIONS {
             for r in receivers {
                 tracing::warn!(receiver = %r, id = %record.id, "notification dropped: too many pending");
-                self.metrics.notification(&r, "dropped");
+                self.metrics.notification(&r, DeliveryResult::Dropped);
             }
             return;
         }
@@ -433,16 +359,16 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
     }
 
     /// Stops starting experiments, cuts running ones short (each completes its record),
-    /// and waits for them and pending notifications, at most `timeout` in all. Whether
-    /// everything finished in time.
-    pub async fn shut_down(&self, timeout: Duration) -> bool {
-        self.shutdown.cancel();
+    /// and waits for them and pending notifications until `deadline`. Whether everything
+    /// finished in time.
+    pub async fn shut_down(&self, deadline: tokio::time::Instant) -> bool {
+        self.stop.cancel();
         self.experiments.close();
-        self.notifications.close();
-        let deadline = tokio::time::Instant::now() + timeout;
         let experiments = tokio::time::timeout_at(deadline, self.experiments.wait())
             .await
             .is_ok();
+        // Only now: the experiments' last records notify too.
+        self.notifications.close();
         let notifications = tokio::time::timeout_at(deadline, self.notifications.wait())
             .await
             .is_ok();
@@ -461,74 +387,50 @@ impl<S: Snapshot + Send + Sync + 'static> Arbiter<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
 
     use super::*;
     use crate::{
         engine::health::Health,
-        policy::{Expect, load_str},
-        target::{Guards, NamespaceInfo, PodInfo},
+        policy::fixtures,
+        target::{Guards, Snapshot, SnapshotError, fixtures as targets},
     };
 
-    /// One Running, Ready pod of a two-replica workload, forever.
-    struct OnePod;
+    /// Two Running, Ready pods of one workload, forever.
+    struct TwoPods;
 
-    impl Snapshot for OnePod {
-        async fn snapshot(
-            &self,
-        ) -> anyhow::Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>)> {
-            let pod = |name: &str| PodInfo {
-                namespace: "d".into(),
-                name: name.into(),
-                labels: BTreeMap::from([("app".into(), "web".into())]),
-                created: Utc::now() - chrono::Duration::hours(1),
-                running: true,
-                terminating: false,
-                ready: true,
-                owner: Some(crate::journal::ObjectRef::namespaced(
-                    "Deployment",
-                    "d",
-                    "web",
-                )),
-            };
-            let ns = NamespaceInfo {
-                name: "d".into(),
-                labels: BTreeMap::new(),
-            };
-            Ok((
-                vec![pod("web-1"), pod("web-2")],
-                BTreeMap::from([("d".into(), ns)]),
-            ))
+    impl SnapshotSource for TwoPods {
+        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+            futures::future::ready(Ok(targets::snapshot("d", "web", 2))).boxed()
         }
     }
 
-    fn load(text: &str) -> (crate::policy::Config, Vec<Arc<Policy>>) {
-        let report = load_str(
-            std::path::Path::new("t.yaml"),
-            text,
-            &Default::default(),
-            Expect::Any,
-        );
-        assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
-        let config = report.configs.into_iter().next().expect("config");
-        let policies = report
-            .policies
-            .into_iter()
-            .map(|(p, _)| Arc::new(p))
-            .collect();
-        (config, policies)
+    /// A source that panics: an experiment task that blows up.
+    struct Panics;
+
+    impl SnapshotSource for Panics {
+        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+            async { panic!("snapshot exploded") }.boxed()
+        }
     }
 
-    fn arbiter(config: crate::policy::Config) -> (Arc<Arbiter<OnePod>>, watch::Sender<bool>) {
+    fn arbiter(
+        config: crate::policy::Config,
+        source: Arc<dyn SnapshotSource>,
+    ) -> (Arc<Arbiter>, crate::leader::Publisher, Arc<Journal>) {
         let (svc, _handle) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
         let notifier = Arc::new(Notifier::from_config(&config).expect("notifier"));
         let config = Arc::new(config);
-        let (leader_tx, leader) = watch::channel(true);
+        let (publisher, leader) = crate::leader::channel();
+        publisher.publish(true);
+        let journal = Arc::new(Journal::in_memory(100));
         let a = Arbiter::new(Parts {
-            ctx: experiment::Context {
+            env: Env {
                 client: kube::Client::new(svc, "default"),
                 health: Arc::new(Health::from_config(&config).expect("health")),
                 guards: Guards {
@@ -539,45 +441,51 @@ mod tests {
                 events: None,
                 metrics: None,
             },
-            snapshot: OnePod,
-            journal: Journal::in_memory(100),
+            source,
+            journal: journal.clone(),
             notifier,
             metrics: Metrics::new(),
             leader,
-            shutdown: CancellationToken::new(),
+            stop: CancellationToken::new(),
             seed: Some(1),
         });
-        (a, leader_tx)
+        (a, publisher, journal)
     }
 
-    const DOCS: &str = "apiVersion: havoc.dev/v1alpha1\nkind: HavocConfig\nspec:\n  dryRun: true\n  limits: {maxConcurrentExperiments: 1}\n---\napiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {name: a}\nspec:\n  schedule: {cron: '@hourly'}\n  target: {kind: Pod, namespaces: [d]}\n  fault: {podDelete: {}}\n  duration: 1m\n---\napiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {name: b}\nspec:\n  schedule: {cron: '@hourly'}\n  target: {kind: Pod, namespaces: [d]}\n  fault: {podDelete: {}}\n  duration: 1m\n";
+    fn policies() -> (Arc<Policy>, Arc<Policy>) {
+        let p = |name| Arc::new(fixtures::policy(name).namespaces(&["d"]).build());
+        (p("a"), p("b"))
+    }
+
+    fn manual() -> TriggerInfo {
+        TriggerInfo::Manual {
+            source: "test".into(),
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_limit_pauses_and_leadership_decide_who_runs() {
-        let (config, policies) = load(DOCS);
-        let (arbiter, leader) = arbiter(config);
-        let manual = || TriggerInfo::Manual {
-            source: "test".into(),
-        };
-        let Start::Started { id } = arbiter.start(policies[0].clone(), manual()) else {
+        let (a, b) = policies();
+        let (arbiter, leader, journal) = arbiter(fixtures::config().build(), Arc::new(TwoPods));
+        let Start::Started { id } = arbiter.start(a.clone(), manual()) else {
             panic!("the first run starts");
         };
         // Same policy again, and another policy over the limit of one: skipped, recorded.
-        let again = arbiter.start(policies[0].clone(), manual());
+        let again = arbiter.start(a.clone(), manual());
         assert!(
-            matches!(&again, Start::Skipped { reason, .. } if reason.contains(&id)),
+            matches!(&again, Start::Skipped { reason: SkipReason::StillRunning(other), .. } if *other == id),
             "{again:?}"
         );
-        let other = arbiter.start(policies[1].clone(), manual());
+        let other = arbiter.start(b.clone(), manual());
         assert!(
-            matches!(&other, Start::Skipped { reason, .. } if reason.contains("maxConcurrentExperiments is 1")),
+            matches!(&other, Start::Skipped { reason, .. } if reason.to_string().contains("maxConcurrentExperiments is 1")),
             "{other:?}"
         );
-        assert_eq!(arbiter.journal().newest(10).len(), 2);
+        assert_eq!(journal.newest(10).len(), 2);
 
         // The dry run ends (paused clock: duration and settle pass at once).
         tokio::time::sleep(Duration::from_secs(200)).await;
-        let records = arbiter.journal().newest(10);
+        let records = journal.newest(10);
         assert_eq!(records[0].id, id);
         assert_eq!(records[0].verdict, Verdict::Passed, "{:?}", records[0]);
         assert!(arbiter.running().is_empty());
@@ -585,7 +493,7 @@ mod tests {
         // Paused: everything, then one policy; resume clears both.
         arbiter.pause(None, None, "maintenance".into());
         assert!(
-            matches!(arbiter.start(policies[1].clone(), manual()), Start::Skipped { reason, .. } if reason.contains("maintenance"))
+            matches!(arbiter.start(b.clone(), manual()), Start::Skipped { reason: SkipReason::PausedAll(r), .. } if r == "maintenance")
         );
         arbiter.resume(None);
         arbiter.pause(
@@ -594,35 +502,51 @@ mod tests {
             "breaker".into(),
         );
         assert!(
-            matches!(arbiter.start(policies[1].clone(), manual()), Start::Skipped { reason, .. } if reason.contains("breaker"))
+            matches!(arbiter.start(b.clone(), manual()), Start::Skipped { reason, .. } if reason.to_string().contains("breaker"))
         );
         arbiter.resume(Some("b"));
 
         // Not the leader: nothing runs and nothing is recorded.
-        leader.send_replace(false);
-        let before = arbiter.journal().newest(100).len();
-        assert_eq!(
-            arbiter.start(policies[1].clone(), manual()),
-            Start::NotLeader
-        );
-        arbiter.record_skip(&policies[1], manual(), "missed".into());
-        assert_eq!(arbiter.journal().newest(100).len(), before);
+        leader.publish(false);
+        let before = journal.newest(100).len();
+        assert_eq!(arbiter.start(b.clone(), manual()), Start::NotLeader);
+        arbiter.record_skip(&b, manual(), SkipReason::Missed("missed".into()));
+        assert_eq!(journal.newest(100).len(), before);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_pause_lets_runs_through() {
-        let (config, policies) = load(DOCS);
-        let (arbiter, _leader) = arbiter(config);
+        let (a, _) = policies();
+        let (arbiter, _leader, _) = arbiter(fixtures::config().build(), Arc::new(TwoPods));
         arbiter.pause(
             Some("a"),
             Some(Utc::now() - chrono::Duration::seconds(1)),
             "over".into(),
         );
-        let started = arbiter.start(
-            policies[0].clone(),
-            TriggerInfo::Manual { source: "t".into() },
-        );
+        let started = arbiter.start(a, manual());
         assert!(matches!(started, Start::Started { .. }), "{started:?}");
         assert!(arbiter.pauses().policies.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_experiment_is_recorded_and_frees_its_slot() {
+        let (a, b) = policies();
+        let (arbiter, _leader, journal) = arbiter(fixtures::config().build(), Arc::new(Panics));
+        let Start::Started { id } = arbiter.start(a, manual()) else {
+            panic!("starts");
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let records = journal.newest(10);
+        assert_eq!(records[0].id, id);
+        assert_eq!(records[0].verdict, Verdict::Errored);
+        assert_eq!(records[0].reason_code.as_deref(), Some("panicked"));
+        assert!(
+            records[0].reason.contains("snapshot exploded"),
+            "{}",
+            records[0].reason
+        );
+        assert!(arbiter.running().is_empty(), "the slot is free");
+        // With maxConcurrentExperiments 1, the next run still starts.
+        assert!(matches!(arbiter.start(b, manual()), Start::Started { .. }));
     }
 }

@@ -2,17 +2,25 @@
 //! hands due fires to the arbiter. A fire that comes too late (the process was stopped or
 //! starved, or it was down) is recorded as skipped, never run late in a burst.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    arbiter::{Arbiter, PolicySet},
-    experiment::Snapshot,
+    arbiter::Arbiter,
+    metrics::Metrics,
+    policies::{Policies, PolicySet},
 };
 use crate::{
-    journal::TriggerInfo,
+    journal::Journal,
+    leader::Leadership,
     policy::Policy,
+    record::{SkipReason, TriggerInfo},
     schedule::{Schedule, stable_hash},
 };
 
@@ -39,13 +47,56 @@ fn next_after(
 
 struct Entry {
     policy: Arc<Policy>,
-    /// The spec as JSON: an unchanged policy keeps its next fire across reloads.
-    key: String,
     next: Option<DateTime<Utc>>,
 }
 
-fn spec_key(p: &Policy) -> String {
-    serde_json::to_string(&p.spec).unwrap_or_default()
+/// The next clock fire of each scheduled policy, for the API and the metrics. Cheap to
+/// clone; written by the clock only.
+#[derive(Debug, Clone, Default)]
+pub struct NextFires {
+    fires: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
+    metrics: Option<Metrics>,
+}
+
+impl NextFires {
+    pub fn new(metrics: Metrics) -> Self {
+        NextFires {
+            fires: Arc::default(),
+            metrics: Some(metrics),
+        }
+    }
+
+    pub fn get(&self, policy: &str) -> Option<DateTime<Utc>> {
+        self.lock().get(policy).copied()
+    }
+
+    fn set(&self, policy: &str, at: Option<DateTime<Utc>>) {
+        if let Some(m) = &self.metrics {
+            m.next_run(policy, at);
+        }
+        let mut fires = self.lock();
+        match at {
+            Some(t) => fires.insert(policy.to_string(), t),
+            None => fires.remove(policy),
+        };
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DateTime<Utc>>> {
+        self.fires.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the clock reads and drives.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    pub arbiter: Arc<Arbiter>,
+    pub policies: Policies,
+    pub leader: Leadership,
+    pub journal: Arc<Journal>,
+    pub next_fires: NextFires,
+    pub stop: CancellationToken,
+    /// Seeds random schedules.
+    pub seed: u64,
 }
 
 /// The fires of one policy that fell due.
@@ -90,66 +141,141 @@ pub fn due(
     }
 }
 
-/// Runs the clock until shutdown.
-pub async fn run<S: Snapshot + Send + Sync + 'static>(arbiter: Arc<Arbiter<S>>, base_seed: u64) {
-    let mut rx = arbiter.subscribe_policies();
-    let mut leader = arbiter.leader_watch();
-    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut downtime_checked = false;
-    let stop = arbiter.shutdown_token().clone();
-    rebuild(&arbiter, &mut entries, &rx.borrow_and_update(), base_seed);
-    loop {
-        if !downtime_checked && arbiter.is_leader() {
-            downtime_checked = true;
-            record_downtime(&arbiter, &entries, base_seed);
-        }
-        let now = Utc::now();
-        let wait = entries
-            .values()
-            .filter_map(|e| e.next)
-            .min()
-            .map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or_default())
-            .min(MAX_SLEEP);
-        tokio::select! {
-            () = stop.cancelled() => return,
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                rebuild(&arbiter, &mut entries, &rx.borrow_and_update(), base_seed);
-                continue;
+impl Clock {
+    /// Runs the clock until shutdown.
+    pub async fn drive(self) {
+        let mut rx = self.policies.subscribe();
+        let mut leader = self.leader.watch();
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut downtime_checked = false;
+        self.rebuild(&mut entries, &rx.borrow_and_update());
+        loop {
+            if !downtime_checked && self.leader.is_leader() {
+                downtime_checked = true;
+                self.record_downtime(&entries);
             }
-            // A closed channel (shutdown) disables this branch instead of spinning.
-            Ok(()) = leader.changed() => continue,
-            () = tokio::time::sleep(wait) => {}
+            let now = Utc::now();
+            let wait = entries
+                .values()
+                .filter_map(|e| e.next)
+                .min()
+                .map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or_default())
+                .min(MAX_SLEEP);
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.rebuild(&mut entries, &rx.borrow_and_update());
+                    continue;
+                }
+                // A closed channel (shutdown) disables this branch instead of spinning.
+                Ok(()) = leader.changed() => continue,
+                () = tokio::time::sleep(wait) => {}
+            }
+            self.fire_due(&mut entries);
         }
+    }
+
+    fn fire_due(&self, entries: &mut BTreeMap<String, Entry>) {
         let now = Utc::now();
-        for (name, e) in &mut entries {
+        for (name, e) in entries {
             let Some(first) = e.next.filter(|t| *t <= now) else {
                 continue;
             };
             let Some(schedule) = &e.policy.schedule else {
                 continue;
             };
-            let Due { run, missed, next } = due(schedule, base_seed, name, first, now);
+            let Due { run, missed, next } = due(schedule, self.seed, name, first, now);
             e.next = next;
-            arbiter.set_next_fire(name, next);
+            self.next_fires.set(name, next);
             if let (Some(first_missed), Some(last_missed)) = (missed.first(), missed.last()) {
-                arbiter.record_skip(
+                self.arbiter.record_skip(
                     &e.policy,
                     TriggerInfo::Schedule {
                         scheduled_at: *last_missed,
                     },
-                    missed_reason(
+                    SkipReason::Missed(missed_reason(
                         missed.len(),
                         *first_missed,
                         *last_missed,
                         "havoc handled it too late",
-                    ),
+                    )),
                 );
             }
             if let Some(at) = run {
-                arbiter.start(e.policy.clone(), TriggerInfo::Schedule { scheduled_at: at });
+                self.arbiter
+                    .start(e.policy.clone(), TriggerInfo::Schedule { scheduled_at: at });
+            }
+        }
+    }
+
+    fn rebuild(&self, entries: &mut BTreeMap<String, Entry>, set: &PolicySet) {
+        let now = Utc::now();
+        let mut fresh = BTreeMap::new();
+        for (name, policy) in &set.policies {
+            let Some(schedule) = &policy.schedule else {
+                continue;
+            };
+            // An unchanged policy keeps its next fire across reloads.
+            let next = match entries.remove(name) {
+                Some(old) if old.policy.fingerprint == policy.fingerprint => old.next,
+                _ => next_after(schedule, self.seed, name, now),
+            };
+            self.next_fires.set(name, next);
+            fresh.insert(
+                name.clone(),
+                Entry {
+                    policy: policy.clone(),
+                    next,
+                },
+            );
+        }
+        for name in entries.keys() {
+            self.next_fires.set(name, None);
+        }
+        *entries = fresh;
+    }
+
+    /// Once leader: fires between each policy's last scheduled record in the journal and
+    /// now were missed while havoc was down (or not leading); one skipped record per
+    /// policy says how many.
+    fn record_downtime(&self, entries: &BTreeMap<String, Entry>) {
+        let now = Utc::now();
+        let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for r in self.journal.newest(usize::MAX) {
+            if let TriggerInfo::Schedule { scheduled_at } = r.trigger {
+                let e = last.entry(r.policy.clone()).or_insert(scheduled_at);
+                *e = (*e).max(scheduled_at);
+            }
+        }
+        for (name, e) in entries {
+            let (Some(schedule), Some(from)) = (&e.policy.schedule, last.get(name)) else {
+                continue;
+            };
+            let mut missed = Vec::new();
+            let mut at = next_after(schedule, self.seed, name, *from);
+            while let Some(t) = at.filter(|t| *t < now) {
+                if missed.len() >= MAX_COUNTED_MISSES {
+                    break;
+                }
+                missed.push(t);
+                at = next_after(schedule, self.seed, name, t);
+            }
+            if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
+                self.arbiter.record_skip(
+                    &e.policy,
+                    TriggerInfo::Schedule {
+                        scheduled_at: *last,
+                    },
+                    SkipReason::Missed(missed_reason(
+                        missed.len(),
+                        *first,
+                        *last,
+                        "havoc was not running",
+                    )),
+                );
             }
         }
     }
@@ -167,96 +293,18 @@ fn missed_reason(n: usize, first: DateTime<Utc>, last: DateTime<Utc>, why: &str)
     }
 }
 
-fn rebuild<S: Snapshot + Send + Sync + 'static>(
-    arbiter: &Arbiter<S>,
-    entries: &mut BTreeMap<String, Entry>,
-    set: &PolicySet,
-    base: u64,
-) {
-    let now = Utc::now();
-    let mut fresh = BTreeMap::new();
-    for (name, policy) in &set.policies {
-        let Some(schedule) = &policy.schedule else {
-            continue;
-        };
-        let key = spec_key(policy);
-        let next = match entries.remove(name) {
-            Some(old) if old.key == key => old.next,
-            _ => next_after(schedule, base, name, now),
-        };
-        arbiter.set_next_fire(name, next);
-        fresh.insert(
-            name.clone(),
-            Entry {
-                policy: policy.clone(),
-                key,
-                next,
-            },
-        );
-    }
-    for name in entries.keys() {
-        arbiter.set_next_fire(name, None);
-    }
-    *entries = fresh;
-}
-
-/// Once leader: fires between each policy's last scheduled record in the journal and now
-/// were missed while havoc was down (or not leading); one skipped record per policy says
-/// how many.
-fn record_downtime<S: Snapshot + Send + Sync + 'static>(
-    arbiter: &Arbiter<S>,
-    entries: &BTreeMap<String, Entry>,
-    base: u64,
-) {
-    let now = Utc::now();
-    let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for r in arbiter.journal().newest(usize::MAX) {
-        if let TriggerInfo::Schedule { scheduled_at } = r.trigger {
-            let e = last.entry(r.policy.clone()).or_insert(scheduled_at);
-            *e = (*e).max(scheduled_at);
-        }
-    }
-    for (name, e) in entries {
-        let (Some(schedule), Some(from)) = (&e.policy.schedule, last.get(name)) else {
-            continue;
-        };
-        let mut missed = Vec::new();
-        let mut at = next_after(schedule, base, name, *from);
-        while let Some(t) = at.filter(|t| *t < now) {
-            if missed.len() >= MAX_COUNTED_MISSES {
-                break;
-            }
-            missed.push(t);
-            at = next_after(schedule, base, name, t);
-        }
-        if let (Some(first), Some(last)) = (missed.first(), missed.last()) {
-            arbiter.record_skip(
-                &e.policy,
-                TriggerInfo::Schedule {
-                    scheduled_at: *last,
-                },
-                missed_reason(missed.len(), *first, *last, "havoc was not running"),
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Context, Expect, load_str};
+    use crate::policy::fixtures;
 
-    fn schedule(yaml_schedule: &str) -> Schedule {
-        let text = format!(
-            "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata: {{name: p}}\nspec:\n  schedule: {yaml_schedule}\n  target: {{kind: Pod, namespaces: [d]}}\n  fault: {{podDelete: {{}}}}\n"
-        );
-        let report = load_str(
-            std::path::Path::new("p.yaml"),
-            &text,
-            &Context::default(),
-            Expect::Policies,
-        );
-        report.policies[0].0.schedule.clone().expect("schedule")
+    fn schedule(schedule: serde_json::Value) -> Schedule {
+        fixtures::policy("p")
+            .namespaces(&["d"])
+            .set("/schedule", schedule)
+            .build()
+            .schedule
+            .expect("schedule")
     }
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -265,7 +313,7 @@ mod tests {
 
     #[test]
     fn an_on_time_fire_runs_and_nothing_is_missed() {
-        let s = schedule("{cron: \"* * * * *\"}");
+        let s = schedule(serde_json::json!({"cron": "* * * * *"}));
         let Due { run, missed, next } = due(
             &s,
             0,
@@ -280,7 +328,7 @@ mod tests {
 
     #[test]
     fn late_fires_are_missed_not_run_in_a_burst() {
-        let s = schedule("{cron: \"* * * * *\"}");
+        let s = schedule(serde_json::json!({"cron": "* * * * *"}));
         // Woken 3.5 minutes late: three fires are over, the fourth is 30 s old.
         let Due { run, missed, next } = due(
             &s,
@@ -306,7 +354,7 @@ mod tests {
 
     #[test]
     fn random_steps_differ_per_step_and_keep_the_floor() {
-        let s = schedule("{interval: {min: 10s, max: 20s}}");
+        let s = schedule(serde_json::json!({"interval": {"min": "10s", "max": "20s"}}));
         let mut at = t("2026-11-22T10:00:00Z");
         let mut gaps = Vec::new();
         for _ in 0..200 {

@@ -1,6 +1,7 @@
 //! Kubernetes Events on targets: `ChaosInjected` when a fault lands, and the verdict when
-//! the experiment ends (`ChaosPassed`, `ChaosDeviated`, ...). Published in the background:
-//! an Event that cannot be written is logged, never delays or fails an experiment.
+//! the experiment ends (`ChaosPassed`, `ChaosDeviated`, ...). Published in the background,
+//! on tasks the service tracks and awaits at shutdown: an Event that cannot be written is
+//! logged, never delays or fails an experiment.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
@@ -8,12 +9,15 @@ use kube::{
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 
-use crate::journal::{ExperimentRecord, TargetRecord, Verdict};
+use tokio_util::task::TaskTracker;
+
+use crate::record::{ExperimentRecord, TargetRecord, Verdict};
 
 /// Publishes experiment Events.
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
+    tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for Events {
@@ -50,7 +54,8 @@ fn reference(t: &TargetRecord) -> ObjectReference {
 }
 
 impl Events {
-    pub fn new(client: Client, instance: Option<String>) -> Self {
+    /// Publishes as `havoc` (`instance`: this pod), on tasks of `tasks`.
+    pub fn new(client: Client, instance: Option<String>, tasks: TaskTracker) -> Self {
         Events {
             recorder: Recorder::new(
                 client,
@@ -59,6 +64,7 @@ impl Events {
                     instance,
                 },
             ),
+            tasks,
         }
     }
 
@@ -84,7 +90,7 @@ impl Events {
             "havoc experiment {} (policy {}): {}",
             record.id,
             record.policy,
-            record.verdict.as_str()
+            record.verdict.label()
         );
         if !record.reason.is_empty() {
             note.push_str(": ");
@@ -96,7 +102,7 @@ impl Events {
     fn publish(&self, record: &ExperimentRecord, reason: &str, type_: EventType, note: String) {
         // An Event note is at most 1 kB.
         let note: String = note.chars().take(1000).collect();
-        for t in record.targets.iter().filter(|t| t.outcome == "injected") {
+        for t in record.injected() {
             let event = Event {
                 type_,
                 reason: reason.to_string(),
@@ -105,7 +111,7 @@ impl Events {
                 secondary: None,
             };
             let (recorder, reference) = (self.recorder.clone(), reference(t));
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = recorder.publish(&event, &reference).await {
                     tracing::warn!(error = %e, object = ?reference.name, "cannot publish Event");
                 }

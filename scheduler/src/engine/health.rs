@@ -1,20 +1,28 @@
 //! Reads global health: active alerts from Alertmanager and SLO values from Prometheus,
 //! turned into an [`Observation`] for the verdict rules. A source that cannot be read is
 //! reported as unreadable, never as healthy.
-
-use std::time::Duration;
+//!
+//! The engine reads health through the [`HealthSource`] trait, so that the experiment
+//! lifecycle can be tested with scripted observations.
 
 use chrono::Utc;
+use futures::{FutureExt, future::BoxFuture};
 use havoc_integrations::{alertmanager, prometheus};
 
-use super::verdict::Observation;
+use super::{metrics::Metrics, verdict::Observation};
 use crate::{
-    journal::{AlertRecord, SloRecord},
-    policy::{Config, expr::Objective, model::Slo},
+    policy::{
+        Config,
+        domain::{PolicyHealth, Slo},
+    },
+    record::{AlertRecord, SloRecord},
 };
 
-/// Default per-request timeout of health sources.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where an experiment's health observations come from.
+pub trait HealthSource: Send + Sync {
+    /// One reading of every source, narrowed to what `policy` judges by.
+    fn observe<'a>(&'a self, policy: &'a PolicyHealth) -> BoxFuture<'a, Observation>;
+}
 
 /// The health sources of the service configuration.
 #[derive(Debug)]
@@ -23,38 +31,44 @@ pub struct Health {
     prometheus: Option<prometheus::Client>,
     /// The service's alert matchers (which alerts count at all).
     matchers: Vec<String>,
-    slos: Vec<(Slo, Objective)>,
-    metrics: Option<super::metrics::Metrics>,
+    slos: Vec<Slo>,
+    metrics: Option<Metrics>,
+}
+
+impl HealthSource for Health {
+    fn observe<'a>(&'a self, policy: &'a PolicyHealth) -> BoxFuture<'a, Observation> {
+        self.read(policy).boxed()
+    }
 }
 
 impl Health {
     pub fn from_config(cfg: &Config) -> Result<Self, havoc_integrations::Error> {
-        let h = &cfg.spec.health;
+        let h = &cfg.health;
         let alertmanager = h
             .alertmanager
             .as_ref()
-            .map(|a| alertmanager::Client::new(&a.url, a.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0)))
+            .map(|a| alertmanager::Client::new(&a.endpoint.url, a.endpoint.timeout))
             .transpose()?;
         let prometheus = h
             .prometheus
             .as_ref()
-            .map(|p| prometheus::Client::new(&p.url, p.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0)))
+            .map(|p| prometheus::Client::new(&p.url, p.timeout))
             .transpose()?;
         Ok(Health {
             alertmanager,
             prometheus,
             matchers: h
                 .alertmanager
-                .as_ref()
-                .map(|a| a.matchers.clone())
-                .unwrap_or_default(),
-            slos: cfg.slos.clone(),
+                .iter()
+                .flat_map(|a| a.matchers.iter().map(ToString::to_string))
+                .collect(),
+            slos: h.slos.clone(),
             metrics: None,
         })
     }
 
     /// Counts every read in `havoc_health_checks_total{source,result}`.
-    pub fn with_metrics(mut self, metrics: super::metrics::Metrics) -> Self {
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -70,19 +84,17 @@ impl Health {
         self.alertmanager.is_some() || (self.prometheus.is_some() && !self.slos.is_empty())
     }
 
-    /// One reading of every source. `alert_matchers` narrow the alerts (a policy's);
-    /// `slo_names` picks the SLO checks (`None`: all).
-    pub async fn observe(
-        &self,
-        alert_matchers: &[String],
-        slo_names: Option<&[String]>,
-    ) -> Observation {
-        let (alerts, slos) =
-            tokio::join!(self.alerts(alert_matchers), self.slo_readings(slo_names));
+    async fn read(&self, policy: &PolicyHealth) -> Observation {
+        let extra: Vec<String> = policy
+            .alert_matchers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (alerts, slos) = tokio::join!(self.alerts(&extra), self.slo_readings(policy));
         let mut obs = Observation::default();
         match alerts {
             Ok(a) => obs.alerts = a,
-            Err(e) => obs.unreadable.push(e),
+            Err(e) => obs.unreadable.push(format!("alertmanager: {e}")),
         }
         let (readings, errors) = slos;
         obs.slos = readings;
@@ -90,15 +102,17 @@ impl Health {
         obs
     }
 
-    async fn alerts(&self, extra: &[String]) -> Result<Vec<AlertRecord>, String> {
+    async fn alerts(
+        &self,
+        extra: &[String],
+    ) -> Result<Vec<AlertRecord>, havoc_integrations::Error> {
         let Some(am) = &self.alertmanager else {
             return Ok(Vec::new());
         };
         let matchers: Vec<String> = self.matchers.iter().chain(extra).cloned().collect();
         let alerts = am.active_alerts(&matchers).await;
         self.count("alertmanager", alerts.is_ok());
-        let alerts = alerts.map_err(|e| format!("alertmanager: {e}"))?;
-        Ok(alerts
+        Ok(alerts?
             .into_iter()
             .map(|a| AlertRecord {
                 name: a.name,
@@ -109,14 +123,11 @@ impl Health {
             .collect())
     }
 
-    async fn slo_readings(&self, names: Option<&[String]>) -> (Vec<SloRecord>, Vec<String>) {
+    async fn slo_readings(&self, policy: &PolicyHealth) -> (Vec<SloRecord>, Vec<String>) {
         let (mut readings, mut errors) = (Vec::new(), Vec::new());
-        let wanted = self
-            .slos
-            .iter()
-            .filter(|(s, _)| names.is_none_or(|n| n.contains(&s.name)));
+        let wanted = self.slos.iter().filter(|s| policy.slos.includes(&s.name));
         // All queries at once: the gate's latency is one round trip, not one per SLO.
-        let reads = wanted.map(|(slo, objective)| async move {
+        let reads = wanted.map(|slo| async move {
             let Some(prom) = &self.prometheus else {
                 return Err(format!("prometheus: not configured for SLO {}", slo.name));
             };
@@ -126,9 +137,9 @@ impl Health {
                 Ok(value) => Ok(SloRecord {
                     name: slo.name.clone(),
                     value,
-                    objective: slo.objective.clone(),
+                    objective: slo.objective_text.clone(),
                     // No data (e.g. no traffic) is not a breach.
-                    breached: value.is_some_and(|v| !objective.holds(v)),
+                    breached: value.is_some_and(|v| !slo.objective.holds(v)),
                     at: Utc::now(),
                 }),
                 Err(e) => Err(format!("prometheus: SLO {}: {e}", slo.name)),

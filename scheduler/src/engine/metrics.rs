@@ -18,12 +18,18 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::journal::{ExperimentRecord, Verdict};
+use crate::record::{ExperimentRecord, Verdict};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyVerdict {
     policy: String,
     verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyReason {
+    policy: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +70,7 @@ struct VerbLabel {
 pub struct Metrics {
     registry: Arc<Registry>,
     experiments: Family<PolicyVerdict, Counter>,
+    skips: Family<PolicyReason, Counter>,
     duration: Family<PolicyLabel, Histogram>,
     faults: Family<PolicyFault, Counter>,
     reverts: Family<ResultLabel, Counter>,
@@ -92,6 +99,12 @@ impl Metrics {
             "experiments",
             "Experiments by policy and verdict",
             experiments.clone(),
+        );
+        let skips = Family::<PolicyReason, Counter>::default();
+        r.register(
+            "skips",
+            "Skipped experiments by policy and reason (the records' reasonCode)",
+            skips.clone(),
         );
         let duration: Family<PolicyLabel, Histogram> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12)));
@@ -161,6 +174,7 @@ impl Metrics {
         Metrics {
             registry: Arc::new(r),
             experiments,
+            skips,
             duration,
             faults,
             reverts,
@@ -188,9 +202,17 @@ impl Metrics {
         self.experiments
             .get_or_create(&PolicyVerdict {
                 policy: record.policy.clone(),
-                verdict: record.verdict.as_str().to_string(),
+                verdict: record.verdict.label().to_string(),
             })
             .inc();
+        if let (Verdict::Skipped, Some(code)) = (record.verdict, &record.reason_code) {
+            self.skips
+                .get_or_create(&PolicyReason {
+                    policy: record.policy.clone(),
+                    reason: code.clone(),
+                })
+                .inc();
+        }
         if record.verdict != Verdict::Skipped || record.injected_at.is_some() {
             let secs = (record.ended_at - record.started_at).num_milliseconds() as f64 / 1000.0;
             self.duration
@@ -243,11 +265,11 @@ impl Metrics {
         self.policies_paused.set(policies as i64);
     }
 
-    pub fn notification(&self, receiver: &str, result: &str) {
+    pub fn notification(&self, receiver: &str, result: crate::engine::notify::DeliveryResult) {
         self.notifications
             .get_or_create(&ReceiverResult {
                 receiver: receiver.to_string(),
-                result: result.to_string(),
+                result: result.label().to_string(),
             })
             .inc();
     }
@@ -289,7 +311,7 @@ mod tests {
     #[test]
     fn exposes_the_design_names() {
         let m = Metrics::new();
-        m.notification("oncall", "sent");
+        m.notification("oncall", crate::engine::notify::DeliveryResult::Sent);
         m.health_check("prometheus", false);
         m.fault_injected("p", "podDelete", 2);
         m.next_run("p", chrono::DateTime::from_timestamp(1_800_000_000, 0));

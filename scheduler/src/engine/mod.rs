@@ -3,12 +3,14 @@
 //!
 //! - [`arbiter`]: decides whether an experiment starts (pauses, limits, circuit breaker)
 //!   and emits its record.
+//! - [`policies`]: the policy set the service runs, replaced whole on reload.
 //! - [`clock`]: clock triggers in the service; missed fires are recorded, not run late.
 //! - [`experiment`]: one experiment from gate to verdict.
 //! - [`events`]: Kubernetes Events on targets.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`notify`]: failure-only notifications to Slack and webhooks.
-//! - [`health`]: reads Alertmanager and Prometheus into observations.
+//! - [`health`]: reads Alertmanager and Prometheus into observations (behind the
+//!   [`health::HealthSource`] trait).
 //! - [`verdict`]: gate, observation and verdict rules (pure).
 
 pub mod arbiter;
@@ -18,4 +20,5 @@ pub mod experiment;
 pub mod health;
 pub mod metrics;
 pub mod notify;
+pub mod policies;
 pub mod verdict;

@@ -7,19 +7,21 @@ use havoc_integrations::{Backoff, SecretString, retry, slack, webhook};
 use serde_json::{Value, json};
 
 use crate::{
-    journal::{ExperimentRecord, Verdict},
-    policy::{Config, Policy, model::NotifyOn},
+    policy::{Config, Policy, domain::Receiver as ReceiverConfig, model::NotifyOn},
+    record::{ExperimentRecord, Verdict},
 };
 
 /// Per-request timeout of a notification.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Outcomes that notify unless a policy or the config says otherwise.
-pub const DEFAULT_ON: [NotifyOn; 3] = [
-    NotifyOn::Deviated,
-    NotifyOn::Errored,
-    NotifyOn::RollbackFailed,
-];
+/// A receiver that cannot be set up (its secret is missing, its URL is wrong).
+#[derive(Debug, thiserror::Error)]
+#[error("receiver {receiver}: {source}")]
+pub struct ReceiverError {
+    pub receiver: String,
+    #[source]
+    pub source: havoc_integrations::Error,
+}
 
 #[derive(Debug)]
 enum Receiver {
@@ -27,21 +29,35 @@ enum Receiver {
     Webhook(webhook::Notifier),
 }
 
-/// The configured receivers and routing defaults.
+/// The configured receivers.
 #[derive(Debug)]
 pub struct Notifier {
     receivers: BTreeMap<String, Receiver>,
-    default_receivers: Vec<String>,
-    default_on: Vec<NotifyOn>,
     backoff: Backoff,
+}
+
+/// What became of one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Sent,
+    /// Gave up (retries exhausted, permanent error, unknown receiver, queue full).
+    Dropped,
+}
+
+impl DeliveryResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryResult::Sent => "sent",
+            DeliveryResult::Dropped => "dropped",
+        }
+    }
 }
 
 /// The result of notifying one receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub receiver: String,
-    /// `sent` or `dropped` (gave up).
-    pub result: &'static str,
+    pub result: DeliveryResult,
     pub attempts: u32,
     pub error: Option<String>,
 }
@@ -59,45 +75,42 @@ fn on_for(verdict: Verdict) -> NotifyOn {
 impl Notifier {
     /// Builds the receivers, reading their secrets now (a missing secret fails start-up,
     /// never silently drops notifications later).
-    pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+    pub fn from_config(cfg: &Config) -> Result<Self, ReceiverError> {
         let mut receivers = BTreeMap::new();
-        for r in &cfg.spec.receivers {
-            let receiver = if let Some(s) = &r.slack {
-                let token = havoc_integrations::secret::resolve(
-                    s.token.env.as_deref(),
-                    s.token.file.as_deref(),
-                )
-                .map_err(|e| anyhow::anyhow!("receiver {}: {e}", r.name))?;
-                let mut sc = slack::SlackConfig::new(token, s.channel.clone());
-                if let Some(url) = &s.api_url {
-                    sc.api_url = url.clone();
-                }
-                sc.timeout = SEND_TIMEOUT;
-                Receiver::Slack(slack::Notifier::new(sc)?)
-            } else if let Some(w) = &r.webhook {
-                let secret: Option<SecretString> = w
-                    .secret
-                    .as_ref()
-                    .map(|s| {
-                        havoc_integrations::secret::resolve(s.env.as_deref(), s.file.as_deref())
-                    })
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("receiver {}: {e}", r.name))?;
-                Receiver::Webhook(webhook::Notifier::new(&w.url, secret, SEND_TIMEOUT)?)
-            } else {
-                continue;
+        for (name, r) in &cfg.receivers {
+            let fail = |source| ReceiverError {
+                receiver: name.clone(),
+                source,
             };
-            receivers.insert(r.name.clone(), receiver);
+            let receiver = match r {
+                ReceiverConfig::Slack {
+                    channel,
+                    token,
+                    api_url,
+                } => {
+                    let token = token.resolve().map_err(fail)?;
+                    let mut sc = slack::SlackConfig::new(token, channel.clone());
+                    if let Some(url) = api_url {
+                        sc.api_url = url.clone();
+                    }
+                    sc.timeout = SEND_TIMEOUT;
+                    Receiver::Slack(slack::Notifier::new(sc).map_err(fail)?)
+                }
+                ReceiverConfig::Webhook { url, secret } => {
+                    let secret: Option<SecretString> = secret
+                        .as_ref()
+                        .map(|s| s.resolve())
+                        .transpose()
+                        .map_err(fail)?;
+                    Receiver::Webhook(
+                        webhook::Notifier::new(url, secret, SEND_TIMEOUT).map_err(fail)?,
+                    )
+                }
+            };
+            receivers.insert(name.clone(), receiver);
         }
         Ok(Notifier {
             receivers,
-            default_receivers: cfg.spec.notify.receivers.clone().unwrap_or_default(),
-            default_on: cfg
-                .spec
-                .notify
-                .on
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ON.to_vec()),
             backoff: Backoff {
                 initial: Duration::from_secs(1),
                 max: Duration::from_secs(30),
@@ -108,39 +121,33 @@ impl Notifier {
     }
 
     /// Which receivers a record goes to (empty: no notification).
-    pub fn route(&self, policy: &Policy, record: &ExperimentRecord) -> Vec<String> {
-        let notify = policy.spec.notify.as_ref();
-        let on = notify
-            .and_then(|n| n.on.clone())
-            .unwrap_or_else(|| self.default_on.clone());
-        if !on.contains(&on_for(record.verdict)) {
+    pub fn route(policy: &Policy, record: &ExperimentRecord) -> Vec<String> {
+        if !policy.notify.on.contains(&on_for(record.verdict)) {
             return Vec::new();
         }
-        notify
-            .and_then(|n| n.receivers.clone())
-            .unwrap_or_else(|| self.default_receivers.clone())
+        policy.notify.receivers.clone()
     }
 
     /// Sends a record to its receivers, concurrently, each with bounded retries.
     pub async fn notify(&self, policy: &Policy, record: &ExperimentRecord) -> Vec<Delivery> {
-        let names = self.route(policy, record);
+        let names = Self::route(policy, record);
         let body = serde_json::to_vec(record).unwrap_or_default();
         let message = slack_message(record);
         let sends = names.into_iter().map(|name| {
             let (body, message) = (&body, &message);
             async move {
                 let Some(receiver) = self.receivers.get(&name) else {
-                    return Delivery { receiver: name, result: "dropped", attempts: 0, error: Some("unknown receiver".into()) };
+                    return Delivery { receiver: name, result: DeliveryResult::Dropped, attempts: 0, error: Some("unknown receiver".into()) };
                 };
                 let outcome = match receiver {
                     Receiver::Slack(s) => retry(&self.backoff, || s.send(message)).await.map(|(_, n)| n),
                     Receiver::Webhook(w) => retry(&self.backoff, || w.send(body)).await.map(|(_, n)| n),
                 };
                 match outcome {
-                    Ok(attempts) => Delivery { receiver: name, result: "sent", attempts, error: None },
+                    Ok(attempts) => Delivery { receiver: name, result: DeliveryResult::Sent, attempts, error: None },
                     Err(f) => {
                         tracing::warn!(receiver = %name, attempts = f.attempts, error = %f.error, "notification dropped");
-                        Delivery { receiver: name, result: "dropped", attempts: f.attempts, error: Some(f.error.to_string()) }
+                        Delivery { receiver: name, result: DeliveryResult::Dropped, attempts: f.attempts, error: Some(f.error.to_string()) }
                     }
                 }
             }
@@ -162,7 +169,7 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
     let text = format!(
         "havoc: policy {} {}: {}",
         r.policy,
-        r.verdict.as_str(),
+        r.verdict.label(),
         r.reason
     );
     let targets: Vec<String> = r
@@ -174,13 +181,13 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
                 t.kind,
                 t.namespace.as_deref().unwrap_or("-"),
                 t.name,
-                t.outcome
+                t.outcome.label()
             )
         })
         .collect();
     let mut blocks: Vec<Value> = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": format!("havoc: {} {}", r.policy, r.verdict.as_str())}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}*: {}", r.verdict.as_str(), r.reason)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("havoc: {} {}", r.policy, r.verdict.label())}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}*: {}", r.verdict.label(), r.reason)}}),
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Policy*\n{}", r.policy)},
             {"type": "mrkdwn", "text": format!("*Fault*\n{}{}", r.fault, if r.dry_run { " (dry run)" } else { "" })},
@@ -233,7 +240,7 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{AlertRecord, tests::record};
+    use crate::record::{AlertRecord, tests::record};
 
     #[test]
     fn slack_message_names_what_caused_the_deviation() {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::journal::{AlertRecord, SloRecord, Verdict};
+use crate::record::{AlertRecord, ErrorReason, ExperimentRecord, SkipReason, SloRecord, Verdict};
 
 /// How much earlier than the injection an alert's `startsAt` may be and still count as
 /// caused by it: Prometheus and havoc clocks differ a little, and rule evaluation stamps
@@ -24,15 +24,14 @@ pub struct Observation {
 }
 
 /// Whether an experiment may start, judged before injection.
-pub fn gate(obs: &Observation, fail_closed: bool) -> Result<(), String> {
+pub fn gate(obs: &Observation, fail_closed: bool) -> Result<(), SkipReason> {
     if fail_closed && !obs.unreadable.is_empty() {
-        return Err(format!("health unreadable: {}", obs.unreadable.join("; ")));
+        return Err(SkipReason::HealthUnreadable(obs.unreadable.join("; ")));
     }
     if !obs.alerts.is_empty() {
         let names: BTreeSet<&str> = obs.alerts.iter().map(|a| a.name.as_str()).collect();
-        return Err(format!(
-            "alerts already firing: {}",
-            names.into_iter().collect::<Vec<_>>().join(", ")
+        return Err(SkipReason::AlertsFiring(
+            names.into_iter().collect::<Vec<_>>().join(", "),
         ));
     }
     let breached: Vec<String> = obs
@@ -42,7 +41,7 @@ pub fn gate(obs: &Observation, fail_closed: bool) -> Result<(), String> {
         .map(describe_slo)
         .collect();
     if !breached.is_empty() {
-        return Err(format!("SLO already breached: {}", breached.join(", ")));
+        return Err(SkipReason::SloBreached(breached.join(", ")));
     }
     Ok(())
 }
@@ -62,6 +61,42 @@ pub enum Assessment {
     Deviated(String),
     /// Revert now: health cannot be read (fail closed).
     Unreadable(String),
+}
+
+/// How an experiment that injected its fault ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conclusion {
+    Passed,
+    Deviated(String),
+    Errored(ErrorReason),
+    RollbackFailed(String),
+}
+
+impl Conclusion {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Conclusion::Passed => Verdict::Passed,
+            Conclusion::Deviated(_) => Verdict::Deviated,
+            Conclusion::Errored(_) => Verdict::Errored,
+            Conclusion::RollbackFailed(_) => Verdict::RollbackFailed,
+        }
+    }
+
+    /// Ends `record` with this conclusion.
+    pub fn apply(self, record: &mut ExperimentRecord) {
+        match self {
+            Conclusion::Passed => record.finish(
+                Verdict::Passed,
+                "no new alert and no SLO breach".to_string(),
+                None,
+            ),
+            Conclusion::Deviated(reason) => record.finish(Verdict::Deviated, reason, None),
+            Conclusion::Errored(why) => record.error(&why),
+            Conclusion::RollbackFailed(reason) => {
+                record.finish(Verdict::RollbackFailed, reason, Some("revertFailed"))
+            }
+        }
+    }
 }
 
 /// Accumulates observations from injection to the end of settle.
@@ -148,20 +183,17 @@ impl Judge {
     }
 
     /// The verdict once the experiment is over. `revert_failed` wins over everything.
-    pub fn verdict(&self, revert_failed: Option<&str>) -> (Verdict, String) {
+    pub fn verdict(&self, revert_failed: Option<&str>) -> Conclusion {
         if let Some(why) = revert_failed {
-            return (Verdict::RollbackFailed, format!("revert failed: {why}"));
+            return Conclusion::RollbackFailed(format!("revert failed: {why}"));
         }
         if let Some(reason) = self.deviation() {
-            return (Verdict::Deviated, reason);
+            return Conclusion::Deviated(reason);
         }
         if let Some(reason) = &self.unreadable {
-            return (Verdict::Errored, reason.clone());
+            return Conclusion::Errored(ErrorReason::HealthUnreadable(reason.clone()));
         }
-        (
-            Verdict::Passed,
-            "no new alert and no SLO breach".to_string(),
-        )
+        Conclusion::Passed
     }
 
     /// Alerts blamed on the experiment, in order of appearance.
@@ -229,7 +261,10 @@ mod tests {
             true,
         )
         .expect_err("closed");
-        assert!(err.contains("KubeDeploymentUnavailable"), "{err}");
+        assert!(
+            err.to_string().contains("KubeDeploymentUnavailable"),
+            "{err}"
+        );
         let o = Observation {
             slos: vec![slo(0.2, true, "00:00")],
             ..Observation::default()
@@ -237,13 +272,19 @@ mod tests {
         assert!(
             gate(&o, true)
                 .expect_err("closed")
+                .to_string()
                 .contains("error-ratio = 0.2")
         );
         let o = Observation {
             unreadable: vec!["prometheus: connection refused".into()],
             ..Observation::default()
         };
-        assert!(gate(&o, true).expect_err("closed").contains("prometheus"));
+        assert!(
+            gate(&o, true)
+                .expect_err("closed")
+                .to_string()
+                .contains("prometheus")
+        );
         assert!(
             gate(&o, false).is_ok(),
             "failClosed: false ignores unreadable sources"
@@ -260,8 +301,9 @@ mod tests {
         );
         // it resolves before the end: still a deviation
         j.observe(&obs(vec![]));
-        let (v, reason) = j.verdict(None);
-        assert_eq!(v, Verdict::Deviated);
+        let Conclusion::Deviated(reason) = j.verdict(None) else {
+            panic!("deviated");
+        };
         assert!(reason.contains("KubeDeploymentUnavailable"));
         assert_eq!(j.alerts(), vec![a]);
     }
@@ -282,7 +324,7 @@ mod tests {
             j.observe(&obs(vec![alert("f3", "Skewed", "00:57")])),
             Assessment::Deviated(_)
         ));
-        assert_eq!(j.verdict(None).0, Verdict::Deviated);
+        assert_eq!(j.verdict(None).verdict(), Verdict::Deviated);
         assert_eq!(j.alerts().len(), 1);
     }
 
@@ -301,8 +343,7 @@ mod tests {
         assert!(
             matches!(j.observe(&bad), Assessment::Deviated(r) if r.contains("error-ratio = 0.3"))
         );
-        let (v, _) = j.verdict(None);
-        assert_eq!(v, Verdict::Deviated);
+        assert_eq!(j.verdict(None).verdict(), Verdict::Deviated);
         assert!(j.slos().iter().any(|s| s.breached && s.value == Some(0.3)));
     }
 
@@ -314,22 +355,27 @@ mod tests {
             ..Observation::default()
         };
         assert!(matches!(j.observe(&o), Assessment::Unreadable(_)));
-        let (v, reason) = j.verdict(None);
-        assert_eq!(v, Verdict::Errored);
-        assert!(reason.contains("alertmanager"));
+        let Conclusion::Errored(why) = j.verdict(None) else {
+            panic!("errored");
+        };
+        assert!(why.to_string().contains("alertmanager"));
+        assert_eq!(why.label(), "healthUnreadable");
         let mut open = Judge::new(t("00:00"), &obs(vec![]), false);
         assert_eq!(open.observe(&o), Assessment::Holding);
-        assert_eq!(open.verdict(None).0, Verdict::Passed);
+        assert_eq!(open.verdict(None), Conclusion::Passed);
     }
 
     #[test]
     fn a_failed_revert_wins() {
         let mut j = Judge::new(t("00:00"), &obs(vec![]), true);
         j.observe(&obs(vec![alert("f", "X", "00:30")]));
-        assert_eq!(j.verdict(Some("409 conflict")).0, Verdict::RollbackFailed);
         assert_eq!(
-            Judge::new(t("00:00"), &obs(vec![]), true).verdict(None).0,
-            Verdict::Passed
+            j.verdict(Some("409 conflict")).verdict(),
+            Verdict::RollbackFailed
+        );
+        assert_eq!(
+            Judge::new(t("00:00"), &obs(vec![]), true).verdict(None),
+            Conclusion::Passed
         );
     }
 }

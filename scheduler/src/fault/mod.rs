@@ -10,6 +10,8 @@ pub mod revert;
 
 use std::time::Duration;
 
+use crate::record::TargetOutcome;
+
 /// What happened to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -21,11 +23,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn label(&self) -> &'static str {
+    /// The outcome as a record says it, with its detail.
+    pub fn target(&self) -> (TargetOutcome, Option<String>) {
         match self {
-            Outcome::Injected => "injected",
-            Outcome::DryRun => "dryRun",
-            Outcome::Skipped(_) => "skipped",
+            Outcome::Injected => (TargetOutcome::Injected, None),
+            Outcome::DryRun => (TargetOutcome::DryRun, None),
+            Outcome::Skipped(why) => (TargetOutcome::Skipped, Some(why.clone())),
         }
     }
 }

@@ -15,8 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The annotation that holds a revert record.
-pub const REVERT_ANNOTATION: &str = "havoc.dev/revert";
+pub use crate::labels::REVERT_ANNOTATION;
 
 /// How long after the fault's planned end an orphaned record may be reverted by another
 /// havoc (or the restarted one): covers settle and clock skew, so a running experiment's
@@ -103,16 +102,25 @@ pub fn revert_patch<F: Reversible>(record: &RevertRecord) -> Value {
     merge(F::restore_patch(&record.original), clear_annotation())
 }
 
+/// A revert record that does not parse: a human has to look at the object.
+#[derive(Debug, thiserror::Error)]
+#[error("{object} has an unreadable {REVERT_ANNOTATION} annotation: {source}")]
+pub struct UnreadableRecord {
+    pub object: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// The revert record on an object, if any. A record that does not parse is reported, so
 /// that a human looks at the object (havoc will not guess what to restore).
-pub fn record_of<K: Resource>(object: &K) -> Option<Result<RevertRecord, String>> {
+pub fn record_of<K: Resource>(object: &K) -> Option<Result<RevertRecord, UnreadableRecord>> {
     let text = object.annotations().get(REVERT_ANNOTATION)?;
-    Some(RevertRecord::decode(text).map_err(|e| {
-        format!(
-            "{} has an unreadable {REVERT_ANNOTATION} annotation: {e}",
-            object.name_any()
-        )
-    }))
+    Some(
+        RevertRecord::decode(text).map_err(|source| UnreadableRecord {
+            object: object.name_any(),
+            source,
+        }),
+    )
 }
 
 /// The objects whose revert records are orphaned at `now`: what start-up recovery
@@ -120,7 +128,7 @@ pub fn record_of<K: Resource>(object: &K) -> Option<Result<RevertRecord, String>
 pub fn expired<'a, K: Resource + 'a>(
     objects: impl IntoIterator<Item = &'a K>,
     now: DateTime<Utc>,
-) -> Vec<(&'a K, Result<RevertRecord, String>)> {
+) -> Vec<(&'a K, Result<RevertRecord, UnreadableRecord>)> {
     objects
         .into_iter()
         .filter_map(|o| {
@@ -215,7 +223,12 @@ mod tests {
             found[0].1.as_ref().expect("readable").original,
             json!({"replicas": 3})
         );
-        assert!(found[1].1.as_ref().is_err_and(|e| e.contains("unreadable")));
+        assert!(
+            found[1]
+                .1
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("unreadable"))
+        );
     }
 
     #[test]

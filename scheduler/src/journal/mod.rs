@@ -1,144 +1,16 @@
-//! Experiment records: what happened, when, to what, and the verdict.
-//!
-//! Every experiment produces one [`ExperimentRecord`]. The [`Journal`] appends records as
-//! JSON lines to a file (a persistent volume in production) and keeps the newest in
-//! memory for `GET /api/v1/experiments`.
+//! The journal: persists experiment records ([`crate::record`]) as JSON lines in a file
+//! (a persistent volume in production) and keeps the newest in memory for
+//! `GET /api/v1/experiments`.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::VecDeque,
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     sync::Mutex,
 };
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-/// The outcome of an experiment (DESIGN section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Verdict {
-    /// Fault injected and reverted; no new alert, no SLO breach until settle ended.
-    Passed,
-    /// A new alert fired or an SLO was breached during the fault or settle.
-    Deviated,
-    /// The gate was closed; not a failure.
-    Skipped,
-    /// The experiment could not be carried out.
-    Errored,
-    /// A revert did not succeed: the most serious outcome.
-    RollbackFailed,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Passed => "passed",
-            Verdict::Deviated => "deviated",
-            Verdict::Skipped => "skipped",
-            Verdict::Errored => "errored",
-            Verdict::RollbackFailed => "rollbackFailed",
-        }
-    }
-}
-
-/// What started an experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum TriggerInfo {
-    /// A clock schedule; `scheduledAt` is the planned fire time.
-    #[serde(rename_all = "camelCase")]
-    Schedule { scheduled_at: DateTime<Utc> },
-    /// A completed rollout.
-    #[serde(rename_all = "camelCase")]
-    Rollout {
-        workload: ObjectRef,
-        revision: String,
-        completed_at: DateTime<Utc>,
-    },
-    /// HTTP `POST /api/v1/policies/{name}/run` or `havoc run`.
-    #[serde(rename_all = "camelCase")]
-    Manual { source: String },
-}
-
-/// A Kubernetes object an experiment touched.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectRef {
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ObjectRef {
-    pub fn namespaced(kind: &str, namespace: &str, name: &str) -> Self {
-        ObjectRef {
-            kind: kind.to_string(),
-            namespace: Some(namespace.to_string()),
-            name: name.to_string(),
-        }
-    }
-}
-
-/// A target and what happened to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetRecord {
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-    /// `injected`, `dryRun`, `skipped` (e.g. a PDB refused the eviction, the pod was gone).
-    pub outcome: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// An alert attributed to the experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertRecord {
-    pub name: String,
-    pub fingerprint: String,
-    pub labels: BTreeMap<String, String>,
-    pub starts_at: DateTime<Utc>,
-}
-
-/// An SLO reading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SloRecord {
-    pub name: String,
-    /// `None`: the query returned no data.
-    pub value: Option<f64>,
-    pub objective: String,
-    pub breached: bool,
-    pub at: DateTime<Utc>,
-}
-
-/// One experiment, from start to verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExperimentRecord {
-    pub id: String,
-    pub policy: String,
-    pub verdict: Verdict,
-    /// Why: the gate reason, the deviation, the error.
-    pub reason: String,
-    pub dry_run: bool,
-    pub trigger: TriggerInfo,
-    pub targets: Vec<TargetRecord>,
-    /// The fault's field name, e.g. `podDelete`.
-    pub fault: String,
-    pub started_at: DateTime<Utc>,
-    pub injected_at: Option<DateTime<Utc>>,
-    pub reverted_at: Option<DateTime<Utc>>,
-    pub ended_at: DateTime<Utc>,
-    pub alerts: Vec<AlertRecord>,
-    pub slos: Vec<SloRecord>,
-}
+use crate::record::ExperimentRecord;
 
 /// Appends records to a JSON-lines file and keeps the newest in memory.
 #[derive(Debug)]
@@ -233,62 +105,9 @@ impl Journal {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A record with every field set, for tests.
-    pub(crate) fn record(id: &str, verdict: Verdict) -> ExperimentRecord {
-        let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().expect("valid");
-        ExperimentRecord {
-            id: id.to_string(),
-            policy: "p".to_string(),
-            verdict,
-            reason: "because".to_string(),
-            dry_run: false,
-            trigger: TriggerInfo::Schedule { scheduled_at: t },
-            targets: vec![TargetRecord {
-                kind: "Pod".to_string(),
-                namespace: Some("go-demo-8".to_string()),
-                name: "go-demo-8-db-1".to_string(),
-                outcome: "injected".to_string(),
-                detail: None,
-            }],
-            fault: "podDelete".to_string(),
-            started_at: t,
-            injected_at: Some(t),
-            reverted_at: None,
-            ended_at: t,
-            alerts: vec![],
-            slos: vec![],
-        }
-    }
-
-    #[test]
-    fn records_serialize_with_the_documented_names() {
-        let v = serde_json::to_value(record("x", Verdict::RollbackFailed)).expect("serializes");
-        for key in [
-            "id",
-            "policy",
-            "verdict",
-            "reason",
-            "dryRun",
-            "trigger",
-            "targets",
-            "fault",
-            "startedAt",
-            "injectedAt",
-            "revertedAt",
-            "endedAt",
-            "alerts",
-            "slos",
-        ] {
-            assert!(v.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(v["verdict"], "rollbackFailed");
-        assert_eq!(v["trigger"]["kind"], "schedule");
-        assert_eq!(v["trigger"]["scheduledAt"], "2026-11-22T10:00:00Z");
-        assert_eq!(v["targets"][0]["namespace"], "go-demo-8");
-    }
+    use crate::record::{Verdict, tests::record};
 
     #[test]
     fn journal_appends_lines_and_reloads_newest_first() {

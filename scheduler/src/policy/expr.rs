@@ -5,6 +5,8 @@ use std::{fmt, str::FromStr};
 
 use regex::Regex;
 
+use super::Invalid;
+
 /// An Alertmanager/Prometheus label matcher: `name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`.
 #[derive(Debug, Clone)]
 pub struct LabelMatcher {
@@ -48,7 +50,7 @@ impl fmt::Display for LabelMatcher {
 }
 
 impl FromStr for LabelMatcher {
-    type Err = String;
+    type Err = Invalid;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
@@ -59,9 +61,9 @@ impl FromStr for LabelMatcher {
             })
             .count();
         if name_len == 0 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "invalid matcher {s:?}: expected a label name first"
-            ));
+            )));
         }
         let name = &s[..name_len];
         let rest = s[name_len..].trim_start();
@@ -74,18 +76,20 @@ impl FromStr for LabelMatcher {
         .into_iter()
         .find_map(|(t, op)| rest.strip_prefix(t).map(|r| (op, r.trim())))
         .ok_or_else(|| {
-            format!("invalid matcher {s:?}: expected one of = != =~ !~ after {name:?}")
+            Invalid(format!(
+                "invalid matcher {s:?}: expected one of = != =~ !~ after {name:?}"
+            ))
         })?;
         let value = if let Some(inner) = rest.strip_prefix('"') {
             let inner = inner
                 .strip_suffix('"')
-                .ok_or_else(|| format!("invalid matcher {s:?}: unterminated quote"))?;
+                .ok_or_else(|| Invalid(format!("invalid matcher {s:?}: unterminated quote")))?;
             inner.replace("\\\"", "\"").replace("\\\\", "\\")
         } else {
             if rest.contains(char::is_whitespace) || rest.contains('"') {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "invalid matcher {s:?}: quote values that contain spaces"
-                ));
+                )));
             }
             rest.to_string()
         };
@@ -95,10 +99,10 @@ impl FromStr for LabelMatcher {
                     .size_limit(1 << 20)
                     .build()
                     .map_err(|e| {
-                        format!(
+                        Invalid(format!(
                             "invalid matcher {s:?}: bad regular expression: {}",
-                            crate::policy::validate::regex_reason(&e)
-                        )
+                            regex_reason(&e)
+                        ))
                     })?,
             ),
             _ => None,
@@ -110,6 +114,16 @@ impl FromStr for LabelMatcher {
             regex,
         })
     }
+}
+
+/// The one-line reason of a regex error (its Display spans several lines).
+pub fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(text.lines().next().unwrap_or_default())
+        .to_string()
 }
 
 /// An SLO objective: a comparison operator and a number, e.g. `< 0.01`.
@@ -147,7 +161,7 @@ impl Objective {
 }
 
 impl FromStr for Objective {
-    type Err = String;
+    type Err = Invalid;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
@@ -161,12 +175,16 @@ impl FromStr for Objective {
         ]
         .into_iter()
         .find_map(|(tok, op)| t.strip_prefix(tok).map(|r| (op, r.trim())))
-        .ok_or_else(|| format!("invalid objective {s:?}: expected an operator (< <= > >= == !=) and a number, e.g. \"< 0.01\""))?;
+        .ok_or_else(|| Invalid(format!("invalid objective {s:?}: expected an operator (< <= > >= == !=) and a number, e.g. \"< 0.01\"")))?;
         let threshold: f64 = rest
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| format!("invalid objective {s:?}: {rest:?} is not a finite number"))?;
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "invalid objective {s:?}: {rest:?} is not a finite number"
+                ))
+            })?;
         Ok(Objective { op, threshold })
     }
 }

@@ -4,13 +4,17 @@
 //! 1. [`yaml`]: YAML text to JSON values plus a position index (syntax errors);
 //! 2. serde into the wire [`model`] with unknown fields denied (shape errors; an unknown
 //!    field is reported and then dropped so that the rest of the document is still checked);
-//! 3. [`validate`]: meaning (cron, time zones, selectors, ...) into domain types.
+//! 3. [`validate`]: meaning (cron, time zones, selectors, ...) into the [`domain`] types,
+//!    with every default resolved: nothing outside `policy/` reads the wire model.
 //!
 //! A file is the unit of acceptance: if it has any problem, none of its policies load,
 //! while every other file still does.
 
+pub mod domain;
 pub mod duration;
 pub mod expr;
+#[cfg(test)]
+pub mod fixtures;
 pub mod model;
 pub mod schema;
 pub mod selector;
@@ -27,14 +31,19 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use self::{
+    domain::{Config, Context, Policy},
     model::{ChaosPolicy, HavocConfig},
-    validate::{Config, Context, Policy},
     yaml::Pos,
 };
 use self::{
     validate::Issue,
     yaml::{Document, push_pointer},
 };
+
+/// A value that means nothing valid, with a message for the person who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
 
 /// A located problem in a file, printed like a compiler error.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +66,24 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A located remark that does not make a file invalid, printed as `FILE:LINE:COL: warning:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub Diagnostic);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.0;
+        write!(
+            f,
+            "{}:{}:{}: warning: {}",
+            d.file.display(),
+            d.pos.line,
+            d.pos.col,
+            d.message
+        )
+    }
+}
+
 /// The outcome of reading one file.
 #[derive(Debug, Default)]
 pub struct FileReport {
@@ -65,6 +92,7 @@ pub struct FileReport {
     pub policies: Vec<(Policy, Pos)>,
     pub configs: Vec<Config>,
     pub diagnostics: Vec<Diagnostic>,
+    pub warnings: Vec<Warning>,
 }
 
 impl FileReport {
@@ -87,6 +115,11 @@ impl LoadReport {
 
     pub fn is_valid(&self) -> bool {
         self.files.iter().all(FileReport::is_valid)
+    }
+
+    /// Every warning, in file order.
+    pub fn warnings(&self) -> impl Iterator<Item = &Warning> {
+        self.files.iter().flat_map(|f| f.warnings.iter())
     }
 
     /// The policies of every valid file.
@@ -298,6 +331,18 @@ fn load_document(
             };
             match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
                 Ok(p) if issues.is_empty() => {
+                    if !p.fault.is_supported() {
+                        let at = format!("/spec/fault/{}", p.fault.name());
+                        report.warnings.push(Warning(Diagnostic {
+                            file: path.to_path_buf(),
+                            pos: doc.locations.key(&at),
+                            message: format!(
+                                "fault {} is not supported by this build of havoc: policy {:?} will end `errored`",
+                                p.fault.name(),
+                                p.name
+                            ),
+                        }));
+                    }
                     let pos = doc.locations.value("/metadata/name");
                     report.policies.push((p, pos));
                     Ok(())
@@ -421,4 +466,32 @@ pub fn load_config(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         )]);
     }
     Ok(file.configs.remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_this_build_cannot_run_is_a_located_warning_not_an_error() {
+        let text = fixtures::policy("drain")
+            .set("/target", serde_json::json!({"kind": "Node"}))
+            .fault(serde_json::json!({"nodeDrain": {}}))
+            .text();
+        let report = load_str(
+            Path::new("d.yaml"),
+            &text,
+            &Context::default(),
+            Expect::Policies,
+        );
+        assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
+        assert_eq!(report.policies.len(), 1);
+        let w: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("d.yaml:")
+                && w[0].contains(": warning: fault nodeDrain is not supported"),
+            "{w:?}"
+        );
+    }
 }

@@ -497,11 +497,8 @@ fn default_utc() -> String {
 fn default_policies() -> PathBuf {
     PathBuf::from("/etc/havoc/policies")
 }
-/// Namespaces no fault ever touches unless the config replaces this list.
-pub const DEFAULT_PROTECTED_NAMESPACES: [&str; 3] =
-    ["kube-system", "kube-public", "kube-node-lease"];
 fn default_protected() -> Vec<String> {
-    DEFAULT_PROTECTED_NAMESPACES
+    super::domain::BUILTIN_PROTECTED_NAMESPACES
         .iter()
         .map(|s| s.to_string())
         .collect()
@@ -634,6 +631,13 @@ pub struct SecretRef {
     pub file: Option<PathBuf>,
 }
 
+impl SecretRef {
+    /// Reads the secret now (from the environment or the file).
+    pub fn resolve(&self) -> Result<havoc_integrations::SecretString, havoc_integrations::Error> {
+        havoc_integrations::secret::resolve(self.env.as_deref(), self.file.as_deref())
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -738,7 +742,7 @@ impl Default for LeaderElection {
 }
 
 fn default_havoc_namespace() -> String {
-    "havoc-system".to_string()
+    super::domain::DEFAULT_HAVOC_NAMESPACE.to_string()
 }
 fn default_lease() -> String {
     "havoc".to_string()

@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 
+use super::Invalid;
+
 /// One requirement of a selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -62,9 +64,9 @@ impl FromStr for LabelSelector {
     type Err = SelectorError;
 
     fn from_str(source: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: String| SelectorError {
+        let fail = |reason: Invalid| SelectorError {
             selector: source.to_string(),
-            reason,
+            reason: reason.0,
         };
         let mut requirements = Vec::new();
         for part in split_top_level(source).map_err(fail)? {
@@ -73,7 +75,9 @@ impl FromStr for LabelSelector {
                 if source.trim().is_empty() {
                     break;
                 }
-                return Err(fail("empty requirement (stray comma?)".to_string()));
+                return Err(fail(Invalid(
+                    "empty requirement (stray comma?)".to_string(),
+                )));
             }
             requirements.push(parse_requirement(part).map_err(fail)?);
         }
@@ -85,7 +89,7 @@ impl FromStr for LabelSelector {
 }
 
 /// Splits on commas that are not inside parentheses.
-fn split_top_level(s: &str) -> Result<Vec<&str>, String> {
+fn split_top_level(s: &str) -> Result<Vec<&str>, Invalid> {
     let mut parts = Vec::new();
     let mut depth = 0usize;
     let mut start = 0;
@@ -93,14 +97,14 @@ fn split_top_level(s: &str) -> Result<Vec<&str>, String> {
         match c {
             '(' => {
                 if depth > 0 {
-                    return Err("nested parentheses".to_string());
+                    return Err(Invalid("nested parentheses".to_string()));
                 }
                 depth += 1;
             }
             ')' => {
                 depth = depth
                     .checked_sub(1)
-                    .ok_or_else(|| "unbalanced ')'".to_string())?;
+                    .ok_or_else(|| Invalid("unbalanced ')'".to_string()))?;
             }
             ',' if depth == 0 => {
                 parts.push(&s[start..i]);
@@ -110,13 +114,13 @@ fn split_top_level(s: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth != 0 {
-        return Err("unclosed '('".to_string());
+        return Err(Invalid("unclosed '('".to_string()));
     }
     parts.push(&s[start..]);
     Ok(parts)
 }
 
-fn parse_requirement(part: &str) -> Result<Requirement, String> {
+fn parse_requirement(part: &str) -> Result<Requirement, Invalid> {
     if let Some(key) = part.strip_prefix('!') {
         let key = key.trim();
         check_key(key)?;
@@ -142,20 +146,20 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         let head = part[..open].trim();
         let body = part[open + 1..]
             .strip_suffix(')')
-            .ok_or_else(|| format!("expected ')' at the end of {part:?}"))?;
+            .ok_or_else(|| Invalid(format!("expected ')' at the end of {part:?}")))?;
         let mut words = head.split_whitespace();
         let (key, op) = match (words.next(), words.next(), words.next()) {
             (Some(k), Some(op), None) => (k, op),
             _ => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "expected `key in (...)` or `key notin (...)` in {part:?}"
-                ));
+                )));
             }
         };
         check_key(key)?;
         let values: Vec<String> = body.split(',').map(|v| v.trim().to_string()).collect();
         if values.iter().all(String::is_empty) {
-            return Err(format!("empty value set in {part:?}"));
+            return Err(Invalid(format!("empty value set in {part:?}")));
         }
         for v in &values {
             check_value(v)?;
@@ -163,13 +167,15 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         return match op {
             "in" => Ok(Requirement::In(key.to_string(), values)),
             "notin" => Ok(Requirement::NotIn(key.to_string(), values)),
-            other => Err(format!("unknown operator {other:?} (use in or notin)")),
+            other => Err(Invalid(format!(
+                "unknown operator {other:?} (use in or notin)"
+            ))),
         };
     }
     if part.split_whitespace().count() > 1 {
-        return Err(format!(
+        return Err(Invalid(format!(
             "cannot parse {part:?} (operators are =, ==, !=, in, notin, and !key)"
-        ));
+        )));
     }
     check_key(part)?;
     Ok(Requirement::Exists(part.to_string()))
@@ -177,7 +183,7 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 
 /// A label key: optional DNS-subdomain prefix and `/`, then a name of at most 63
 /// characters of alphanumerics, `-`, `_`, `.`, beginning and ending alphanumeric.
-pub fn check_key(key: &str) -> Result<(), String> {
+pub fn check_key(key: &str) -> Result<(), Invalid> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -194,40 +200,47 @@ pub fn check_key(key: &str) -> Result<(), String> {
                     && !l.ends_with('-')
             });
         if !ok {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "invalid label key prefix {p:?} (must be a DNS subdomain)"
-            ));
+            )));
         }
     }
     if name.is_empty() {
-        return Err(format!("empty label key in {key:?}"));
+        return Err(Invalid(format!("empty label key in {key:?}")));
     }
     if !is_label_name(name) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "invalid label key {key:?} (at most 63 characters: alphanumerics, '-', '_', '.', starting and ending alphanumeric)"
-        ));
+        )));
     }
     Ok(())
 }
 
-fn check_value(v: &str) -> Result<(), String> {
+fn check_value(v: &str) -> Result<(), Invalid> {
     if v.is_empty() || is_label_name(v) {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "invalid label value {v:?} (at most 63 characters: alphanumerics, '-', '_', '.', starting and ending alphanumeric)"
-        ))
+        )))
     }
 }
 
 fn is_label_name(s: &str) -> bool {
+    is_bounded_name(s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
+    })
+}
+
+/// The shape of Kubernetes names: 1 to 63 bytes, alphanumeric at both ends, and only
+/// bytes that `allowed` accepts.
+pub(crate) fn is_bounded_name(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| allowed(*c))
 }
 
 #[cfg(test)]

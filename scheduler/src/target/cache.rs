@@ -24,13 +24,15 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use futures::{FutureExt, future::BoxFuture};
 
 use super::{
-    NamespaceInfo, PodInfo,
+    NamespaceInfo, Snapshot, SnapshotError, SnapshotSource,
     kube::{namespace_info, pod_info, replicaset_owners},
 };
-use crate::{engine::experiment::Snapshot, journal::ObjectRef};
+use crate::{labels::DEPLOYMENT_REVISION, record::ObjectRef};
 
 /// The service's watch caches.
 #[derive(Clone)]
@@ -49,8 +51,13 @@ impl std::fmt::Debug for Caches {
     }
 }
 
-/// Starts one reflector per kind; they run until `stop` is cancelled.
-fn spawn_reflector<K>(api: Api<K>, stop: CancellationToken, trim: fn(&mut K)) -> Store<K>
+/// Starts one reflector per kind on `tasks`; they run until `stop` is cancelled.
+fn spawn_reflector<K>(
+    api: Api<K>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+    trim: fn(&mut K),
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -62,7 +69,7 @@ where
         .modify(trim)
         .reflect(writer)
         .touched_objects();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
             tokio::select! {
@@ -80,13 +87,15 @@ where
 }
 
 impl Caches {
-    /// Starts the watches. They are synced once every first list has arrived.
-    pub fn start(client: &Client, stop: &CancellationToken) -> Self {
+    /// Starts the watches on `tasks`, until `stop`. They are synced once every first list
+    /// has arrived.
+    pub fn start(client: &Client, stop: &CancellationToken, tasks: &TaskTracker) -> Self {
         // Keep only what selection reads: managed fields and most annotations are the
         // bulk of a Pod object.
         let pods = spawn_reflector(
             Api::<Pod>::all(client.clone()),
             stop.clone(),
+            tasks,
             |p: &mut Pod| {
                 p.managed_fields_mut().clear();
                 p.annotations_mut().clear();
@@ -96,17 +105,18 @@ impl Caches {
         let replicasets = spawn_reflector(
             Api::<ReplicaSet>::all(client.clone()),
             stop.clone(),
+            tasks,
             |r: &mut ReplicaSet| {
                 r.managed_fields_mut().clear();
                 // Only the revision is needed (which ReplicaSet a rollout created).
-                r.annotations_mut()
-                    .retain(|k, _| k == crate::trigger::rollout::DEPLOYMENT_REVISION);
+                r.annotations_mut().retain(|k, _| k == DEPLOYMENT_REVISION);
                 r.spec = None;
             },
         );
         let namespaces = spawn_reflector(
             Api::<Namespace>::all(client.clone()),
             stop.clone(),
+            tasks,
             |n: &mut Namespace| n.managed_fields_mut().clear(),
         );
         let caches = Caches {
@@ -116,7 +126,7 @@ impl Caches {
             synced: Arc::new(AtomicBool::new(false)),
         };
         let (c, stop) = (caches.clone(), stop.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let ready = futures::future::join3(
                 c.pods.wait_until_ready(),
                 c.replicasets.wait_until_ready(),
@@ -164,17 +174,13 @@ impl Caches {
                         && o.kind == "Deployment"
                         && o.name == deployment.name
                 });
-            (owned
-                && rs
-                    .annotations()
-                    .get(crate::trigger::rollout::DEPLOYMENT_REVISION)
-                    == Some(&revision.to_string()))
-            .then(|| rs.labels().get("pod-template-hash").cloned())
-            .flatten()
+            (owned && rs.annotations().get(DEPLOYMENT_REVISION) == Some(&revision.to_string()))
+                .then(|| rs.labels().get("pod-template-hash").cloned())
+                .flatten()
         })
     }
 
-    fn read(&self) -> (Vec<PodInfo>, BTreeMap<String, NamespaceInfo>) {
+    fn read(&self) -> Snapshot {
         let rs = self.replicasets.state();
         let owners = replicaset_owners(rs.iter().map(AsRef::as_ref));
         let pods = self
@@ -189,15 +195,17 @@ impl Caches {
             .iter()
             .map(|n| (n.name_any(), namespace_info(n)))
             .collect();
-        (pods, namespaces)
+        Snapshot { pods, namespaces }
     }
 }
 
-impl Snapshot for Caches {
-    async fn snapshot(&self) -> anyhow::Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>)> {
-        if !self.is_synced() {
-            anyhow::bail!("watch caches are not synced yet");
-        }
-        Ok(self.read())
+impl SnapshotSource for Caches {
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        let snapshot = if self.is_synced() {
+            Ok(self.read())
+        } else {
+            Err(SnapshotError::NotSynced)
+        };
+        futures::future::ready(snapshot).boxed()
     }
 }

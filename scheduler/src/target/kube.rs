@@ -1,8 +1,10 @@
-//! Builds selection snapshots ([`PodInfo`], [`NamespaceInfo`]) from Kubernetes objects.
+//! Builds selection snapshots ([`PodInfo`], [`NamespaceInfo`]) from Kubernetes objects,
+//! and [`ListSource`]: a snapshot by listing the cluster once (`havoc run`).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::{
     api::{
         apps::v1::ReplicaSet,
@@ -12,8 +14,8 @@ use k8s_openapi::{
 };
 use kube::{Api, Client, api::ListParams};
 
-use super::{NamespaceInfo, PodInfo};
-use crate::journal::ObjectRef;
+use super::{NamespaceInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource};
+use crate::record::ObjectRef;
 
 /// Converts a Kubernetes timestamp.
 pub fn to_chrono(t: &Time) -> DateTime<Utc> {
@@ -91,10 +93,25 @@ pub fn namespace_info(ns: &Namespace) -> NamespaceInfo {
     }
 }
 
-/// A one-off snapshot by listing (used by `havoc run`; the service reads its watch caches).
-pub async fn list_snapshot(
-    client: &Client,
-) -> Result<(Vec<PodInfo>, BTreeMap<String, NamespaceInfo>), kube::Error> {
+/// Lists the cluster once per experiment (`havoc run`; the service reads its watch
+/// caches).
+#[derive(Clone)]
+pub struct ListSource(pub Client);
+
+impl std::fmt::Debug for ListSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListSource")
+    }
+}
+
+impl SnapshotSource for ListSource {
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        async move { Ok(list_snapshot(&self.0).await?) }.boxed()
+    }
+}
+
+/// A one-off snapshot by listing.
+pub async fn list_snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let lp = ListParams::default();
     let (pods, rs, nss) = (
         Api::<Pod>::all(client.clone()),
@@ -114,7 +131,7 @@ pub async fn list_snapshot(
             )
         })
         .collect();
-    Ok((pods, namespaces))
+    Ok(Snapshot { pods, namespaces })
 }
 
 #[cfg(test)]

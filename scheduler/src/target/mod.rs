@@ -1,26 +1,30 @@
-//! Target selection (pure): which objects a policy may hit right now.
+//! Targets: which objects a policy may hit right now.
 //!
-//! The engine builds a snapshot from its watch caches ([`PodInfo`], [`NamespaceInfo`]);
-//! this module applies the policy's selectors and exclusions and the safety rules of
-//! DESIGN section 5, then picks at random.
+//! - this module: selection (pure): a policy's selectors and exclusions and the safety
+//!   rules of DESIGN section 5 over a [`Snapshot`], then a random pick;
+//! - [`snapshot`]: the [`Snapshot`] of the cluster that selection reads, and where it
+//!   comes from ([`SnapshotSource`]);
+//! - [`cache`]: the service's watch caches (a [`SnapshotSource`]);
+//! - [`kube`]: conversions from Kubernetes objects, and a listing source for `havoc run`.
 
 pub mod cache;
+#[cfg(test)]
+pub mod fixtures;
 pub mod kube;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use rand::{Rng, seq::SliceRandom};
 
+pub use self::snapshot::{Snapshot, SnapshotError, SnapshotSource};
 use crate::{
-    journal::ObjectRef,
-    policy::validate::{NamespaceScope, Pick, TargetRule},
+    policy::domain::{NamespaceScope, Pick, TargetRule},
+    record::ObjectRef,
 };
 
-/// Label that pauses chaos in a namespace.
-pub const PAUSED_LABEL: &str = "havoc.dev/paused";
-/// Pods labelled as havoc itself are never targets.
-pub const HAVOC_APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "havoc");
+pub use crate::labels::{HAVOC_APP_LABEL, PAUSED_LABEL};
 
 /// What selection needs to know about a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,21 +66,21 @@ pub struct Guards {
     pub min_available_replicas: u32,
 }
 
-/// The result of a selection, with why candidates were dropped (for the record).
 impl Guards {
     /// The service's guards: protected namespaces (havoc's own included), this pod
     /// (`POD_NAMESPACE`/`POD_NAME` from the downward API), `limits.minAvailableReplicas`.
     pub fn for_service(config: &crate::policy::Config) -> Self {
         Guards {
-            protected_namespaces: config.context().protected_namespaces,
+            protected_namespaces: config.protected_namespaces.clone(),
             own_pod: std::env::var("POD_NAMESPACE")
                 .ok()
                 .zip(std::env::var("POD_NAME").ok()),
-            min_available_replicas: config.spec.limits.min_available_replicas,
+            min_available_replicas: config.limits.min_available_replicas,
         }
     }
 }
 
+/// The result of a selection, with why candidates were dropped (for the record).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     pub chosen: Vec<PodInfo>,

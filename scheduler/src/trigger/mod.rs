@@ -6,35 +6,90 @@
 pub mod rollout;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::{
     Api, Client, Resource,
     runtime::{WatchStreamExt, watcher},
 };
-use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::rollout::{Completion, RolloutState, Seen, Tracker};
 use crate::{
     engine::{
-        arbiter::{Arbiter, Start, TriggerView},
-        experiment::Snapshot,
+        arbiter::{Arbiter, Start},
+        policies::Policies,
     },
-    journal::{ObjectRef, TriggerInfo},
-    policy::{Policy, model::WorkloadKind, validate::RolloutRule},
+    labels::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH},
+    policy::{Policy, domain::RolloutRule, model::WorkloadKind},
+    record::{ObjectRef, TriggerInfo},
     target::{Restriction, cache::Caches, in_scope},
 };
 
-/// Pod labels that tell revisions apart.
-const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+/// A rollout that triggered a policy, and what came of it (for the API).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerView {
+    pub workload: ObjectRef,
+    pub revision: String,
+    pub completed_at: DateTime<Utc>,
+    /// `started ID`, `skipped ID: why`, `cooldown: ...`, `superseded ...`.
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Recent triggers kept per policy.
+pub const RECENT_TRIGGERS: usize = 20;
+
+/// The recent rollout triggers of each policy, newest last. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RecentTriggers(Arc<Mutex<BTreeMap<String, VecDeque<TriggerView>>>>);
+
+impl RecentTriggers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, VecDeque<TriggerView>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, policy: &str, view: TriggerView, known: impl Fn(&str) -> bool) {
+        tracing::info!(policy, workload = ?view.workload, revision = %view.revision, outcome = %view.outcome, "rollout trigger");
+        let mut all = self.lock();
+        all.retain(|name, _| known(name));
+        let q = all.entry(policy.to_string()).or_default();
+        q.push_back(view);
+        while q.len() > RECENT_TRIGGERS {
+            q.pop_front();
+        }
+    }
+
+    /// Recent rollout triggers of a policy, newest first.
+    pub fn of(&self, policy: &str) -> Vec<TriggerView> {
+        self.lock()
+            .get(policy)
+            .map(|q| q.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// What the rollout triggers read and drive.
+#[derive(Clone)]
+pub struct Rollouts {
+    pub arbiter: Arc<Arbiter>,
+    pub policies: Policies,
+    pub caches: Caches,
+    pub client: Client,
+    pub protected_namespaces: BTreeSet<String>,
+    pub recent: RecentTriggers,
+    pub stop: CancellationToken,
+    /// Watch loops and delayed fires run here (awaited at shutdown).
+    pub tasks: TaskTracker,
+}
 
 enum Change {
     /// A version seen while (re-)listing.
@@ -69,20 +124,18 @@ where
 }
 
 /// Matches completed rollouts to policies and fires them.
-struct Dispatcher<S> {
-    arbiter: Arc<Arbiter<S>>,
-    caches: Caches,
-    tracker: Arc<Mutex<Tracker>>,
+struct Dispatcher {
+    parts: Rollouts,
+    tracker: Mutex<Tracker>,
     /// (policy, workload) -> when it last fired, for `cooldown`.
     last_fired: Mutex<BTreeMap<(String, ObjectRef), tokio::time::Instant>>,
-    stop: CancellationToken,
 }
 
 fn kind_matches(rule: &RolloutRule, w: &ObjectRef) -> bool {
     rollout::kind_of(w).is_some_and(|k| rule.kinds.contains(&k))
 }
 
-impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
+impl Dispatcher {
     fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -90,7 +143,7 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
     /// The delay of the first rule of `policy` that `c` satisfies, if any.
     fn matches(&self, policy: &Policy, c: &Completion) -> Option<Duration> {
         let ns = c.workload.namespace.as_deref().unwrap_or_default();
-        let namespaces = self.caches.namespaces();
+        let namespaces = self.parts.caches.namespaces();
         policy
             .triggers
             .iter()
@@ -115,11 +168,11 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
 
     fn completed(self: &Arc<Self>, c: Completion) {
         let ns = c.workload.namespace.clone().unwrap_or_default();
-        if self.arbiter.protected_namespaces().contains(&ns) {
+        if self.parts.protected_namespaces.contains(&ns) {
             return;
         }
         tracing::info!(workload = ?c.workload, revision = %c.revision, image_changed = c.image_changed, "rollout complete");
-        for policy in self.arbiter.policies().policies.values() {
+        for policy in self.parts.policies.current().policies.values() {
             let Some(delay) = self.matches(policy, &c) else {
                 continue;
             };
@@ -132,7 +185,7 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
                     && now.duration_since(*at) < cooldown
                 {
                     let left = cooldown - now.duration_since(*at);
-                    self.arbiter.record_trigger(
+                    self.record(
                         &policy.name,
                         view(&c, format!("cooldown: {}s left", left.as_secs())),
                     );
@@ -141,9 +194,9 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
                 last.insert(key, now);
             }
             let (this, policy, c) = (self.clone(), policy.clone(), c.clone());
-            tokio::spawn(async move {
+            self.parts.tasks.spawn(async move {
                 tokio::select! {
-                    () = this.stop.cancelled() => return,
+                    () = this.parts.stop.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
                 }
                 this.fire(policy, c);
@@ -153,7 +206,7 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
 
     fn fire(&self, policy: Arc<Policy>, c: Completion) {
         if self.tracker().current_template(&c.workload) != Some(c.template) {
-            self.arbiter.record_trigger(
+            self.record(
                 &policy.name,
                 view(&c, "superseded by a newer rollout".to_string()),
             );
@@ -165,15 +218,24 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
             revision: c.revision.clone(),
             completed_at: c.completed_at,
         };
-        let outcome = match self
-            .arbiter
-            .start_restricted(policy.clone(), trigger, Some(restrict))
-        {
-            Start::Started { id } => format!("started {id}"),
-            Start::Skipped { id, reason } => format!("skipped {id}: {reason}"),
-            Start::NotLeader => "not the leader".to_string(),
-        };
-        self.arbiter.record_trigger(&policy.name, view(&c, outcome));
+        let outcome =
+            match self
+                .parts
+                .arbiter
+                .start_restricted(policy.clone(), trigger, Some(restrict))
+            {
+                Start::Started { id } => format!("started {id}"),
+                Start::Skipped { id, reason } => format!("skipped {id}: {reason}"),
+                Start::NotLeader => "not the leader".to_string(),
+            };
+        self.record(&policy.name, view(&c, outcome));
+    }
+
+    fn record(&self, policy: &str, view: TriggerView) {
+        let set = self.parts.policies.current();
+        self.parts
+            .recent
+            .record(policy, view, |name| set.policies.contains_key(name));
     }
 
     /// The new revision's pods: owned by the workload and, where Kubernetes labels
@@ -181,6 +243,7 @@ impl<S: Snapshot + Send + Sync + 'static> Dispatcher<S> {
     fn restriction(&self, c: &Completion) -> Restriction {
         let labels = match rollout::kind_of(&c.workload) {
             Some(WorkloadKind::Deployment) => self
+                .parts
                 .caches
                 .replicaset_hash(&c.workload, &c.revision)
                 .map(|h| BTreeMap::from([(POD_TEMPLATE_HASH.to_string(), h)]))
@@ -230,48 +293,51 @@ fn view(c: &Completion, outcome: String) -> TriggerView {
     }
 }
 
-/// Watches rollouts until `stop`.
-pub async fn run<S: Snapshot + Send + Sync + 'static>(
-    arbiter: Arc<Arbiter<S>>,
-    caches: Caches,
-    client: Client,
-    stop: CancellationToken,
-) {
-    let dispatcher = Arc::new(Dispatcher {
-        arbiter,
-        caches,
-        tracker: Arc::new(Mutex::new(Tracker::default())),
-        last_fired: Mutex::new(BTreeMap::new()),
-        stop: stop.clone(),
-    });
-    let kinds: [(&str, BoxStream<'static, Result<Change, watcher::Error>>); 3] = [
-        (
-            "Deployment",
-            changes::<Deployment>(&client, rollout::deployment_state),
-        ),
-        (
-            "StatefulSet",
-            changes::<StatefulSet>(&client, rollout::statefulset_state),
-        ),
-        (
-            "DaemonSet",
-            changes::<DaemonSet>(&client, rollout::daemonset_state),
-        ),
-    ];
-    for (kind, mut stream) in kinds {
-        let (d, stop) = (dispatcher.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut synced = false;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    item = stream.next() => match item {
-                        Some(Ok(change)) => d.handle(change, &mut synced),
-                        Some(Err(e)) => tracing::warn!(%kind, error = %e, "rollout watch error; retrying"),
-                        None => return,
-                    },
-                }
-            }
+impl std::fmt::Debug for Rollouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollouts").finish_non_exhaustive()
+    }
+}
+
+impl Rollouts {
+    /// Starts one watch per workload kind; they run on [`Rollouts::tasks`] until `stop`.
+    pub fn start(self) {
+        let client = self.client.clone();
+        let (stop, tasks) = (self.stop.clone(), self.tasks.clone());
+        let dispatcher = Arc::new(Dispatcher {
+            parts: self,
+            tracker: Mutex::new(Tracker::default()),
+            last_fired: Mutex::new(BTreeMap::new()),
         });
+        let kinds: [(&str, BoxStream<'static, Result<Change, watcher::Error>>); 3] = [
+            (
+                "Deployment",
+                changes::<Deployment>(&client, rollout::deployment_state),
+            ),
+            (
+                "StatefulSet",
+                changes::<StatefulSet>(&client, rollout::statefulset_state),
+            ),
+            (
+                "DaemonSet",
+                changes::<DaemonSet>(&client, rollout::daemonset_state),
+            ),
+        ];
+        for (kind, mut stream) in kinds {
+            let (d, stop) = (dispatcher.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut synced = false;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        item = stream.next() => match item {
+                            Some(Ok(change)) => d.handle(change, &mut synced),
+                            Some(Err(e)) => tracing::warn!(%kind, error = %e, "rollout watch error; retrying"),
+                            None => return,
+                        },
+                    }
+                }
+            });
+        }
     }
 }

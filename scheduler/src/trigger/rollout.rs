@@ -15,10 +15,10 @@ use k8s_openapi::api::{
 };
 use kube::ResourceExt;
 
-use crate::{journal::ObjectRef, policy::model::WorkloadKind, schedule::stable_hash};
+use crate::{policy::model::WorkloadKind, record::ObjectRef, schedule::stable_hash};
 
 /// The Deployment annotation holding its revision number.
-pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
+pub use crate::labels::DEPLOYMENT_REVISION;
 
 /// What the tracker needs to know about one version of a workload.
 #[derive(Debug, Clone, PartialEq, Eq)]

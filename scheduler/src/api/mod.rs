@@ -1,5 +1,7 @@
-//! HTTP (DESIGN section 7): metrics, probes, and the API. Mutating endpoints need
-//! `Authorization: Bearer <server.token>`; without a configured token they are off.
+//! The HTTP layer of the service (DESIGN section 7): metrics, probes, and the API.
+//! Mutating endpoints need `Authorization: Bearer <server.token>`; without a configured
+//! token they are off. It reads what the engine publishes (policies, pauses, running
+//! experiments, next fires, recent triggers, the journal) and asks the arbiter to act.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -17,10 +19,15 @@ use serde_json::json;
 
 use crate::{
     engine::{
-        arbiter::{Arbiter, Start},
-        experiment::Snapshot,
+        arbiter::{Arbiter, Pause, Start},
+        clock::NextFires,
+        metrics::Metrics,
+        policies::Policies,
     },
-    journal::TriggerInfo,
+    journal::Journal,
+    leader::Leadership,
+    record::TriggerInfo,
+    trigger::{RecentTriggers, TriggerView},
 };
 
 /// Default and largest `limit` of `GET /api/v1/experiments`.
@@ -33,33 +40,37 @@ pub trait Readiness: Send + Sync {
     fn not_ready(&self) -> Vec<String>;
 }
 
-struct App<S> {
-    arbiter: Arc<Arbiter<S>>,
-    token: Option<SecretString>,
-    readiness: Arc<dyn Readiness>,
+/// What the HTTP layer reads and drives.
+pub struct App {
+    pub arbiter: Arc<Arbiter>,
+    pub policies: Policies,
+    pub journal: Arc<Journal>,
+    pub metrics: Metrics,
+    pub next_fires: NextFires,
+    pub triggers: RecentTriggers,
+    pub leader: Leadership,
+    pub token: Option<SecretString>,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
 }
 
 /// The router, for tests and for [`serve`].
-pub fn router<S: Snapshot + Send + Sync + 'static>(
-    arbiter: Arc<Arbiter<S>>,
-    token: Option<SecretString>,
-    readiness: Arc<dyn Readiness>,
-) -> Router {
-    let app = Arc::new(App {
-        arbiter,
-        token,
-        readiness,
-    });
+pub fn router(app: App) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::<S>))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz::<S>))
-        .route("/api/v1/policies", get(policies::<S>))
-        .route("/api/v1/policies/{name}/run", post(run_policy::<S>))
-        .route("/api/v1/experiments", get(experiments::<S>))
-        .route("/api/v1/pause", post(pause::<S>))
-        .route("/api/v1/resume", post(resume::<S>))
-        .with_state(app)
+        .route("/readyz", get(readyz))
+        .route("/api/v1/policies", get(policies))
+        .route("/api/v1/policies/{name}/run", post(run_policy))
+        .route("/api/v1/experiments", get(experiments))
+        .route("/api/v1/pause", post(pause))
+        .route("/api/v1/resume", post(resume))
+        .with_state(Arc::new(app))
 }
 
 /// Serves until `stop` is cancelled.
@@ -74,16 +85,11 @@ pub async fn serve(
 }
 
 /// Binds `server.listen`.
-pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|e| anyhow::anyhow!("server.listen {listen:?}: {e}"))?;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
 }
 
-type Shared<S> = State<Arc<App<S>>>;
+type Shared = State<Arc<App>>;
 
 /// An error answer: status and a JSON `{"error": ...}` body.
 #[derive(Debug)]
@@ -104,7 +110,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorize<S>(app: &App<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &app.token else {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -124,18 +130,18 @@ fn authorize<S>(app: &App<S>, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn metrics<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) -> Response {
+async fn metrics(State(app): Shared) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.arbiter.metrics().encode(),
+        app.metrics.encode(),
     )
         .into_response()
 }
 
-async fn readyz<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) -> Response {
+async fn readyz(State(app): Shared) -> Response {
     let why = app.readiness.not_ready();
     if why.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
@@ -160,12 +166,12 @@ struct PolicyView {
     scheduled: bool,
     rollout_triggers: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    paused: Option<crate::engine::arbiter::Pause>,
+    paused: Option<Pause>,
     running: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last: Option<LastRun>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    recent_triggers: Vec<crate::engine::arbiter::TriggerView>,
+    recent_triggers: Vec<TriggerView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,12 +182,12 @@ struct LastRun {
     ended_at: DateTime<Utc>,
 }
 
-async fn policies<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) -> Response {
+async fn policies(State(app): Shared) -> Response {
     let arbiter = &app.arbiter;
-    let set = arbiter.policies();
+    let set = app.policies.current();
     let pauses = arbiter.pauses();
     let running = arbiter.running();
-    let recent = arbiter.journal().newest(MAX_LIMIT);
+    let recent = app.journal.newest(MAX_LIMIT);
     let views: Vec<PolicyView> = set
         .policies
         .values()
@@ -189,8 +195,8 @@ async fn policies<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) ->
             name: p.name.clone(),
             file: p.file.display().to_string(),
             fault: p.fault.name(),
-            dry_run: crate::engine::experiment::is_dry_run(arbiter.config(), p),
-            next_fire_at: arbiter.next_fire(&p.name).and_then(|t| {
+            dry_run: p.dry_run,
+            next_fire_at: app.next_fires.get(&p.name).and_then(|t| {
                 p.schedule
                     .as_ref()
                     .map(|s| t.with_timezone(&s.calendar.tz).fixed_offset())
@@ -205,14 +211,14 @@ async fn policies<S: Snapshot + Send + Sync + 'static>(State(app): Shared<S>) ->
                 .collect(),
             last: recent.iter().find(|r| r.policy == p.name).map(|r| LastRun {
                 id: r.id.clone(),
-                verdict: r.verdict.as_str(),
+                verdict: r.verdict.label(),
                 ended_at: r.ended_at,
             }),
-            recent_triggers: arbiter.recent_triggers(&p.name),
+            recent_triggers: app.triggers.of(&p.name),
         })
         .collect();
     Json(json!({
-        "leader": arbiter.is_leader(),
+        "leader": app.leader.is_leader(),
         "paused": pauses.all,
         "loadedAt": set.loaded_at,
         "policies": views,
@@ -225,21 +231,18 @@ struct LimitQuery {
     limit: Option<usize>,
 }
 
-async fn experiments<S: Snapshot + Send + Sync + 'static>(
-    State(app): Shared<S>,
-    Query(q): Query<LimitQuery>,
-) -> Response {
+async fn experiments(State(app): Shared, Query(q): Query<LimitQuery>) -> Response {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Json(app.arbiter.journal().newest(limit)).into_response()
+    Json(app.journal.newest(limit)).into_response()
 }
 
-async fn run_policy<S: Snapshot + Send + Sync + 'static>(
-    State(app): Shared<S>,
+async fn run_policy(
+    State(app): Shared,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
-    let Some(policy) = app.arbiter.policies().policies.get(&name).cloned() else {
+    let Some(policy) = app.policies.current().get(&name).cloned() else {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("no policy named {name:?}"),
@@ -256,7 +259,12 @@ async fn run_policy<S: Snapshot + Send + Sync + 'static>(
             .into_response(),
         Start::Skipped { id, reason } => (
             StatusCode::CONFLICT,
-            Json(json!({"id": id, "started": false, "reason": reason})),
+            Json(json!({
+                "id": id,
+                "started": false,
+                "reason": reason.to_string(),
+                "reasonCode": reason.label(),
+            })),
         )
             .into_response(),
         Start::NotLeader => error(
@@ -286,12 +294,9 @@ fn parse_body(body: &[u8]) -> Result<PauseBody, ApiError> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
 }
 
-fn known_policy<S: Snapshot + Send + Sync + 'static>(
-    app: &App<S>,
-    policy: Option<&str>,
-) -> Result<(), ApiError> {
+fn known_policy(app: &App, policy: Option<&str>) -> Result<(), ApiError> {
     match policy {
-        Some(p) if !app.arbiter.policies().policies.contains_key(p) => Err(error(
+        Some(p) if app.policies.current().get(p).is_none() => Err(error(
             StatusCode::NOT_FOUND,
             format!("no policy named {p:?}"),
         )),
@@ -300,19 +305,15 @@ fn known_policy<S: Snapshot + Send + Sync + 'static>(
 }
 
 /// The common start of pause and resume: token, body, and a known policy if named.
-fn pause_request<S: Snapshot + Send + Sync + 'static>(
-    app: &App<S>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<PauseBody, ApiError> {
+fn pause_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<PauseBody, ApiError> {
     authorize(app, headers)?;
     let body = parse_body(body)?;
     known_policy(app, body.policy.as_deref())?;
     Ok(body)
 }
 
-async fn pause<S: Snapshot + Send + Sync + 'static>(
-    State(app): Shared<S>,
+async fn pause(
+    State(app): Shared,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -327,8 +328,8 @@ async fn pause<S: Snapshot + Send + Sync + 'static>(
     Ok(Json(app.arbiter.pauses()).into_response())
 }
 
-async fn resume<S: Snapshot + Send + Sync + 'static>(
-    State(app): Shared<S>,
+async fn resume(
+    State(app): Shared,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {

@@ -1,0 +1,29 @@
+//! `havoc schema [all|policy|config] [--write DIR]`: the JSON Schema of policy and config
+//! files, generated from the wire model.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::{
+    cli::{SchemaArgs, SchemaKind},
+    policy::schema,
+};
+
+pub fn schema(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
+    let (kind, write) = (args.kind, args.write.as_deref());
+    if let Some(dir) = write {
+        std::fs::create_dir_all(dir)?;
+        for (name, text) in schema::files() {
+            std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let value = match kind {
+        SchemaKind::All => schema::combined_schema(),
+        SchemaKind::Policy => schema::policy_schema().to_value(),
+        SchemaKind::Config => schema::config_schema().to_value(),
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,266 @@
+//! `havoc serve`: wires the long-running service together — config, policies (with hot
+//! reload), watch caches, leader election, the arbiter and its clock, rollout triggers,
+//! the HTTP layer — and shuts it down in order on SIGTERM/SIGINT.
+//!
+//! Every task belongs to one of three layers, stopped one after the other: the engine
+//! (clock, rollout triggers, reload, experiments, Events, notifications), then the watch
+//! caches, then the Lease — released last, so that no other replica starts injecting
+//! while this one still completes what it holds.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{EXIT_INVALID, load_config};
+use crate::{
+    api::{self, App, Readiness},
+    cli::ServeArgs,
+    client::{self, Purpose},
+    engine::{
+        arbiter::{Arbiter, Parts},
+        clock::{Clock, NextFires},
+        events::Events,
+        experiment::Env,
+        health::Health,
+        metrics::Metrics,
+        notify::Notifier,
+        policies::Policies,
+    },
+    journal::Journal,
+    leader::{self, Leadership},
+    reload::Reloader,
+    target::{Guards, cache::Caches},
+    trigger::{RecentTriggers, Rollouts},
+};
+
+/// Records kept in memory for the API (the journal file keeps all of them).
+pub const JOURNAL_KEEP: usize = 1000;
+
+struct Ready {
+    caches: Caches,
+    leader: Leadership,
+}
+
+impl Readiness for Ready {
+    fn not_ready(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if !self.caches.is_synced() {
+            why.push("watch caches are not synced".to_string());
+        }
+        if !self.leader.is_known() {
+            why.push("leader election state is not known yet".to_string());
+        }
+        why
+    }
+}
+
+/// A group of tasks stopped together.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Layer {
+    /// Stops the layer and waits for its tasks until `deadline`; whether they all ended.
+    async fn stop(&self, deadline: Instant, name: &str) -> bool {
+        self.stop.cancel();
+        self.tasks.close();
+        let done = tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok();
+        if !done {
+            tracing::error!(
+                layer = name,
+                pending = self.tasks.len(),
+                "shutdown timeout: tasks still running"
+            );
+        }
+        done
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let Some(config) = load_config(&args.sources.config) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let config = Arc::new(config);
+    let paths = vec![
+        args.sources
+            .policies
+            .clone()
+            .unwrap_or_else(|| config.policies.clone()),
+    ];
+    let metrics = Metrics::new();
+    let kubeconfig = args.sources.kubeconfig.as_deref();
+    let requests = client::client(kubeconfig, Purpose::Requests, Some(&metrics)).await?;
+    let watches_client = client::client(kubeconfig, Purpose::Watches, Some(&metrics)).await?;
+    let token = config
+        .server
+        .token
+        .as_ref()
+        .map(|t| t.resolve())
+        .transpose()
+        .context("server.token")?;
+    let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
+    let notifier = Arc::new(Notifier::from_config(&config)?);
+    let journal = Arc::new(match &args.sources.journal {
+        Some(p) => Journal::open(p, JOURNAL_KEEP)
+            .with_context(|| format!("opening the journal {}", p.display()))?,
+        None => Journal::in_memory(JOURNAL_KEEP),
+    });
+    let listen = config.server.listen;
+    let listener = api::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+
+    let (engine, watches) = (Layer::default(), Layer::default());
+    let lease_stop = CancellationToken::new();
+    let caches = Caches::start(&watches_client, &watches.stop, &watches.tasks);
+    let (publisher, leader) = leader::channel();
+    let lease_task = if config.leader_election.enabled {
+        Some(tokio::spawn(leader::elect(
+            requests.clone(),
+            config.leader_election.clone(),
+            publisher,
+            lease_stop.clone(),
+        )))
+    } else {
+        publisher.publish(true);
+        None
+    };
+    let env = Env {
+        client: requests.clone(),
+        guards: Guards::for_service(&config),
+        config: config.clone(),
+        health,
+        events: Some(Events::new(
+            requests.clone(),
+            std::env::var("POD_NAME").ok(),
+            engine.tasks.clone(),
+        )),
+        metrics: Some(metrics.clone()),
+    };
+    let arbiter = Arbiter::new(Parts {
+        env,
+        source: Arc::new(caches.clone()),
+        journal: journal.clone(),
+        notifier,
+        metrics: metrics.clone(),
+        leader: leader.clone(),
+        stop: engine.stop.clone(),
+        seed: args.seed,
+    });
+    let policies = Policies::default();
+    let reloader = Reloader {
+        paths,
+        ctx: config.context(),
+        policies: policies.clone(),
+        arbiter: arbiter.clone(),
+        metrics: metrics.clone(),
+        interval: args.reload_interval.0,
+        stop: engine.stop.clone(),
+    };
+    reloader.load_initial();
+    tracing::info!(
+        policies = policies.current().policies.len(),
+        dry_run = config.dry_run,
+        listen = %listen,
+        "havoc serve starting"
+    );
+
+    let next_fires = NextFires::new(metrics.clone());
+    let triggers = RecentTriggers::default();
+    let router = api::router(App {
+        arbiter: arbiter.clone(),
+        policies: policies.clone(),
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+        next_fires: next_fires.clone(),
+        triggers: triggers.clone(),
+        leader: leader.clone(),
+        token,
+        readiness: Arc::new(Ready {
+            caches: caches.clone(),
+            leader: leader.clone(),
+        }),
+    });
+    let server_stop = CancellationToken::new();
+    let server_task = tokio::spawn(api::serve(listener, router, server_stop.clone()));
+    engine.tasks.spawn(
+        Clock {
+            arbiter: arbiter.clone(),
+            policies: policies.clone(),
+            leader: leader.clone(),
+            journal: journal.clone(),
+            next_fires,
+            stop: engine.stop.clone(),
+            seed: args.seed.unwrap_or_else(rand::random),
+        }
+        .drive(),
+    );
+    Rollouts {
+        arbiter: arbiter.clone(),
+        policies,
+        caches,
+        client: watches_client,
+        protected_namespaces: config.protected_namespaces.clone(),
+        recent: triggers,
+        stop: engine.stop.clone(),
+        tasks: engine.tasks.clone(),
+    }
+    .start();
+    engine.tasks.spawn(reloader.run());
+
+    signal().await;
+    let started = Instant::now();
+    let deadline = started + args.shutdown_timeout.0;
+    // 1. The engine: experiments complete their records and notify, then every other
+    //    engine task (clock, triggers, reload, Event publishes) ends.
+    let mut clean = arbiter.shut_down(deadline).await;
+    clean &= engine.stop(deadline, "engine").await;
+    // 2. The watch caches.
+    clean &= watches.stop(deadline, "watches").await;
+    // 3. The Lease, last.
+    lease_stop.cancel();
+    if let Some(t) = lease_task {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left.max(Duration::from_secs(1)), t).await;
+    }
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server_task).await;
+    tracing::info!(
+        clean,
+        took_ms = started.elapsed().as_millis() as u64,
+        "havoc serve stopped"
+    );
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,15 @@
+//! Labels and annotations havoc reads or writes on Kubernetes objects, in one place so
+//! that the modules that write them and the ones that read them agree.
+
+/// A namespace labelled `havoc.dev/paused=true` is never targeted.
+pub const PAUSED_LABEL: &str = "havoc.dev/paused";
+/// Pods labelled as havoc itself are never targets.
+pub const HAVOC_APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "havoc");
+/// The revert record on an object havoc changed (DESIGN section 5).
+pub const REVERT_ANNOTATION: &str = "havoc.dev/revert";
+/// The revision a Deployment controller stamps on its ReplicaSets.
+pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
+/// Pod label of a ReplicaSet's pod template (a Deployment's revision).
+pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// Pod label of a StatefulSet's or DaemonSet's revision.
+pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";

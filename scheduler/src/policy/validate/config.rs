@@ -1,0 +1,236 @@
+//! The `HavocConfig` document: meaning, into a domain [`Config`] with defaults resolved.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use super::{Checker, Issue, is_dns_label, parse_tz};
+use crate::policy::{
+    domain::{
+        AlertmanagerSource, Config, DEFAULT_HEALTH_TIMEOUT, DEFAULT_NOTIFY_ON, Endpoint,
+        HealthConfig, LeaderElection, Limits, NotifyRule, Receiver, ServerConfig, Slo,
+    },
+    model::{self, HavocConfig},
+};
+
+/// Checks an `http://` or `https://` URL.
+fn url(c: &mut Checker, p: &str, u: &str) {
+    if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+        c.value(
+            p,
+            format!("invalid URL {u:?}: expected http:// or https://"),
+        );
+    }
+}
+
+/// Validates the service configuration.
+pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
+    let mut c = Checker::default();
+    let s = &cfg.spec;
+    let tz = c.take("/spec/timezone", parse_tz(&s.timezone));
+    for (i, ns) in s.protected_namespaces.iter().enumerate() {
+        if !is_dns_label(ns) {
+            c.value(
+                &format!("/spec/protectedNamespaces/{i}"),
+                format!("invalid namespace name {ns:?}"),
+            );
+        }
+    }
+    let mut protected: BTreeSet<String> = s.protected_namespaces.iter().cloned().collect();
+    protected.insert(s.leader_election.namespace.clone());
+    for (i, ns) in s.live_namespaces.iter().enumerate() {
+        let p = format!("/spec/liveNamespaces/{i}");
+        if !is_dns_label(ns) {
+            c.value(&p, format!("invalid namespace name {ns:?}"));
+        } else if protected.contains(ns) {
+            c.value(
+                &p,
+                format!("namespace {ns:?} is protected; it cannot be live"),
+            );
+        }
+    }
+    if !is_dns_label(&s.leader_election.namespace) {
+        c.value(
+            "/spec/leaderElection/namespace",
+            format!("invalid namespace name {:?}", s.leader_election.namespace),
+        );
+    }
+    if s.limits.max_concurrent_experiments == 0 {
+        c.value(
+            "/spec/limits/maxConcurrentExperiments",
+            "maxConcurrentExperiments must be at least 1",
+        );
+    }
+    let health = health(&mut c, &s.health);
+    let receivers = receivers(&mut c, &s.receivers);
+    if let Some(names) = &s.notify.receivers {
+        for (i, n) in names.iter().enumerate() {
+            if !receivers.contains_key(n) {
+                c.value(
+                    &format!("/spec/notify/receivers/{i}"),
+                    format!("unknown receiver {n:?}"),
+                );
+            }
+        }
+    }
+    if let Some(t) = &s.server.token {
+        c.secret("/spec/server/token", t);
+    }
+    let listen = c.take(
+        "/spec/server/listen",
+        s.server.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "invalid listen address {:?}: expected IP:PORT",
+                s.server.listen
+            )
+        }),
+    );
+    let value = match (tz, listen) {
+        (Some(timezone), Some(listen)) => Some(Config {
+            dry_run: s.dry_run,
+            live_namespaces: s.live_namespaces.iter().cloned().collect(),
+            timezone,
+            policies: s.policies.clone(),
+            protected_namespaces: protected,
+            limits: Limits {
+                max_concurrent_experiments: s.limits.max_concurrent_experiments,
+                min_available_replicas: s.limits.min_available_replicas,
+            },
+            health,
+            receivers,
+            notify: NotifyRule {
+                receivers: s.notify.receivers.clone().unwrap_or_default(),
+                on: s
+                    .notify
+                    .on
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NOTIFY_ON.to_vec()),
+            },
+            circuit_breaker_cooldown: s.circuit_breaker.cooldown.0,
+            server: ServerConfig {
+                listen,
+                token: s.server.token.clone(),
+            },
+            leader_election: LeaderElection {
+                enabled: s.leader_election.enabled,
+                namespace: s.leader_election.namespace.clone(),
+                lease: s.leader_election.lease.clone(),
+            },
+        }),
+        _ => None,
+    };
+    c.finish(value)
+}
+
+fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {
+    if h.interval.0 < Duration::from_secs(1) {
+        c.value(
+            "/spec/health/interval",
+            "health.interval must be at least 1s",
+        );
+    }
+    let prometheus = h.prometheus.as_ref().map(|p| {
+        url(c, "/spec/health/prometheus/url", &p.url);
+        Endpoint {
+            url: p.url.clone(),
+            timeout: p.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |t| t.0),
+        }
+    });
+    let alertmanager = h.alertmanager.as_ref().map(|a| {
+        url(c, "/spec/health/alertmanager/url", &a.url);
+        let mut matchers = Vec::new();
+        for (i, m) in a.matchers.iter().enumerate() {
+            if let Some(m) = c.take(
+                &format!("/spec/health/alertmanager/matchers/{i}"),
+                m.parse(),
+            ) {
+                matchers.push(m);
+            }
+        }
+        AlertmanagerSource {
+            endpoint: Endpoint {
+                url: a.url.clone(),
+                timeout: a.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |t| t.0),
+            },
+            matchers,
+        }
+    });
+    let mut slos = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, slo) in h.slos.iter().enumerate() {
+        let p = format!("/spec/health/slos/{i}");
+        if !names.insert(slo.name.clone()) {
+            c.value(
+                &format!("{p}/name"),
+                format!("duplicate SLO name {:?}", slo.name),
+            );
+        }
+        if slo.query.trim().is_empty() {
+            c.value(&format!("{p}/query"), "empty query");
+        }
+        if let Some(objective) = c.take(&format!("{p}/objective"), slo.objective.parse()) {
+            slos.push(Slo {
+                name: slo.name.clone(),
+                query: slo.query.clone(),
+                objective,
+                objective_text: slo.objective.clone(),
+            });
+        }
+    }
+    if !slos.is_empty() && prometheus.is_none() {
+        c.key("/spec/health/slos", "SLO checks need health.prometheus");
+    }
+    HealthConfig {
+        interval: h.interval.0,
+        fail_closed: h.fail_closed,
+        prometheus,
+        alertmanager,
+        slos,
+    }
+}
+
+fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Receiver> {
+    let mut receivers = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (i, r) in list.iter().enumerate() {
+        let p = format!("/spec/receivers/{i}");
+        let receiver = match (&r.slack, &r.webhook) {
+            (Some(sl), None) => {
+                c.secret(&format!("{p}/slack/token"), &sl.token);
+                if let Some(u) = &sl.api_url {
+                    url(c, &format!("{p}/slack/apiUrl"), u);
+                }
+                Some(Receiver::Slack {
+                    channel: sl.channel.clone(),
+                    token: sl.token.clone(),
+                    api_url: sl.api_url.clone(),
+                })
+            }
+            (None, Some(w)) => {
+                url(c, &format!("{p}/webhook/url"), &w.url);
+                if let Some(sec) = &w.secret {
+                    c.secret(&format!("{p}/webhook/secret"), sec);
+                }
+                Some(Receiver::Webhook {
+                    url: w.url.clone(),
+                    secret: w.secret.clone(),
+                })
+            }
+            _ => {
+                c.key(&p, "a receiver needs exactly one of `slack` or `webhook`");
+                None
+            }
+        };
+        if !seen.insert(r.name.clone()) {
+            c.value(
+                &format!("{p}/name"),
+                format!("duplicate receiver name {:?}", r.name),
+            );
+        } else if let Some(receiver) = receiver {
+            receivers.insert(r.name.clone(), receiver);
+        }
+    }
+    receivers
+}

@@ -1,0 +1,360 @@
+//! The records every part of havoc shares: what an experiment did, to what, and why it
+//! ended as it did. The [`journal`](crate::journal) persists them, the HTTP API serves
+//! them, notifications and Events quote them.
+//!
+//! Outcomes and reasons are typed ([`Verdict`], [`TargetOutcome`], [`SkipReason`],
+//! [`ErrorReason`]); each has one `label()` that metrics, records and API answers use, so
+//! a name is spelled in exactly one place.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The outcome of an experiment (DESIGN section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Fault injected and reverted; no new alert, no SLO breach until settle ended.
+    Passed,
+    /// A new alert fired or an SLO was breached during the fault or settle.
+    Deviated,
+    /// The gate was closed; not a failure.
+    Skipped,
+    /// The experiment could not be carried out.
+    Errored,
+    /// A revert did not succeed: the most serious outcome.
+    RollbackFailed,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Deviated => "deviated",
+            Verdict::Skipped => "skipped",
+            Verdict::Errored => "errored",
+            Verdict::RollbackFailed => "rollbackFailed",
+        }
+    }
+}
+
+/// Why an experiment did not run: verdict `skipped`, never a failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("havoc is shutting down")]
+    ShuttingDown,
+    #[error("all chaos is paused: {0}")]
+    PausedAll(String),
+    #[error("policy is paused: {0}")]
+    PausedPolicy(String),
+    #[error("the previous run {0} is still in progress")]
+    StillRunning(String),
+    #[error("limit reached: maxConcurrentExperiments is {limit} and {running} running")]
+    Limit { limit: u32, running: usize },
+    /// A fire that came too late, or fell while havoc was down.
+    #[error("{0}")]
+    Missed(String),
+    #[error("health unreadable: {0}")]
+    HealthUnreadable(String),
+    #[error("alerts already firing: {0}")]
+    AlertsFiring(String),
+    #[error("SLO already breached: {0}")]
+    SloBreached(String),
+    #[error("cannot read targets: {0}")]
+    TargetsUnreadable(String),
+    /// No eligible target (the text says which were dropped and why).
+    #[error("{0}")]
+    NoTarget(String),
+    /// Every chosen target refused or vanished (e.g. PodDisruptionBudgets said no).
+    #[error("no target could be disrupted: {0}")]
+    NotDisrupted(String),
+}
+
+impl SkipReason {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SkipReason::ShuttingDown => "shuttingDown",
+            SkipReason::PausedAll(_) | SkipReason::PausedPolicy(_) => "paused",
+            SkipReason::StillRunning(_) => "stillRunning",
+            SkipReason::Limit { .. } => "limit",
+            SkipReason::Missed(_) => "missed",
+            SkipReason::HealthUnreadable(_) => "healthUnreadable",
+            SkipReason::AlertsFiring(_) => "alertsFiring",
+            SkipReason::SloBreached(_) => "sloBreached",
+            SkipReason::TargetsUnreadable(_) => "targetsUnreadable",
+            SkipReason::NoTarget(_) => "noTarget",
+            SkipReason::NotDisrupted(_) => "notDisrupted",
+        }
+    }
+}
+
+/// Why an experiment could not be carried out: verdict `errored`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorReason {
+    #[error("fault {0} is not supported by this version of havoc")]
+    Unsupported(&'static str),
+    /// The API refused or failed the fault (the text names the target).
+    #[error("{0}")]
+    Injection(String),
+    #[error("{0}")]
+    HealthUnreadable(String),
+    #[error(
+        "interrupted by shutdown after {observed_secs}s of observation; no deviation seen until then"
+    )]
+    Interrupted { observed_secs: u64 },
+    #[error("experiment task panicked: {0}")]
+    Panicked(String),
+}
+
+impl ErrorReason {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorReason::Unsupported(_) => "unsupported",
+            ErrorReason::Injection(_) => "injection",
+            ErrorReason::HealthUnreadable(_) => "healthUnreadable",
+            ErrorReason::Interrupted { .. } => "interrupted",
+            ErrorReason::Panicked(_) => "panicked",
+        }
+    }
+}
+
+/// What started an experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TriggerInfo {
+    /// A clock schedule; `scheduledAt` is the planned fire time.
+    #[serde(rename_all = "camelCase")]
+    Schedule { scheduled_at: DateTime<Utc> },
+    /// A completed rollout.
+    #[serde(rename_all = "camelCase")]
+    Rollout {
+        workload: ObjectRef,
+        revision: String,
+        completed_at: DateTime<Utc>,
+    },
+    /// HTTP `POST /api/v1/policies/{name}/run` or `havoc run`.
+    #[serde(rename_all = "camelCase")]
+    Manual { source: String },
+}
+
+/// A Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn namespaced(kind: &str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetOutcome {
+    Injected,
+    /// Dry run: only logged.
+    DryRun,
+    /// Not a failure: the target vanished, or a PodDisruptionBudget refused the eviction.
+    Skipped,
+    Errored,
+}
+
+impl TargetOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            TargetOutcome::Injected => "injected",
+            TargetOutcome::DryRun => "dryRun",
+            TargetOutcome::Skipped => "skipped",
+            TargetOutcome::Errored => "errored",
+        }
+    }
+}
+
+/// A target and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRecord {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub outcome: TargetOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An alert attributed to the experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRecord {
+    pub name: String,
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// An SLO reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SloRecord {
+    pub name: String,
+    /// `None`: the query returned no data.
+    pub value: Option<f64>,
+    pub objective: String,
+    pub breached: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// One experiment, from start to verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentRecord {
+    pub id: String,
+    pub policy: String,
+    pub verdict: Verdict,
+    /// Why: the gate reason, the deviation, the error.
+    pub reason: String,
+    /// The reason's label for skipped and errored experiments (e.g. `alertsFiring`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    pub dry_run: bool,
+    pub trigger: TriggerInfo,
+    pub targets: Vec<TargetRecord>,
+    /// The fault's field name, e.g. `podDelete`.
+    pub fault: String,
+    pub started_at: DateTime<Utc>,
+    pub injected_at: Option<DateTime<Utc>>,
+    pub reverted_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    pub alerts: Vec<AlertRecord>,
+    pub slos: Vec<SloRecord>,
+}
+
+impl ExperimentRecord {
+    /// Ends the record with a verdict and a reason.
+    pub fn finish(&mut self, verdict: Verdict, reason: String, code: Option<&'static str>) {
+        self.verdict = verdict;
+        self.reason = reason;
+        self.reason_code = code.map(str::to_string);
+        self.ended_at = Utc::now();
+    }
+
+    pub fn skip(&mut self, why: &SkipReason) {
+        self.finish(Verdict::Skipped, why.to_string(), Some(why.label()));
+    }
+
+    pub fn error(&mut self, why: &ErrorReason) {
+        self.finish(Verdict::Errored, why.to_string(), Some(why.label()));
+    }
+
+    /// The targets the fault reached.
+    pub fn injected(&self) -> impl Iterator<Item = &TargetRecord> {
+        self.targets
+            .iter()
+            .filter(|t| t.outcome == TargetOutcome::Injected)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A record with every field set, for tests.
+    pub(crate) fn record(id: &str, verdict: Verdict) -> ExperimentRecord {
+        let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().expect("valid");
+        ExperimentRecord {
+            id: id.to_string(),
+            policy: "p".to_string(),
+            verdict,
+            reason: "because".to_string(),
+            reason_code: None,
+            dry_run: false,
+            trigger: TriggerInfo::Schedule { scheduled_at: t },
+            targets: vec![TargetRecord {
+                kind: "Pod".to_string(),
+                namespace: Some("go-demo-8".to_string()),
+                name: "go-demo-8-db-1".to_string(),
+                outcome: TargetOutcome::Injected,
+                detail: None,
+            }],
+            fault: "podDelete".to_string(),
+            started_at: t,
+            injected_at: Some(t),
+            reverted_at: None,
+            ended_at: t,
+            alerts: vec![],
+            slos: vec![],
+        }
+    }
+
+    #[test]
+    fn records_serialize_with_the_documented_names() {
+        let v = serde_json::to_value(record("x", Verdict::RollbackFailed)).expect("serializes");
+        for key in [
+            "id",
+            "policy",
+            "verdict",
+            "reason",
+            "dryRun",
+            "trigger",
+            "targets",
+            "fault",
+            "startedAt",
+            "injectedAt",
+            "revertedAt",
+            "endedAt",
+            "alerts",
+            "slos",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["verdict"], "rollbackFailed");
+        assert_eq!(v["trigger"]["kind"], "schedule");
+        assert_eq!(v["trigger"]["scheduledAt"], "2026-11-22T10:00:00Z");
+        assert_eq!(v["targets"][0]["namespace"], "go-demo-8");
+        assert_eq!(v["targets"][0]["outcome"], "injected");
+    }
+
+    #[test]
+    fn labels_are_the_serialized_names() {
+        for v in [
+            Verdict::Passed,
+            Verdict::Deviated,
+            Verdict::Skipped,
+            Verdict::Errored,
+            Verdict::RollbackFailed,
+        ] {
+            assert_eq!(serde_json::to_value(v).expect("json"), v.label());
+        }
+        for o in [
+            TargetOutcome::Injected,
+            TargetOutcome::DryRun,
+            TargetOutcome::Skipped,
+            TargetOutcome::Errored,
+        ] {
+            assert_eq!(serde_json::to_value(o).expect("json"), o.label());
+        }
+        let mut r = record("x", Verdict::Passed);
+        r.skip(&SkipReason::Limit {
+            limit: 1,
+            running: 1,
+        });
+        assert_eq!(r.verdict, Verdict::Skipped);
+        assert_eq!(r.reason_code.as_deref(), Some("limit"));
+        assert_eq!(
+            r.reason,
+            "limit reached: maxConcurrentExperiments is 1 and 1 running"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Hot reload of the policy directory: polled by content, so an edited file and a
+//! ConfigMap's symlink swap look the same. A set with any problem is rejected as a whole
+//! and the last good set keeps running: half-applying an edit that touches several files
+//! could run a combination nobody wrote.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    engine::{
+        arbiter::Arbiter,
+        metrics::Metrics,
+        policies::{Policies, PolicySet},
+    },
+    policy::{self, Context, Expect},
+    schedule::stable_hash,
+};
+
+/// What the reload loop reads and replaces.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    pub paths: Vec<PathBuf>,
+    pub ctx: Context,
+    pub policies: Policies,
+    pub arbiter: Arc<Arbiter>,
+    pub metrics: Metrics,
+    pub interval: Duration,
+    pub stop: CancellationToken,
+}
+
+/// The valid policies of a load report.
+pub fn policy_set(report: &policy::LoadReport) -> PolicySet {
+    PolicySet::new(report.policies().cloned())
+}
+
+/// A fingerprint of the policy files' names and contents.
+pub fn fingerprint(paths: &[PathBuf]) -> u64 {
+    let (files, problems) = policy::discover(paths);
+    let mut text = String::new();
+    for f in files {
+        text.push_str(&f.display().to_string());
+        text.push('\0');
+        match std::fs::read(&f) {
+            Ok(b) => text.push_str(&String::from_utf8_lossy(&b)),
+            Err(e) => text.push_str(&e.to_string()),
+        }
+        text.push('\0');
+    }
+    for p in problems {
+        text.push_str(&p.to_string());
+    }
+    stable_hash(&text)
+}
+
+impl Reloader {
+    /// Loads the policies once (start-up): invalid files are logged and left out.
+    pub fn load_initial(&self) {
+        let report = policy::load_paths(&self.paths, &self.ctx, Expect::Policies);
+        for d in report.diagnostics() {
+            tracing::error!(diagnostic = %d, "invalid policy");
+        }
+        for w in report.warnings() {
+            tracing::warn!(warning = %w, "policy warning");
+        }
+        self.apply(policy_set(&report));
+    }
+
+    fn apply(&self, set: PolicySet) {
+        self.metrics.policies_loaded(set.policies.len());
+        self.arbiter.policies_changed(&set);
+        self.policies.replace(set);
+    }
+
+    /// Re-reads the policies when the files change, until `stop`.
+    pub async fn run(self) {
+        let mut last = fingerprint(&self.paths);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            let now = fingerprint(&self.paths);
+            if now == last {
+                continue;
+            }
+            last = now;
+            let report = policy::load_paths(&self.paths, &self.ctx, Expect::Policies);
+            if report.is_valid() {
+                let set = policy_set(&report);
+                tracing::info!(policies = set.policies.len(), "policies reloaded");
+                self.apply(set);
+                self.metrics.reload(true);
+            } else {
+                for d in report.diagnostics() {
+                    tracing::error!(diagnostic = %d, "invalid policy");
+                }
+                tracing::error!(
+                    running = self.policies.current().policies.len(),
+                    "policy reload rejected: the last good policies keep running"
+                );
+                self.metrics.reload(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::fixtures;
+
+    /// A mounted ConfigMap: `p.yaml -> ..data/p.yaml`, `..data -> ..<timestamp>`; an
+    /// update writes a new timestamped directory and swaps the `..data` symlink.
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_symlink_swap_is_seen_and_loaded() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let write = |version: &str, name: &str| {
+            std::fs::create_dir(d.join(version)).expect("mkdir");
+            let text = fixtures::policy(name).namespaces(&["d"]).text();
+            std::fs::write(d.join(version).join("p.yaml"), text).expect("write");
+        };
+        write("..2026_11_22_1", "first");
+        symlink("..2026_11_22_1", d.join("..data")).expect("link");
+        symlink("..data/p.yaml", d.join("p.yaml")).expect("link");
+        let paths = vec![d.to_path_buf()];
+        let ctx = Context::default();
+        let before = fingerprint(&paths);
+        let names = || -> Vec<String> {
+            policy_set(&policy::load_paths(&paths, &ctx, Expect::Policies))
+                .policies
+                .into_keys()
+                .collect()
+        };
+        assert_eq!(names(), ["first"]);
+        assert_eq!(fingerprint(&paths), before, "nothing changed");
+
+        // The kubelet's atomic update: new directory, new symlink renamed over ..data.
+        write("..2026_11_22_2", "second");
+        symlink("..2026_11_22_2", d.join("..data_tmp")).expect("link");
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("swap");
+        assert_ne!(
+            fingerprint(&paths),
+            before,
+            "the swap changes the fingerprint"
+        );
+        assert_eq!(
+            names(),
+            ["second"],
+            "hidden version directories are not loaded"
+        );
+    }
+}
