@@ -32,6 +32,8 @@ pub mod prometheus;
 pub mod retry;
 pub mod secret;
 pub mod slack;
+#[cfg(test)]
+mod test_server;
 pub mod tls;
 pub mod webhook;
 

@@ -17,7 +17,7 @@ use crate::{Error, NotifyError, SecretString, http, tls};
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 
 /// Where and how to post.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SlackConfig {
     /// The Web API base, [`DEFAULT_API_URL`] unless testing.
     pub api_url: String,
@@ -27,6 +27,17 @@ pub struct SlackConfig {
     pub channel: String,
     /// Each call fails (retryably) after this long.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SlackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackConfig")
+            .field("api_url", &http::display_str(&self.api_url))
+            .field("token", &self.token)
+            .field("channel", &self.channel)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl SlackConfig {
@@ -186,7 +197,7 @@ const RETRYABLE_CODES: &[&str] = &[
 fn classify(error: SlackClientError) -> NotifyError {
     match error {
         SlackClientError::ApiError(api) => {
-            let reason = format!("slack: {}", api.code);
+            let reason = format!("slack: {}", http::sanitize(&api.code, 64));
             if RETRYABLE_CODES.contains(&api.code.as_str()) {
                 NotifyError::retryable(reason)
             } else {
@@ -202,11 +213,13 @@ fn classify(error: SlackClientError) -> NotifyError {
         },
         SlackClientError::HttpError(e) => {
             let status = e.status_code.as_u16();
-            let body = e
-                .http_response_body
-                .as_deref()
-                .map(|b| http::excerpt(b.as_bytes()))
-                .unwrap_or_default();
+            let body = http::body_reason(
+                status,
+                e.http_response_body
+                    .as_deref()
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
             let reason = format!("slack: HTTP {status}: {body}");
             if status == 429 || status >= 500 {
                 NotifyError::retryable(reason)
@@ -219,15 +232,22 @@ fn classify(error: SlackClientError) -> NotifyError {
                 .cause
                 .as_deref()
                 .map_or_else(|| "unknown".to_string(), |c| http::chain(c));
-            NotifyError::retryable(format!("slack: network error: {cause}"))
+            NotifyError::retryable(format!(
+                "slack: network error: {}",
+                http::sanitize(&cause, http::REASON_MAX)
+            ))
         }
         SlackClientError::EndOfStream(_) => {
             NotifyError::retryable("slack: connection closed before the answer")
         }
-        SlackClientError::ProtocolError(e) => {
-            NotifyError::permanent(format!("slack: unexpected answer: {}", e.json_error))
-        }
-        other => NotifyError::permanent(format!("slack: {other}")),
+        SlackClientError::ProtocolError(e) => NotifyError::permanent(format!(
+            "slack: unexpected answer: {}",
+            http::sanitize(&e.json_error.to_string(), http::REASON_MAX)
+        )),
+        other => NotifyError::permanent(format!(
+            "slack: {}",
+            http::sanitize(&other.to_string(), http::REASON_MAX)
+        )),
     }
 }
 
@@ -296,10 +316,17 @@ mod tests {
     #[test]
     fn debug_hides_the_token() {
         let mut config = SlackConfig::new(SecretString::new("test-token-very-secret"), "#chaos");
-        config.api_url = "http://127.0.0.1:9/api/".into();
+        config.api_url = "http://user:pw-very-secret@127.0.0.1:9/api/?q=very-secret".into();
         let notifier = Notifier::new(config.clone()).expect("http notifier");
-        assert!(!format!("{notifier:?}").contains("very-secret"));
-        assert!(!format!("{config:?}").contains("very-secret"));
+        assert!(
+            !format!("{notifier:?}").contains("very-secret"),
+            "{notifier:?}"
+        );
+        assert!(!format!("{config:?}").contains("very-secret"), "{config:?}");
+        assert!(
+            format!("{config:?}").contains("http://127.0.0.1:9/api/"),
+            "{config:?}"
+        );
         assert_eq!(notifier.api, "http://127.0.0.1:9/api/");
         let https = Notifier::new(SlackConfig::new(SecretString::new("x"), "#c")).expect("https");
         assert!(matches!(https.transport, Transport::Https(_)));

@@ -3,6 +3,11 @@
 //! The signature header is `X-Havoc-Signature: sha256=<hex>`, the lowercase hex
 //! HMAC-SHA256 of the exact body bytes keyed with the secret; a receiver recomputes it over
 //! the raw body it received and compares in constant time.
+//!
+//! Slack-style incoming webhooks put their credential in the URL's path, so messages
+//! and `Debug` output name only the URL's scheme, host and port, and a receiver's answer
+//! quoted in an error has the URL's path and query replaced by `***`. Build the notifier
+//! with [`Notifier::from_secret_url`] when the URL comes from a secret reference.
 
 use std::time::Duration;
 
@@ -44,7 +49,7 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// A webhook at `url`, signing with `secret` when given; each delivery fails after
-    /// `timeout`.
+    /// `timeout`. The URL's path and query never appear in an error or in `Debug`.
     pub fn new(url: &str, secret: Option<SecretString>, timeout: Duration) -> Result<Self, Error> {
         let url = http::parse_url(url)?;
         Ok(Notifier {
@@ -53,6 +58,16 @@ impl Notifier {
             secret,
             http: http::client(timeout)?,
         })
+    }
+
+    /// [`Notifier::new`] for a URL that is itself a secret (a Slack-style incoming
+    /// webhook, read from `{env: NAME}` or `{file: PATH}`).
+    pub fn from_secret_url(
+        url: &SecretString,
+        secret: Option<SecretString>,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        Notifier::new(url.expose(), secret, timeout)
     }
 
     /// Posts `body` (JSON bytes, sent as they are). 2xx is success; 429, 5xx, network
@@ -86,13 +101,23 @@ impl Notifier {
                 .map(|b| b.to_vec())
                 .unwrap_or_default()
         };
-        http::classify_status(status, retry_after.as_deref(), &answer, &self.target)
+        let path = self.url.path();
+        let secrets = [path, self.url.query().unwrap_or_default()];
+        let secrets: &[&str] = if path == "/" { &secrets[1..] } else { &secrets };
+        http::classify_status(
+            status,
+            retry_after.as_deref(),
+            &answer,
+            &self.target,
+            secrets,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::{Reply, Server};
 
     #[test]
     fn signature_matches_rfc_4231_test_case_2() {
@@ -114,13 +139,46 @@ mod tests {
 
     #[test]
     fn messages_never_show_the_path() {
-        let n = Notifier::new(
-            "https://hooks.example/services/T000/B000/XXXXSECRET",
-            Some(SecretString::new("s")),
-            Duration::from_secs(1),
-        )
-        .expect("webhook");
+        let url = SecretString::new("https://hooks.example/services/T000/B000/XXXXSECRET");
+        let n =
+            Notifier::from_secret_url(&url, Some(SecretString::new("s")), Duration::from_secs(1))
+                .expect("webhook");
         assert_eq!(n.target, "webhook https://hooks.example");
         assert!(!format!("{n:?}").contains("SECRET"), "{n:?}");
+        // Nor does a URL that does not parse or has the wrong scheme.
+        for bad in [
+            "ftp://hooks.example/XXXXSECRET",
+            "https://hooks example/XXXXSECRET",
+            "XXXXSECRET",
+        ] {
+            let e =
+                Notifier::from_secret_url(&SecretString::new(bad), None, Duration::from_secs(1))
+                    .expect_err(bad);
+            assert_eq!(e.kind(), "invalid_url");
+            assert!(!format!("{e} {e:?}").contains("XXXXSECRET"), "{e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_hide_an_echoed_path_and_query() {
+        let server =
+            Server::start(|_, r| Reply::text(404, &format!("no route for POST {}\n", r.path)))
+                .await;
+        let url = SecretString::new(format!(
+            "{}/services/T0/B0/XXSECRET?token=QQTOKEN",
+            server.url
+        ));
+        let hook = Notifier::from_secret_url(&url, None, Duration::from_secs(5)).expect("webhook");
+        let e = hook.send(b"{}").await.expect_err("404");
+        assert!(!e.is_retryable());
+        let shown = format!("{e} {e:?}");
+        assert!(
+            shown.contains("HTTP 404: no route for POST ***?***"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("XXSECRET") && !shown.contains("QQTOKEN"),
+            "{shown}"
+        );
     }
 }
