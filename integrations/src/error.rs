@@ -39,6 +39,12 @@ pub enum Error {
         status: u16,
         reason: String,
     },
+    /// A URL that would send a credential in clear: a Slack API URL over plain `http://`
+    /// to a host that is not loopback.
+    #[error(
+        "{url}: refusing to send a token over plain http; use https (http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+    )]
+    InsecureUrl { url: String },
     /// The answer is not what the API documents (not JSON, missing fields).
     #[error("{url}: unexpected answer: {reason}")]
     BadResponse { url: String, reason: String },
@@ -81,6 +87,7 @@ impl Error {
             Error::Transport { .. } => "transport",
             Error::Http { status, .. } if *status >= 500 => "http_5xx",
             Error::Http { .. } => "http_4xx",
+            Error::InsecureUrl { .. } => "config",
             Error::BadResponse { .. } => "bad_response",
             Error::Query { .. } => "query",
             Error::NotANumber { .. } => "not_a_number",
@@ -172,6 +179,13 @@ mod tests {
             }
             .kind(),
             "timeout"
+        );
+        assert_eq!(
+            Error::InsecureUrl {
+                url: "http://slack.example".into()
+            }
+            .kind(),
+            "config"
         );
         assert_eq!(NotifyError::permanent("x").kind(), "permanent");
         assert_eq!(NotifyError::retryable("x").kind(), "retryable");

@@ -8,9 +8,12 @@
 //! [`sanitize`]: at most [`REASON_MAX`] characters, no control or invisible formatting
 //! characters. Longer excerpts go to debug logs only ([`log_excerpt`]).
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::Duration,
+};
 
-use url::Url;
+use url::{Host, Url};
 
 use crate::{Error, NotifyError, tls};
 
@@ -57,6 +60,25 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
     url.set_query(None);
     url.set_fragment(None);
     url
+}
+
+/// Whether `url` names this machine: `localhost`, `127.0.0.0/8` or `::1` (also as an
+/// IPv4-mapped IPv6 address). Only the name `localhost` itself counts, not its subdomains,
+/// which resolvers do not all send to loopback.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            name.eq_ignore_ascii_case("localhost")
+        }
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => ipv6_is_loopback(ip),
+        None => false,
+    }
+}
+
+fn ipv6_is_loopback(ip: Ipv6Addr) -> bool {
+    ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
 }
 
 /// The URL for messages: scheme, host, port and path; never credentials or the query.
@@ -341,5 +363,29 @@ mod tests {
         assert_eq!(sanitize("abc    defg", 5), "abc…");
         assert_eq!(sanitize("abcdef", 1), "…");
         assert_eq!(sanitize("abcdef", 0), "");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:18090/api",
+            "http://127.1.2.3/",
+            "http://localhost:8080/api",
+            "http://LOCALHOST./",
+            "http://[::1]:9/api",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(is_loopback(&parse_url(url).expect("url")), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1/api",
+            "http://slack.com/api",
+            "http://localhost.example/api",
+            "http://foo.localhost/api",
+            "http://[::2]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(!is_loopback(&parse_url(url).expect("url")), "{url}");
+        }
     }
 }
