@@ -8,7 +8,9 @@
 //! - [`alertmanager`]: active alerts from the v2 API, filtered by Alertmanager itself.
 //! - [`prometheus`]: instant queries and the single number an SLO query yields.
 //! - [`slack`]: `chat.postMessage` through slack-morphism, with retryable/permanent failures.
-//! - [`webhook`]: JSON `POST` signed with HMAC-SHA256 (`X-Havoc-Signature`).
+//! - [`webhook`]: JSON `POST` signed with a timestamped HMAC-SHA256
+//!   (`X-Havoc-Signature: t=<unix seconds>,v1=<hex>`), and [`webhook::verify`], the check
+//!   a receiver makes.
 //! - [`retry`](mod@retry): exponential backoff for notifications, honouring `Retry-After`.
 //! - [`error`]: [`Error`] (health sources, configuration, secrets) and [`NotifyError`]
 //!   (notifications), each with a stable `kind()` label for metrics.
