@@ -149,12 +149,7 @@ impl Notifier {
     /// A client posting to `config.channel`. An `http://` API URL to a host other than
     /// loopback is refused ([`Error::InsecureUrl`]): it would send the token in clear.
     pub fn new(config: SlackConfig) -> Result<Self, Error> {
-        let url = http::parse_url(&config.api_url)?;
-        if url.scheme() == "http" && !http::is_loopback(&url) {
-            return Err(Error::InsecureUrl {
-                url: http::display(&url),
-            });
-        }
+        let url = checked_api_url(&config.api_url)?;
         let api_url = config.api_url.trim_end_matches('/');
         let transport = if url.scheme() == "https" {
             let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -262,6 +257,24 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Checks a Slack API URL as [`Notifier::new`] does: `https://`, or `http://` to a
+/// loopback host only ([`Error::InsecureUrl`], kind `config`, otherwise). For
+/// configuration validation, so the problem is reported before start-up. The error
+/// shows the URL without credentials or query.
+pub fn validate_api_url(api_url: &str) -> Result<(), Error> {
+    checked_api_url(api_url).map(drop)
+}
+
+fn checked_api_url(api_url: &str) -> Result<url::Url, Error> {
+    let url = http::parse_url(api_url)?;
+    if url.scheme() == "http" && !http::is_loopback(&url) {
+        return Err(Error::InsecureUrl {
+            url: http::display(&url),
+        });
+    }
+    Ok(url)
 }
 
 /// Block Kit JSON to slack-morphism blocks. A block slack-morphism does not model (or
@@ -447,15 +460,19 @@ mod tests {
             "https://slack.example/api",
         ] {
             Notifier::new(config(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            validate_api_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for refused in [
             "http://slack.com/api",
             "http://10.1.2.3:8080/api",
             "http://localhost.evil.example/api",
             "http://[2001:db8::1]/api",
+            "http://user:pw-very-secret@slack.example/api?token=very-secret",
         ] {
             let e = Notifier::new(config(refused)).expect_err(refused);
             assert_eq!(e.kind(), "config", "{refused}: {e}");
+            let v = validate_api_url(refused).expect_err(refused);
+            assert_eq!(v.to_string(), e.to_string());
             assert!(matches!(e, Error::InsecureUrl { .. }), "{e:?}");
             let shown = format!("{e} {e:?}");
             assert!(shown.contains("plain http"), "{shown}");
