@@ -438,6 +438,26 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn transport_errors_hide_credentials_and_query() {
+        // Nothing listens on port 9 of loopback: connection refused, at once.
+        let client = Client::new(
+            "http://prom-user:hunter2@127.0.0.1:9/prefix?token=abc123",
+            Duration::from_secs(5),
+        )
+        .expect("client");
+        let e = client.slo_value("up").await.expect_err("refused");
+        assert_eq!(e.kind(), "connect", "{e:?}");
+        let shown = format!("{e} {e:?}");
+        assert!(
+            shown.contains("http://127.0.0.1:9/prefix/api/v1/query"),
+            "{shown}"
+        );
+        for secret in ["prom-user", "hunter2", "abc123"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
     #[test]
     fn debug_hides_credentials_and_query() {
         let client = Client::new(
