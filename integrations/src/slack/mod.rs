@@ -178,8 +178,8 @@ impl Notifier {
 
     /// Posts `message` with `chat.postMessage`, cut to Slack's limits first
     /// ([`SlackMessage::fit_to_limits`]). If Slack still refuses the blocks
-    /// (`invalid_blocks`), posts the [fallback text](SlackMessage::fallback_text) alone,
-    /// once, and says so in [`Posted::text_only`].
+    /// (`invalid_blocks`), or a block is not even a JSON object, posts the [fallback
+    /// text](SlackMessage::fallback_text) alone, once, and says so in [`Posted::text_only`].
     ///
     /// HTTP 5xx, 429/`ratelimited` (with Slack's `Retry-After`), network errors and
     /// timeouts are retryable; `invalid_auth`, `channel_not_found`, other API errors and
@@ -191,7 +191,13 @@ impl Notifier {
         }
         let mut content = SlackMessageContent::new().with_text(message.text.clone());
         if !message.blocks.is_empty() {
-            content = content.with_blocks(to_blocks(&message.blocks)?);
+            match to_blocks(&message.blocks) {
+                Ok(blocks) => content = content.with_blocks(blocks),
+                Err(e) => {
+                    tracing::warn!(channel = %self.channel, error = %e, "unusable blocks; posting the text alone");
+                    return self.post_text_only(&message).await;
+                }
+            }
         }
         match self.post(content).await {
             Ok(posted) => Ok(posted),
@@ -207,15 +213,19 @@ impl Notifier {
                     ),
                     "Slack refused the blocks; posting the text alone"
                 );
-                let text_only = SlackMessageContent::new().with_text(message.fallback_text());
-                let posted = self.post(text_only).await.map_err(|e| self.classify(e))?;
-                Ok(Posted {
-                    text_only: true,
-                    ..posted
-                })
+                self.post_text_only(&message).await
             }
             Err(e) => Err(self.classify(e)),
         }
+    }
+
+    async fn post_text_only(&self, message: &SlackMessage) -> Result<Posted, NotifyError> {
+        let content = SlackMessageContent::new().with_text(message.fallback_text());
+        let posted = self.post(content).await.map_err(|e| self.classify(e))?;
+        Ok(Posted {
+            text_only: true,
+            ..posted
+        })
     }
 
     async fn post(&self, content: SlackMessageContent) -> Result<Posted, PostError> {
@@ -581,6 +591,18 @@ mod tests {
         };
         assert!(notifier.send(&message).await.expect("delivered").text_only);
         assert_eq!(server.requests()[3].json()["text"], "havoc: deviated\nwhy");
+
+        // A block that is not a JSON object is not sent at all: the text goes alone.
+        let message = SlackMessage {
+            text: "havoc: nightly errored".into(),
+            blocks: vec![json!("not a block")],
+        };
+        assert!(notifier.send(&message).await.expect("delivered").text_only);
+        assert_eq!(server.requests().len(), 5);
+        assert_eq!(
+            server.requests()[4].json()["text"],
+            "havoc: nightly errored"
+        );
     }
 
     #[tokio::test]
