@@ -28,6 +28,9 @@ receives, and can be told to fail on purpose.
                                that carry blocks answer {"ok":false,"error":"invalid_blocks"} (others
                                pass and do not count). count 0 clears it.
   GET  /control/fail           the failure injection still pending
+  POST /control/webhook-secret {"name":"<webhook name>","secret":"…"}: the signing secret of that
+                               webhook (without "name": the default one); "secret": null removes
+                               a webhook's own. Kept across /control/reset (it is configuration).
   POST /control/reset          clears records and pending failures
   GET  /received[?kind=slack|webhook][&name=<webhook name>]
                                everything received, in arrival order, failed attempts included
@@ -178,6 +181,7 @@ class State:
         self.fail_seconds = 5.0
         self.fail_retry_after = 1
         self.last_ts = 0.0
+        self.webhook_secrets = {}  # webhook name -> its own signing secret
         self.accepted = {}  # (t, sha256 of the body) of accepted deliveries -> t, for replays
 
     def next_ts(self):
@@ -201,12 +205,16 @@ class State:
                 return mode, self.fail_seconds, self.fail_retry_after
             return None, 0.0, 0
 
-    def check_signature(self, header, body):
+    def secret_for(self, name):
+        with self.lock:
+            return self.webhook_secrets.get(name, self.webhook_secret)
+
+    def check_signature(self, name, header, body):
         """`signature`, `signature_error` and the replay key of a webhook delivery.
 
         A valid signature binds the timestamp to the body, so a second valid delivery of
         the same body with the same timestamp is a replay (havoc signs every attempt anew)."""
-        problem = verify_signature(self.webhook_secret, header, body, time.time(), self.tolerance)
+        problem = verify_signature(self.secret_for(name), header, body, time.time(), self.tolerance)
         if problem is None:
             t = next(int(v) for k, _, v in (p.partition("=") for p in header.split(",")) if k.strip() == "t")
             key = (t, hashlib.sha256(body).hexdigest())
@@ -336,6 +344,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.handle_capture("webhook")
         if path == "/control/fail":
             return self.handle_control_fail()
+        if path == "/control/webhook-secret":
+            return self.handle_control_secret()
         if path == "/control/reset":
             self.read_body()
             with self.state.lock:
@@ -365,6 +375,27 @@ class Handler(BaseHTTPRequestHandler):
             self.state.fail_retry_after = retry_after
         return self.send_json(200, {"ok": True, "mode": mode, "count": max(count, 0)})
 
+    def handle_control_secret(self):
+        try:
+            spec = json.loads(self.read_body() or b"{}")
+            name, secret = spec.get("name"), spec["secret"]
+            if secret is not None and (not isinstance(secret, str) or not secret):
+                raise ValueError("secret")
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return self.send_json(400, {"ok": False, "error": "bad_request",
+                                        "detail": 'expected {"name": "...", "secret": "..."}'})
+        with self.state.lock:
+            if name is None:
+                if secret is None:
+                    return self.send_json(400, {"ok": False, "error": "bad_request",
+                                                "detail": "the default secret cannot be removed"})
+                self.state.webhook_secret = secret
+            elif secret is None:
+                self.state.webhook_secrets.pop(str(name), None)
+            else:
+                self.state.webhook_secrets[str(name)] = secret
+        return self.send_json(200, {"ok": True})
+
     # --- Slack + webhooks
     def handle_capture(self, kind):
         path, query = self.split()
@@ -386,7 +417,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "webhook":
             entry["name"] = path[len("/webhook/"):]
             signature = self.headers.get("X-Havoc-Signature") or ""
-            entry["signature"], error, replay_key = self.state.check_signature(signature, raw)
+            entry["signature"], error, replay_key = self.state.check_signature(entry["name"], signature, raw)
             if error:
                 entry["signature_error"] = error
         else:

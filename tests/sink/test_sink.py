@@ -271,6 +271,28 @@ def test_webhook_retry_after_a_failure_is_not_a_replay(sink):
     assert status == 200 and retried["signature"] == "valid"
 
 
+def test_webhook_own_secret(sink):
+    body = b'{"id":"e5"}'
+    header = sign(body, int(time.time()), "demo-secret")
+    assert call(sink, "POST", "/control/webhook-secret",
+                json.dumps({"name": "demo", "secret": "demo-secret"}).encode())[0] == 200
+    try:
+        _, item = deliver(sink, body, header, name="demo")
+        assert item["signature"] == "valid"
+        call(sink, "POST", "/control/reset", b"{}")  # keeps the secret
+        _, item = deliver(sink, body, sign(body, int(time.time()) + 1, "demo-secret"), name="demo")
+        assert item["signature"] == "valid"
+        # Other webhooks keep the default secret.
+        _, item = deliver(sink, body, header, name="other")
+        assert item["signature"] == "invalid"
+    finally:
+        call(sink, "POST", "/control/webhook-secret", json.dumps({"name": "demo", "secret": None}).encode())
+    _, item = deliver(sink, body, sign(body, int(time.time()) + 2, "demo-secret"), name="demo")
+    assert item["signature"] == "invalid"
+    assert call(sink, "POST", "/control/webhook-secret", b'{"secret": null}')[0] == 400
+    assert call(sink, "POST", "/control/webhook-secret", b'{"name": "x"}')[0] == 400
+
+
 def test_webhook_missing_signature(sink):
     _, item = deliver(sink, b"{}", None)
     assert item["signature"] == "missing"
