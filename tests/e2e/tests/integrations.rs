@@ -607,6 +607,7 @@ async fn webhook_retries_are_signed_afresh() -> anyhow::Result<()> {
     // 1 s apart at least, so that the second attempt has a later timestamp.
     let backoff = Backoff {
         initial: Duration::from_millis(1100),
+        max: Duration::from_secs(2),
         ..quick_backoff()
     };
     let (_, attempts) = retry(&backoff, || hook.send(body.as_bytes()))
