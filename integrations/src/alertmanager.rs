@@ -11,11 +11,21 @@ use url::Url;
 use crate::{Error, http};
 
 /// A client of one Alertmanager. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: Url,
     http: reqwest::Client,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    /// The URL without credentials or query.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("alertmanager::Client")
+            .field("url", &http::display(&self.base))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One alert as Alertmanager reports it.
@@ -99,15 +109,27 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| http::transport_error(e, shown.clone(), self.timeout))?;
-        if !status.is_success() {
-            return Err(Error::Http {
-                url: shown,
-                status: status.as_u16(),
-                body: http::excerpt(&body),
-            });
+        let result = check_answer(status.as_u16(), &body, shown);
+        if result.is_err() {
+            tracing::debug!(status = status.as_u16(), body = %http::log_excerpt(&body), "unexpected Alertmanager answer");
         }
-        parse_alerts(&body).map_err(|reason| Error::BadResponse { url: shown, reason })
+        result
     }
+}
+
+/// The alerts of an answer, or an error quoting it short and sanitized.
+fn check_answer(status: u16, body: &[u8], url: String) -> Result<Vec<Alert>, Error> {
+    if !(200..300).contains(&status) {
+        return Err(Error::Http {
+            url,
+            status,
+            reason: http::body_reason(status, body),
+        });
+    }
+    parse_alerts(body).map_err(|reason| Error::BadResponse {
+        url,
+        reason: http::sanitize(&reason, http::REASON_MAX),
+    })
 }
 
 /// Parses the body of `GET /api/v2/alerts`.
@@ -131,6 +153,7 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
+    use crate::test_server::{Reply, Server};
 
     /// Shaped like Alertmanager 0.25's answer.
     const BODY: &str = r#"[
@@ -206,6 +229,71 @@ mod tests {
         );
         assert!(parse_alerts(b"<html>").is_err());
         assert!(parse_alerts(br#"{"status":"error"}"#).is_err());
+    }
+
+    #[test]
+    fn errors_quote_upstream_text_short_and_clean() {
+        let url = "http://am:9093/api/v2/alerts";
+        let page = format!("<html>\r\n{}\u{1b}]0;title\u{7}", "x".repeat(5000));
+        // serde quotes the unexpected string in its message.
+        let garbage = format!(r#"[{{"labels": "{}\u001b"}}]"#, "y".repeat(5000));
+        let errors = [
+            check_answer(503, page.as_bytes(), url.into()).expect_err("503"),
+            check_answer(200, garbage.as_bytes(), url.into()).expect_err("garbage"),
+            check_answer(401, b"", url.into()).expect_err("401"),
+        ];
+        let kinds: Vec<_> = errors.iter().map(Error::kind).collect();
+        assert_eq!(kinds, ["http_5xx", "bad_response", "http_4xx"]);
+        for e in &errors {
+            let shown = e.to_string();
+            assert!(shown.chars().count() <= url.len() + 260, "{shown}");
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        assert_eq!(
+            errors[2].to_string(),
+            format!("{url}: HTTP 401: Unauthorized")
+        );
+        assert!(check_answer(200, b"[]", url.into()).expect("ok").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_alertmanager_is_reported_short() {
+        let server = Server::start(|_, _| Reply::text(401, "")).await;
+        let client = Client::new(&server.url, Duration::from_secs(5)).expect("client");
+        let e = client
+            .active_alerts(&[r#"severity=~"critical|warning""#.to_string()])
+            .await
+            .expect_err("401");
+        assert_eq!(
+            e.to_string(),
+            format!("{}/api/v2/alerts: HTTP 401: Unauthorized", server.url)
+        );
+        let r = &server.requests()[0];
+        assert_eq!(r.method, "GET");
+        assert!(
+            r.path
+                .starts_with("/api/v2/alerts?active=true&silenced=false"),
+            "{}",
+            r.path
+        );
+        assert!(r.path.contains("&filter=severity"), "{}", r.path);
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn debug_hides_credentials_and_query() {
+        let client = Client::new(
+            "http://am:s3cret@am.example:9093/?x=tok",
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        let shown = format!("{client:?}");
+        assert!(shown.contains("http://am.example:9093/"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("tok"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! Error types. Each variant has a short stable label ([`Error::kind`],
-//! [`NotifyError::kind`]) for metrics and logs. No error ever carries a secret.
+//! [`NotifyError::kind`]) for metrics and logs.
+//!
+//! No error ever carries a secret: URLs are shown without credentials or query (webhook
+//! URLs by scheme, host and port only), tokens and signing secrets never appear. Text
+//! that came from upstream (a response body, Prometheus' error message) is quoted short
+//! (at most 200 characters) and without control characters, because errors end up in
+//! experiment records that unauthenticated `GET` endpoints serve; the client logs a
+//! longer excerpt at debug level.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -23,17 +30,26 @@ pub enum Error {
     /// The request failed after connecting (connection reset, broken body).
     #[error("{url}: request failed: {reason}")]
     Transport { url: String, reason: String },
-    /// A non-success HTTP status without a more specific meaning.
-    #[error("{url}: HTTP {status}: {body}")]
+    /// A non-success HTTP status without a more specific meaning. `reason` is a short,
+    /// sanitized excerpt of the answer (or the status' canonical reason), never the whole
+    /// body.
+    #[error("{url}: HTTP {status}: {reason}")]
     Http {
         url: String,
         status: u16,
-        body: String,
+        reason: String,
     },
+    /// A URL that would send a credential in clear: a Slack API URL over plain `http://`
+    /// to a host that is not loopback.
+    #[error(
+        "{url}: refusing to send a token over plain http; use https (http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+    )]
+    InsecureUrl { url: String },
     /// The answer is not what the API documents (not JSON, missing fields).
     #[error("{url}: unexpected answer: {reason}")]
     BadResponse { url: String, reason: String },
-    /// Prometheus refused or failed the query (`status: error`).
+    /// Prometheus refused or failed the query (`status: error`). Both fields are
+    /// Prometheus' words, sanitized and bounded.
     #[error("query failed ({error_type}): {message}")]
     Query { error_type: String, message: String },
     /// The query result is not a number (a range vector or a string).
@@ -71,6 +87,7 @@ impl Error {
             Error::Transport { .. } => "transport",
             Error::Http { status, .. } if *status >= 500 => "http_5xx",
             Error::Http { .. } => "http_4xx",
+            Error::InsecureUrl { .. } => "config",
             Error::BadResponse { .. } => "bad_response",
             Error::Query { .. } => "query",
             Error::NotANumber { .. } => "not_a_number",
@@ -150,7 +167,7 @@ mod tests {
         let http = |status| Error::Http {
             url: "u".into(),
             status,
-            body: String::new(),
+            reason: String::new(),
         };
         assert_eq!(http(503).kind(), "http_5xx");
         assert_eq!(http(404).kind(), "http_4xx");
@@ -162,6 +179,13 @@ mod tests {
             }
             .kind(),
             "timeout"
+        );
+        assert_eq!(
+            Error::InsecureUrl {
+                url: "http://slack.example".into()
+            }
+            .kind(),
+            "config"
         );
         assert_eq!(NotifyError::permanent("x").kind(), "permanent");
         assert_eq!(NotifyError::retryable("x").kind(), "retryable");

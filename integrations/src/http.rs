@@ -1,15 +1,27 @@
 //! Shared plumbing of the reqwest-based clients (Prometheus, Alertmanager, webhooks):
 //! client construction with timeouts and TLS, URL handling that never exposes
-//! credentials, and mapping of transport errors.
+//! credentials, mapping of transport errors, and the sanitizing of upstream text before
+//! it goes into an error.
+//!
+//! Errors end up in experiment records that unauthenticated `GET` endpoints serve, so
+//! whatever an upstream said (a response body, an error message) is quoted only through
+//! [`sanitize`]: at most [`REASON_MAX`] characters, no control or invisible formatting
+//! characters. Longer excerpts go to debug logs only ([`log_excerpt`]).
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::Duration,
+};
 
-use url::Url;
+use url::{Host, Url};
 
 use crate::{Error, NotifyError, tls};
 
-/// Longest response body quoted in an error.
-const BODY_EXCERPT: usize = 512;
+/// Longest upstream text (a response body, an error message) an error quotes.
+pub(crate) const REASON_MAX: usize = 200;
+
+/// Longest excerpt of a response body written to a debug log.
+const LOG_EXCERPT: usize = 1024;
 
 /// A reqwest client whose every request (connect, send, read the body) has `timeout`.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, Error> {
@@ -50,6 +62,25 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
+/// Whether `url` names this machine: `localhost`, `127.0.0.0/8` or `::1` (also as an
+/// IPv4-mapped IPv6 address). Only the name `localhost` itself counts, not its subdomains,
+/// which resolvers do not all send to loopback.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            name.eq_ignore_ascii_case("localhost")
+        }
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => ipv6_is_loopback(ip),
+        None => false,
+    }
+}
+
+fn ipv6_is_loopback(ip: Ipv6Addr) -> bool {
+    ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+}
+
 /// The URL for messages: scheme, host, port and path; never credentials or the query.
 pub(crate) fn display(url: &Url) -> String {
     let mut shown = origin(url);
@@ -70,6 +101,11 @@ fn redact_str(url: &str) -> String {
     Url::parse(url).map_or_else(|_| "<unparseable>".to_string(), |u| origin(&u))
 }
 
+/// [`display`] of a URL given as text (`<unparseable>` when it does not parse).
+pub(crate) fn display_str(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| "<unparseable>".to_string(), |u| display(&u))
+}
+
 /// An error and its sources, joined by `: `.
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -85,14 +121,84 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// At most [`BODY_EXCERPT`] characters of a response body.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(BODY_EXCERPT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+/// `text` made safe to quote: control characters (newlines, escapes) and invisible
+/// formatting characters (zero-width, bidirectional overrides) become spaces, runs of
+/// whitespace one space, and the result has at most `max` characters (a cut one ends in
+/// `…`).
+pub(crate) fn sanitize(text: &str, max: usize) -> String {
+    let mut clean = String::new();
+    let mut count = 0;
+    let mut space = false;
+    for c in text.chars() {
+        if c.is_whitespace() || is_unsafe(c) {
+            space = count > 0;
+            continue;
+        }
+        if space {
+            clean.push(' ');
+            count += 1;
+            space = false;
+        }
+        clean.push(c);
+        count += 1;
+        if count > max {
+            break;
+        }
     }
+    if count <= max {
+        return clean;
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let end = clean
+        .char_indices()
+        .nth(max - 1)
+        .map_or(clean.len(), |(i, _)| i);
+    clean.truncate(end);
+    clean.truncate(clean.trim_end().len());
+    clean.push('…');
+    clean
+}
+
+/// Control characters and the invisible ones that can disguise text in a log or a page.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200b}'..='\u{200f}' // zero-width space, joiners, direction marks
+            | '\u{2028}'..='\u{202e}' // line/paragraph separators, bidirectional embeddings
+            | '\u{2060}'..='\u{206f}' // word joiner, invisible operators, bidi isolates
+            | '\u{feff}' // byte order mark
+        )
+}
+
+/// A short reason from an upstream response body, for an error's message: sanitized, at
+/// most [`REASON_MAX`] characters; the status' canonical reason when the body is empty.
+pub(crate) fn body_reason(status: u16, body: &[u8]) -> String {
+    let reason = sanitize(&String::from_utf8_lossy(body), REASON_MAX);
+    if reason.is_empty() {
+        reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("no body")
+            .to_string()
+    } else {
+        reason
+    }
+}
+
+/// A longer (but still bounded and sanitized) excerpt of a body, for debug logs only.
+pub(crate) fn log_excerpt(body: &[u8]) -> String {
+    sanitize(&String::from_utf8_lossy(body), LOG_EXCERPT)
+}
+
+/// `text` with every occurrence of each secret (of at least two characters) replaced by
+/// `***`.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 2)
+        .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
 }
 
 /// Maps a reqwest error (sending, or reading the body) to [`Error`].
@@ -103,17 +209,17 @@ pub(crate) fn transport_error(e: reqwest::Error, url: String, timeout: Duration)
     } else if e.is_connect() {
         Error::Connect {
             url,
-            reason: chain(&e),
+            reason: sanitize(&chain(&e), REASON_MAX),
         }
     } else if e.is_builder() {
         Error::InvalidUrl {
             url,
-            reason: chain(&e),
+            reason: sanitize(&chain(&e), REASON_MAX),
         }
     } else {
         Error::Transport {
             url,
-            reason: chain(&e),
+            reason: sanitize(&chain(&e), REASON_MAX),
         }
     }
 }
@@ -122,33 +228,41 @@ pub(crate) fn transport_error(e: reqwest::Error, url: String, timeout: Duration)
 /// are retryable, a request that cannot even be built is not.
 pub(crate) fn notify_transport_error(e: reqwest::Error, target: &str) -> NotifyError {
     let e = e.without_url();
+    let reason = sanitize(&chain(&e), REASON_MAX);
     if e.is_builder() {
-        NotifyError::permanent(format!("{target}: {}", chain(&e)))
+        NotifyError::permanent(format!("{target}: {reason}"))
     } else if e.is_timeout() {
-        NotifyError::retryable(format!("{target}: timeout: {}", chain(&e)))
+        NotifyError::retryable(format!("{target}: timeout: {reason}"))
     } else {
-        NotifyError::retryable(format!("{target}: {}", chain(&e)))
+        NotifyError::retryable(format!("{target}: {reason}"))
     }
 }
 
 /// Classifies an HTTP status of a notification: 2xx ok, 429 and 5xx retryable (with the
-/// `Retry-After` seconds when given), everything else permanent.
+/// `Retry-After` seconds when given), everything else permanent. The reason quotes the
+/// answer's body sanitized and short, with every one of `secrets` (a webhook URL's path
+/// and query, which a receiver may echo) replaced by `***`.
 pub(crate) fn classify_status(
     status: u16,
     retry_after: Option<&str>,
     body: &[u8],
     target: &str,
+    secrets: &[&str],
 ) -> Result<(), NotifyError> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = redact(&String::from_utf8_lossy(body), secrets);
+    let reason = format!(
+        "{target}: HTTP {status}: {}",
+        body_reason(status, body.as_bytes())
+    );
     match status {
-        200..=299 => Ok(()),
         429 | 500..=599 => Err(NotifyError::Retryable {
-            reason: format!("{target}: HTTP {status}: {}", excerpt(body)),
+            reason,
             retry_after: retry_after.and_then(parse_retry_after),
         }),
-        _ => Err(NotifyError::permanent(format!(
-            "{target}: HTTP {status}: {}",
-            excerpt(body)
-        ))),
+        _ => Err(NotifyError::permanent(reason)),
     }
 }
 
@@ -188,21 +302,21 @@ mod tests {
 
     #[test]
     fn notification_statuses_are_classified() {
-        assert_eq!(classify_status(204, None, b"", "t"), Ok(()));
-        let e = classify_status(429, Some("3"), b"{}", "t").expect_err("429");
+        assert_eq!(classify_status(204, None, b"", "t", &[]), Ok(()));
+        let e = classify_status(429, Some("3"), b"{}", "t", &[]).expect_err("429");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert!(
-            classify_status(503, None, b"", "t")
+            classify_status(503, None, b"", "t", &[])
                 .expect_err("503")
                 .is_retryable()
         );
         assert!(
-            !classify_status(404, None, b"", "t")
+            !classify_status(404, None, b"", "t", &[])
                 .expect_err("404")
                 .is_retryable()
         );
         assert!(
-            !classify_status(401, None, b"", "t")
+            !classify_status(401, None, b"", "t", &[])
                 .expect_err("401")
                 .is_retryable()
         );
@@ -210,9 +324,68 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_bounded() {
+    fn notification_reasons_are_short_clean_and_redacted() {
+        let body = format!(
+            "Cannot POST /services/T0/B0/XXSECRET?token=abc\n\u{1b}[31m{}",
+            "x".repeat(5000)
+        );
+        let e = classify_status(
+            404,
+            None,
+            body.as_bytes(),
+            "webhook https://hooks.example",
+            &["/services/T0/B0/XXSECRET", "token=abc"],
+        )
+        .expect_err("404");
+        let reason = e.reason();
+        assert!(
+            !reason.contains("XXSECRET") && !reason.contains("abc"),
+            "{reason}"
+        );
+        assert!(reason.contains("Cannot POST ***?***"), "{reason}");
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(reason.chars().count() <= 260, "{}", reason.len());
+        // An empty body says what the status means.
+        let e = classify_status(502, None, b"", "t", &[]).expect_err("502");
+        assert_eq!(e.reason(), "t: HTTP 502: Bad Gateway");
+    }
+
+    #[test]
+    fn sanitize_bounds_and_cleans() {
+        assert_eq!(sanitize("  a\r\n\tb\u{202e}c\u{0}  ", 100), "a b c");
+        assert_eq!(sanitize("", 10), "");
         let long = "é".repeat(2000);
-        let cut = excerpt(long.as_bytes());
-        assert_eq!(cut.chars().count(), BODY_EXCERPT + 1);
+        let cut = sanitize(&long, REASON_MAX);
+        assert_eq!(cut.chars().count(), REASON_MAX);
+        assert!(cut.ends_with('…'));
+        assert_eq!(sanitize("abc def", 7), "abc def");
+        assert_eq!(sanitize("abc defg", 7), "abc de…");
+        assert_eq!(sanitize("abc    defg", 5), "abc…");
+        assert_eq!(sanitize("abcdef", 1), "…");
+        assert_eq!(sanitize("abcdef", 0), "");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:18090/api",
+            "http://127.1.2.3/",
+            "http://localhost:8080/api",
+            "http://LOCALHOST./",
+            "http://[::1]:9/api",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(is_loopback(&parse_url(url).expect("url")), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1/api",
+            "http://slack.com/api",
+            "http://localhost.example/api",
+            "http://foo.localhost/api",
+            "http://[::2]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(!is_loopback(&parse_url(url).expect("url")), "{url}");
+        }
     }
 }

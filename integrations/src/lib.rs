@@ -7,9 +7,14 @@
 //! - [`secret`]: [`SecretString`] (never printed) and resolution of `{env, file}` references.
 //! - [`alertmanager`]: active alerts from the v2 API, filtered by Alertmanager itself.
 //! - [`prometheus`]: instant queries and the single number an SLO query yields.
-//! - [`slack`]: `chat.postMessage` through slack-morphism, with retryable/permanent failures.
-//! - [`webhook`]: JSON `POST` signed with HMAC-SHA256 (`X-Havoc-Signature`).
-//! - [`retry`](mod@retry): exponential backoff for notifications, honouring `Retry-After`.
+//! - [`slack`]: `chat.postMessage` through slack-morphism, with retryable/permanent failures;
+//!   every message cut to Slack's limits ([`slack::limits`]), the text alone when Slack
+//!   still refuses the blocks; `https://` only, but for loopback hosts.
+//! - [`webhook`]: JSON `POST` signed with a timestamped HMAC-SHA256
+//!   (`X-Havoc-Signature: t=<unix seconds>,v1=<hex>`), and [`webhook::verify`], the check
+//!   a receiver makes.
+//! - [`retry`](mod@retry): exponential backoff for notifications, honouring `Retry-After`
+//!   up to the backoff's maximum.
 //! - [`error`]: [`Error`] (health sources, configuration, secrets) and [`NotifyError`]
 //!   (notifications), each with a stable `kind()` label for metrics.
 //!
@@ -22,8 +27,12 @@
 //! certificate verifier), so nothing here depends on, or installs, a process-wide default
 //! provider.
 //!
-//! Every request carries a timeout; errors never contain a secret (tokens, webhook
-//! secrets, webhook URL paths, URL credentials).
+//! Every request carries a timeout; errors and `Debug` output never contain a secret
+//! (tokens, webhook secrets, webhook URL paths and queries, URL credentials), and quote
+//! what an upstream said only short and sanitized (see [`error`]).
+//!
+//! `README.md` next to this crate's `Cargo.toml` tells receivers how to verify webhook
+//! signatures and explains the choices above.
 
 pub mod alertmanager;
 pub mod error;
@@ -32,6 +41,8 @@ pub mod prometheus;
 pub mod retry;
 pub mod secret;
 pub mod slack;
+#[cfg(test)]
+mod test_server;
 pub mod tls;
 pub mod webhook;
 

@@ -12,11 +12,21 @@ use url::Url;
 use crate::{Error, http};
 
 /// A client of one Prometheus (or anything serving its query API). Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: Url,
     http: reqwest::Client,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    /// The URL without credentials or query.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("prometheus::Client")
+            .field("url", &http::display(&self.base))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The result of an instant query.
@@ -146,36 +156,43 @@ struct RawSeries {
     values: Vec<(f64, String)>,
 }
 
-/// Decodes an answer of `/api/v1/query` given its HTTP status and body.
+/// Decodes an answer of `/api/v1/query` given its HTTP status and body. Whatever an
+/// error quotes of the answer is sanitized and short; a longer excerpt goes to the debug
+/// log.
 fn parse_query_response(status: u16, body: &[u8], url: &str) -> Result<QueryValue, Error> {
+    let result = decode_query_response(status, body, url);
+    if result.is_err() {
+        tracing::debug!(url, status, body = %http::log_excerpt(body), "unexpected Prometheus answer");
+    }
+    result
+}
+
+fn decode_query_response(status: u16, body: &[u8], url: &str) -> Result<QueryValue, Error> {
     let bad = |reason: String| Error::BadResponse {
         url: url.to_string(),
-        reason,
+        reason: http::sanitize(&reason, http::REASON_MAX),
+    };
+    let http_error = || Error::Http {
+        url: url.to_string(),
+        status,
+        reason: http::body_reason(status, body),
     };
     let envelope: Envelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         // Not the API's JSON: a proxy's error page, say.
-        Err(_) if !(200..300).contains(&status) => {
-            return Err(Error::Http {
-                url: url.to_string(),
-                status,
-                body: http::excerpt(body),
-            });
-        }
+        Err(_) if !(200..300).contains(&status) => return Err(http_error()),
         Err(e) => return Err(bad(format!("not a query answer: {e}"))),
     };
     if envelope.status != "success" {
+        let error_type = envelope.error_type.unwrap_or_else(|| "unknown".into());
+        let message = envelope.error.unwrap_or_else(|| format!("HTTP {status}"));
         return Err(Error::Query {
-            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
-            message: envelope.error.unwrap_or_else(|| format!("HTTP {status}")),
+            error_type: http::sanitize(&error_type, 40),
+            message: http::sanitize(&message, http::REASON_MAX),
         });
     }
     if !(200..300).contains(&status) {
-        return Err(Error::Http {
-            url: url.to_string(),
-            status,
-            body: http::excerpt(body),
-        });
+        return Err(http_error());
     }
     let data = envelope
         .data
@@ -244,6 +261,7 @@ fn parse_number(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_server::{Reply, Server};
 
     const URL: &str = "http://prom:9090/api/v1/query";
 
@@ -332,6 +350,127 @@ mod tests {
         assert_eq!(err.kind(), "query");
         let timeout = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
         assert!(matches!(parse(503, timeout), Err(Error::Query { .. })));
+    }
+
+    #[test]
+    fn errors_quote_upstream_text_short_and_clean() {
+        // A proxy's page, a huge Prometheus message and a huge value: what Display shows
+        // is bounded and has no control characters.
+        let page = format!(
+            "<html>\n<body>\u{1b}[2J{}</body></html>",
+            "x".repeat(10_000)
+        );
+        let message = format!(
+            "{{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"parse error\\n{}\"}}",
+            "y".repeat(10_000)
+        );
+        let value = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{}"]}}]}}}}"#,
+            "z".repeat(10_000)
+        );
+        let errors = [
+            parse(502, &page).expect_err("page"),
+            parse(400, &message).expect_err("message"),
+            parse(200, &value).expect_err("value"),
+            parse(200, &format!("\u{7}{}", "w".repeat(10_000))).expect_err("garbage"),
+        ];
+        let kinds: Vec<_> = errors.iter().map(Error::kind).collect();
+        assert_eq!(kinds, ["http_5xx", "query", "bad_response", "bad_response"]);
+        for e in &errors {
+            let shown = e.to_string();
+            assert!(
+                shown.chars().count() <= URL.len() + 260,
+                "{} chars: {shown}",
+                shown.chars().count()
+            );
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with(&format!("{URL}: HTTP 502: <html> <body> [2Jxxx")),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].to_string().contains("parse error y"),
+            "{}",
+            errors[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_prometheus_is_reported_short_and_clean() {
+        let server = Server::start(|n, _| match n {
+            0 => Reply::text(502, &format!("<html>\r\n{}</html>", "x".repeat(10_000))),
+            _ => Reply::json(
+                400,
+                serde_json::json!({"status": "error", "errorType": "bad_data",
+                    "error": format!("1:3: parse error:\n\u{1b}[2J{}", "q".repeat(10_000))}),
+            ),
+        })
+        .await;
+        let client =
+            Client::new(&format!("{}/prefix", server.url), Duration::from_secs(5)).expect("client");
+        let e = client.slo_value("up").await.expect_err("502");
+        assert_eq!(e.kind(), "http_5xx");
+        let shown = e.to_string();
+        let want = format!("{}/prefix/api/v1/query: HTTP 502: <html> xxx", server.url);
+        assert!(shown.starts_with(&want), "{shown}");
+        assert!(shown.chars().count() < 300, "{}", shown.len());
+        let r = &server.requests()[0];
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("GET", "/prefix/api/v1/query?query=up")
+        );
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert!(r.body.is_empty());
+        let e = client.slo_value("up(").await.expect_err("bad query");
+        assert_eq!(e.kind(), "query");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("query failed (bad_data): 1:3: parse error: [2Jqqq"),
+            "{shown}"
+        );
+        assert!(
+            shown.chars().count() < 250 && !shown.chars().any(char::is_control),
+            "{shown:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn transport_errors_hide_credentials_and_query() {
+        // Nothing listens on port 9 of loopback: connection refused, at once.
+        let client = Client::new(
+            "http://prom-user:hunter2@127.0.0.1:9/prefix?token=abc123",
+            Duration::from_secs(5),
+        )
+        .expect("client");
+        let e = client.slo_value("up").await.expect_err("refused");
+        assert_eq!(e.kind(), "connect", "{e:?}");
+        let shown = format!("{e} {e:?}");
+        assert!(
+            shown.contains("http://127.0.0.1:9/prefix/api/v1/query"),
+            "{shown}"
+        );
+        for secret in ["prom-user", "hunter2", "abc123"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_credentials_and_query() {
+        let client = Client::new(
+            "https://user:hunter2@prom.example/prefix?token=abc",
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        let shown = format!("{client:?}");
+        assert!(shown.contains("https://prom.example/prefix"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("abc"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,14 +1,25 @@
 //! Retrying notifications: exponential backoff capped at a maximum, honouring the
-//! receiver's `Retry-After`, stopping at a permanent error or after `max_attempts`.
-//! Waits with `tokio::time::sleep`, so tests run it on tokio's paused clock.
+//! receiver's `Retry-After` up to that same maximum, stopping at a permanent error or
+//! after `max_attempts`. Waits with `tokio::time::sleep`, so tests run it on tokio's
+//! paused clock.
+//!
+//! # `Retry-After` is capped at `max`
+//!
+//! A receiver's `Retry-After` is honoured when it asks for more than the backoff's own
+//! delay, but never beyond [`Backoff::max`] (30 s by default). A receiver answering
+//! `Retry-After: 86400` would otherwise hold the delivery of a failed experiment's
+//! notification, and whatever queues behind it, for a day; a notification that arrives a
+//! day late is as good as lost. Attempts are counted as usual, so a receiver that keeps
+//! asking us to wait gets at most `max_attempts` requests, `max` apart, and the
+//! notification is then dropped (and counted) like any other that did not get through.
 
 use std::{future::Future, time::Duration};
 
 use crate::NotifyError;
 
-/// How to retry: after the n-th failed attempt wait `initial * factor^(n-1)`, at most
-/// `max` (but at least what a `Retry-After` asked for), and give up after `max_attempts`
-/// attempts in all (`0` counts as `1`).
+/// How to retry: after the n-th failed attempt wait `initial * factor^(n-1)`, or what a
+/// `Retry-After` asked for when that is longer, but never more than `max`; give up after
+/// `max_attempts` attempts in all (`0` counts as `1`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     pub initial: Duration,
@@ -18,11 +29,12 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// 1 s, 2 s, 4 s, 8 s between five attempts; never more than a minute apart.
+    /// 1 s, 2 s, 4 s, 8 s between five attempts; never more than 30 s apart, whatever a
+    /// `Retry-After` says.
     fn default() -> Self {
         Backoff {
             initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
+            max: Duration::from_secs(30),
             factor: 2.0,
             max_attempts: 5,
         }
@@ -41,6 +53,14 @@ impl Backoff {
             self.max
         }
     }
+
+    /// The wait after `failed_attempts` failed attempts when the receiver asked for
+    /// `retry_after`: the longer of the two, capped at `max` (see the [module
+    /// docs](self)).
+    pub fn wait(&self, failed_attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let asked = retry_after.unwrap_or_default().min(self.max);
+        self.delay(failed_attempts).max(asked)
+    }
 }
 
 /// A notification that did not get through: the last error and how many attempts were made.
@@ -54,8 +74,8 @@ pub struct RetryFailure {
 /// Runs `op` until it succeeds, fails permanently, or `backoff.max_attempts` attempts were
 /// made. On success returns the value and the number of attempts it took.
 ///
-/// Between attempts it waits [`Backoff::delay`], or the error's `retry_after` when that is
-/// longer (a receiver's `Retry-After` is honoured even beyond `backoff.max`).
+/// Between attempts it waits [`Backoff::wait`]: [`Backoff::delay`], or the error's
+/// `retry_after` when that is longer, never more than `backoff.max`.
 pub async fn retry<T, F, Fut>(backoff: &Backoff, mut op: F) -> Result<(T, u32), RetryFailure>
 where
     F: FnMut() -> Fut,
@@ -71,9 +91,14 @@ where
                 return Err(RetryFailure { error, attempts });
             }
             Err(error) => {
-                let delay = backoff
-                    .delay(attempts)
-                    .max(error.retry_after().unwrap_or_default());
+                let delay = backoff.wait(attempts, error.retry_after());
+                if error.retry_after().is_some_and(|asked| asked > delay) {
+                    tracing::debug!(
+                        asked_s = error.retry_after().map(|d| d.as_secs()),
+                        waiting_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "Retry-After longer than the backoff's maximum, capped"
+                    );
+                }
                 tracing::debug!(
                     attempt = attempts,
                     delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -151,13 +176,63 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn honours_retry_after() {
+        // Longer than the backoff's own delay (100 ms), within its max (500 ms).
         let script = vec![NotifyError::Retryable {
             reason: "ratelimited".into(),
-            retry_after: Some(Duration::from_secs(2)),
+            retry_after: Some(Duration::from_millis(300)),
         }];
         let (result, calls) = run(&backoff(), script).await;
         assert_eq!(result, Ok(("sent", 2)));
-        assert_eq!(calls, ms(&[0, 2000]));
+        assert_eq!(calls, ms(&[0, 300]));
+        // Shorter than the backoff's delay: the backoff wins.
+        let script = vec![NotifyError::Retryable {
+            reason: "ratelimited".into(),
+            retry_after: Some(Duration::from_millis(10)),
+        }];
+        let (_, calls) = run(&backoff(), script).await;
+        assert_eq!(calls, ms(&[0, 100]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_capped_at_max_and_attempts_still_count() {
+        let day = NotifyError::Retryable {
+            reason: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(86_400)),
+        };
+        // Gets through on the third attempt, each wait capped at max (500 ms).
+        let (result, calls) = run(&backoff(), vec![day.clone(), day.clone()]).await;
+        assert_eq!(result, Ok(("sent", 3)));
+        assert_eq!(calls, ms(&[0, 500, 1000]));
+        // A receiver that always asks for a day gets max_attempts requests, max apart.
+        let b = Backoff {
+            max_attempts: 4,
+            ..backoff()
+        };
+        let (result, calls) = run(&b, vec![day; 10]).await;
+        assert_eq!(result.expect_err("gives up").attempts, 4);
+        assert_eq!(calls, ms(&[0, 500, 1000, 1500]));
+    }
+
+    #[test]
+    fn the_default_caps_at_30_seconds_and_keeps_its_schedule() {
+        let b = Backoff::default();
+        assert_eq!(b.max, Duration::from_secs(30));
+        assert_eq!(b.max_attempts, 5);
+        let delays: Vec<_> = (1..=4).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(
+            b.wait(1, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            b.wait(1, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            b.wait(4, Some(Duration::from_secs(1))),
+            Duration::from_secs(8)
+        );
+        assert_eq!(b.wait(2, None), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,15 +6,31 @@ receives, and can be told to fail on purpose.
 
   POST /api/chat.postMessage   Slack-like: needs `Authorization: Bearer <token>`; JSON or form
                                body. Answers {"ok":true,"channel":"C…","ts":"…","message":{…}};
-                               a bad or missing token answers HTTP 200 {"ok":false,"error":"invalid_auth"}.
+                               a bad or missing token answers HTTP 200 {"ok":false,"error":"invalid_auth"};
+                               blocks beyond Slack's limits (more than 50 blocks, a header over 150
+                               characters, a section text over 3,000, more than 10 fields or one over
+                               2,000, more than 10 context elements, a text object over 3,000 or
+                               empty) answer {"ok":false,"error":"invalid_blocks","errors":[…]}.
   POST /api/auth.test          Slack-like token check.
   POST /api/<other>            {"ok":false,"error":"unknown_method"}
-  POST|PUT /webhook/<name>     records the request, answers 200 {"ok":true}
-  POST /control/fail           {"mode":"500"|"ratelimited"|"delay","count":N[,"seconds":S]}:
-                               the next N Slack/webhook requests answer HTTP 500, or HTTP 429 with
-                               `Retry-After: 1` and {"ok":false,"error":"ratelimited"}, or are
-                               answered normally after S seconds (default 5). count 0 clears it.
+  POST|PUT /webhook/<name>     records the request, answers 200 {"ok":true}. Checks havoc's signature
+                               (X-Havoc-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>)
+                               and records `signature`: valid | invalid (malformed or not matching) |
+                               stale (matching, but t is more than the tolerance from now) |
+                               replayed (a valid signature already accepted) | missing, with
+                               `signature_error` saying why when it is not valid. A signature counts
+                               as accepted only when the delivery was answered 2xx.
+  POST /control/fail           {"mode":"500"|"ratelimited"|"delay"|"invalid_blocks","count":N
+                               [,"seconds":S][,"retry_after":R]}: the next N Slack/webhook requests
+                               answer HTTP 500, or HTTP 429 with `Retry-After: R` (default 1) and
+                               {"ok":false,"error":"ratelimited"}, or are answered normally after S
+                               seconds (default 5); invalid_blocks: the next N chat.postMessage calls
+                               that carry blocks answer {"ok":false,"error":"invalid_blocks"} (others
+                               pass and do not count). count 0 clears it.
   GET  /control/fail           the failure injection still pending
+  POST /control/webhook-secret {"name":"<webhook name>","secret":"…"}: the signing secret of that
+                               webhook (without "name": the default one); "secret": null removes
+                               a webhook's own. Kept across /control/reset (it is configuration).
   POST /control/reset          clears records and pending failures
   GET  /received[?kind=slack|webhook][&name=<webhook name>]
                                everything received, in arrival order, failed attempts included
@@ -25,10 +41,13 @@ receives, and can be told to fail on purpose.
 Usage: sink.py [--host 127.0.0.1] [--port 18090]   (port 0 picks a free port)
 The first line on stdout is `listening on http://HOST:PORT`.
 Token: env HAVOC_SINK_SLACK_TOKEN (default havoc-local-slack-token).
+Webhook signing secret: env HAVOC_SINK_WEBHOOK_SECRET (default e2e-webhook-secret, the one the
+end-to-end tests configure); tolerance: env HAVOC_SINK_SIGNATURE_TOLERANCE seconds (default 300).
 """
 
 import argparse
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -38,21 +57,132 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_TOKEN = "havoc-local-slack-token"
+DEFAULT_WEBHOOK_SECRET = "e2e-webhook-secret"
+DEFAULT_TOLERANCE = 300
 BOT_USER = "U0HAVOCBOT"
 BOT_ID = "B0HAVOCBOT"
 TEAM = "T0HAVOC"
 
 
+# Slack's Block Kit limits (characters), as Slack enforces them with invalid_blocks.
+MAX_BLOCKS = 50
+MAX_HEADER_TEXT = 150
+MAX_SECTION_TEXT = 3000
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_TEXT_OBJECT = 3000
+
+
+def verify_signature(secret, header, body, now, tolerance):
+    """havoc's webhook signature check, the twin of havoc_integrations::webhook::verify.
+
+    Returns None when `header` (X-Havoc-Signature) is a valid signature of `body` (bytes) by
+    `secret` within `tolerance` seconds of `now`, else (kind, detail) with kind one of
+    missing, malformed, mismatch, stale. The MAC is checked before the timestamp.
+    """
+    header = (header or "").strip()
+    if not header:
+        return "missing", "no signature"
+    timestamp, candidates = None, []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            return "malformed", "expected key=value pairs"
+        key, value = key.strip(), value.strip()
+        if key == "t":
+            if timestamp is not None:
+                return "malformed", "more than one t"
+            if not value or not all("0" <= c <= "9" for c in value):
+                return "malformed", "t is not a number of seconds"
+            timestamp = int(value)
+            if timestamp >= 2 ** 64:
+                return "malformed", "t is out of range"
+        elif key == "v1":
+            try:
+                candidates.append(bytes.fromhex(value))
+            except ValueError:
+                pass  # cannot match; does not spoil the others
+    if timestamp is None:
+        return "malformed", "no t"
+    if not candidates:
+        return "malformed", "no v1"
+    expected = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).digest()
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
+        return "mismatch", "signature does not match"
+    age = abs(int(now) - timestamp)
+    if age > tolerance:
+        return "stale", "signature timestamp %d is %d s from now, beyond the tolerance of %d s" % (
+            timestamp, age, tolerance)
+    return None
+
+
+def block_errors(blocks):
+    """What Slack would complain about in `blocks` (a list of messages; empty: acceptable)."""
+    if not isinstance(blocks, list):
+        return ["must be an array [json-pointer:/blocks]"]
+    errors = []
+
+    def text_object(obj, pointer, limit):
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            errors.append("must be a text object [json-pointer:%s]" % pointer)
+            return
+        n = len(obj["text"])
+        if n == 0:
+            errors.append("must be more than 0 characters [json-pointer:%s/text]" % pointer)
+        elif n > limit:
+            errors.append("must be less than %d characters [json-pointer:%s/text]" % (limit + 1, pointer))
+
+    def items(block, key, pointer, max_items):
+        value = block.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            errors.append("must be an array [json-pointer:%s/%s]" % (pointer, key))
+            return []
+        if len(value) > max_items:
+            errors.append("must be less than %d items [json-pointer:%s/%s]" % (max_items + 1, pointer, key))
+        return value
+
+    if len(blocks) > MAX_BLOCKS:
+        errors.append("must be less than %d items [json-pointer:/blocks]" % (MAX_BLOCKS + 1))
+    for i, block in enumerate(blocks):
+        pointer = "/blocks/%d" % i
+        if not isinstance(block, dict):
+            errors.append("must be an object [json-pointer:%s]" % pointer)
+            continue
+        kind = block.get("type")
+        if kind == "header":
+            text_object(block.get("text"), pointer + "/text", MAX_HEADER_TEXT)
+        elif kind == "section":
+            if "text" not in block and "fields" not in block:
+                errors.append("must provide text or fields [json-pointer:%s]" % pointer)
+            if "text" in block:
+                text_object(block["text"], pointer + "/text", MAX_SECTION_TEXT)
+            for j, field in enumerate(items(block, "fields", pointer, MAX_FIELDS)):
+                text_object(field, "%s/fields/%d" % (pointer, j), MAX_FIELD_TEXT)
+        elif kind == "context":
+            for j, element in enumerate(items(block, "elements", pointer, MAX_CONTEXT_ELEMENTS)):
+                if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
+                    text_object(element, "%s/elements/%d" % (pointer, j), MAX_TEXT_OBJECT)
+    return errors
+
+
 class State:
-    def __init__(self, token):
+    def __init__(self, token, webhook_secret=DEFAULT_WEBHOOK_SECRET, tolerance=DEFAULT_TOLERANCE):
         self.token = token
+        self.webhook_secret = webhook_secret
+        self.tolerance = tolerance
         self.lock = threading.Lock()
         self.records = []
         self.seq = 0
         self.fail_mode = None
         self.fail_count = 0
         self.fail_seconds = 5.0
+        self.fail_retry_after = 1
         self.last_ts = 0.0
+        self.webhook_secrets = {}  # webhook name -> its own signing secret
+        self.accepted = {}  # (t, sha256 of the body) of accepted deliveries -> t, for replays
 
     def next_ts(self):
         """Slack-style message timestamp, unique and increasing."""
@@ -61,15 +191,54 @@ class State:
             self.last_ts = ts
             return "%.6f" % ts
 
-    def take_failure(self):
+    def take_failure(self, carries_blocks):
+        """The pending failure for this request, if any, and its parameters. invalid_blocks
+        applies only to chat.postMessage calls that carry blocks."""
         with self.lock:
             if self.fail_mode and self.fail_count > 0:
+                if self.fail_mode == "invalid_blocks" and not carries_blocks:
+                    return None, 0.0, 0
                 self.fail_count -= 1
                 mode = self.fail_mode
                 if self.fail_count == 0:
                     self.fail_mode = None
-                return mode, self.fail_seconds
-            return None, 0.0
+                return mode, self.fail_seconds, self.fail_retry_after
+            return None, 0.0, 0
+
+    def secret_for(self, name):
+        with self.lock:
+            return self.webhook_secrets.get(name, self.webhook_secret)
+
+    def check_signature(self, name, header, body):
+        """`signature`, `signature_error` and the replay key of a webhook delivery.
+
+        A valid signature binds the timestamp to the body, so a second valid delivery of
+        the same body with the same timestamp is a replay (havoc signs every attempt anew)."""
+        problem = verify_signature(self.secret_for(name), header, body, time.time(), self.tolerance)
+        if problem is None:
+            t = next(int(v) for k, _, v in (p.partition("=") for p in header.split(",")) if k.strip() == "t")
+            key = (t, hashlib.sha256(body).hexdigest())
+            with self.lock:
+                if key in self.accepted:
+                    return "replayed", "a delivery with this signature was already accepted", None
+            return "valid", None, key
+        kind, detail = problem
+        if kind in ("malformed", "mismatch"):
+            return "invalid", detail, None
+        return kind, detail, None
+
+    def accept(self, key):
+        """Remembers an accepted (answered 2xx) delivery; False if it was accepted before (a
+        concurrent replay). Forgets those older than twice the tolerance."""
+        now = time.time()
+        with self.lock:
+            for old, stamp in list(self.accepted.items()):
+                if stamp < now - 2 * self.tolerance:
+                    del self.accepted[old]
+            if key in self.accepted:
+                return False
+            self.accepted[key] = key[0]
+            return True
 
     def record(self, entry):
         with self.lock:
@@ -145,7 +314,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/control/fail":
             with self.state.lock:
                 pending = {"mode": self.state.fail_mode, "count": self.state.fail_count,
-                           "seconds": self.state.fail_seconds}
+                           "seconds": self.state.fail_seconds, "retry_after": self.state.fail_retry_after}
             return self.send_json(200, pending)
         return self.send_json(404, {"ok": False, "error": "not_found"})
 
@@ -175,10 +344,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.handle_capture("webhook")
         if path == "/control/fail":
             return self.handle_control_fail()
+        if path == "/control/webhook-secret":
+            return self.handle_control_secret()
         if path == "/control/reset":
             self.read_body()
             with self.state.lock:
                 self.state.records.clear()
+                self.state.accepted.clear()
                 self.state.fail_mode, self.state.fail_count = None, 0
             return self.send_json(200, {"ok": True})
         self.read_body()
@@ -190,16 +362,39 @@ class Handler(BaseHTTPRequestHandler):
             mode = str(spec.get("mode", "500"))
             count = int(spec.get("count", 1))
             seconds = float(spec.get("seconds", 5))
+            retry_after = int(spec.get("retry_after", 1))
         except (ValueError, TypeError, AttributeError):
             return self.send_json(400, {"ok": False, "error": "bad_request"})
-        if mode not in ("500", "ratelimited", "delay"):
+        if mode not in ("500", "ratelimited", "delay", "invalid_blocks"):
             return self.send_json(400, {"ok": False, "error": "bad_mode",
-                                        "detail": "mode must be 500, ratelimited or delay"})
+                                        "detail": "mode must be 500, ratelimited, delay or invalid_blocks"})
         with self.state.lock:
             self.state.fail_mode = mode if count > 0 else None
             self.state.fail_count = max(count, 0)
             self.state.fail_seconds = seconds
+            self.state.fail_retry_after = retry_after
         return self.send_json(200, {"ok": True, "mode": mode, "count": max(count, 0)})
+
+    def handle_control_secret(self):
+        try:
+            spec = json.loads(self.read_body() or b"{}")
+            name, secret = spec.get("name"), spec["secret"]
+            if secret is not None and (not isinstance(secret, str) or not secret):
+                raise ValueError("secret")
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return self.send_json(400, {"ok": False, "error": "bad_request",
+                                        "detail": 'expected {"name": "...", "secret": "..."}'})
+        with self.state.lock:
+            if name is None:
+                if secret is None:
+                    return self.send_json(400, {"ok": False, "error": "bad_request",
+                                                "detail": "the default secret cannot be removed"})
+                self.state.webhook_secret = secret
+            elif secret is None:
+                self.state.webhook_secrets.pop(str(name), None)
+            else:
+                self.state.webhook_secrets[str(name)] = secret
+        return self.send_json(200, {"ok": True})
 
     # --- Slack + webhooks
     def handle_capture(self, kind):
@@ -217,18 +412,28 @@ class Handler(BaseHTTPRequestHandler):
             "json": parsed_json,
             "form": form,
         }
+        carries_blocks = False
+        replay_key = None
         if kind == "webhook":
             entry["name"] = path[len("/webhook/"):]
+            signature = self.headers.get("X-Havoc-Signature") or ""
+            entry["signature"], error, replay_key = self.state.check_signature(entry["name"], signature, raw)
+            if error:
+                entry["signature_error"] = error
         else:
             entry["method_name"] = path[len("/api/"):]
+            args = parsed_json if isinstance(parsed_json, dict) else (form or {})
+            carries_blocks = entry["method_name"] == "chat.postMessage" and bool(args.get("blocks"))
 
-        mode, seconds = self.state.take_failure()
+        mode, seconds, retry_after = self.state.take_failure(carries_blocks)
         headers = {}
         if mode == "500":
             entry["outcome"], status, body = "injected_500", 500, {"ok": False, "error": "internal_error"}
         elif mode == "ratelimited":
             entry["outcome"], status, body = "injected_ratelimited", 429, {"ok": False, "error": "ratelimited"}
-            headers = {"Retry-After": "1"}
+            headers = {"Retry-After": str(retry_after)}
+        elif mode == "invalid_blocks":
+            entry["outcome"], status, body = "injected_invalid_blocks", 200, {"ok": False, "error": "invalid_blocks"}
         else:
             if mode == "delay":
                 entry["delayed_seconds"] = seconds
@@ -237,6 +442,9 @@ class Handler(BaseHTTPRequestHandler):
                 entry["outcome"], status, body = "ok", 200, {"ok": True}
             else:
                 entry["outcome"], status, body = self.slack_answer(entry["method_name"], parsed_json, form)
+        if replay_key is not None and 200 <= status < 300 and not self.state.accept(replay_key):
+            entry["signature"] = "replayed"
+            entry["signature_error"] = "a delivery with this signature was already accepted"
         # Record before answering, so a client that got its answer always finds its request.
         entry["response"] = {"status": status, "headers": headers, "body": body}
         self.state.record(entry)
@@ -272,6 +480,11 @@ class Handler(BaseHTTPRequestHandler):
         text = args.get("text")
         if not text and not blocks and not attachments:
             return "no_text", 200, {"ok": False, "error": "no_text"}
+        if blocks:
+            errors = block_errors(blocks)
+            if errors:
+                return "invalid_blocks", 200, {"ok": False, "error": "invalid_blocks", "errors": errors,
+                                               "response_metadata": {"messages": ["[ERROR] " + e for e in errors]}}
         ts = self.state.next_ts()
         message = {"type": "message", "subtype": "bot_message", "text": text or "", "user": BOT_USER,
                    "bot_id": BOT_ID, "team": TEAM, "ts": ts}
@@ -291,7 +504,9 @@ def main():
     args = ap.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
-    server.state = State(os.environ.get("HAVOC_SINK_SLACK_TOKEN") or DEFAULT_TOKEN)
+    server.state = State(os.environ.get("HAVOC_SINK_SLACK_TOKEN") or DEFAULT_TOKEN,
+                         os.environ.get("HAVOC_SINK_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
+                         int(os.environ.get("HAVOC_SINK_SIGNATURE_TOLERANCE") or DEFAULT_TOLERANCE))
     host, port = server.server_address[:2]
     print("listening on http://%s:%d" % (host, port), flush=True)
     try:

@@ -2,7 +2,7 @@
 //! Alertmanager and notification sink (`deploy/local/up`). The sink is shared: every test
 //! marks what it sends with a random marker and looks only at its own records.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context as _, ensure};
 use chrono::{SubsecRound as _, Utc};
@@ -35,8 +35,9 @@ fn quick_backoff() -> Backoff {
     }
 }
 
-/// Tells the sink to fail its next `count` Slack/webhook requests (`500`, `ratelimited`)
-/// or to delay them (`delay`, `seconds`).
+/// Tells the sink to fail its next `count` Slack/webhook requests (`500`, `ratelimited`
+/// with `retry_after`, `invalid_blocks` for messages with blocks) or to delay them
+/// (`delay`, `seconds`).
 async fn sink_fail(env: &Env, spec: Value) -> anyhow::Result<()> {
     reqwest::Client::new()
         .post(format!("{}/control/fail", env.sink()?))
@@ -365,11 +366,16 @@ async fn slack_rate_limit_is_retryable_with_retry_after() -> anyhow::Result<()> 
         .expect_err("rate limited");
     ensure!(err.is_retryable(), "{err:?}");
     ensure!(err.retry_after() == Some(Duration::from_secs(1)), "{err:?}");
-    // The retry loop waits what Slack asked for, then gets through.
+    // The retry loop waits what Slack asked for (it is within the backoff's max; see
+    // a_day_long_retry_after_is_capped for one that is not), then gets through.
     sink_fail(&env, json!({"mode": "ratelimited", "count": 1})).await?;
     let started = std::time::Instant::now();
     let msg = message(&mark);
-    let (_, attempts) = retry(&quick_backoff(), || notifier.send(&msg))
+    let patient = Backoff {
+        max: Duration::from_secs(2),
+        ..quick_backoff()
+    };
+    let (_, attempts) = retry(&patient, || notifier.send(&msg))
         .await
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     ensure!(attempts == 2, "attempts: {attempts}");
@@ -378,6 +384,118 @@ async fn slack_rate_limit_is_retryable_with_retry_after() -> anyhow::Result<()> 
         "{:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_long_retry_after_is_capped() -> anyhow::Result<()> {
+    let env = setup()?;
+    let mark = marker("slack-retry-after-day");
+    let notifier = slack(&env, env.slack_token()?, "#chaos")?;
+    sink_fail(
+        &env,
+        json!({"mode": "ratelimited", "count": 1, "retry_after": 86400}),
+    )
+    .await?;
+    let msg = message(&mark);
+    let (_, attempts) = tokio::time::timeout(
+        Duration::from_secs(30),
+        retry(&quick_backoff(), || notifier.send(&msg)),
+    )
+    .await
+    .context("a Retry-After of a day stalled the delivery")?
+    .map_err(|f| anyhow::anyhow!("{f}"))?;
+    ensure!(attempts == 2, "attempts: {attempts}");
+    let records = records_with(&env, &mark).await?;
+    ensure!(
+        records[0]["response"]["headers"]["Retry-After"] == "86400",
+        "{}",
+        records[0]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_long_sections_are_cut_and_delivered() -> anyhow::Result<()> {
+    let env = setup()?;
+    let mark = marker("slack-long");
+    let alerts: String = (0..300)
+        .map(|i| {
+            format!(
+                "• *KubePodCrashLooping* since 10:{:02} (pod=go-demo-8-{i})\n",
+                i % 60
+            )
+        })
+        .collect();
+    let long = SlackMessage {
+        text: format!("havoc: nightly deviated ({mark}) {}", "x".repeat(10_000)),
+        blocks: vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": format!("havoc: {}", "p".repeat(300))}}),
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{mark}*\n{alerts}")}}),
+        ],
+    };
+    // As it is, the sink refuses it, as Slack would.
+    let refused: Value = reqwest::Client::new()
+        .post(format!("{}/api/chat.postMessage", env.sink()?))
+        .bearer_auth(env.slack_token()?)
+        .json(&json!({"channel": "#chaos", "text": long.text, "blocks": long.blocks}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(refused["error"] == "invalid_blocks", "{refused}");
+
+    let posted = slack(&env, env.slack_token()?, "#chaos")?
+        .send(&long)
+        .await?;
+    ensure!(!posted.text_only);
+    let records = records_with(&env, &mark).await?;
+    let r = records.last().context("delivered")?;
+    ensure!(r["outcome"] == "ok", "{}", r["response"]);
+    let header = r["json"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .context("header")?;
+    let section = r["json"]["blocks"][1]["text"]["text"]
+        .as_str()
+        .context("section")?;
+    let text = r["json"]["text"].as_str().context("text")?;
+    ensure!(
+        header.chars().count() <= 150 && header.contains("(cut: "),
+        "{header}"
+    );
+    ensure!(
+        section.chars().count() <= 3000,
+        "{}",
+        section.chars().count()
+    );
+    ensure!(section.starts_with(&format!("*{mark}*\n• *KubePodCrashLooping*")));
+    ensure!(section.contains("more characters)"), "{section}");
+    ensure!(text.chars().count() <= 4000 && text.contains(&mark));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_refused_blocks_fall_back_to_the_text() -> anyhow::Result<()> {
+    let env = setup()?;
+    let mark = marker("slack-fallback");
+    sink_fail(&env, json!({"mode": "invalid_blocks", "count": 1})).await?;
+    let msg = message(&mark);
+    let posted = slack(&env, env.slack_token()?, "#chaos")?
+        .send(&msg)
+        .await?;
+    ensure!(posted.text_only, "{posted:?}");
+    let records = records_with(&env, &mark).await?;
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or("?"))
+        .collect();
+    ensure!(
+        outcomes == ["injected_invalid_blocks", "ok"],
+        "{outcomes:?}"
+    );
+    ensure!(records[1]["json"].get("blocks").is_none(), "{}", records[1]);
+    ensure!(records[1]["json"]["text"] == msg.text.as_str());
+    ensure!(records[1]["response"]["body"]["ts"] == posted.ts.as_str());
     Ok(())
 }
 
@@ -403,22 +521,114 @@ async fn webhook_is_signed_over_the_exact_body() -> anyhow::Result<()> {
     let header = r["headers"]["x-havoc-signature"]
         .as_str()
         .context("signature header")?;
+    let stamp = r["headers"]["x-havoc-timestamp"]
+        .as_str()
+        .context("timestamp header")?;
+    ensure!(header.starts_with(&format!("t={stamp},v1=")), "{header}");
     ensure!(
-        header == webhook::signature(&secret, body.as_bytes()),
+        header.len() == format!("t={stamp},v1=").len() + 64,
         "{header}"
     );
-    ensure!(header.starts_with("sha256=") && header.len() == 7 + 64);
+    // Verified as of its arrival at the sink, and by the sink itself.
+    let arrived = UNIX_EPOCH + Duration::from_secs_f64(r["time"].as_f64().context("time")?);
+    webhook::verify(
+        &secret,
+        header,
+        body.as_bytes(),
+        arrived,
+        webhook::DEFAULT_TOLERANCE,
+    )?;
+    ensure!(r["signature"] == "valid", "{r}");
+    // Another body, another secret or a timestamp an hour off do not verify.
+    ensure!(
+        webhook::verify(&secret, header, b"{}", arrived, webhook::DEFAULT_TOLERANCE)
+            .is_err_and(|e| e.kind() == "mismatch")
+    );
+    ensure!(
+        webhook::verify(
+            &SecretString::new("another-secret"),
+            header,
+            body.as_bytes(),
+            arrived,
+            webhook::DEFAULT_TOLERANCE
+        )
+        .is_err_and(|e| e.kind() == "mismatch")
+    );
+    ensure!(
+        webhook::verify(
+            &secret,
+            header,
+            body.as_bytes(),
+            arrived + Duration::from_secs(3600),
+            webhook::DEFAULT_TOLERANCE
+        )
+        .is_err_and(|e| e.kind() == "stale")
+    );
+
+    // The same delivery sent again is a replay.
+    reqwest::Client::new()
+        .post(format!("{}/webhook/{name}", env.sink()?))
+        .header("content-type", "application/json")
+        .header(webhook::TIMESTAMP_HEADER, stamp)
+        .header(webhook::SIGNATURE_HEADER, header)
+        .body(body.clone())
+        .send()
+        .await?
+        .error_for_status()?;
+    let got = wait_sink_received(&env, 2, TIMEOUT, |r| r["name"] == name.as_str()).await?;
+    ensure!(got[1]["signature"] == "replayed", "{}", got[1]);
 
     // Unsigned when no secret is configured.
     let unsigned =
         webhook::Notifier::new(&format!("{}/webhook/{name}", env.sink()?), None, TIMEOUT)?;
     unsigned.send(b"{\"unsigned\":true}").await?;
-    let got = wait_sink_received(&env, 2, TIMEOUT, |r| r["name"] == name.as_str()).await?;
+    let got = wait_sink_received(&env, 3, TIMEOUT, |r| r["name"] == name.as_str()).await?;
     ensure!(
-        got[1]["headers"].get("x-havoc-signature").is_none(),
+        got[2]["headers"].get("x-havoc-signature").is_none(),
         "{}",
-        got[1]
+        got[2]
     );
+    ensure!(got[2]["signature"] == "missing", "{}", got[2]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_retries_are_signed_afresh() -> anyhow::Result<()> {
+    let env = setup()?;
+    let name = marker("hook-resign");
+    let secret = SecretString::new("e2e-webhook-secret");
+    let hook = webhook::Notifier::from_secret_url(
+        &SecretString::new(format!("{}/webhook/{name}", env.sink()?)),
+        Some(secret.clone()),
+        TIMEOUT,
+    )?;
+    let body = format!("{{\"marker\":\"{name}\"}}");
+    sink_fail(&env, json!({"mode": "500", "count": 1})).await?;
+    // 1 s apart at least, so that the second attempt has a later timestamp.
+    let backoff = Backoff {
+        initial: Duration::from_millis(1100),
+        max: Duration::from_secs(2),
+        ..quick_backoff()
+    };
+    let (_, attempts) = retry(&backoff, || hook.send(body.as_bytes()))
+        .await
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    ensure!(attempts == 2, "attempts: {attempts}");
+    let got = wait_sink_received(&env, 2, TIMEOUT, |r| r["name"] == name.as_str()).await?;
+    let stamps = got
+        .iter()
+        .map(|r| {
+            r["headers"]["x-havoc-timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .context("timestamp header")
+        })
+        .collect::<anyhow::Result<Vec<u64>>>()?;
+    ensure!(stamps[0] < stamps[1], "timestamps {stamps:?}");
+    for r in &got {
+        ensure!(r["signature"] == "valid", "{r}");
+    }
+    ensure!(got[0]["outcome"] == "injected_500" && got[1]["outcome"] == "ok");
     Ok(())
 }
 
