@@ -35,6 +35,22 @@ enum Command {
     Serve(ServeArgs),
     /// Print the JSON Schema of policy and config files.
     Schema(SchemaArgs),
+    /// Emergency stop without the service: undo every havoc fault in the cluster
+    /// (uncordon, restore replicas, delete partitions, remove HTTP fault routes).
+    Revert(RevertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// Every havoc fault in the cluster, whoever owns it and whatever its deadline.
+    #[arg(long)]
+    pub all: bool,
+    /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Only print what would be reverted.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +183,9 @@ impl Cli {
             }
             Command::Run(args) => {
                 runtime().and_then(|rt| rt.block_on(commands::run::run_once(args)))
+            }
+            Command::Revert(args) => {
+                runtime().and_then(|rt| rt.block_on(commands::revert::revert(args)))
             }
         };
         match result {

@@ -9,6 +9,13 @@ pub const HAVOC_APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "havoc");
 pub const REVERT_ANNOTATION: &str = "havoc.dev/revert";
 /// The revision a Deployment controller stamps on its ReplicaSets.
 pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
+/// The annotation that marks a static pod's mirror.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// Set on every object havoc creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "havoc");
+/// The experiment an object havoc created belongs to.
+pub const EXPERIMENT_LABEL: &str = "havoc.dev/experiment";
+
 /// Pod label of a ReplicaSet's pod template (a Deployment's revision).
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// Pod label of a StatefulSet's or DaemonSet's revision.

@@ -69,6 +69,14 @@ pub enum SkipReason {
     /// Every chosen target refused or vanished (e.g. PodDisruptionBudgets said no).
     #[error("no target could be disrupted: {0}")]
     NotDisrupted(String),
+    /// The intent line could not be written: nothing is changed unrecorded.
+    #[error("the journal cannot be written: {0}")]
+    JournalUnwritable(String),
+    /// The target kind's API is not served (e.g. Istio's VirtualService CRD).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("this replica is no longer the leader")]
+    NotLeader,
 }
 
 impl SkipReason {
@@ -85,6 +93,9 @@ impl SkipReason {
             SkipReason::TargetsUnreadable(_) => "targetsUnreadable",
             SkipReason::NoTarget(_) => "noTarget",
             SkipReason::NotDisrupted(_) => "notDisrupted",
+            SkipReason::JournalUnwritable(_) => "journalUnwritable",
+            SkipReason::Unavailable(_) => "unavailable",
+            SkipReason::NotLeader => "notLeader",
         }
     }
 }
@@ -103,8 +114,20 @@ pub enum ErrorReason {
         "interrupted by shutdown after {observed_secs}s of observation; no deviation seen until then"
     )]
     Interrupted { observed_secs: u64 },
+    /// `POST /api/v1/stop` ended it; its faults were reverted.
+    #[error(
+        "stopped through the API after {observed_secs}s of observation; its faults were reverted"
+    )]
+    Stopped { observed_secs: u64 },
     #[error("experiment task panicked: {0}")]
     Panicked(String),
+    /// havoc stopped (killed, crashed, node lost) during the experiment; the next start
+    /// closed the record after its recovery.
+    #[error("interrupted: havoc stopped during the experiment (killed or crashed); {recovery}")]
+    Crashed { recovery: String },
+    /// This replica lost leadership during the experiment.
+    #[error("lost leadership during the experiment; its faults were reverted")]
+    Demoted,
 }
 
 impl ErrorReason {
@@ -114,7 +137,10 @@ impl ErrorReason {
             ErrorReason::Injection(_) => "injection",
             ErrorReason::HealthUnreadable(_) => "healthUnreadable",
             ErrorReason::Interrupted { .. } => "interrupted",
+            ErrorReason::Stopped { .. } => "stopped",
             ErrorReason::Panicked(_) => "panicked",
+            ErrorReason::Crashed { .. } => "crashed",
+            ErrorReason::Demoted => "demoted",
         }
     }
 }
@@ -181,6 +207,46 @@ impl TargetOutcome {
     }
 }
 
+/// What the revert of one target did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevertResult {
+    /// The original state is back.
+    Restored,
+    /// The object no longer exists.
+    Gone,
+    /// The record was no longer this experiment's: left alone.
+    NotOurs,
+    /// Someone else changed what havoc had set: not fought, only the record removed.
+    LeftAsIs,
+    /// The revert did not succeed (retried later by the recovery sweep).
+    Failed,
+}
+
+impl RevertResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            RevertResult::Restored => "restored",
+            RevertResult::Gone => "gone",
+            RevertResult::NotOurs => "notOurs",
+            RevertResult::LeftAsIs => "leftAsIs",
+            RevertResult::Failed => "failed",
+        }
+    }
+}
+
+/// The revert of one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRevert {
+    pub result: RevertResult,
+    /// The object that carried the change (e.g. the NetworkPolicy of a partition).
+    pub object: ObjectRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// A target and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -192,6 +258,9 @@ pub struct TargetRecord {
     pub outcome: TargetOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Reversible faults: what the revert did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<TargetRevert>,
 }
 
 /// An alert attributed to the experiment.
@@ -287,6 +356,7 @@ pub(crate) mod tests {
                 name: "go-demo-8-db-1".to_string(),
                 outcome: TargetOutcome::Injected,
                 detail: None,
+                revert: None,
             }],
             fault: "podDelete".to_string(),
             started_at: t,

@@ -70,6 +70,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/experiments", get(experiments))
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
+        .route("/api/v1/stop", post(stop))
         .with_state(Arc::new(app))
 }
 
@@ -336,4 +337,31 @@ async fn resume(
     let body = pause_request(&app, &headers, &body)?;
     app.arbiter.resume(body.policy.as_deref());
     Ok(Json(app.arbiter.pauses()).into_response())
+}
+
+/// The emergency stop: pauses all chaos (until resumed) and cuts every running
+/// experiment short, so that each reverts what it holds now.
+async fn stop(
+    State(app): Shared,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body = pause_request(&app, &headers, &body)?;
+    if body.policy.is_some() || body.for_.is_some() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "stop applies to all chaos until resumed: it takes only `reason`",
+        ));
+    }
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "emergency stop through the HTTP API".to_string());
+    let reverted = app.arbiter.stop_all(reason);
+    let pauses = app.arbiter.pauses();
+    Ok(Json(json!({
+        "all": pauses.all,
+        "policies": pauses.policies,
+        "reverted": reverted,
+    }))
+    .into_response())
 }

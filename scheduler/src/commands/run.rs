@@ -59,6 +59,17 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         client::client(args.sources.kubeconfig.as_deref(), Purpose::Requests, None).await?;
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
+    let journal = args
+        .sources
+        .journal
+        .as_deref()
+        .map(|p| {
+            Journal::open(p, 1)
+                .map(Arc::new)
+                .with_context(|| format!("opening the journal {}", p.display()))
+        })
+        .transpose()?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_string());
     let env = Env {
         client: client.clone(),
         guards: Guards::for_service(&config),
@@ -66,6 +77,11 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         health,
         events: None,
         metrics: None,
+        journal: journal.clone(),
+        // Not the service's name: the service leaves `havoc run`'s records alone until
+        // their deadline.
+        owner: format!("havoc-run/{host}-{}", std::process::id()),
+        leader: crate::leader::Leadership::always(),
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
@@ -75,12 +91,10 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let record = experiment::execute(&env, &ListSource(client), &policy, trigger, opts).await;
-    if let Some(path) = &args.sources.journal {
-        Journal::open(path, 1)
-            .and_then(|j| j.append(&record))
-            .with_context(|| format!("writing the journal {}", path.display()))?;
+    if let Some(j) = &journal {
+        j.append(&record).context("writing the journal")?;
     }
-    for d in notifier.notify(&policy, &record).await {
+    for d in notifier.notify(&policy.notify, &record).await {
         eprintln!(
             "notification to {}: {} after {} attempt(s){}",
             d.receiver,

@@ -27,6 +27,7 @@ use crate::{
         metrics::Metrics,
         notify::Notifier,
         policies::Policies,
+        sweeper::{SWEEP_INTERVAL, Sweeper},
     },
     journal::Journal,
     leader::{self, Leadership},
@@ -164,9 +165,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             engine.tasks.clone(),
         )),
         metrics: Some(metrics.clone()),
+        journal: Some(journal.clone()),
+        owner: config.owner(),
+        leader: leader.clone(),
     };
     let arbiter = Arbiter::new(Parts {
-        env,
+        env: env.clone(),
         source: Arc::new(caches.clone()),
         journal: journal.clone(),
         notifier,
@@ -225,8 +229,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     Rollouts {
         arbiter: arbiter.clone(),
-        policies,
-        caches,
+        policies: policies.clone(),
+        caches: caches.clone(),
         client: watches_client,
         protected_namespaces: config.protected_namespaces.clone(),
         recent: triggers,
@@ -235,6 +239,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     .start();
     engine.tasks.spawn(reloader.run());
+    engine.tasks.spawn(
+        Sweeper {
+            env,
+            caches: caches.clone(),
+            arbiter: arbiter.clone(),
+            journal: journal.clone(),
+            policies: policies.clone(),
+            leader: leader.clone(),
+            interval: SWEEP_INTERVAL,
+            stop: engine.stop.clone(),
+        }
+        .run(),
+    );
 
     signal().await;
     let started = Instant::now();

@@ -20,10 +20,13 @@ use super::{
     policies::PolicySet,
 };
 use crate::{
-    journal::Journal,
+    journal::{Intent, Journal},
     leader::Leadership,
-    policy::{Policy, model::OnDeviation},
-    record::{ErrorReason, ExperimentRecord, SkipReason, TriggerInfo, Verdict},
+    policy::{Policy, domain::NotifyRule, model::OnDeviation},
+    record::{
+        ErrorReason, ExperimentRecord, RevertResult, SkipReason, TargetOutcome, TargetRecord,
+        TargetRevert, TriggerInfo, Verdict,
+    },
     target::{Restriction, SnapshotSource},
 };
 
@@ -62,8 +65,14 @@ pub enum Start {
 struct State {
     pause_all: Option<Pause>,
     paused: BTreeMap<String, Pause>,
-    /// Running experiments: id -> policy.
-    running: BTreeMap<String, String>,
+    /// Running experiments: id -> (policy, what cuts it short).
+    running: BTreeMap<String, Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    policy: String,
+    cancel: CancellationToken,
 }
 
 /// A snapshot of the switches for the API.
@@ -151,7 +160,23 @@ impl Arbiter {
 
     /// Running experiments: id -> policy.
     pub fn running(&self) -> BTreeMap<String, String> {
-        self.state().running.clone()
+        self.state()
+            .running
+            .iter()
+            .map(|(id, r)| (id.clone(), r.policy.clone()))
+            .collect()
+    }
+
+    /// The emergency stop: pauses all chaos and cuts every running experiment short, so
+    /// that each reverts what it holds now. The ids of the experiments stopped.
+    pub fn stop_all(&self, reason: String) -> Vec<String> {
+        self.pause(None, None, reason);
+        let st = self.state();
+        for (id, r) in &st.running {
+            tracing::warn!(id = %id, policy = %r.policy, "stop: ending the experiment and reverting its faults");
+            r.cancel.cancel();
+        }
+        st.running.keys().cloned().collect()
     }
 
     /// Pauses everything (`policy: None`) or one policy; `until: None` lasts until resumed.
@@ -207,8 +232,9 @@ impl Arbiter {
         self.metrics.paused(st.pause_all.is_some(), st.paused.len());
     }
 
-    /// Why `policy` may not start now, if it may not; reserves a slot if it may.
-    fn admit(&self, policy: &Policy, id: &str) -> Option<SkipReason> {
+    /// Why `policy` may not start now, if it may not; reserves a slot (with the token
+    /// that cuts it short) if it may.
+    fn admit(&self, policy: &Policy, id: &str, cancel: &CancellationToken) -> Option<SkipReason> {
         let mut st = self.state();
         self.publish_pauses(&mut st);
         let limit = self.env.config.limits.max_concurrent_experiments;
@@ -218,7 +244,7 @@ impl Arbiter {
             Some(SkipReason::PausedAll(p.reason.clone()))
         } else if let Some(p) = st.paused.get(&policy.name) {
             Some(SkipReason::PausedPolicy(p.reason.clone()))
-        } else if let Some((other, _)) = st.running.iter().find(|(_, p)| **p == policy.name) {
+        } else if let Some((other, _)) = st.running.iter().find(|(_, r)| r.policy == policy.name) {
             Some(SkipReason::StillRunning(other.clone()))
         } else if st.running.len() >= limit as usize {
             Some(SkipReason::Limit {
@@ -229,7 +255,13 @@ impl Arbiter {
             None
         };
         if refusal.is_none() {
-            st.running.insert(id.to_string(), policy.name.clone());
+            st.running.insert(
+                id.to_string(),
+                Running {
+                    policy: policy.name.clone(),
+                    cancel: cancel.clone(),
+                },
+            );
             self.metrics.active_experiments(st.running.len());
         }
         refusal
@@ -251,18 +283,20 @@ impl Arbiter {
             return Start::NotLeader;
         }
         let id = experiment::new_id(&policy.name, Utc::now());
-        if let Some(reason) = self.admit(&policy, &id) {
+        let cancel = self.stop.child_token();
+        if let Some(reason) = self.admit(&policy, &id, &cancel) {
             let record = experiment::skipped_record(&policy, trigger, &reason);
             let id = record.id.clone();
-            self.emit(&policy, record);
+            self.emit(Some(&policy), record);
             return Start::Skipped { id, reason };
         }
         let this = self.clone();
         let opts = RunOptions {
             id: id.clone(),
             seed: self.seed,
-            cancel: self.stop.child_token(),
+            cancel,
             restrict,
+            shutdown: Some(self.stop.clone()),
         };
         self.experiments.spawn(async move {
             tracing::info!(id = %opts.id, policy = %policy.name, "experiment starting");
@@ -289,7 +323,7 @@ impl Arbiter {
                 st.running.remove(&record.id);
                 this.metrics.active_experiments(st.running.len());
             }
-            this.emit(&policy, record);
+            this.emit(Some(&policy), record);
         });
         Start::Started { id }
     }
@@ -300,11 +334,80 @@ impl Arbiter {
             return;
         }
         let record = experiment::skipped_record(policy, trigger, &reason);
+        self.emit(Some(policy), record);
+    }
+
+    /// The final record of an experiment a crash cut short (its intent was journaled,
+    /// its record never was), after recovery reverted what it had left.
+    pub fn close_interrupted(
+        &self,
+        intent: &Intent,
+        policy: Option<&Policy>,
+        reverts: &[&TargetRevert],
+    ) {
+        let mut record = ExperimentRecord {
+            id: intent.id.clone(),
+            policy: intent.policy.clone(),
+            verdict: Verdict::Errored,
+            reason: String::new(),
+            reason_code: None,
+            dry_run: intent.dry_run,
+            trigger: intent.trigger.clone(),
+            targets: intent
+                .targets
+                .iter()
+                .map(|o| TargetRecord {
+                    kind: o.kind.clone(),
+                    namespace: o.namespace.clone(),
+                    name: o.name.clone(),
+                    outcome: TargetOutcome::Injected,
+                    detail: Some("state unknown: havoc stopped during the experiment".into()),
+                    revert: None,
+                })
+                .collect(),
+            fault: intent.fault.clone(),
+            started_at: intent.started_at,
+            injected_at: None,
+            reverted_at: None,
+            ended_at: Utc::now(),
+            alerts: Vec::new(),
+            slos: Vec::new(),
+        };
+        for r in reverts {
+            // A partition's change is on a NetworkPolicy; attach it to the first target.
+            let i = record
+                .targets
+                .iter()
+                .position(|t| t.kind == r.object.kind && t.name == r.object.name)
+                .unwrap_or(0);
+            if let Some(t) = record.targets.get_mut(i) {
+                t.revert = Some((*r).clone());
+            }
+            record.reverted_at = Some(r.at);
+        }
+        let summary = crate::engine::sweeper::recovery_summary(intent, reverts);
+        let failed: Vec<String> = reverts
+            .iter()
+            .filter(|r| r.result == RevertResult::Failed)
+            .map(|r| format!("{} {}", r.object.kind, r.object.name))
+            .collect();
+        if failed.is_empty() {
+            record.error(&ErrorReason::Crashed { recovery: summary });
+        } else {
+            record.finish(
+                Verdict::RollbackFailed,
+                format!(
+                    "interrupted: havoc stopped during the experiment, and its revert failed: {}",
+                    failed.join(", ")
+                ),
+                Some("revertFailed"),
+            );
+        }
         self.emit(policy, record);
     }
 
     /// Journal, metrics, Events, circuit breaker, and notifications (in the background).
-    fn emit(&self, policy: &Policy, record: ExperimentRecord) {
+    fn emit(&self, policy: Option<&Policy>, record: ExperimentRecord) {
         tracing::info!(
             id = %record.id,
             policy = %record.policy,
@@ -328,17 +431,18 @@ impl Arbiter {
                 "circuit breaker: experiment {} deviated ({})",
                 record.id, record.reason
             );
-            match policy.on_deviation {
+            match policy.map_or(OnDeviation::PausePolicy, |p| p.on_deviation) {
                 OnDeviation::Continue => {}
-                OnDeviation::PausePolicy => self.pause(Some(&policy.name), Some(until), reason),
+                OnDeviation::PausePolicy => self.pause(Some(&record.policy), Some(until), reason),
                 OnDeviation::PauseAll => self.pause(None, Some(until), reason),
             }
         }
-        self.notify(policy, record);
+        let rule = policy.map_or_else(|| self.env.config.notify.clone(), |p| p.notify.clone());
+        self.notify(rule, record);
     }
 
-    fn notify(&self, policy: &Policy, record: ExperimentRecord) {
-        let receivers = Notifier::route(policy, &record);
+    fn notify(&self, rule: NotifyRule, record: ExperimentRecord) {
+        let receivers = Notifier::route(&rule, &record);
         if receivers.is_empty() {
             return;
         }
@@ -349,10 +453,9 @@ impl Arbiter {
             }
             return;
         }
-        let (notifier, metrics, policy) =
-            (self.notifier.clone(), self.metrics.clone(), policy.clone());
+        let (notifier, metrics) = (self.notifier.clone(), self.metrics.clone());
         self.notifications.spawn(async move {
-            for d in notifier.notify(&policy, &record).await {
+            for d in notifier.notify(&rule, &record).await {
                 metrics.notification(&d.receiver, d.result);
             }
         });
@@ -440,6 +543,9 @@ mod tests {
                 config,
                 events: None,
                 metrics: None,
+                journal: Some(journal.clone()),
+                owner: "test/havoc".into(),
+                leader: leader.clone(),
             },
             source,
             journal: journal.clone(),

@@ -11,7 +11,7 @@ use kube::{
 
 use tokio_util::task::TaskTracker;
 
-use crate::record::{ExperimentRecord, TargetRecord, Verdict};
+use crate::record::{ExperimentRecord, ObjectRef, TargetRecord, Verdict};
 
 /// Publishes experiment Events.
 #[derive(Clone)]
@@ -37,20 +37,25 @@ pub fn verdict_reason(v: Verdict) -> &'static str {
     }
 }
 
-fn reference(t: &TargetRecord) -> ObjectReference {
-    let api_version = match t.kind.as_str() {
+fn reference(kind: &str, namespace: Option<&str>, name: &str) -> ObjectReference {
+    let api_version = match kind {
         "Pod" | "Node" => "v1",
         "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
         "VirtualService" => "networking.istio.io/v1",
         _ => "v1",
     };
     ObjectReference {
         api_version: Some(api_version.to_string()),
-        kind: Some(t.kind.clone()),
-        namespace: t.namespace.clone(),
-        name: Some(t.name.clone()),
+        kind: Some(kind.to_string()),
+        namespace: namespace.map(str::to_string),
+        name: Some(name.to_string()),
         ..ObjectReference::default()
     }
+}
+
+fn target_reference(t: &TargetRecord) -> ObjectReference {
+    reference(&t.kind, t.namespace.as_deref(), &t.name)
 }
 
 impl Events {
@@ -100,22 +105,38 @@ impl Events {
     }
 
     fn publish(&self, record: &ExperimentRecord, reason: &str, type_: EventType, note: String) {
+        for t in record.injected() {
+            self.send(target_reference(t), reason, type_, &note);
+        }
+    }
+
+    /// An Event about a revert done outside an experiment (recovery), on the object
+    /// that carried the change: `ChaosReverted`, or `ChaosRevertFailed` (a warning).
+    pub fn revert(&self, object: &ObjectRef, ok: bool, note: String) {
+        let (reason, type_) = if ok {
+            ("ChaosReverted", EventType::Normal)
+        } else {
+            ("ChaosRevertFailed", EventType::Warning)
+        };
+        let r = reference(&object.kind, object.namespace.as_deref(), &object.name);
+        self.send(r, reason, type_, &note);
+    }
+
+    fn send(&self, reference: ObjectReference, reason: &str, type_: EventType, note: &str) {
         // An Event note is at most 1 kB.
         let note: String = note.chars().take(1000).collect();
-        for t in record.injected() {
-            let event = Event {
-                type_,
-                reason: reason.to_string(),
-                note: Some(note.clone()),
-                action: "Chaos".to_string(),
-                secondary: None,
-            };
-            let (recorder, reference) = (self.recorder.clone(), reference(t));
-            self.tasks.spawn(async move {
-                if let Err(e) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(error = %e, object = ?reference.name, "cannot publish Event");
-                }
-            });
-        }
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Chaos".to_string(),
+            secondary: None,
+        };
+        let recorder = self.recorder.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, object = ?reference.name, "cannot publish Event");
+            }
+        });
     }
 }

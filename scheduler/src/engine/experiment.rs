@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, Client};
+use kube::{Api, Client, api::ApiResource};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
@@ -19,13 +19,27 @@ use super::{
     verdict::{Assessment, Conclusion, Judge, gate},
 };
 use crate::{
-    fault::{Outcome, pod::PodFault},
-    policy::{Config, Policy, domain::Fault},
-    record::{
-        ErrorReason, ExperimentRecord, SkipReason, TargetOutcome, TargetRecord, TriggerInfo,
-        Verdict,
+    fault::{
+        FaultError, Held, Injection, Outcome, Reverted,
+        pod::PodFault,
+        revert::{DEADLINE_GRACE, Stamp},
     },
-    target::{Guards, Restriction, SnapshotSource, select_pods},
+    journal::{Intent, Journal},
+    leader::Leadership,
+    policy::{
+        Config, Policy,
+        domain::{Fault, HttpFault},
+        model::Direction,
+    },
+    record::{
+        ErrorReason, ExperimentRecord, ObjectRef, RevertResult, SkipReason, TargetOutcome,
+        TargetRecord, TargetRevert, TriggerInfo, Verdict,
+    },
+    target::{
+        Guards, NodeInfo, PodInfo, Restriction, Selection, Snapshot, SnapshotSource,
+        VirtualServiceInfo, WorkloadInfo, evictable, select_nodes, select_partitions, select_pods,
+        select_virtual_services, select_workloads,
+    },
 };
 
 /// What an experiment needs from outside: the cluster, health, safety guards, and where
@@ -38,6 +52,14 @@ pub struct Env {
     pub guards: Guards,
     pub events: Option<Events>,
     pub metrics: Option<Metrics>,
+    /// Intents are journaled here before any mutation (the service's journal; `havoc
+    /// run`'s, if it has one).
+    pub journal: Option<Arc<Journal>>,
+    /// Written into every revert record: whose change it is.
+    pub owner: String,
+    /// Checked right before every mutation and while a fault is held: a replica that is
+    /// no longer the leader stops and reverts.
+    pub leader: Leadership,
 }
 
 impl std::fmt::Debug for Env {
@@ -59,6 +81,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Only these pods may be chosen (a rollout's new revision).
     pub restrict: Option<Restriction>,
+    /// The service's shutdown: when `cancel` fires but this has not, the experiment was
+    /// stopped through the API rather than by a shutdown.
+    pub shutdown: Option<CancellationToken>,
 }
 
 /// A new experiment id: policy name, UTC start time, and a random suffix.
@@ -103,8 +128,246 @@ pub fn skipped_record(policy: &Policy, trigger: TriggerInfo, why: &SkipReason) -
     r
 }
 
+/// The targets an experiment acts on, chosen for its fault.
+#[derive(Debug, Clone)]
+enum Plan {
+    Pods(PodFault, Vec<PodInfo>),
+    Drain {
+        timeout: Duration,
+        nodes: Vec<(NodeInfo, Vec<PodInfo>)>,
+    },
+    Scale {
+        replicas: u32,
+        workloads: Vec<WorkloadInfo>,
+    },
+    Partition {
+        direction: Direction,
+        workloads: Vec<WorkloadInfo>,
+    },
+    Http {
+        api: ApiResource,
+        fault: HttpFault,
+        services: Vec<VirtualServiceInfo>,
+    },
+}
+
+impl Plan {
+    /// Chooses the targets of `policy` from `snapshot`, or says why there are none.
+    fn choose(
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Plan, SkipReason> {
+        let (rule, now) = (&policy.target, Utc::now());
+        fn chosen<T>(sel: Selection<T>) -> Result<Vec<T>, SkipReason> {
+            if sel.chosen.is_empty() {
+                Err(SkipReason::NoTarget(sel.why_empty()))
+            } else {
+                Ok(sel.chosen)
+            }
+        }
+        Ok(match &policy.fault {
+            Fault::PodDelete { grace } | Fault::PodEvict { grace } => {
+                let fault = match policy.fault {
+                    Fault::PodDelete { .. } => PodFault::Delete { grace: *grace },
+                    _ => PodFault::Evict { grace: *grace },
+                };
+                let sel = select_pods(rule, &snapshot.pods, &snapshot.namespaces, guards, now, rng);
+                Plan::Pods(fault, chosen(sel)?)
+            }
+            Fault::NodeDrain { timeout } => {
+                let nodes = chosen(select_nodes(rule, snapshot, guards, now, rng))?;
+                Plan::Drain {
+                    timeout: *timeout,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|n| {
+                            let pods = evictable(snapshot, &n.name, guards);
+                            (n, pods)
+                        })
+                        .collect(),
+                }
+            }
+            Fault::Scale { replicas } => Plan::Scale {
+                replicas: *replicas,
+                workloads: chosen(select_workloads(rule, snapshot, guards, now, rng))?,
+            },
+            Fault::NetworkPartition { direction } => Plan::Partition {
+                direction: *direction,
+                workloads: chosen(select_partitions(rule, snapshot, guards, now, rng))?,
+            },
+            Fault::HttpFault(fault) => {
+                let Some(vs) = &snapshot.virtual_services else {
+                    return Err(SkipReason::Unavailable(
+                        "the VirtualService CRD (networking.istio.io) is not installed".into(),
+                    ));
+                };
+                let sel = select_virtual_services(
+                    rule,
+                    &vs.items,
+                    &snapshot.namespaces,
+                    guards,
+                    now,
+                    rng,
+                );
+                Plan::Http {
+                    api: vs.api.clone(),
+                    fault: fault.clone(),
+                    services: chosen(sel)?,
+                }
+            }
+        })
+    }
+
+    /// The objects it is about to change, for the intent line.
+    fn objects(&self) -> Vec<ObjectRef> {
+        match self {
+            Plan::Pods(_, pods) => pods
+                .iter()
+                .map(|p| ObjectRef::namespaced("Pod", &p.namespace, &p.name))
+                .collect(),
+            Plan::Drain { nodes, .. } => nodes
+                .iter()
+                .map(|(n, _)| ObjectRef {
+                    kind: "Node".into(),
+                    namespace: None,
+                    name: n.name.clone(),
+                })
+                .collect(),
+            Plan::Scale { workloads, .. } | Plan::Partition { workloads, .. } => {
+                workloads.iter().map(WorkloadInfo::object).collect()
+            }
+            Plan::Http { services, .. } => services
+                .iter()
+                .map(|v| ObjectRef::namespaced("VirtualService", &v.namespace, &v.name))
+                .collect(),
+        }
+    }
+}
+
+/// Injects into target `i` of the plan: the record of that target, and what is held.
+async fn inject_one(
+    env: &Env,
+    plan: &Plan,
+    i: usize,
+    stamp: &Stamp,
+    dry_run: bool,
+) -> (TargetRecord, Result<Option<Held>, FaultError>) {
+    let client = &env.client;
+    let target = |o: ObjectRef| TargetRecord {
+        kind: o.kind,
+        namespace: o.namespace,
+        name: o.name,
+        outcome: TargetOutcome::Skipped,
+        detail: None,
+        revert: None,
+    };
+    let object = plan.objects().swap_remove(i);
+    let mut record = target(object);
+    let result: Result<Injection, FaultError> = match plan {
+        Plan::Pods(fault, pods) => {
+            let p = &pods[i];
+            if dry_run {
+                tracing::info!(pod = %p.name, namespace = %p.namespace, fault = ?fault, "dry run: would inject");
+                Ok(Injection {
+                    outcome: Outcome::DryRun,
+                    detail: None,
+                    held: None,
+                })
+            } else {
+                let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+                crate::fault::pod::inject(&api, &p.name, *fault)
+                    .await
+                    .map(|outcome| Injection {
+                        outcome,
+                        detail: None,
+                        held: None,
+                    })
+                    .map_err(FaultError::from)
+            }
+        }
+        Plan::Drain { timeout, nodes } => {
+            let (node, pods) = &nodes[i];
+            crate::fault::node::inject(client, node, pods, *timeout, stamp, dry_run).await
+        }
+        Plan::Scale {
+            replicas,
+            workloads,
+        } => crate::fault::scale::inject(client, &workloads[i], *replicas, stamp, dry_run).await,
+        Plan::Partition {
+            direction,
+            workloads,
+        } => {
+            crate::fault::partition::inject(client, &workloads[i], *direction, stamp, dry_run).await
+        }
+        Plan::Http {
+            api,
+            fault,
+            services,
+        } => crate::fault::http::inject(client, api, &services[i], fault, stamp, dry_run).await,
+    };
+    match result {
+        Ok(inj) => {
+            let (outcome, why) = inj.outcome.target();
+            record.outcome = outcome;
+            record.detail = why.or(inj.detail);
+            (record, Ok(inj.held))
+        }
+        Err(e) => {
+            record.outcome = TargetOutcome::Errored;
+            record.detail = Some(e.to_string());
+            (record, Err(e))
+        }
+    }
+}
+
+/// How often a held change's revert is tried within the experiment (1 s, 2 s, 4 s
+/// apart); after that the recovery sweep keeps trying.
+const REVERT_ATTEMPTS: u32 = 4;
+
+/// Reverts one held change, retrying with backoff; never gives up early on shutdown.
+pub async fn revert_with_retries(env: &Env, held: &Held) -> TargetRevert {
+    let mut delay = Duration::from_secs(1);
+    let mut attempt = 0;
+    let (result, detail) = loop {
+        attempt += 1;
+        match crate::fault::revert(&env.client, held).await {
+            Ok(r) => break (revert_result(&r), r.detail().map(str::to_string)),
+            Err(e) if attempt < REVERT_ATTEMPTS => {
+                tracing::warn!(object = ?held.object, attempt, error = %e, "revert failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                tracing::error!(object = ?held.object, error = %e, "revert failed; the recovery sweep keeps trying");
+                break (RevertResult::Failed, Some(e.to_string()));
+            }
+        }
+    };
+    if let Some(m) = &env.metrics {
+        m.revert(result);
+    }
+    TargetRevert {
+        result,
+        object: held.object.clone(),
+        detail,
+        at: Utc::now(),
+    }
+}
+
+/// The record's name for what a revert did.
+pub fn revert_result(r: &Reverted) -> RevertResult {
+    match r {
+        Reverted::Restored => RevertResult::Restored,
+        Reverted::Gone => RevertResult::Gone,
+        Reverted::NotOurs(_) => RevertResult::NotOurs,
+        Reverted::LeftAsIs(_) => RevertResult::LeftAsIs,
+    }
+}
+
 /// Runs one experiment to its verdict. Cluster and health errors never escape: they
-/// become `skipped` (before injection) or `errored` (after).
+/// become `skipped` (before injection), `errored` (after), or `rollbackFailed`.
 pub async fn execute(
     env: &Env,
     source: &dyn SnapshotSource,
@@ -112,18 +375,10 @@ pub async fn execute(
     trigger: TriggerInfo,
     opts: RunOptions,
 ) -> ExperimentRecord {
-    let mut record = new_record(policy, trigger, opts.id);
+    let mut record = new_record(policy, trigger.clone(), opts.id);
     let fail_closed = env.config.health.fail_closed;
+    let dry_run = policy.dry_run;
 
-    // This version implements pod faults only; refuse others before anything else.
-    let pod_fault = match &policy.fault {
-        Fault::PodDelete { grace } => PodFault::Delete { grace: *grace },
-        Fault::PodEvict { grace } => PodFault::Evict { grace: *grace },
-        other => {
-            record.error(&ErrorReason::Unsupported(other.name()));
-            return record;
-        }
-    };
     // 1. gate
     let baseline = env.health.observe(&policy.health).await;
     record.slos = baseline.slos.clone();
@@ -151,55 +406,74 @@ pub async fn execute(
         Some(s) => ChaCha8Rng::seed_from_u64(s),
         None => ChaCha8Rng::from_rng(&mut rand::rng()),
     };
-    let selection = select_pods(
-        &policy.target,
-        &snapshot.pods,
-        &snapshot.namespaces,
-        &guards,
-        Utc::now(),
-        &mut rng,
-    );
-    if selection.chosen.is_empty() {
-        record.skip(&SkipReason::NoTarget(selection.why_empty()));
-        return record;
-    }
+    let plan = match Plan::choose(policy, &snapshot, &guards, &mut rng) {
+        Ok(p) => p,
+        Err(why) => {
+            record.skip(&why);
+            return record;
+        }
+    };
     if opts.cancel.is_cancelled() {
         record.skip(&SkipReason::ShuttingDown);
         return record;
     }
 
-    // 3-4. inject (pod faults need no revert record: the workload replaces the pod)
-    for p in &selection.chosen {
-        let outcome = if policy.dry_run {
-            tracing::info!(policy = %policy.name, pod = %p.name, namespace = %p.namespace, fault = policy.fault.name(), "dry run: would inject");
-            Ok(Outcome::DryRun)
-        } else {
-            let api: Api<Pod> = Api::namespaced(env.client.clone(), &p.namespace);
-            crate::fault::pod::inject(&api, &p.name, pod_fault).await
-        };
-        let (outcome, detail, error) = match outcome {
-            Ok(o) => {
-                let (t, d) = o.target();
-                (t, d, None)
-            }
-            Err(e) => (TargetOutcome::Errored, Some(e.to_string()), Some(e)),
-        };
-        record.targets.push(TargetRecord {
-            kind: "Pod".to_string(),
-            namespace: Some(p.namespace.clone()),
-            name: p.name.clone(),
-            outcome,
-            detail,
-        });
-        if let Some(e) = error {
-            // Pod faults leave nothing to revert: stop here.
-            record.error(&ErrorReason::Injection(format!(
-                "{} {}/{}: {e}",
-                policy.fault.name(),
-                p.namespace,
-                p.name
-            )));
+    // 3. intent: journaled before any mutation, so that a crash loses no record.
+    let deadline = Utc::now()
+        + chrono::Duration::from_std(policy.duration).unwrap_or_default()
+        + DEADLINE_GRACE;
+    if !dry_run {
+        if !env.leader.is_leader() {
+            record.skip(&SkipReason::NotLeader);
             return record;
+        }
+        if let Some(journal) = &env.journal {
+            let intent = Intent {
+                id: record.id.clone(),
+                policy: policy.name.clone(),
+                fault: policy.fault.name().to_string(),
+                dry_run,
+                trigger,
+                started_at: record.started_at,
+                targets: plan.objects(),
+                deadline,
+            };
+            if let Err(e) = journal.started(&intent) {
+                record.skip(&SkipReason::JournalUnwritable(e.to_string()));
+                return record;
+            }
+        }
+    }
+
+    // 4. inject, target by target, re-checking leadership before each mutation
+    let stamp = Stamp {
+        experiment: record.id.clone(),
+        policy: policy.name.clone(),
+        deadline,
+        owner: env.owner.clone(),
+    };
+    let mut held: Vec<(usize, Held)> = Vec::new();
+    let mut failure: Option<ErrorReason> = None;
+    for i in 0..plan.objects().len() {
+        if !dry_run && !env.leader.is_leader() {
+            failure = Some(ErrorReason::Demoted);
+            break;
+        }
+        let (target, result) = inject_one(env, &plan, i, &stamp, dry_run).await;
+        let label = format!(
+            "{} {}/{}",
+            policy.fault.name(),
+            target.namespace.as_deref().unwrap_or("-"),
+            target.name
+        );
+        record.targets.push(target);
+        match result {
+            Ok(Some(h)) => held.push((record.targets.len() - 1, h)),
+            Ok(None) => {}
+            Err(e) => {
+                failure = Some(ErrorReason::Injection(format!("{label}: {e}")));
+                break;
+            }
         }
     }
     let reached = record
@@ -207,6 +481,21 @@ pub async fn execute(
         .iter()
         .filter(|t| matches!(t.outcome, TargetOutcome::Injected | TargetOutcome::DryRun))
         .count();
+    if reached > 0 {
+        record.injected_at = Some(Utc::now());
+        if let Some(m) = &env.metrics {
+            m.fault_injected(&policy.name, policy.fault.name(), reached as u64);
+        }
+        if let Some(ev) = &env.events {
+            ev.injected(&record);
+        }
+    }
+    if let Some(why) = failure {
+        // Nothing more is injected; what is held is reverted at once.
+        revert_all(env, &mut record, &held).await;
+        conclude_reverts(&mut record, Conclusion::Errored(why)).apply(&mut record);
+        return record;
+    }
     if reached == 0 {
         let why = record
             .targets
@@ -217,16 +506,10 @@ pub async fn execute(
         record.skip(&SkipReason::NotDisrupted(why));
         return record;
     }
-    let injected_at = Utc::now();
-    record.injected_at = Some(injected_at);
-    if let Some(m) = &env.metrics {
-        m.fault_injected(&policy.name, policy.fault.name(), reached as u64);
-    }
-    if let Some(ev) = &env.events {
-        ev.injected(&record);
-    }
 
-    // 5. observe, 6. revert (nothing for pod faults), 7. settle
+    // 5. observe while the fault is held; a deviation, unreadable health, shutdown or
+    //    demotion ends the hold early
+    let injected_at = record.injected_at.unwrap_or_else(Utc::now);
     let mut judge = Judge::new(injected_at, &baseline, fail_closed);
     let observing = Instant::now();
     let watch = Observer {
@@ -237,9 +520,11 @@ pub async fn execute(
     let mut stop = watch
         .observe(&mut judge, policy.duration, Until::Deviation)
         .await;
+    // 6. revert: always, also on deviation, error, shutdown and demotion
+    revert_all(env, &mut record, &held).await;
     record.reverted_at = Some(Utc::now());
-    // Settle also follows a deviation (the fault was reverted early): the alerts that a
-    // breach sets off arrive seconds later, and the record should name them.
+    // 7. settle: also after a deviation (the fault was reverted early): the alerts that a
+    //    breach sets off arrive seconds later, and the record should name them.
     if matches!(stop, Stop::Elapsed | Stop::Deviated) {
         stop = watch
             .observe(&mut judge, policy.health.settle, Until::End)
@@ -248,17 +533,59 @@ pub async fn execute(
 
     // 8. verdict
     let mut conclusion = judge.verdict(None);
-    if stop == Stop::Cancelled && conclusion == Conclusion::Passed {
-        // Not observed to the end: not a pass. Errored is what "could not be carried out"
-        // means; the record says why.
-        conclusion = Conclusion::Errored(ErrorReason::Interrupted {
-            observed_secs: observing.elapsed().as_secs(),
-        });
+    if conclusion == Conclusion::Passed {
+        match stop {
+            // Not observed to the end: not a pass. Errored is what "could not be carried
+            // out" means; the record says why.
+            Stop::Cancelled => {
+                let observed_secs = observing.elapsed().as_secs();
+                let stopped = opts.shutdown.as_ref().is_some_and(|s| !s.is_cancelled());
+                conclusion = Conclusion::Errored(if stopped {
+                    ErrorReason::Stopped { observed_secs }
+                } else {
+                    ErrorReason::Interrupted { observed_secs }
+                });
+            }
+            Stop::Demoted => conclusion = Conclusion::Errored(ErrorReason::Demoted),
+            _ => {}
+        }
     }
     record.alerts = judge.alerts();
     record.slos = judge.slos();
-    conclusion.apply(&mut record);
+    conclude_reverts(&mut record, conclusion).apply(&mut record);
     record
+}
+
+/// Reverts every held change and notes the result on its target.
+async fn revert_all(env: &Env, record: &mut ExperimentRecord, held: &[(usize, Held)]) {
+    let reverts = held.iter().map(|(_, h)| revert_with_retries(env, h));
+    let results = futures::future::join_all(reverts).await;
+    for ((i, _), r) in held.iter().zip(results) {
+        record.targets[*i].revert = Some(r);
+    }
+}
+
+/// A failed revert wins over every other conclusion.
+fn conclude_reverts(record: &mut ExperimentRecord, conclusion: Conclusion) -> Conclusion {
+    let failed: Vec<String> = record
+        .targets
+        .iter()
+        .filter_map(|t| t.revert.as_ref())
+        .filter(|r| r.result == RevertResult::Failed)
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r.object.kind,
+                r.object.name,
+                r.detail.as_deref().unwrap_or("failed")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        conclusion
+    } else {
+        Conclusion::RollbackFailed(format!("revert failed: {}", failed.join("; ")))
+    }
 }
 
 /// Why observation stopped.
@@ -272,6 +599,8 @@ enum Stop {
     Unreadable,
     /// Shutdown.
     Cancelled,
+    /// This replica lost leadership.
+    Demoted,
 }
 
 /// Whether a deviation ends the observation window.
@@ -295,10 +624,19 @@ impl Observer<'_> {
         let end = Instant::now() + window;
         let mut ticker = tokio::time::interval(self.env.config.health.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader = self.env.leader.watch();
+        let demoted = !self.policy.dry_run;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = self.cancel.cancelled() => return Stop::Cancelled,
+                Ok(()) = leader.changed(), if demoted => {
+                    if !self.env.leader.is_leader() {
+                        tracing::warn!("leadership lost: ending the fault early");
+                        return Stop::Demoted;
+                    }
+                    continue;
+                }
             }
             let obs = tokio::select! {
                 obs = self.env.health.observe(&self.policy.health) => obs,
@@ -419,9 +757,13 @@ mod tests {
                 protected_namespaces: ["kube-system".to_string()].into(),
                 own_pod: None,
                 min_available_replicas: 1,
+                max_unschedulable_nodes: 1,
             },
             events: None,
             metrics: None,
+            journal: None,
+            owner: "test/havoc".into(),
+            leader: crate::leader::Leadership::always(),
         };
         (env, handle)
     }

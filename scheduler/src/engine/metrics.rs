@@ -74,6 +74,8 @@ pub struct Metrics {
     duration: Family<PolicyLabel, Histogram>,
     faults: Family<PolicyFault, Counter>,
     reverts: Family<ResultLabel, Counter>,
+    faults_held: Gauge<i64, AtomicI64>,
+    leader: Gauge<i64, AtomicI64>,
     next_run: Family<PolicyLabel, Gauge<f64, AtomicU64>>,
     active: Gauge<i64, AtomicI64>,
     paused: Gauge<i64, AtomicI64>,
@@ -120,7 +122,19 @@ impl Metrics {
             faults.clone(),
         );
         let reverts = Family::<ResultLabel, Counter>::default();
-        r.register("reverts", "Reverts of reversible faults", reverts.clone());
+        r.register(
+            "reverts",
+            "Reverts of reversible faults by result (restored, gone, notOurs, leftAsIs, failed)",
+            reverts.clone(),
+        );
+        let faults_held = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "faults_held",
+            "Reversible changes held in the cluster now (havoc revert records seen)",
+            faults_held.clone(),
+        );
+        let leader = Gauge::<i64, AtomicI64>::default();
+        r.register("leader", "1 while this replica leads", leader.clone());
         let next_run = Family::<PolicyLabel, Gauge<f64, AtomicU64>>::default();
         r.register(
             "next_run_timestamp_seconds",
@@ -178,6 +192,8 @@ impl Metrics {
             duration,
             faults,
             reverts,
+            faults_held,
+            leader,
             next_run,
             active,
             paused,
@@ -232,12 +248,22 @@ impl Metrics {
             .inc_by(targets);
     }
 
-    pub fn revert(&self, ok: bool) {
+    pub fn revert(&self, result: crate::record::RevertResult) {
         self.reverts
             .get_or_create(&ResultLabel {
-                result: if ok { "ok" } else { "failed" }.to_string(),
+                result: result.label().to_string(),
             })
             .inc();
+    }
+
+    /// Reversible changes held in the cluster now (havoc revert records seen).
+    pub fn faults_held(&self, n: usize) {
+        self.faults_held.set(n as i64);
+    }
+
+    /// 1 while this replica leads.
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn next_run(&self, policy: &str, at: Option<chrono::DateTime<chrono::Utc>>) {

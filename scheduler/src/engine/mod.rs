@@ -21,4 +21,5 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod policies;
+pub mod sweeper;
 pub mod verdict;

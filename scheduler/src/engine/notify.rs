@@ -7,7 +7,11 @@ use havoc_integrations::{Backoff, SecretString, retry, slack, webhook};
 use serde_json::{Value, json};
 
 use crate::{
-    policy::{Config, Policy, domain::Receiver as ReceiverConfig, model::NotifyOn},
+    policy::{
+        Config,
+        domain::{NotifyRule, Receiver as ReceiverConfig},
+        model::NotifyOn,
+    },
     record::{ExperimentRecord, Verdict},
 };
 
@@ -120,17 +124,18 @@ impl Notifier {
         })
     }
 
-    /// Which receivers a record goes to (empty: no notification).
-    pub fn route(policy: &Policy, record: &ExperimentRecord) -> Vec<String> {
-        if !policy.notify.on.contains(&on_for(record.verdict)) {
+    /// Which receivers a record goes to under `rule` (a policy's, or the service's for a
+    /// record whose policy is gone); empty: no notification.
+    pub fn route(rule: &NotifyRule, record: &ExperimentRecord) -> Vec<String> {
+        if !rule.on.contains(&on_for(record.verdict)) {
             return Vec::new();
         }
-        policy.notify.receivers.clone()
+        rule.receivers.clone()
     }
 
     /// Sends a record to its receivers, concurrently, each with bounded retries.
-    pub async fn notify(&self, policy: &Policy, record: &ExperimentRecord) -> Vec<Delivery> {
-        let names = Self::route(policy, record);
+    pub async fn notify(&self, rule: &NotifyRule, record: &ExperimentRecord) -> Vec<Delivery> {
+        let names = Self::route(rule, record);
         let body = serde_json::to_vec(record).unwrap_or_default();
         let message = slack_message(record);
         let sends = names.into_iter().map(|name| {

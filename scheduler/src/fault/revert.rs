@@ -1,14 +1,10 @@
-//! Crash-safe reverts (DESIGN section 5). Before a reversible fault changes an object,
-//! havoc writes a revert record on it, in the same patch as the change:
-//! the annotation `havoc.dev/revert` holds the experiment id, what to restore, and a
-//! deadline. The revert restores the original state and removes the annotation, again in
-//! one patch. If havoc dies in between, the record stays on the object; at start-up (and
-//! on every replica that becomes leader) [`expired`] finds the records whose deadline has
-//! passed and the fault's [`Reversible::revert_patch`] undoes them.
-//!
-//! Pod faults (delete, evict) need none of this: the owning workload replaces the pod.
-//! Each reversible fault (nodeDrain, scale, networkPartition, httpFault) implements
-//! [`Reversible`] for the one kind of object it changes.
+//! Crash-safe reverts (DESIGN section 5). A reversible fault never changes an object
+//! without its revert record: the annotation `havoc.dev/revert` — experiment, policy,
+//! fault, the original state, a deadline and the owner — goes in the same request as the
+//! change (a merge patch with the object's resourceVersion as precondition), or on the
+//! object havoc creates. The revert restores the original state and removes the record,
+//! again in one request. If havoc dies in between, the record stays on the object, and
+//! whoever finds it expired ([`super::recovery`]) undoes it.
 
 use chrono::{DateTime, Utc};
 use kube::{Resource, ResourceExt};
@@ -18,8 +14,8 @@ use serde_json::{Value, json};
 pub use crate::labels::REVERT_ANNOTATION;
 
 /// How long after the fault's planned end an orphaned record may be reverted by another
-/// havoc (or the restarted one): covers settle and clock skew, so a running experiment's
-/// own revert is never raced.
+/// havoc: covers a slow revert and clock skew, so a running experiment's own revert is
+/// never raced by a stranger.
 pub const DEADLINE_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// What a mutated object carries until its fault is reverted.
@@ -30,10 +26,14 @@ pub struct RevertRecord {
     pub policy: String,
     /// The fault's field name, e.g. `scale`.
     pub fault: String,
-    /// What to restore, in the fault's own terms (e.g. `{"replicas": 3}`).
+    /// What to restore, in the fault's own terms (e.g. `{"replicas": 3, "set": 0}`).
     pub original: Value,
     /// After this instant the record is orphaned: anyone may revert it.
     pub deadline: DateTime<Utc>,
+    /// The havoc installation that holds it (`NAMESPACE/LEASE`, or `havoc-run/HOST`):
+    /// until the deadline, only its owner reverts it.
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl RevertRecord {
@@ -55,9 +55,74 @@ impl RevertRecord {
     }
 }
 
+/// What every record of one experiment shares; [`Stamp::record`] adds the fault's part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub experiment: String,
+    pub policy: String,
+    pub deadline: DateTime<Utc>,
+    pub owner: String,
+}
+
+impl Stamp {
+    pub fn record(&self, fault: &str, original: Value) -> RevertRecord {
+        RevertRecord {
+            experiment: self.experiment.clone(),
+            policy: self.policy.clone(),
+            fault: fault.to_string(),
+            original,
+            deadline: self.deadline,
+            owner: self.owner.clone(),
+        }
+    }
+}
+
+/// Checks that `object` still carries `ours` (same experiment): the record on the object
+/// is what a revert acts on. `Err(why)` when it is not ours any more.
+pub fn still_ours<K: Resource>(object: &K, ours: &RevertRecord) -> Result<RevertRecord, String> {
+    match record_of(object) {
+        None => Err("its revert record is gone (reverted or removed by someone else)".into()),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(r)) if r.experiment != ours.experiment => Err(format!(
+            "it now carries the record of experiment {}",
+            r.experiment
+        )),
+        Some(Ok(r)) => Ok(r),
+    }
+}
+
+/// A Kubernetes-safe name for something an experiment creates: lower case, at most 63
+/// characters (a hash keeps long ids unique).
+pub fn object_name(prefix: &str, experiment: &str) -> String {
+    let id: String = experiment
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let full = format!("{prefix}-{id}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = format!("{:016x}", crate::schedule::stable_hash(experiment));
+    let keep = 63 - hash.len() - 1;
+    format!("{}-{hash}", full[..keep].trim_end_matches('-'))
+}
+
 /// The metadata part of a revert patch: removes the annotation (merge-patch null).
 pub fn clear_annotation() -> Value {
     json!({"metadata": {"annotations": {REVERT_ANNOTATION: null}}})
+}
+
+/// The resourceVersion precondition of a merge patch: the API server refuses it with 409
+/// if the object changed since it was read.
+pub fn precondition(resource_version: Option<String>) -> Value {
+    json!({"metadata": {"resourceVersion": resource_version}})
 }
 
 /// Merges JSON merge-patches (later keys win; objects merge recursively).
@@ -75,31 +140,6 @@ pub fn merge(mut a: Value, b: Value) -> Value {
         }
         (_, b) => b,
     }
-}
-
-/// A fault that changes one kind of object and can be undone.
-pub trait Reversible {
-    type Object: Resource + Clone;
-
-    /// What a revert needs, read from the object before the change.
-    fn capture(&self, object: &Self::Object) -> Value;
-
-    /// The merge patch that injects the fault; [`inject_patch`] adds the revert record.
-    fn fault_patch(&self, object: &Self::Object) -> Value;
-
-    /// The merge patch that restores `original` (as captured).
-    fn restore_patch(original: &Value) -> Value;
-}
-
-/// One patch that injects the fault and writes the revert record: the object is never
-/// changed without its record.
-pub fn inject_patch<F: Reversible>(fault: &F, object: &F::Object, record: &RevertRecord) -> Value {
-    merge(fault.fault_patch(object), record.annotate())
-}
-
-/// One patch that restores the object and removes its record.
-pub fn revert_patch<F: Reversible>(record: &RevertRecord) -> Value {
-    merge(F::restore_patch(&record.original), clear_annotation())
 }
 
 /// A revert record that does not parse: a human has to look at the object.
@@ -123,112 +163,70 @@ pub fn record_of<K: Resource>(object: &K) -> Option<Result<RevertRecord, Unreada
     )
 }
 
-/// The objects whose revert records are orphaned at `now`: what start-up recovery
-/// reverts. Unreadable records are returned as errors.
-pub fn expired<'a, K: Resource + 'a>(
-    objects: impl IntoIterator<Item = &'a K>,
-    now: DateTime<Utc>,
-) -> Vec<(&'a K, Result<RevertRecord, UnreadableRecord>)> {
-    objects
-        .into_iter()
-        .filter_map(|o| {
-            let r = record_of(o)?;
-            match r {
-                Ok(rec) if !rec.is_expired(now) => None,
-                other => Some((o, other)),
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::Deployment;
 
-    /// The shape of the coming `scale` fault, to exercise the contract.
-    struct ScaleTo(i32);
-
-    impl Reversible for ScaleTo {
-        type Object = Deployment;
-        fn capture(&self, d: &Deployment) -> Value {
-            json!({"replicas": d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)})
-        }
-        fn fault_patch(&self, _: &Deployment) -> Value {
-            json!({"spec": {"replicas": self.0}})
-        }
-        fn restore_patch(original: &Value) -> Value {
-            json!({"spec": {"replicas": original["replicas"]}})
-        }
-    }
-
-    fn deployment(replicas: i32, annotation: Option<&str>) -> Deployment {
-        let mut d: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "d"},
-            "spec": {"replicas": replicas, "selector": {}, "template": {}}
-        }))
-        .expect("deployment");
-        if let Some(a) = annotation {
-            d.annotations_mut()
-                .insert(REVERT_ANNOTATION.to_string(), a.to_string());
-        }
-        d
-    }
-
-    fn record(deadline: &str, original: Value) -> RevertRecord {
+    fn record(deadline: &str) -> RevertRecord {
         RevertRecord {
             experiment: "e1".into(),
             policy: "p".into(),
             fault: "scale".into(),
-            original,
+            original: json!({"replicas": 3, "set": 0}),
             deadline: DateTime::parse_from_rfc3339(deadline)
                 .expect("time")
                 .to_utc(),
+            owner: "havoc-system/havoc".into(),
         }
     }
 
     #[test]
-    fn inject_and_revert_are_single_patches_with_the_record() {
-        let d = deployment(3, None);
-        let fault = ScaleTo(0);
-        let rec = record("2026-11-22T10:05:00Z", fault.capture(&d));
-        let inject = inject_patch(&fault, &d, &rec);
-        assert_eq!(inject["spec"]["replicas"], 0);
-        let stored = inject["metadata"]["annotations"][REVERT_ANNOTATION]
+    fn records_round_trip_through_the_annotation() {
+        let rec = record("2026-11-22T10:05:00Z");
+        let patch = merge(json!({"spec": {"replicas": 0}}), rec.annotate());
+        assert_eq!(patch["spec"]["replicas"], 0);
+        let stored = patch["metadata"]["annotations"][REVERT_ANNOTATION]
             .as_str()
             .expect("annotation");
         assert_eq!(RevertRecord::decode(stored).expect("decodes"), rec);
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "d", "annotations": {REVERT_ANNOTATION: stored}},
+            "spec": {"selector": {}, "template": {}}
+        }))
+        .expect("deployment");
+        assert_eq!(record_of(&d).and_then(Result::ok), Some(rec));
+        d.annotations_mut()
+            .insert(REVERT_ANNOTATION.into(), "{not json".into());
+        assert!(record_of(&d).is_some_and(|r| r.is_err()));
+    }
 
-        let revert = revert_patch::<ScaleTo>(&rec);
-        assert_eq!(revert["spec"]["replicas"], 3);
+    #[test]
+    fn expiry_and_the_patch_helpers() {
+        let rec = record("2026-11-22T10:05:00Z");
+        let before = DateTime::parse_from_rfc3339("2026-11-22T10:04:59Z")
+            .expect("t")
+            .to_utc();
+        assert!(!rec.is_expired(before));
+        assert!(rec.is_expired(rec.deadline));
+        let revert = merge(
+            merge(precondition(Some("42".into())), clear_annotation()),
+            json!({"spec": {"replicas": 3}}),
+        );
+        assert_eq!(revert["metadata"]["resourceVersion"], "42");
         assert!(revert["metadata"]["annotations"][REVERT_ANNOTATION].is_null());
     }
 
     #[test]
-    fn recovery_finds_only_expired_and_unreadable_records() {
-        let now = DateTime::parse_from_rfc3339("2026-11-22T10:10:00Z")
-            .expect("time")
-            .to_utc();
-        let old = record("2026-11-22T10:05:00Z", json!({"replicas": 3})).encode();
-        let live = record("2026-11-22T10:15:00Z", json!({"replicas": 2})).encode();
-        let objects = [
-            deployment(0, Some(&old)),
-            deployment(0, Some(&live)),
-            deployment(2, None),
-            deployment(0, Some("{not json")),
-        ];
-        let found = expired(&objects, now);
-        assert_eq!(found.len(), 2);
+    fn names_are_lower_case_and_short() {
         assert_eq!(
-            found[0].1.as_ref().expect("readable").original,
-            json!({"replicas": 3})
+            object_name("havoc", "p-20261201T120000Z-ab12"),
+            "havoc-p-20261201t120000z-ab12"
         );
-        assert!(
-            found[1]
-                .1
-                .as_ref()
-                .is_err_and(|e| e.to_string().contains("unreadable"))
-        );
+        let long = format!("{}-20261201T120000Z-ab12", "x".repeat(63));
+        let n = object_name("havoc", &long);
+        assert!(n.len() <= 63 && n.starts_with("havoc-xxx"), "{n}");
+        assert_ne!(n, object_name("havoc", &long.replace("ab12", "ab13")));
     }
 
     #[test]

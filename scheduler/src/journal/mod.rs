@@ -10,7 +10,31 @@ use std::{
     sync::Mutex,
 };
 
-use crate::record::ExperimentRecord;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{ExperimentRecord, ObjectRef, TriggerInfo};
+
+/// What is about to happen: written before any mutation (DESIGN section 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    pub id: String,
+    pub policy: String,
+    pub fault: String,
+    pub dry_run: bool,
+    pub trigger: TriggerInfo,
+    pub started_at: DateTime<Utc>,
+    /// The objects about to be changed.
+    pub targets: Vec<ObjectRef>,
+    /// When its revert records expire.
+    pub deadline: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartedLine {
+    started: Intent,
+}
 
 /// Appends records to a JSON-lines file and keeps the newest in memory.
 #[derive(Debug)]
@@ -18,6 +42,7 @@ pub struct Journal {
     file: Option<Mutex<File>>,
     path: Option<PathBuf>,
     recent: Mutex<VecDeque<ExperimentRecord>>,
+    dangling: Mutex<Vec<Intent>>,
     keep: usize,
 }
 
@@ -28,6 +53,7 @@ impl Journal {
             file: None,
             path: None,
             recent: Mutex::new(VecDeque::new()),
+            dangling: Mutex::new(Vec::new()),
             keep,
         }
     }
@@ -36,11 +62,17 @@ impl Journal {
     /// not parse (a torn last line after a crash, say) are skipped, not fatal.
     pub fn open(path: &Path, keep: usize) -> std::io::Result<Self> {
         let mut recent = VecDeque::new();
+        let mut dangling: Vec<Intent> = Vec::new();
         if let Ok(f) = File::open(path) {
             for line in BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
+                if let Ok(s) = serde_json::from_str::<StartedLine>(&line) {
+                    dangling.push(s.started);
+                    continue;
+                }
                 match serde_json::from_str::<ExperimentRecord>(&line) {
                     Ok(r) => {
+                        dangling.retain(|i| i.id != r.id);
                         recent.push_back(r);
                         if recent.len() > keep {
                             recent.pop_front();
@@ -72,8 +104,39 @@ impl Journal {
             file: Some(Mutex::new(file)),
             path: Some(path.to_path_buf()),
             recent: Mutex::new(recent),
+            dangling: Mutex::new(dangling),
             keep,
         })
+    }
+
+    /// Appends an intent line before any mutation.
+    pub fn started(&self, intent: &Intent) -> std::io::Result<()> {
+        if let Some(file) = &self.file {
+            let mut line = serde_json::to_vec(&serde_json::json!({"started": intent}))
+                .map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+            f.write_all(&line)?;
+            f.sync_data()?;
+        }
+        self.dangling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(intent.clone());
+        Ok(())
+    }
+
+    /// Intents without a final record yet.
+    pub fn dangling(&self) -> Vec<Intent> {
+        self.dangling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `Some(why)` while the journal cannot write.
+    pub fn write_error(&self) -> Option<String> {
+        None
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -89,6 +152,10 @@ impl Journal {
             f.write_all(&line)?;
             f.sync_data()?;
         }
+        self.dangling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|i| i.id != record.id);
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.push_back(record.clone());
         while recent.len() > self.keep {

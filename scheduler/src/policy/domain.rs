@@ -115,6 +115,8 @@ pub struct TargetRule {
     pub exclude_names: Vec<Regex>,
     pub min_age: Duration,
     pub pick: Pick,
+    /// Nodes only: the namespaces whose pods a chosen node must run (empty: any node).
+    pub hosting: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +224,7 @@ pub struct Config {
 pub struct Limits {
     pub max_concurrent_experiments: u32,
     pub min_available_replicas: u32,
+    pub max_unschedulable_nodes: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +289,16 @@ pub struct LeaderElection {
 }
 
 impl Config {
+    /// This installation's name in revert records: `NAMESPACE/LEASE`. Its successor (a
+    /// restart, another replica taking over) has the same name, so it reverts what a
+    /// crash left behind at once; another installation waits for the deadline.
+    pub fn owner(&self) -> String {
+        format!(
+            "{}/{}",
+            self.leader_election.namespace, self.leader_election.lease
+        )
+    }
+
     /// The context policies are validated in.
     pub fn context(&self) -> Context {
         Context {

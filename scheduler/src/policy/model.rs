@@ -266,6 +266,10 @@ pub struct Target {
     /// Or which share to pick, 1..100 (rounded up, at least one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u32>,
+    /// Nodes only: pick among the nodes that run pods of these namespaces (e.g. "drain
+    /// a node that runs the demo's pods").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_pods_in: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -513,6 +517,10 @@ pub struct Limits {
     /// A pod fault never leaves its workload with fewer ready replicas (default 1).
     #[serde(default = "default_one")]
     pub min_available_replicas: u32,
+    /// Never more cordoned nodes at once than this, counting nodes cordoned by others
+    /// (default 1).
+    #[serde(default = "default_one")]
+    pub max_unschedulable_nodes: u32,
 }
 
 impl Default for Limits {
@@ -520,6 +528,7 @@ impl Default for Limits {
         Limits {
             max_concurrent_experiments: 1,
             min_available_replicas: 1,
+            max_unschedulable_nodes: 1,
         }
     }
 }

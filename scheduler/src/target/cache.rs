@@ -1,45 +1,61 @@
-//! Watch caches (kube-runtime reflectors) of Pods, ReplicaSets and Namespaces: the
-//! service chooses targets from these instead of listing the cluster on every run.
-//! Watches resume on their own with kube-runtime's backoff when the API server goes away.
+//! Watch caches (kube-runtime reflectors): the service chooses targets from these
+//! instead of listing the cluster on every run, and the recovery sweep finds revert
+//! records in them. Watches resume on their own with kube-runtime's backoff when the API
+//! server goes away. Each object is trimmed to what havoc reads before it is stored.
 
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, Ordering},
     },
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::{
-    apps::v1::ReplicaSet,
-    core::v1::{Namespace, Pod},
+    apps::v1::{Deployment, ReplicaSet, StatefulSet},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{Namespace, Node, Pod, PodSpec},
+    networking::v1::NetworkPolicy,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject},
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store},
+        reflector::{self, Store, store::Writer},
         watcher,
     },
 };
 use serde::de::DeserializeOwned;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use futures::{FutureExt, future::BoxFuture};
-
 use super::{
-    NamespaceInfo, Snapshot, SnapshotError, SnapshotSource,
-    kube::{namespace_info, pod_info, replicaset_owners},
+    NamespaceInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
+    kube::{
+        autoscaled, deployment_info, namespace_info, node_info, pod_info, replicaset_owners,
+        statefulset_info, virtual_service_info,
+    },
 };
-use crate::{labels::DEPLOYMENT_REVISION, record::ObjectRef};
+use crate::{
+    labels::{DEPLOYMENT_REVISION, MANAGED_BY, MIRROR_ANNOTATION, REVERT_ANNOTATION},
+    record::ObjectRef,
+};
 
 /// The service's watch caches.
 #[derive(Clone)]
 pub struct Caches {
-    pods: Store<Pod>,
-    replicasets: Store<ReplicaSet>,
-    namespaces: Store<Namespace>,
+    pub(crate) pods: Store<Pod>,
+    pub(crate) replicasets: Store<ReplicaSet>,
+    pub(crate) namespaces: Store<Namespace>,
+    pub(crate) nodes: Store<Node>,
+    pub(crate) deployments: Store<Deployment>,
+    pub(crate) statefulsets: Store<StatefulSet>,
+    pub(crate) autoscalers: Store<HorizontalPodAutoscaler>,
+    /// NetworkPolicies havoc created (label-selected: only havoc's own are watched).
+    pub(crate) network_policies: Store<NetworkPolicy>,
+    /// VirtualServices, once the CRD is found (`None`: not installed).
+    virtual_services: Arc<RwLock<Option<VirtualServiceCache>>>,
     synced: Arc<AtomicBool>,
 }
 
@@ -51,20 +67,29 @@ impl std::fmt::Debug for Caches {
     }
 }
 
-/// Starts one reflector per kind on `tasks`; they run until `stop` is cancelled.
-fn spawn_reflector<K>(
+/// The VirtualService API and its store.
+type VirtualServiceCache = (ApiResource, Store<DynamicObject>);
+
+/// Drops managed fields and every annotation but havoc's revert record.
+fn trim_meta<K: Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
+    o.annotations_mut().retain(|k, _| k == REVERT_ANNOTATION);
+}
+
+/// Runs one reflector on `tasks` until `stop`, feeding `writer`.
+fn run_reflector<K>(
     api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
     stop: CancellationToken,
     tasks: &TaskTracker,
     trim: fn(&mut K),
-) -> Store<K>
-where
+) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
-    let (reader, writer) = reflector::store();
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, config)
         .default_backoff()
         .modify(trim)
         .reflect(writer)
@@ -83,28 +108,58 @@ where
             }
         }
     });
+}
+
+/// Starts one reflector for a typed kind and returns its store.
+fn spawn_reflector<K>(
+    api: Api<K>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    spawn_reflector_with(api, watcher::Config::default(), stop, tasks, trim)
+}
+
+fn spawn_reflector_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    run_reflector(api, config, writer, stop, tasks, trim);
     reader
 }
 
 impl Caches {
     /// Starts the watches on `tasks`, until `stop`. They are synced once every first list
-    /// has arrived.
+    /// has arrived. VirtualServices are watched if their CRD is installed.
     pub fn start(client: &Client, stop: &CancellationToken, tasks: &TaskTracker) -> Self {
-        // Keep only what selection reads: managed fields and most annotations are the
-        // bulk of a Pod object.
-        let pods = spawn_reflector(
-            Api::<Pod>::all(client.clone()),
-            stop.clone(),
-            tasks,
-            |p: &mut Pod| {
-                p.managed_fields_mut().clear();
-                p.annotations_mut().clear();
-                p.spec = None;
-            },
-        );
+        let c = || client.clone();
+        let s = || stop.clone();
+        // Keep only what selection reads: managed fields, annotations and the spec are
+        // the bulk of a Pod object.
+        let pods = spawn_reflector(Api::<Pod>::all(c()), s(), tasks, |p: &mut Pod| {
+            p.managed_fields_mut().clear();
+            p.annotations_mut().retain(|k, _| k == MIRROR_ANNOTATION);
+            let node_name = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            p.spec = Some(PodSpec {
+                node_name,
+                ..PodSpec::default()
+            });
+        });
         let replicasets = spawn_reflector(
-            Api::<ReplicaSet>::all(client.clone()),
-            stop.clone(),
+            Api::<ReplicaSet>::all(c()),
+            s(),
             tasks,
             |r: &mut ReplicaSet| {
                 r.managed_fields_mut().clear();
@@ -114,46 +169,184 @@ impl Caches {
             },
         );
         let namespaces = spawn_reflector(
-            Api::<Namespace>::all(client.clone()),
-            stop.clone(),
+            Api::<Namespace>::all(c()),
+            s(),
             tasks,
-            |n: &mut Namespace| n.managed_fields_mut().clear(),
+            |n: &mut Namespace| {
+                trim_meta(n);
+                n.spec = None;
+            },
+        );
+        let nodes = spawn_reflector(Api::<Node>::all(c()), s(), tasks, |n: &mut Node| {
+            trim_meta(n);
+            n.status = None;
+        });
+        let deployments = spawn_reflector(
+            Api::<Deployment>::all(c()),
+            s(),
+            tasks,
+            |d: &mut Deployment| {
+                trim_meta(d);
+                d.status = None;
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+            },
+        );
+        let statefulsets = spawn_reflector(
+            Api::<StatefulSet>::all(c()),
+            s(),
+            tasks,
+            |d: &mut StatefulSet| {
+                trim_meta(d);
+                d.status = None;
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.template = Default::default();
+                    spec.volume_claim_templates = None;
+                }
+            },
+        );
+        let autoscalers = spawn_reflector(
+            Api::<HorizontalPodAutoscaler>::all(c()),
+            s(),
+            tasks,
+            |h: &mut HorizontalPodAutoscaler| {
+                trim_meta(h);
+                h.status = None;
+            },
+        );
+        let network_policies = spawn_reflector_with(
+            Api::<NetworkPolicy>::all(c()),
+            watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)),
+            s(),
+            tasks,
+            |n: &mut NetworkPolicy| n.managed_fields_mut().clear(),
         );
         let caches = Caches {
             pods,
             replicasets,
             namespaces,
+            nodes,
+            deployments,
+            statefulsets,
+            autoscalers,
+            network_policies,
+            virtual_services: Arc::default(),
             synced: Arc::new(AtomicBool::new(false)),
         };
-        let (c, stop) = (caches.clone(), stop.clone());
+        let (this, client, stop, t) = (caches.clone(), client.clone(), stop.clone(), tasks.clone());
         tasks.spawn(async move {
-            let ready = futures::future::join3(
-                c.pods.wait_until_ready(),
-                c.replicasets.wait_until_ready(),
-                c.namespaces.wait_until_ready(),
-            );
+            let vs = this.watch_virtual_services(&client, &stop, &t);
+            let ready = async {
+                let all = futures::future::join_all([
+                    this.pods.wait_until_ready().boxed(),
+                    this.replicasets.wait_until_ready().boxed(),
+                    this.namespaces.wait_until_ready().boxed(),
+                    this.nodes.wait_until_ready().boxed(),
+                    this.deployments.wait_until_ready().boxed(),
+                    this.statefulsets.wait_until_ready().boxed(),
+                    this.autoscalers.wait_until_ready().boxed(),
+                    this.network_policies.wait_until_ready().boxed(),
+                ])
+                .await;
+                let vs_ready = match vs.await {
+                    Some(store) => store.wait_until_ready().await.is_ok(),
+                    None => true,
+                };
+                all.iter().all(Result::is_ok) && vs_ready
+            };
             tokio::select! {
                 () = stop.cancelled() => {}
-                (a, b, n) = ready => if a.is_ok() && b.is_ok() && n.is_ok() {
+                ok = ready => if ok {
                     tracing::info!("watch caches synced");
-                    c.synced.store(true, Ordering::Release);
+                    this.synced.store(true, Ordering::Release);
                 },
             }
         });
         caches
     }
 
+    /// Finds the VirtualService CRD and, if installed, starts its watch.
+    fn watch_virtual_services(
+        &self,
+        client: &Client,
+        stop: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> BoxFuture<'static, Option<Store<DynamicObject>>> {
+        let (this, client, stop, tasks) =
+            (self.clone(), client.clone(), stop.clone(), tasks.clone());
+        async move {
+            let ar = loop {
+                match crate::fault::http::discover(&client).await {
+                    Ok(ar) => break ar?,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot discover VirtualServices; retrying");
+                        tokio::select! {
+                            () = stop.cancelled() => return None,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                        }
+                    }
+                }
+            };
+            tracing::info!(version = %ar.version, "VirtualService CRD found: watching VirtualServices");
+            let writer = Writer::new(ar.clone());
+            let reader = writer.as_reader();
+            let api = Api::<DynamicObject>::all_with(client, &ar);
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| trim_meta(o))
+                .reflect(writer)
+                .touched_objects();
+            tasks.spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        item = stream.next() => match item {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => tracing::warn!(kind = "VirtualService", error = %e, "watch error; retrying"),
+                            None => break,
+                        },
+                    }
+                }
+            });
+            if let Ok(mut slot) = this.virtual_services.write() {
+                *slot = Some((ar, reader.clone()));
+            }
+            Some(reader)
+        }
+        .boxed()
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// How many objects are cached (pods, replicasets, namespaces).
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        (
-            self.pods.len(),
-            self.replicasets.len(),
-            self.namespaces.len(),
-        )
+    /// The VirtualService API, if the CRD is installed.
+    pub fn virtual_service_api(&self) -> Option<ApiResource> {
+        self.virtual_services
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|(ar, _)| ar.clone()))
+    }
+
+    pub(crate) fn virtual_service_store(&self) -> Option<Store<DynamicObject>> {
+        self.virtual_services
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|(_, st)| st.clone()))
+    }
+
+    /// How many objects are cached, by kind.
+    pub fn sizes(&self) -> BTreeMap<&'static str, usize> {
+        BTreeMap::from([
+            ("pods", self.pods.len()),
+            ("replicasets", self.replicasets.len()),
+            ("namespaces", self.namespaces.len()),
+            ("nodes", self.nodes.len()),
+            ("deployments", self.deployments.len()),
+            ("statefulsets", self.statefulsets.len()),
+        ])
     }
 
     /// Every namespace with its labels.
@@ -189,13 +382,31 @@ impl Caches {
             .iter()
             .map(|p| pod_info(p, &owners))
             .collect();
-        let namespaces = self
-            .namespaces
+        let scaled = autoscaled(self.autoscalers.state().iter().map(AsRef::as_ref));
+        let mut workloads: Vec<_> = self
+            .deployments
             .state()
             .iter()
-            .map(|n| (n.name_any(), namespace_info(n)))
+            .map(|d| deployment_info(d, &scaled))
             .collect();
-        Snapshot { pods, namespaces }
+        workloads.extend(
+            self.statefulsets
+                .state()
+                .iter()
+                .map(|s| statefulset_info(s, &scaled)),
+        );
+        Snapshot {
+            pods,
+            namespaces: self.namespaces(),
+            nodes: self.nodes.state().iter().map(|n| node_info(n)).collect(),
+            workloads,
+            virtual_services: self.virtual_services.read().ok().and_then(|s| {
+                s.as_ref().map(|(api, st)| VirtualServices {
+                    api: api.clone(),
+                    items: st.state().iter().map(|v| virtual_service_info(v)).collect(),
+                })
+            }),
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub fn pod(namespace: &str, workload: &str, name: &str) -> PodInfo {
         terminating: false,
         ready: true,
         owner: Some(ObjectRef::namespaced("Deployment", namespace, workload)),
+        node: Some("node-0".into()),
+        mirror: false,
     }
 }
 
@@ -33,5 +35,6 @@ pub fn snapshot(namespace: &str, workload: &str, replicas: usize) -> Snapshot {
     Snapshot {
         pods,
         namespaces: BTreeMap::from([(namespace.to_string(), ns)]),
+        ..Snapshot::default()
     }
 }

@@ -1,21 +1,31 @@
 //! Builds selection snapshots ([`PodInfo`], [`NamespaceInfo`]) from Kubernetes objects,
 //! and [`ListSource`]: a snapshot by listing the cluster once (`havoc run`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, future::BoxFuture};
 use k8s_openapi::{
     api::{
-        apps::v1::ReplicaSet,
-        core::v1::{Namespace, Pod},
+        apps::v1::{Deployment, ReplicaSet, StatefulSet},
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::{Namespace, Node, Pod},
     },
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time},
 };
-use kube::{Api, Client, api::ListParams};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, ListParams},
+};
 
-use super::{NamespaceInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource};
-use crate::record::ObjectRef;
+use super::{
+    NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServiceInfo,
+    VirtualServices, WorkloadInfo,
+};
+use crate::{
+    labels::{MIRROR_ANNOTATION, REVERT_ANNOTATION},
+    record::ObjectRef,
+};
 
 /// Converts a Kubernetes timestamp.
 pub fn to_chrono(t: &Time) -> DateTime<Utc> {
@@ -62,6 +72,120 @@ pub fn pod_info(pod: &Pod, replicasets: &BTreeMap<(String, String), ObjectRef>) 
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
         owner: owner_of(meta, replicasets),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        mirror: meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)),
+    }
+}
+
+fn created(meta: &ObjectMeta) -> DateTime<Utc> {
+    meta.creation_timestamp
+        .as_ref()
+        .map(to_chrono)
+        .unwrap_or_default()
+}
+
+fn has_record(meta: &ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(REVERT_ANNOTATION))
+}
+
+pub fn node_info(node: &Node) -> NodeInfo {
+    let meta = &node.metadata;
+    NodeInfo {
+        name: meta.name.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        created: created(meta),
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        has_record: has_record(meta),
+    }
+}
+
+/// `matchLabels` of a selector without expressions (what a NetworkPolicy can reuse
+/// exactly).
+fn match_labels(sel: &LabelSelector) -> Option<BTreeMap<String, String>> {
+    if sel
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        return None;
+    }
+    sel.match_labels.clone().filter(|m| !m.is_empty())
+}
+
+/// The (kind, namespace, name) of every workload an autoscaler scales.
+pub fn autoscaled<'a>(
+    hpas: impl IntoIterator<Item = &'a HorizontalPodAutoscaler>,
+) -> BTreeSet<ObjectRef> {
+    hpas.into_iter()
+        .filter_map(|h| {
+            let ns = h.metadata.namespace.as_deref()?;
+            let target = &h.spec.scale_target_ref;
+            Some(ObjectRef::namespaced(&target.kind, ns, &target.name))
+        })
+        .collect()
+}
+
+pub fn deployment_info(d: &Deployment, autoscaled: &BTreeSet<ObjectRef>) -> WorkloadInfo {
+    let spec = d.spec.as_ref();
+    workload_info(
+        "Deployment",
+        &d.metadata,
+        spec.and_then(|s| s.replicas).unwrap_or(1),
+        spec.and_then(|s| match_labels(&s.selector)),
+        autoscaled,
+    )
+}
+
+pub fn statefulset_info(s: &StatefulSet, autoscaled: &BTreeSet<ObjectRef>) -> WorkloadInfo {
+    let spec = s.spec.as_ref();
+    workload_info(
+        "StatefulSet",
+        &s.metadata,
+        spec.and_then(|s| s.replicas).unwrap_or(1),
+        spec.and_then(|s| match_labels(&s.selector)),
+        autoscaled,
+    )
+}
+
+fn workload_info(
+    kind: &str,
+    meta: &ObjectMeta,
+    replicas: i32,
+    selector: Option<BTreeMap<String, String>>,
+    autoscaled: &BTreeSet<ObjectRef>,
+) -> WorkloadInfo {
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    WorkloadInfo {
+        autoscaled: autoscaled.contains(&ObjectRef::namespaced(kind, &namespace, &name)),
+        kind: kind.to_string(),
+        namespace,
+        name,
+        labels: meta.labels.clone().unwrap_or_default(),
+        created: created(meta),
+        replicas,
+        selector,
+        has_record: has_record(meta),
+    }
+}
+
+pub fn virtual_service_info(v: &DynamicObject) -> VirtualServiceInfo {
+    let meta = &v.metadata;
+    VirtualServiceInfo {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        created: created(meta),
+        has_record: has_record(meta),
     }
 }
 
@@ -113,12 +237,51 @@ impl SnapshotSource for ListSource {
 /// A one-off snapshot by listing.
 pub async fn list_snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
     let lp = ListParams::default();
-    let (pods, rs, nss) = (
-        Api::<Pod>::all(client.clone()),
-        Api::<ReplicaSet>::all(client.clone()),
-        Api::<Namespace>::all(client.clone()),
+    let c = || client.clone();
+    let (pods, rs, nss, nodes, deployments, statefulsets, hpas) = (
+        Api::<Pod>::all(c()),
+        Api::<ReplicaSet>::all(c()),
+        Api::<Namespace>::all(c()),
+        Api::<Node>::all(c()),
+        Api::<Deployment>::all(c()),
+        Api::<StatefulSet>::all(c()),
+        Api::<HorizontalPodAutoscaler>::all(c()),
     );
-    let (pods, rs, nss) = tokio::try_join!(pods.list(&lp), rs.list(&lp), nss.list(&lp))?;
+    let (pods, rs, nss, nodes, deployments, statefulsets, hpas) = tokio::try_join!(
+        pods.list(&lp),
+        rs.list(&lp),
+        nss.list(&lp),
+        nodes.list(&lp),
+        deployments.list(&lp),
+        statefulsets.list(&lp),
+        hpas.list(&lp),
+    )?;
+    let virtual_services = match crate::fault::http::discover(client).await? {
+        Some(api) => Some(VirtualServices {
+            items: Api::<DynamicObject>::all_with(c(), &api)
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .map(virtual_service_info)
+                .collect(),
+            api,
+        }),
+        None => None,
+    };
+    let scaled = autoscaled(&hpas.items);
+    let mut workloads: Vec<WorkloadInfo> = deployments
+        .items
+        .iter()
+        .map(|d| deployment_info(d, &scaled))
+        .collect();
+    workloads.extend(
+        statefulsets
+            .items
+            .iter()
+            .map(|s| statefulset_info(s, &scaled)),
+    );
+    let nodes = nodes.items.iter().map(node_info).collect();
     let owners = replicaset_owners(&rs.items);
     let pods = pods.items.iter().map(|p| pod_info(p, &owners)).collect();
     let namespaces = nss
@@ -131,7 +294,13 @@ pub async fn list_snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
             )
         })
         .collect();
-    Ok(Snapshot { pods, namespaces })
+    Ok(Snapshot {
+        pods,
+        namespaces,
+        nodes,
+        workloads,
+        virtual_services,
+    })
 }
 
 #[cfg(test)]

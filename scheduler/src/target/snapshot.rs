@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use super::{NamespaceInfo, PodInfo};
+use super::{NamespaceInfo, NodeInfo, PodInfo, VirtualServiceInfo, WorkloadInfo};
 
 /// What selection knows about the cluster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +14,19 @@ pub struct Snapshot {
     pub pods: Vec<PodInfo>,
     /// Every namespace with its labels, by name.
     pub namespaces: BTreeMap<String, NamespaceInfo>,
+    pub nodes: Vec<NodeInfo>,
+    /// Deployments and StatefulSets.
+    pub workloads: Vec<WorkloadInfo>,
+    /// Istio VirtualServices; `None` when the CRD is not installed.
+    pub virtual_services: Option<VirtualServices>,
+}
+
+/// The VirtualServices of a cluster that serves Istio's CRD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServices {
+    /// The API (group, served version) to reach them.
+    pub api: kube::api::ApiResource,
+    pub items: Vec<VirtualServiceInfo>,
 }
 
 /// Why no snapshot could be taken (the experiment is skipped).

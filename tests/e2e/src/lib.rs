@@ -20,6 +20,7 @@ use kube::{
 };
 use serde_json::Value;
 
+pub mod fixtures;
 pub mod serve;
 
 /// The environment written by `deploy/local/up` (`deploy/local/.state/env`).
@@ -181,6 +182,46 @@ where
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Checks for `period` that `check` keeps holding (returns `Ok(true)`): for a test that
+/// means "nothing more happens for N seconds" (no second notification, no other
+/// experiment). Fails at the first check that does not hold.
+pub async fn assert_quiet_for<F, Fut>(
+    period: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let end = Instant::now() + period;
+    loop {
+        if !check().await? {
+            bail!("{what}: no longer true");
+        }
+        if Instant::now() >= end {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a Prometheus text
+/// exposition; 0 when absent.
+pub fn metric_value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the wall clock passes `t` (a cooldown or a deadline the test is about).
+pub async fn wait_past(t: chrono::DateTime<chrono::Utc>) {
+    if let Ok(left) = (t - chrono::Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::{Env, poll, repo_root, sink_received};
+use crate::{Env, fixtures, poll, repo_root, sink_received};
 
 pub const TOKEN: &str = "e2e-api-token";
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
@@ -25,8 +25,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 #[derive(Debug)]
 pub struct Setup<'a> {
     pub dry_run: bool,
-    /// Extra `spec:` lines of the config (indented by two spaces).
-    pub extra: &'a str,
+    /// More config fields, merged into `spec` (e.g. `{"liveNamespaces": [NS]}`).
+    pub extra: Value,
     pub prometheus: Option<String>,
     /// Receivers the config's `notify` routes to.
     pub receivers: &'a [&'a str],
@@ -40,7 +40,7 @@ impl Default for Setup<'_> {
     fn default() -> Self {
         Setup {
             dry_run: false,
-            extra: "",
+            extra: Value::Null,
             prometheus: None,
             receivers: &["chat", "hook"],
             hook: format!("serve-{:08x}", rand::random::<u32>()),
@@ -70,41 +70,52 @@ impl Serve {
             Some(p) => p.clone(),
             None => env.prometheus()?.to_string(),
         };
-        let config = format!(
-            r##"apiVersion: havoc.dev/v1alpha1
-kind: HavocConfig
-spec:
-  dryRun: {dry_run}
-  health:
-    interval: 2s
-    prometheus: {{url: "{prom}", timeout: 2s}}
-    alertmanager:
-      url: "{am}"
-      timeout: 2s
-      matchers: ['severity=~"critical|warning"']
-{slos}  receivers:
-    - name: chat
-      slack: {{channel: "#chaos", token: {{env: HAVOC_TEST_SLACK_TOKEN}}, apiUrl: "{sink}/api"}}
-    - name: hook
-      webhook: {{url: "{sink}/webhook/{hook}", secret: {{file: "{secret}"}}}}
-  notify: {{receivers: [{receivers}]}}
-  circuitBreaker: {{cooldown: 10m}}
-  server: {{listen: "127.0.0.1:{port}", token: {{env: HAVOC_TEST_API_TOKEN}}}}
-  leaderElection: {{enabled: true, namespace: havoc-system, lease: havoc-e2e-{port}}}
-{extra}"##,
-            dry_run = setup.dry_run,
-            am = env.alertmanager()?,
-            sink = env.sink()?,
-            hook = setup.hook,
-            secret = secret.display(),
-            receivers = setup.receivers.join(", "),
-            extra = setup.extra,
-            slos = if setup.slos {
-                "    slos:\n      - {name: prometheus-answers, query: vector(1), objective: \">= 1\"}\n"
-            } else {
-                ""
-            },
-        );
+        let slos = if setup.slos {
+            json!([{"name": "prometheus-answers", "query": "vector(1)", "objective": ">= 1"}])
+        } else {
+            json!([])
+        };
+        let config = fixtures::config()
+            .set("/dryRun", json!(setup.dry_run))
+            .set(
+                "/health",
+                json!({
+                    "interval": "2s",
+                    "prometheus": {"url": prom, "timeout": "2s"},
+                    "alertmanager": {
+                        "url": env.alertmanager()?,
+                        "timeout": "2s",
+                        "matchers": ["severity=~\"critical|warning\""],
+                    },
+                    "slos": slos,
+                }),
+            )
+            .set(
+                "/receivers",
+                json!([
+                    {"name": "chat", "slack": {
+                        "channel": "#chaos",
+                        "token": {"env": "HAVOC_TEST_SLACK_TOKEN"},
+                        "apiUrl": format!("{}/api", env.sink()?),
+                    }},
+                    {"name": "hook", "webhook": {
+                        "url": format!("{}/webhook/{}", env.sink()?, setup.hook),
+                        "secret": {"file": secret},
+                    }},
+                ]),
+            )
+            .set("/notify", json!({"receivers": setup.receivers}))
+            .set("/circuitBreaker", json!({"cooldown": "10m"}))
+            .set(
+                "/server",
+                json!({"listen": format!("127.0.0.1:{port}"), "token": {"env": "HAVOC_TEST_API_TOKEN"}}),
+            )
+            .set(
+                "/leaderElection",
+                json!({"enabled": true, "namespace": "havoc-system", "lease": format!("havoc-e2e-{port}")}),
+            )
+            .merge(&setup.extra)
+            .yaml();
         std::fs::write(dir.path().join("havoc.yaml"), config)?;
         std::fs::create_dir(dir.path().join("policies"))?;
         for (file, text) in &setup.policies {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{serve::*, *};
+use havoc_e2e::{fixtures, serve::*, *};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use kube::{
     Api, Client, ResourceExt,
@@ -82,9 +82,15 @@ async fn deployment_rolled_out(
 }
 
 fn rollout_policy(name: &str, ns: &str, kinds: &str, delay: &str, cooldown: &str) -> String {
-    format!(
-        "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: {name}\nspec:\n  triggers:\n    - rollout: {{kinds: [{kinds}], namespaces: [{ns}], delay: {delay}, cooldown: {cooldown}}}\n  target:\n    kind: Pod\n    namespaces: [{ns}]\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  duration: 2s\n  health:\n    settle: 1s\n    alertMatchers: ['namespace=\"{ns}\"']\n  limits: {{minAvailableReplicas: 0}}\n"
-    )
+    fixtures::policy(name)
+        .on_rollout(
+            json!({"kinds": [kinds], "namespaces": [ns], "delay": delay, "cooldown": cooldown}),
+        )
+        .pods(ns, "")
+        .duration("2s")
+        .settle("1s")
+        .min_available(0)
+        .yaml()
 }
 
 async fn start(env: &Env, ns: &str, policies: Vec<(&str, String)>) -> anyhow::Result<Serve> {
@@ -92,7 +98,7 @@ async fn start(env: &Env, ns: &str, policies: Vec<(&str, String)>) -> anyhow::Re
         env,
         Setup {
             dry_run: true,
-            extra: Box::leak(format!("  liveNamespaces: [{ns}]\n").into_boxed_str()),
+            extra: json!({"liveNamespaces": [ns]}),
             receivers: &["hook"],
             policies,
             ..Setup::default()
@@ -124,14 +130,14 @@ async fn exactly(serve: &Serve, n: usize, quiet: Duration) -> anyhow::Result<Vec
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&serve.log(), 30)))?;
     }
-    tokio::time::sleep(quiet).await;
-    let rs = rollout_records(serve).await?;
-    ensure!(
-        rs.len() == n,
-        "expected {n} rollout experiment(s), got {}: {rs:#?}",
-        rs.len()
-    );
-    Ok(rs)
+    assert_quiet_for(
+        quiet,
+        &format!("exactly {n} rollout experiment(s)"),
+        || async { Ok(rollout_records(serve).await?.len() == n) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&serve.log(), 30)))?;
+    rollout_records(serve).await
 }
 
 fn ts(v: &Value) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
@@ -248,7 +254,19 @@ async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Res
         .await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         set_image(&api, "web", "registry.k8s.io/pause:3.9").await?;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The controller has started revision 2 (its new pods take 15-20 s to be ready,
+        // so it cannot complete before the next change supersedes it).
+        poll(Duration::from_secs(30), "revision 2 started", || async {
+            let d = api.get("web").await?;
+            let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+            Ok((observed >= d.metadata.generation
+                && d.annotations()
+                    .get("deployment.kubernetes.io/revision")
+                    .map(String::as_str)
+                    == Some("2"))
+            .then_some(()))
+        })
+        .await?;
         set_image(&api, "web", "registry.k8s.io/pause:3.8").await?;
         let d = deployment_rolled_out(&client, &ns, "web").await?;
         let revision = d
@@ -350,10 +368,7 @@ async fn cooldown_per_workload() -> anyhow::Result<()> {
             "{p:#}"
         );
         // Third rollout, after it.
-        let wait = (fired + chrono::Duration::seconds(46) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or_default();
-        tokio::time::sleep(wait).await;
+        wait_past(fired + chrono::Duration::seconds(46)).await;
         set_image(&api, "web", "registry.k8s.io/pause:3.7").await?;
         deployment_rolled_out(&client, &ns, "web").await?;
         exactly(&serve, 2, Duration::from_secs(5)).await?;
@@ -402,9 +417,13 @@ async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
         let result = async {
             create_deployment(&client, &ns, &app).await?;
             // Any namespace (no `namespaces`), selected by the workload's label.
-            let policy = format!(
-                "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: everywhere\nspec:\n  triggers:\n    - rollout: {{selector: \"app={app}\"}}\n  target:\n    kind: Pod\n    namespaces: [{ns}]\n  fault:\n    podDelete: {{}}\n  duration: 1s\n  health:\n    settle: 1s\n"
-            );
+            let policy = fixtures::policy("everywhere")
+                .on_rollout(json!({"selector": format!("app={app}")}))
+                .set("/target", json!({"kind": "Pod", "namespaces": [ns]}))
+                .fault(json!({"podDelete": {}}))
+                .duration("1s")
+                .settle("1s")
+                .yaml();
             let serve = start(&env, &ns, vec![("p.yaml", policy)]).await?;
             let sys: Api<Deployment> = Api::namespaced(client.clone(), protected);
             set_image(&sys, &app, "registry.k8s.io/pause:3.9").await?;
@@ -414,7 +433,11 @@ async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
             set_image(&mine, &app, "registry.k8s.io/pause:3.9").await?;
             deployment_rolled_out(&client, &ns, &app).await?;
             let rs = exactly(&serve, 1, Duration::from_secs(3)).await?;
-            ensure!(rs[0]["trigger"]["workload"]["namespace"] == ns.as_str(), "{:#}", rs[0]);
+            ensure!(
+                rs[0]["trigger"]["workload"]["namespace"] == ns.as_str(),
+                "{:#}",
+                rs[0]
+            );
             anyhow::Ok(())
         }
         .await;

@@ -5,46 +5,56 @@
 use std::{path::Path, process::Stdio};
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::*;
+use havoc_e2e::{fixtures, *};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt, api::ListParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const NS: &str = "go-demo-8";
 
 fn config(env: &Env, dry_run: bool, hook: &str, secret_file: &Path) -> anyhow::Result<String> {
-    Ok(format!(
-        r##"apiVersion: havoc.dev/v1alpha1
-kind: HavocConfig
-spec:
-  dryRun: {dry_run}
-  health:
-    interval: 2s
-    prometheus: {{url: "{prom}"}}
-    alertmanager:
-      url: "{am}"
-      matchers: ['severity=~"critical|warning"']
-  receivers:
-    - name: chat
-      slack: {{channel: "#chaos", token: {{env: HAVOC_TEST_SLACK_TOKEN}}, apiUrl: "{sink}/api"}}
-    - name: hook
-      webhook: {{url: "{sink}/webhook/{hook}", secret: {{file: "{secret}"}}}}
-  notify: {{receivers: [chat, hook]}}
-"##,
-        prom = env.prometheus()?,
-        am = env.alertmanager()?,
-        sink = env.sink()?,
-        secret = secret_file.display(),
-    ))
+    Ok(fixtures::config()
+        .set("/dryRun", json!(dry_run))
+        .set(
+            "/health",
+            json!({
+                "interval": "2s",
+                "prometheus": {"url": env.prometheus()?},
+                "alertmanager": {
+                    "url": env.alertmanager()?,
+                    "matchers": ["severity=~\"critical|warning\""],
+                },
+            }),
+        )
+        .set(
+            "/receivers",
+            json!([
+                {"name": "chat", "slack": {
+                    "channel": "#chaos",
+                    "token": {"env": "HAVOC_TEST_SLACK_TOKEN"},
+                    "apiUrl": format!("{}/api", env.sink()?),
+                }},
+                {"name": "hook", "webhook": {
+                    "url": format!("{}/webhook/{hook}", env.sink()?),
+                    "secret": {"file": secret_file},
+                }},
+            ]),
+        )
+        .set("/notify", json!({"receivers": ["chat", "hook"]}))
+        .yaml())
 }
 
 fn policy(name: &str, app: &str, min_available: Option<u32>, duration: &str) -> String {
-    let limits = min_available
-        .map(|m| format!("  limits: {{minAvailableReplicas: {m}}}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: {name}\nspec:\n  triggers:\n    - rollout: {{namespaces: [{NS}]}}\n  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"app={app}\"\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  duration: {duration}\n  health:\n    settle: 4s\n    alertMatchers: ['namespace=\"{NS}\"']\n{limits}"
-    )
+    let p = fixtures::policy(name)
+        .on_rollout(json!({"namespaces": [NS]}))
+        .pods(NS, &format!("app={app}"))
+        .duration(duration)
+        .settle("4s");
+    match min_available {
+        Some(m) => p.min_available(m),
+        None => p,
+    }
+    .yaml()
 }
 
 struct Run {
@@ -180,11 +190,20 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
     let sig = hooks[0]["headers"]["x-havoc-signature"]
         .as_str()
         .context("signature header")?;
-    let want = havoc_integrations::webhook::signature(
+    let arrived = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs_f64(hooks[0]["time"].as_f64().context("arrival")?);
+    havoc_integrations::webhook::verify(
         &"e2e-webhook-secret".to_string().into(),
+        sig,
         body.as_bytes(),
+        arrived,
+        havoc_integrations::webhook::DEFAULT_TOLERANCE,
+    )?;
+    ensure!(
+        hooks[0]["signature"] == "valid",
+        "sink says {}",
+        hooks[0]["signature"]
     );
-    ensure!(sig == want, "signature {sig} != {want}");
     demo_healthy(&env).await
 }
 

@@ -6,7 +6,11 @@
 use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{serve::*, *};
+use havoc_e2e::{
+    fixtures::{self, PolicyDoc, position_of},
+    serve::*,
+    *,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
     Api, ResourceExt,
@@ -15,25 +19,15 @@ use kube::{
 use serde_json::{Value, json};
 
 const NS: &str = "go-demo-8";
-/// A pod-delete policy on the demo namespace.
-fn policy(name: &str, body: &str) -> String {
-    format!(
-        "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: {name}\nspec:\n{body}"
-    )
+/// A pod-delete policy (grace 0 s) on pods of the demo namespace, settling 5 s.
+fn pod_policy(name: &str, selector: &str) -> PolicyDoc {
+    fixtures::policy(name).pods(NS, selector).settle("5s")
 }
 
-fn pod_policy(name: &str, schedule: &str, selector: &str, extra: &str) -> String {
-    policy(
-        name,
-        &format!(
-            "{schedule}  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"{selector}\"\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  health:\n    settle: 5s\n    alertMatchers: ['namespace=\"{NS}\"']\n{extra}"
-        ),
-    )
+/// The same, run only when asked (no clock).
+fn manual_policy(name: &str, selector: &str) -> PolicyDoc {
+    pod_policy(name, selector).manual_only(NS)
 }
-
-/// Only manual runs: a rollout trigger that never fires stands in for "no clock".
-const MANUAL: &str =
-    "  triggers:\n    - rollout: {namespaces: [go-demo-8], selector: \"havoc-e2e=never\"}\n";
 
 async fn pod_uids(env: &Env) -> anyhow::Result<Vec<String>> {
     let pods: Api<Pod> = Api::namespaced(env.client().await?, NS);
@@ -65,8 +59,20 @@ fn verify_signature(hook: &Value) -> anyhow::Result<()> {
         .as_str()
         .context("signature header")?;
     let secret = havoc_integrations::SecretString::from(WEBHOOK_SECRET.to_string());
-    let want = havoc_integrations::webhook::signature(&secret, body.as_bytes());
-    ensure!(sig == want, "signature {sig} != {want}");
+    let arrived =
+        std::time::UNIX_EPOCH + Duration::from_secs_f64(hook["time"].as_f64().context("arrival")?);
+    havoc_integrations::webhook::verify(
+        &secret,
+        sig,
+        body.as_bytes(),
+        arrived,
+        havoc_integrations::webhook::DEFAULT_TOLERANCE,
+    )?;
+    ensure!(
+        hook["signature"] == "valid",
+        "sink says {}",
+        hook["signature"]
+    );
     Ok(())
 }
 
@@ -82,12 +88,12 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
         Setup {
             policies: vec![(
                 "classic.yaml",
-                pod_policy(
-                    "classic",
-                    "  schedule:\n    interval: {min: 10s, max: 20s}\n",
-                    "app",
-                    "  duration: 10s\n  limits: {minAvailableReplicas: 0}\n  onDeviation: pausePolicy\n",
-                ),
+                pod_policy("classic", "app")
+                    .interval("10s", "20s")
+                    .duration("10s")
+                    .min_available(0)
+                    .on_deviation("pausePolicy")
+                    .yaml(),
             )],
             ..Setup::default()
         },
@@ -159,10 +165,16 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
         r["outcome"] == "ok" && r["body"].as_str().is_some_and(|b| b.contains(id))
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (slack, hooks) = serve.notifications(&env, id).await?;
-    ensure!(slack.len() == 1, "one Slack message, got {}", slack.len());
-    ensure!(hooks.len() == 1, "one webhook, got {}", hooks.len());
+    assert_quiet_for(
+        Duration::from_secs(3),
+        "exactly one Slack message and one webhook",
+        || async {
+            let (slack, hooks) = serve.notifications(&env, id).await?;
+            Ok(slack.len() == 1 && hooks.len() == 1)
+        },
+    )
+    .await?;
+    let (_, hooks) = serve.notifications(&env, id).await?;
     verify_signature(&hooks[0])?;
 
     // Everything else held silently: passed experiments hit only the two-replica
@@ -239,7 +251,9 @@ async fn default_min_available_never_picks_the_db() -> anyhow::Result<()> {
         Setup {
             policies: vec![(
                 "db.yaml",
-                pod_policy("db-guarded", MANUAL, "app=go-demo-8-db", "  duration: 2s\n"),
+                manual_policy("db-guarded", "app=go-demo-8-db")
+                    .duration("2s")
+                    .yaml(),
             )],
             ..Setup::default()
         },
@@ -291,12 +305,14 @@ async fn an_alert_firing_before_the_run_skips_it() -> anyhow::Result<()> {
         Setup {
             policies: vec![(
                 "gate.yaml",
-                policy(
-                    "gated",
-                    &format!(
-                        "{MANUAL}  target:\n    kind: Pod\n    namespaces: [{NS}]\n    selector: \"app=repeater\"\n  fault:\n    podDelete: {{}}\n  duration: 2s\n  health:\n    settle: 1s\n    alertMatchers: ['namespace=\"{scope}\"']\n"
-                    ),
-                ),
+                fixtures::policy("gated")
+                    .manual_only(NS)
+                    .pods(NS, "app=repeater")
+                    .fault(json!({"podDelete": {}}))
+                    .duration("2s")
+                    .settle("1s")
+                    .alert_matchers(&[&format!("namespace=\"{scope}\"")])
+                    .yaml(),
             )],
             ..Setup::default()
         },
@@ -382,10 +398,12 @@ async fn prometheus_down_skips_naming_it_and_resumes() -> anyhow::Result<()> {
         Setup {
             dry_run: true,
             prometheus: Some(prom.url.clone()),
-            extra: "  limits: {minAvailableReplicas: 1}\n",
+            extra: json!({"limits": {"minAvailableReplicas": 1}}),
             policies: vec![(
                 "slo.yaml",
-                pod_policy("slo-guarded", MANUAL, "app=repeater", "  duration: 2s\n"),
+                manual_policy("slo-guarded", "app=repeater")
+                    .duration("2s")
+                    .yaml(),
             )],
             slos: true,
             ..Setup::default()
@@ -437,12 +455,10 @@ async fn a_failing_receiver_is_retried_and_delivers_once() -> anyhow::Result<()>
             receivers: &["chat"],
             policies: vec![(
                 "notify.yaml",
-                pod_policy(
-                    "notify-pass",
-                    MANUAL,
-                    "app=repeater",
-                    "  duration: 1s\n  notify: {on: [passed]}\n",
-                ),
+                manual_policy("notify-pass", "app=repeater")
+                    .duration("1s")
+                    .notify_on(&["passed"])
+                    .yaml(),
             )],
             ..Setup::default()
         },
@@ -471,13 +487,11 @@ async fn a_failing_receiver_is_retried_and_delivers_once() -> anyhow::Result<()>
             x["outcome"] == "injected_500" && x["body"].as_str().is_some_and(|b| b.contains(&id))
         })
         .count();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (slack, _) = serve.notifications(&env, &id).await?;
-    ensure!(
-        slack.len() == 1 && got.len() == 1,
-        "delivered {} times",
-        slack.len()
-    );
+    ensure!(got.len() == 1, "delivered {} times", got.len());
+    assert_quiet_for(Duration::from_secs(3), "delivered exactly once", || async {
+        Ok(serve.notifications(&env, &id).await?.0.len() == 1)
+    })
+    .await?;
     ensure!(failed == 3, "three failed attempts first, saw {failed}");
     Ok(())
 }
@@ -494,12 +508,11 @@ async fn dry_run_records_everything_and_deletes_nothing() -> anyhow::Result<()> 
             dry_run: true,
             policies: vec![(
                 "dry.yaml",
-                pod_policy(
-                    "dry",
-                    "  schedule:\n    interval: {min: 2s, max: 3s}\n",
-                    "app",
-                    "  duration: 2s\n  limits: {minAvailableReplicas: 0}\n",
-                ),
+                pod_policy("dry", "app")
+                    .interval("2s", "3s")
+                    .duration("2s")
+                    .min_available(0)
+                    .yaml(),
             )],
             ..Setup::default()
         },
@@ -541,7 +554,7 @@ async fn sigterm_completes_the_running_record() -> anyhow::Result<()> {
             receivers: &["hook"],
             policies: vec![(
                 "long.yaml",
-                pod_policy("long", MANUAL, "app=repeater", "  duration: 5m\n"),
+                manual_policy("long", "app=repeater").duration("5m").yaml(),
             )],
             ..Setup::default()
         },
@@ -556,7 +569,27 @@ async fn sigterm_completes_the_running_record() -> anyhow::Result<()> {
             .then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Well into the observation: two more health reads (every 2 s) after it began.
+    let reads = || async {
+        let m = serve
+            .http
+            .get(serve.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok::<_, anyhow::Error>(metric_value(
+            &m,
+            "havoc_health_checks_total{source=\"alertmanager\",result=\"ok\"}",
+        ))
+    };
+    let began = reads().await?;
+    poll(
+        Duration::from_secs(20),
+        "two health reads while holding",
+        || async { Ok((reads().await? >= began + 2.0).then_some(())) },
+    )
+    .await?;
     let (code, took) = serve.stop().await?;
     ensure!(code == Some(0), "exit {code:?}\n{}", tail(&serve.log(), 20));
     ensure!(took < Duration::from_secs(10), "shutdown took {took:?}");
@@ -589,7 +622,9 @@ async fn sigterm_completes_the_running_record() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_keeps_the_last_good_policies_and_the_api_needs_the_token() -> anyhow::Result<()> {
     let env = Env::load()?;
-    let good = pod_policy("reloadable", MANUAL, "app=repeater", "  duration: 1s\n");
+    let good = manual_policy("reloadable", "app=repeater")
+        .duration("1s")
+        .yaml();
     let serve = Serve::start(
         &env,
         Setup {
@@ -613,13 +648,15 @@ async fn reload_keeps_the_last_good_policies_and_the_api_needs_the_token() -> an
 
     // A broken edit: rejected, the old policy keeps running.
     let path = serve.policies_dir().join("reload.yaml");
-    std::fs::write(&path, good.replace("kind: Pod", "kind: Pdo"))?;
+    let broken = good.replace("kind: \"Pod\"", "kind: \"Pdo\"");
+    let (line, col) = position_of(&broken, "\"Pdo\"").context("the broken value")?;
+    std::fs::write(&path, &broken)?;
     poll(Duration::from_secs(15), "reload rejected", || async {
         Ok(serve.log().contains("policy reload rejected").then_some(()))
     })
     .await?;
     ensure!(
-        serve.log().contains("reload.yaml:9:11"),
+        serve.log().contains(&format!("reload.yaml:{line}:{col}")),
         "the log names file, line and column:\n{}",
         tail(&serve.log(), 10)
     );
@@ -628,7 +665,7 @@ async fn reload_keeps_the_last_good_policies_and_the_api_needs_the_token() -> an
     std::fs::remove_file(&path)?;
     std::fs::write(
         serve.policies_dir().join("renamed.yaml"),
-        good.replace("name: reloadable", "name: renamed"),
+        good.replace("name: \"reloadable\"", "name: \"renamed\""),
     )?;
     poll(Duration::from_secs(15), "reload applied", || async {
         Ok((names(&serve.get("/api/v1/policies").await?) == ["renamed"]).then_some(()))
@@ -665,16 +702,29 @@ async fn reload_keeps_the_last_good_policies_and_the_api_needs_the_token() -> an
         |v: Option<&str>| Patch::Merge(json!({"metadata": {"labels": {"havoc.dev/paused": v}}}));
     nss.patch(NS, &PatchParams::default(), &label(Some("true")))
         .await?;
-    let result = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let id = serve.run_now("renamed").await?;
-        let r = serve.record(&id, Duration::from_secs(20)).await?;
-        ensure!(
-            r["verdict"] == "skipped" && r["reason"].as_str().is_some_and(|s| s.contains("paused")),
-            "{r:#}"
-        );
-        anyhow::Ok(())
-    }
+    // Runs until one sees the label (havoc's namespace watch delivers it within
+    // moments); from then on every run is skipped for it.
+    let result = poll(
+        Duration::from_secs(30),
+        "a run skipped in the paused namespace",
+        || async {
+            let (status, body) = serve
+                .post("/api/v1/policies/renamed/run", Some(TOKEN), json!({}))
+                .await?;
+            let Some(id) = body["id"]
+                .as_str()
+                .filter(|_| status == 202 || status == 409)
+            else {
+                return Ok(None);
+            };
+            let r = serve.record(id, Duration::from_secs(20)).await?;
+            Ok((r["verdict"] == "skipped"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("paused namespaces")))
+            .then_some(()))
+        },
+    )
     .await;
     nss.patch(NS, &PatchParams::default(), &label(None)).await?;
     result

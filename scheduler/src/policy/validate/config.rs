@@ -97,6 +97,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             limits: Limits {
                 max_concurrent_experiments: s.limits.max_concurrent_experiments,
                 min_available_replicas: s.limits.min_available_replicas,
+                max_unschedulable_nodes: s.limits.max_unschedulable_nodes,
             },
             health,
             receivers,

@@ -427,6 +427,20 @@ fn target(c: &mut Checker, t: &model::Target, ctx: &Context) -> Option<TargetRul
         }
         (None, None) => Some(Pick::Count(1)),
     };
+    if !t.with_pods_in.is_empty() && namespaced {
+        c.key(
+            &format!("{base}/withPodsIn"),
+            "withPodsIn is for nodes: it picks nodes that run pods of these namespaces",
+        );
+    }
+    for (i, ns) in t.with_pods_in.iter().enumerate() {
+        if !is_dns_label(ns) {
+            c.value(
+                &format!("{base}/withPodsIn/{i}"),
+                format!("invalid namespace name {ns:?} (a DNS-1123 label)"),
+            );
+        }
+    }
     Some(TargetRule {
         kind: t.kind,
         namespaces,
@@ -435,6 +449,7 @@ fn target(c: &mut Checker, t: &model::Target, ctx: &Context) -> Option<TargetRul
         exclude_names,
         min_age: t.min_age.unwrap_or_default().0,
         pick: pick?,
+        hosting: t.with_pods_in.clone(),
     })
 }
 

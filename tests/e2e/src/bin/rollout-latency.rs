@@ -84,14 +84,17 @@ async fn main() -> anyhow::Result<()> {
             })
         };
 
-        let policy = format!(
-            "apiVersion: havoc.dev/v1alpha1\nkind: ChaosPolicy\nmetadata:\n  name: react\nspec:\n  triggers:\n    - rollout: {{namespaces: [{ns}], delay: 0s, cooldown: 0s}}\n  target:\n    kind: Pod\n    namespaces: [{ns}]\n  fault:\n    podDelete: {{gracePeriod: 0s}}\n  duration: 1s\n  health:\n    settle: 1s\n    alertMatchers: ['namespace=\"{ns}\"']\n"
-        );
+        let policy = havoc_e2e::fixtures::policy("react")
+            .on_rollout(json!({"namespaces": [&ns], "delay": "0s", "cooldown": "0s"}))
+            .pods(&ns, "")
+            .duration("1s")
+            .settle("1s")
+            .yaml();
         let serve = Serve::start(
             &env,
             Setup {
                 dry_run: true,
-                extra: Box::leak(format!("  liveNamespaces: [{ns}]\n").into_boxed_str()),
+                extra: json!({"liveNamespaces": [&ns]}),
                 receivers: &["hook"],
                 policies: vec![("react.yaml", policy)],
                 ..Setup::default()

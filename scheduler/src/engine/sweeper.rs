@@ -1,0 +1,198 @@
+//! The recovery sweep (DESIGN section 5): on the leader, at start-up and then every
+//! `interval`, the revert records in the watch caches are checked and every due one is
+//! reverted ([`crate::fault::recovery::is_due`]): this installation's records whose
+//! experiment is not running in this process (havoc restarted, or a revert failed), and
+//! anyone's records past their deadline. A revert that fails is retried with backoff
+//! (doubling up to [`MAX_BACKOFF`]), counted in `havoc_reverts_total{result}`, and
+//! published as a Kubernetes Event once per failure streak.
+//!
+//! The first sweep also closes the journal's dangling intents (experiments a crash cut
+//! short): one final record each, `errored` (reasonCode `crashed`) naming what its revert
+//! did, or `rollbackFailed` if it could not be undone.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    arbiter::Arbiter,
+    experiment::{Env, revert_with_retries},
+    policies::Policies,
+};
+use crate::{
+    fault::{Held, recovery},
+    journal::{Intent, Journal},
+    leader::Leadership,
+    record::{ObjectRef, RevertResult, TargetRevert},
+    target::cache::Caches,
+};
+
+/// Default time between two sweeps.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest wait before a failed revert is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// What the sweep reads and drives.
+#[derive(Debug, Clone)]
+pub struct Sweeper {
+    pub env: Env,
+    pub caches: Caches,
+    pub arbiter: Arc<Arbiter>,
+    pub journal: Arc<Journal>,
+    pub policies: Policies,
+    pub leader: Leadership,
+    pub interval: Duration,
+    pub stop: CancellationToken,
+}
+
+/// A revert that failed: when to try again.
+#[derive(Debug)]
+struct Failing {
+    next: Instant,
+    backoff: Duration,
+}
+
+impl Sweeper {
+    /// Sweeps until `stop`.
+    pub async fn run(self) {
+        let mut synced = self.caches_synced();
+        let mut leader = self.leader.watch();
+        let mut failing: BTreeMap<ObjectRef, Failing> = BTreeMap::new();
+        let mut dangling_closed = false;
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                _ = ticker.tick() => {}
+                // Becoming leader sweeps at once (a takeover after the leader died).
+                Ok(()) = leader.changed() => {}
+                () = &mut synced, if !self.caches.is_synced() => {}
+            }
+            if !self.caches.is_synced() {
+                continue;
+            }
+            let found = recovery::in_caches(&self.caches);
+            if let Some(m) = &self.env.metrics {
+                m.faults_held(found.held.len());
+            }
+            if !self.leader.is_leader() {
+                continue;
+            }
+            for (object, why) in &found.unreadable {
+                tracing::error!(?object, %why, "a havoc record havoc cannot read: look at this object");
+            }
+            let reverted = self.sweep(&found.held, &mut failing).await;
+            if !dangling_closed {
+                dangling_closed = true;
+                self.close_dangling(&reverted);
+            }
+        }
+    }
+
+    fn caches_synced(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let caches = self.caches.clone();
+        Box::pin(async move {
+            while !caches.is_synced() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+
+    /// Reverts every due record (failed ones only when their backoff has passed).
+    async fn sweep(
+        &self,
+        held: &[Held],
+        failing: &mut BTreeMap<ObjectRef, Failing>,
+    ) -> Vec<(String, TargetRevert)> {
+        let running: BTreeSet<String> = self.arbiter.running().into_keys().collect();
+        let now = Utc::now();
+        let due: Vec<&Held> = held
+            .iter()
+            .filter(|h| recovery::is_due(&h.record, &self.env.owner, &running, now))
+            .filter(|h| {
+                failing
+                    .get(&h.object)
+                    .is_none_or(|f| Instant::now() >= f.next)
+            })
+            .collect();
+        let present: BTreeSet<&ObjectRef> = held.iter().map(|h| &h.object).collect();
+        failing.retain(|o, _| present.contains(o));
+        let mut out = Vec::new();
+        for h in due {
+            tracing::info!(object = ?h.object, experiment = %h.record.experiment, owner = %h.record.owner, "recovery: reverting an orphaned record");
+            let r = revert_with_retries(&self.env, h).await;
+            let note = format!(
+                "havoc recovery: {} of experiment {} (policy {}): {}{}",
+                h.record.fault,
+                h.record.experiment,
+                h.record.policy,
+                r.result.label(),
+                r.detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+            if r.result == RevertResult::Failed {
+                let entry = failing.entry(h.object.clone()).or_insert(Failing {
+                    next: Instant::now(),
+                    backoff: self.interval,
+                });
+                if entry.backoff == self.interval {
+                    // The first failure of a streak: say it once.
+                    if let Some(ev) = &self.env.events {
+                        ev.revert(&h.object, false, note);
+                    }
+                }
+                entry.next = Instant::now() + entry.backoff;
+                entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
+            } else if (failing.remove(&h.object).is_some() || r.result == RevertResult::Restored)
+                && let Some(ev) = &self.env.events
+            {
+                ev.revert(&h.object, true, note);
+            }
+            out.push((h.record.experiment.clone(), r));
+        }
+        out
+    }
+
+    /// One final record for each intent a crash left without one.
+    fn close_dangling(&self, reverted: &[(String, TargetRevert)]) {
+        let running: BTreeSet<String> = self.arbiter.running().into_keys().collect();
+        for intent in self.journal.dangling() {
+            if running.contains(&intent.id) {
+                continue;
+            }
+            let mine: Vec<&TargetRevert> = reverted
+                .iter()
+                .filter(|(experiment, _)| *experiment == intent.id)
+                .map(|(_, r)| r)
+                .collect();
+            let set = self.policies.current();
+            let policy = set.get(&intent.policy).map(|p| p.as_ref());
+            self.arbiter.close_interrupted(&intent, policy, &mine);
+        }
+    }
+}
+
+/// What recovery did for one interrupted experiment, in words.
+pub fn recovery_summary(intent: &Intent, reverts: &[&TargetRevert]) -> String {
+    if reverts.is_empty() {
+        return if intent.fault == "podDelete" || intent.fault == "podEvict" {
+            "nothing to revert (pod faults are not reversible)".to_string()
+        } else {
+            "no revert record of it was left in the cluster".to_string()
+        };
+    }
+    let parts: Vec<String> = reverts
+        .iter()
+        .map(|r| format!("{} {}: {}", r.object.kind, r.object.name, r.result.label()))
+        .collect();
+    format!("recovery: {}", parts.join(", "))
+}

@@ -1,0 +1,182 @@
+//! Recovery: finding the revert records nobody is holding and undoing them.
+//!
+//! A record is due when its owner is this installation and its experiment is not
+//! running in this process (havoc was restarted, or a revert failed), or when its
+//! deadline has passed whoever owns it (another installation, a `havoc run` that died).
+//! The service's leader sweeps its watch caches at start-up and periodically;
+//! `havoc revert --all` lists the cluster and reverts everything, due or not.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::Node,
+    networking::v1::NetworkPolicy,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DynamicObject, ListParams},
+};
+
+use super::{
+    Held,
+    revert::{RevertRecord, record_of},
+};
+use crate::{
+    labels::{MANAGED_BY, REVERT_ANNOTATION},
+    record::ObjectRef,
+    target::cache::Caches,
+};
+
+/// Every havoc record found, and the objects whose record does not parse (a human
+/// must look at those: havoc never guesses what to restore).
+#[derive(Debug, Default, Clone)]
+pub struct Found {
+    pub held: Vec<Held>,
+    pub unreadable: Vec<(ObjectRef, String)>,
+}
+
+impl Found {
+    fn add<K: Resource>(&mut self, kind: &str, object: &K) {
+        let Some(record) = record_of(object) else {
+            return;
+        };
+        let object = ObjectRef {
+            kind: kind.to_string(),
+            namespace: object.namespace(),
+            name: object.name_any(),
+        };
+        match record {
+            Ok(record) => self.held.push(Held { object, record }),
+            Err(e) => self.unreadable.push((object, e.to_string())),
+        }
+    }
+}
+
+/// Whether the sweep of `owner` (this installation, running `running`) reverts `record`
+/// at `now`.
+pub fn is_due(
+    record: &RevertRecord,
+    owner: &str,
+    running: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> bool {
+    if record.owner == owner {
+        !running.contains(&record.experiment)
+    } else {
+        record.is_expired(now)
+    }
+}
+
+/// The records in the service's watch caches.
+pub fn in_caches(caches: &Caches) -> Found {
+    let mut found = Found::default();
+    for n in caches.nodes.state().iter() {
+        found.add("Node", n.as_ref());
+    }
+    for d in caches.deployments.state().iter() {
+        found.add("Deployment", d.as_ref());
+    }
+    for s in caches.statefulsets.state().iter() {
+        found.add("StatefulSet", s.as_ref());
+    }
+    for n in caches.network_policies.state().iter() {
+        found.add("NetworkPolicy", n.as_ref());
+    }
+    if let Some(store) = caches.virtual_service_store() {
+        for v in store.state().iter() {
+            found.add("VirtualService", v.as_ref());
+        }
+    }
+    found
+}
+
+/// The records in the cluster, by listing (`havoc revert --all`).
+pub async fn in_cluster(client: &Client) -> Result<Found, kube::Error> {
+    let lp = ListParams::default();
+    let mut found = Found::default();
+    for n in Api::<Node>::all(client.clone()).list(&lp).await? {
+        found.add("Node", &n);
+    }
+    for d in Api::<Deployment>::all(client.clone()).list(&lp).await? {
+        found.add("Deployment", &d);
+    }
+    for s in Api::<StatefulSet>::all(client.clone()).list(&lp).await? {
+        found.add("StatefulSet", &s);
+    }
+    let managed = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    for n in Api::<NetworkPolicy>::all(client.clone())
+        .list(&managed)
+        .await?
+    {
+        found.add("NetworkPolicy", &n);
+    }
+    if let Some(ar) = super::http::discover(client).await? {
+        for v in Api::<DynamicObject>::all_with(client.clone(), &ar)
+            .list(&lp)
+            .await?
+        {
+            found.add("VirtualService", &v);
+        }
+    }
+    tracing::debug!(
+        records = found.held.len(),
+        annotation = REVERT_ANNOTATION,
+        "records listed"
+    );
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: &str, experiment: &str, deadline: &str) -> RevertRecord {
+        RevertRecord {
+            experiment: experiment.into(),
+            policy: "p".into(),
+            fault: "scale".into(),
+            original: serde_json::json!({}),
+            deadline: DateTime::parse_from_rfc3339(deadline).expect("t").to_utc(),
+            owner: owner.into(),
+        }
+    }
+
+    #[test]
+    fn own_orphans_at_once_strangers_only_after_their_deadline() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .expect("t")
+            .to_utc();
+        let running = BTreeSet::from(["e-live".to_string()]);
+        let me = "havoc-system/havoc";
+        // mine, not running here (a crash, a failed revert): due now, deadline or not
+        assert!(is_due(
+            &record(me, "e-old", "2026-12-01T13:00:00Z"),
+            me,
+            &running,
+            now
+        ));
+        // mine and running: never raced
+        assert!(!is_due(
+            &record(me, "e-live", "2026-12-01T11:00:00Z"),
+            me,
+            &running,
+            now
+        ));
+        // someone else's: only after the deadline
+        let other = "other/havoc";
+        assert!(!is_due(
+            &record(other, "e-x", "2026-12-01T12:00:01Z"),
+            me,
+            &running,
+            now
+        ));
+        assert!(is_due(
+            &record(other, "e-x", "2026-12-01T12:00:00Z"),
+            me,
+            &running,
+            now
+        ));
+    }
+}

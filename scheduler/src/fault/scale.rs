@@ -1,0 +1,130 @@
+//! `scale {replicas}`: sets a Deployment's or StatefulSet's replica count for the hold.
+//!
+//! The original count goes into the revert record in the same merge patch as the change
+//! (resourceVersion precondition), so a crash never loses it. The revert restores it only
+//! if the count is still the one havoc set: if someone changed it meanwhile (a person, a
+//! pipeline), havoc does not fight — it removes its record and says so. Workloads scaled
+//! by a HorizontalPodAutoscaler are never chosen (selection skips them).
+//!
+//! RBAC: `patch` on `deployments` / `statefulsets` (not the `/scale` subresource, which
+//! cannot carry the record in the same request).
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+};
+use serde_json::json;
+
+use super::{
+    FaultError, Held, Injection, Reverted, bounded,
+    revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
+    with_conflict_retries,
+};
+use crate::{record::ObjectRef, target::WorkloadInfo};
+
+pub const FAULT: &str = "scale";
+
+fn resource(kind: &str) -> Result<ApiResource, FaultError> {
+    match kind {
+        "Deployment" => Ok(ApiResource::erase::<Deployment>(&())),
+        "StatefulSet" => Ok(ApiResource::erase::<StatefulSet>(&())),
+        other => Err(FaultError::Invalid(format!("cannot scale a {other}"))),
+    }
+}
+
+fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, FaultError> {
+    let ar = resource(&object.kind)?;
+    let ns = object.namespace.as_deref().unwrap_or_default();
+    Ok(Api::namespaced_with(client.clone(), ns, &ar))
+}
+
+fn replicas(o: &DynamicObject) -> i64 {
+    o.data["spec"]["replicas"].as_i64().unwrap_or(1)
+}
+
+/// Scales `target` to `set` replicas (or, in a dry run, says exactly what it would do).
+pub async fn inject(
+    client: &Client,
+    target: &WorkloadInfo,
+    set: u32,
+    stamp: &Stamp,
+    dry_run: bool,
+) -> Result<Injection, FaultError> {
+    let object = target.object();
+    let api = api(client, &object)?;
+    let name = &object.name;
+    with_conflict_retries(|| async {
+        let current = match bounded(api.get_opt(name)).await? {
+            Some(o) => o,
+            None => return Ok(Injection::skipped("the workload is gone")),
+        };
+        if record_of(&current).is_some() {
+            return Ok(Injection::skipped("it already holds a havoc revert record"));
+        }
+        let was = replicas(&current);
+        if was == i64::from(set) {
+            return Ok(Injection::skipped(format!("already at {set} replicas")));
+        }
+        let change = format!(
+            "scale {} {}/{} from {was} to {set} replicas",
+            object.kind, target.namespace, name
+        );
+        if dry_run {
+            return Ok(Injection::dry_run(change));
+        }
+        let record = stamp.record(FAULT, json!({"replicas": was, "set": set}));
+        let patch = merge(
+            merge(
+                precondition(current.metadata.resource_version.clone()),
+                record.annotate(),
+            ),
+            json!({"spec": {"replicas": set}}),
+        );
+        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        Ok(Injection::injected(
+            change,
+            Held {
+                object: object.clone(),
+                record,
+            },
+        ))
+    })
+    .await
+}
+
+/// Restores the original count if the count is still the one havoc set.
+pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
+    let api = api(client, &held.object)?;
+    let name = &held.object.name;
+    with_conflict_retries(|| async {
+        let Some(current) = bounded(api.get_opt(name)).await? else {
+            return Ok(Reverted::Gone);
+        };
+        let record = match still_ours(&current, &held.record) {
+            Ok(r) => r,
+            Err(why) => return Ok(Reverted::NotOurs(why)),
+        };
+        let (was, set) = (
+            record.original["replicas"].as_i64().unwrap_or(1),
+            record.original["set"].as_i64(),
+        );
+        let now = replicas(&current);
+        let clear = merge(
+            precondition(current.metadata.resource_version.clone()),
+            clear_annotation(),
+        );
+        if set != Some(now) {
+            bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear))).await?;
+            return Ok(Reverted::LeftAsIs(format!(
+                "replicas were changed by someone else to {now} during the experiment; left as is (havoc set {}, the original was {was})",
+                set.map_or("?".to_string(), |s| s.to_string())
+            )));
+        }
+        let patch = merge(clear, json!({"spec": {"replicas": was}}));
+        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        tracing::info!(workload = ?held.object, replicas = was, "scale reverted");
+        Ok(Reverted::Restored)
+    })
+    .await
+}
