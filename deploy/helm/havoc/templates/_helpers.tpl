@@ -70,6 +70,14 @@ depend on the release.
   "leaderElection" (dict "namespace" .Release.Namespace "lease" (include "havoc.fullname" .))
 -}}
 {{- $spec := mustMergeOverwrite $computed (deepCopy (default (dict) .Values.config)) -}}
+{{- /* YAML 1.1, which Helm reads values with, turns an unquoted `on:` key into `true`:
+       notify.on gets its name back. */ -}}
+{{- with $spec.notify -}}
+{{- if hasKey . "true" -}}
+{{- $_ := set . "on" (get . "true") -}}
+{{- $_ := unset . "true" -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $spec -}}
 {{- end -}}
 
