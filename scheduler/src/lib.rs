@@ -18,7 +18,8 @@
 //! - [`engine`]: the arbiter, the clock, and the experiment lifecycle;
 //!   [`engine::verdict`] holds the pure verdict rules.
 //! - [`trigger`]: rollout triggers (one watch per workload kind).
-//! - [`leader`]: leader election (Lease).
+//! - [`leader`]: leader election (Lease) with a validity deadline (the fence).
+//! - [`state`]: durable shared state (pauses, `havoc run`s, stops) in a ConfigMap.
 //! - [`reload`]: hot reload of the policy directory.
 //! - [`api`]: the HTTP layer of the service (metrics, probes, `/api/v1`).
 //! - [`client`]: the one place kube clients are built.
@@ -40,5 +41,6 @@ pub mod policy;
 pub mod record;
 pub mod reload;
 pub mod schedule;
+pub mod state;
 pub mod target;
 pub mod trigger;

@@ -77,6 +77,9 @@ pub enum SkipReason {
     Unavailable(String),
     #[error("this replica is no longer the leader")]
     NotLeader,
+    /// The shared pause state has not been read (yet): fail closed.
+    #[error("the shared pause state cannot be read: chaos stays paused until it can")]
+    StateUnknown,
 }
 
 impl SkipReason {
@@ -96,6 +99,7 @@ impl SkipReason {
             SkipReason::JournalUnwritable(_) => "journalUnwritable",
             SkipReason::Unavailable(_) => "unavailable",
             SkipReason::NotLeader => "notLeader",
+            SkipReason::StateUnknown => "stateUnknown",
         }
     }
 }

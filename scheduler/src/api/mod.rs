@@ -106,6 +106,15 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
+/// The shared state could not be written: nothing changed, try again.
+fn unavailable(e: crate::state::StateError) -> ApiError {
+    tracing::warn!(error = %e, "cannot write the shared state");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the shared pause state cannot be written right now; nothing changed",
+    )
+}
+
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -325,8 +334,12 @@ async fn pause(
     let reason = body
         .reason
         .unwrap_or_else(|| "paused through the HTTP API".to_string());
-    app.arbiter.pause(body.policy.as_deref(), until, reason);
-    Ok(Json(app.arbiter.pauses()).into_response())
+    let view = app
+        .arbiter
+        .pause(body.policy.as_deref(), until, reason)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(view).into_response())
 }
 
 async fn resume(
@@ -335,8 +348,12 @@ async fn resume(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body = pause_request(&app, &headers, &body)?;
-    app.arbiter.resume(body.policy.as_deref());
-    Ok(Json(app.arbiter.pauses()).into_response())
+    let view = app
+        .arbiter
+        .resume(body.policy.as_deref())
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(view).into_response())
 }
 
 /// The emergency stop: pauses all chaos (until resumed) and cuts every running
@@ -356,7 +373,7 @@ async fn stop(
     let reason = body
         .reason
         .unwrap_or_else(|| "emergency stop through the HTTP API".to_string());
-    let reverted = app.arbiter.stop_all(reason);
+    let reverted = app.arbiter.stop_all(reason).await.map_err(unavailable)?;
     let pauses = app.arbiter.pauses();
     Ok(Json(json!({
         "all": pauses.all,

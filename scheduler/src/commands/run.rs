@@ -16,7 +16,8 @@ use crate::{
     },
     journal::Journal,
     policy::{self, Expect},
-    record::{TriggerInfo, Verdict},
+    record::{SkipReason, TriggerInfo, Verdict},
+    state::SharedState,
     target::{Guards, kube::ListSource},
 };
 
@@ -26,6 +27,61 @@ pub fn exit_code(v: Verdict) -> u8 {
         Verdict::Passed => 0,
         Verdict::Deviated => 1,
         Verdict::Skipped | Verdict::Errored | Verdict::RollbackFailed => 2,
+    }
+}
+
+/// Why this run may not start now (pauses, the circuit breaker, the concurrency limit
+/// shared with the service), or `None` after registering it in the shared state.
+async fn admit(
+    shared: &SharedState,
+    client: &kube::Client,
+    config: &crate::policy::Config,
+    policy: &crate::policy::Policy,
+    id: &str,
+) -> Option<SkipReason> {
+    let doc = match shared.read().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the shared state");
+            return Some(SkipReason::StateUnknown);
+        }
+    };
+    if let Some(p) = &doc.all {
+        return Some(SkipReason::PausedAll(p.reason.clone()));
+    }
+    if let Some(p) = doc.policies.get(&policy.name) {
+        return Some(SkipReason::PausedPolicy(p.reason.clone()));
+    }
+    let service = match crate::leader::leader_running(client, &config.leader_election).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the leader Lease");
+            return Some(SkipReason::StateUnknown);
+        }
+    };
+    let limit = config.limits.max_concurrent_experiments;
+    let running = service + doc.runs.len();
+    if running >= limit as usize {
+        return Some(SkipReason::Limit { limit, running });
+    }
+    let until = chrono::Utc::now()
+        + chrono::Duration::from_std(policy.duration + policy.health.settle).unwrap_or_default()
+        + crate::fault::revert::DEADLINE_GRACE;
+    let run = crate::state::ExternalRun {
+        policy: policy.name.clone(),
+        until,
+    };
+    match shared
+        .update(|d| {
+            d.runs.insert(id.to_string(), run.clone());
+        })
+        .await
+    {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot register this run in the shared state");
+            Some(SkipReason::StateUnknown)
+        }
     }
 }
 
@@ -86,11 +142,39 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
     };
-    let opts = experiment::RunOptions {
-        seed: args.seed,
-        ..Default::default()
+    let id = experiment::new_id(&policy.name, chrono::Utc::now());
+    // The service's pauses, circuit breaker and limit hold for `havoc run` too.
+    let shared = SharedState::cluster(
+        client.clone(),
+        &config.leader_election.namespace,
+        &format!("{}-state", config.leader_election.lease),
+    );
+    let refusal = admit(&shared, &client, &config, &policy, &id).await;
+    let record = match refusal {
+        Some(why) => {
+            let mut r = experiment::new_record(&policy, trigger, id.clone());
+            r.skip(&why);
+            r
+        }
+        None => {
+            let opts = experiment::RunOptions {
+                id: id.clone(),
+                seed: args.seed,
+                ..Default::default()
+            };
+            let r = experiment::execute(&env, &ListSource(client.clone()), &policy, trigger, opts)
+                .await;
+            if let Err(e) = shared
+                .update(|d| {
+                    d.runs.remove(&id);
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "cannot remove this run from the shared state; it expires on its own");
+            }
+            r
+        }
     };
-    let record = experiment::execute(&env, &ListSource(client), &policy, trigger, opts).await;
     if let Some(j) = &journal {
         j.append(&record).context("writing the journal")?;
     }

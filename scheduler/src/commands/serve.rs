@@ -32,6 +32,7 @@ use crate::{
     journal::Journal,
     leader::{self, Leadership},
     reload::Reloader,
+    state::SharedState,
     target::{Guards, cache::Caches},
     trigger::{RecentTriggers, Rollouts},
 };
@@ -42,6 +43,7 @@ pub const JOURNAL_KEEP: usize = 1000;
 struct Ready {
     caches: Caches,
     leader: Leadership,
+    shared: SharedState,
 }
 
 impl Readiness for Ready {
@@ -52,6 +54,9 @@ impl Readiness for Ready {
         }
         if !self.leader.is_known() {
             why.push("leader election state is not known yet".to_string());
+        }
+        if self.shared.doc().is_none() {
+            why.push("the shared pause state has not been read yet".to_string());
         }
         why
     }
@@ -143,6 +148,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let lease_stop = CancellationToken::new();
     let caches = Caches::start(&watches_client, &watches.stop, &watches.tasks);
     let (publisher, leader) = leader::channel();
+    let publisher = publisher.with_metrics(metrics.clone());
     let lease_task = if config.leader_election.enabled {
         Some(tokio::spawn(leader::elect(
             requests.clone(),
@@ -169,7 +175,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         owner: config.owner(),
         leader: leader.clone(),
     };
+    // The shared state lives beside the Lease: one per installation.
+    let shared = SharedState::cluster(
+        requests.clone(),
+        &config.leader_election.namespace,
+        &format!("{}-state", config.leader_election.lease),
+    );
+    shared.watch(watches.stop.clone(), &watches.tasks);
     let arbiter = Arbiter::new(Parts {
+        shared: shared.clone(),
         env: env.clone(),
         source: Arc::new(caches.clone()),
         journal: journal.clone(),
@@ -211,6 +225,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         readiness: Arc::new(Ready {
             caches: caches.clone(),
             leader: leader.clone(),
+            shared,
         }),
     });
     let server_stop = CancellationToken::new();
@@ -239,6 +254,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     .start();
     engine.tasks.spawn(reloader.run());
+    engine.tasks.spawn(arbiter.clone().follow_stops());
     engine.tasks.spawn(
         Sweeper {
             env,

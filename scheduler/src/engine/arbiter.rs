@@ -27,6 +27,7 @@ use crate::{
         ErrorReason, ExperimentRecord, RevertResult, SkipReason, TargetOutcome, TargetRecord,
         TargetRevert, TriggerInfo, Verdict,
     },
+    state::{Doc, SharedState, StateError},
     target::{Restriction, SnapshotSource},
 };
 
@@ -34,21 +35,7 @@ use crate::{
 /// receiver that hangs cannot pile up memory.
 pub const MAX_PENDING_NOTIFICATIONS: usize = 256;
 
-/// A pause switch.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Pause {
-    pub since: DateTime<Utc>,
-    /// `None`: until resumed.
-    pub until: Option<DateTime<Utc>>,
-    pub reason: String,
-}
-
-impl Pause {
-    fn active(&self, now: DateTime<Utc>) -> bool {
-        self.until.is_none_or(|u| now < u)
-    }
-}
+pub use crate::state::Pause;
 
 /// What `start` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +50,13 @@ pub enum Start {
 
 #[derive(Debug, Default)]
 struct State {
-    pause_all: Option<Pause>,
-    paused: BTreeMap<String, Pause>,
+    /// Pauses written here and not yet seen in the shared state (a circuit breaker's,
+    /// while its write is on its way): obeyed at once.
+    pending: Doc,
     /// Running experiments: id -> (policy, what cuts it short).
     running: BTreeMap<String, Running>,
+    /// The last emergency stop acted on.
+    stopped_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -91,6 +81,8 @@ pub struct Parts {
     pub notifier: Arc<Notifier>,
     pub metrics: Metrics,
     pub leader: Leadership,
+    /// Pauses, `havoc run`s in progress and emergency stops, shared by every replica.
+    pub shared: SharedState,
     /// Cancelled on shutdown: no new experiments, running ones cut short.
     pub stop: CancellationToken,
     /// Seeds target choice (tests); `None`: random.
@@ -112,6 +104,7 @@ pub struct Arbiter {
     notifier: Arc<Notifier>,
     metrics: Metrics,
     leader: Leadership,
+    shared: SharedState,
     stop: CancellationToken,
     experiments: TaskTracker,
     notifications: TaskTracker,
@@ -134,6 +127,7 @@ impl Arbiter {
             notifier: parts.notifier,
             metrics: parts.metrics,
             leader: parts.leader,
+            shared: parts.shared,
             stop: parts.stop,
             experiments: TaskTracker::new(),
             notifications: TaskTracker::new(),
@@ -151,11 +145,14 @@ impl Arbiter {
         self.leader.is_leader()
     }
 
-    /// Forgets the pauses of policies that are gone (after a reload).
+    /// After a reload: the gauges count only the pauses of policies that exist.
     pub fn policies_changed(&self, set: &PolicySet) {
         let mut st = self.state();
-        st.paused.retain(|name, _| set.policies.contains_key(name));
-        self.publish_pauses(&mut st);
+        st.pending
+            .policies
+            .retain(|name, _| set.policies.contains_key(name));
+        drop(st);
+        self.pauses();
     }
 
     /// Running experiments: id -> policy.
@@ -167,11 +164,31 @@ impl Arbiter {
             .collect()
     }
 
-    /// The emergency stop: pauses all chaos and cuts every running experiment short, so
-    /// that each reverts what it holds now. The ids of the experiments stopped.
-    pub fn stop_all(&self, reason: String) -> Vec<String> {
-        self.pause(None, None, reason);
-        let st = self.state();
+    /// The emergency stop: pauses all chaos (in the shared state, so every replica and
+    /// `havoc run` obey it) and cuts every experiment running here short, so that each
+    /// reverts what it holds now; the leader of another replica does the same when it
+    /// sees the stop. The ids of the experiments stopped here.
+    pub async fn stop_all(&self, reason: String) -> Result<Vec<String>, StateError> {
+        let now = Utc::now();
+        let pause = Pause {
+            since: now,
+            until: None,
+            reason: reason.clone(),
+        };
+        self.state().pending.all = Some(pause.clone());
+        self.shared
+            .update(|d| {
+                d.all = Some(pause.clone());
+                d.stopped_at = Some(now);
+            })
+            .await?;
+        Ok(self.cut_short(now))
+    }
+
+    /// Ends every experiment running here (each reverts what it holds).
+    fn cut_short(&self, at: DateTime<Utc>) -> Vec<String> {
+        let mut st = self.state();
+        st.stopped_at = Some(at);
         for (id, r) in &st.running {
             tracing::warn!(id = %id, policy = %r.policy, "stop: ending the experiment and reverting its faults");
             r.cancel.cancel();
@@ -179,78 +196,168 @@ impl Arbiter {
         st.running.keys().cloned().collect()
     }
 
-    /// Pauses everything (`policy: None`) or one policy; `until: None` lasts until resumed.
-    pub fn pause(&self, policy: Option<&str>, until: Option<DateTime<Utc>>, reason: String) {
+    /// Follows the shared state until shutdown: an emergency stop sent to any replica
+    /// ends the experiments running here too.
+    pub async fn follow_stops(self: Arc<Self>) {
+        let mut changes = self.shared.changes();
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            let stopped = self.shared.doc().and_then(|d| d.stopped_at);
+            let seen = self.state().stopped_at;
+            if let Some(at) = stopped
+                && seen.is_none_or(|s| at > s)
+            {
+                let cut = self.cut_short(at);
+                if !cut.is_empty() {
+                    tracing::warn!(experiments = ?cut, "emergency stop seen in the shared state");
+                }
+            }
+            self.pauses();
+        }
+    }
+
+    /// Pauses everything (`policy: None`) or one policy; `until: None` lasts until
+    /// resumed. Written to the shared state: every replica obeys it, and it survives
+    /// restarts.
+    pub async fn pause(
+        &self,
+        policy: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        reason: String,
+    ) -> Result<PauseView, StateError> {
         let pause = Pause {
             since: Utc::now(),
             until,
             reason,
         };
         tracing::warn!(policy = policy.unwrap_or("*"), until = ?until, reason = %pause.reason, "chaos paused");
-        let mut st = self.state();
-        match policy {
-            None => st.pause_all = Some(pause),
-            Some(p) => {
-                st.paused.insert(p.to_string(), pause);
-            }
-        }
-        self.publish_pauses(&mut st);
+        self.shared
+            .update(|d| match policy {
+                None => d.all = Some(pause.clone()),
+                Some(p) => {
+                    d.policies.insert(p.to_string(), pause.clone());
+                }
+            })
+            .await?;
+        Ok(self.pauses())
     }
 
     /// Resumes everything (clearing every pause, circuit breakers included) or one policy.
-    pub fn resume(&self, policy: Option<&str>) {
+    pub async fn resume(&self, policy: Option<&str>) -> Result<PauseView, StateError> {
         tracing::info!(policy = policy.unwrap_or("*"), "chaos resumed");
-        let mut st = self.state();
-        match policy {
-            None => {
-                st.pause_all = None;
-                st.paused.clear();
-            }
-            Some(p) => {
-                st.paused.remove(p);
+        {
+            let mut st = self.state();
+            match policy {
+                None => st.pending = Doc::default(),
+                Some(p) => {
+                    st.pending.policies.remove(p);
+                }
             }
         }
-        self.publish_pauses(&mut st);
+        self.shared
+            .update(|d| match policy {
+                None => {
+                    d.all = None;
+                    d.policies.clear();
+                }
+                Some(p) => {
+                    d.policies.remove(p);
+                }
+            })
+            .await?;
+        Ok(self.pauses())
     }
 
+    /// The pauses in force: the shared state's and the ones on their way there.
     pub fn pauses(&self) -> PauseView {
+        let now = Utc::now();
+        let shared = self.shared.doc().unwrap_or_default();
         let mut st = self.state();
-        self.publish_pauses(&mut st);
-        PauseView {
-            all: st.pause_all.clone(),
-            policies: st.paused.clone(),
+        st.pending.prune(now);
+        // A pending pause is done once the shared state has it.
+        if st.pending.all.is_some() && shared.all == st.pending.all {
+            st.pending.all = None;
         }
+        let seen: Vec<String> = st
+            .pending
+            .policies
+            .iter()
+            .filter(|(k, v)| shared.policies.get(*k) == Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in seen {
+            st.pending.policies.remove(&k);
+        }
+        let mut policies = shared.policies.clone();
+        for (k, v) in &st.pending.policies {
+            policies.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let view = PauseView {
+            all: shared.all.clone().or_else(|| st.pending.all.clone()),
+            policies,
+        };
+        self.metrics.paused(view.all.is_some(), view.policies.len());
+        view
     }
 
-    /// Drops expired pauses and updates the gauges.
-    fn publish_pauses(&self, st: &mut State) {
-        let now = Utc::now();
-        if st.pause_all.as_ref().is_some_and(|p| !p.active(now)) {
-            st.pause_all = None;
+    /// A circuit breaker's pause: obeyed here at once, written to the shared state in
+    /// the background (retried by the next write if it fails).
+    fn pause_in_background(&self, policy: Option<String>, until: DateTime<Utc>, reason: String) {
+        let pause = Pause {
+            since: Utc::now(),
+            until: Some(until),
+            reason,
+        };
+        tracing::warn!(policy = policy.as_deref().unwrap_or("*"), until = %until, reason = %pause.reason, "chaos paused");
+        {
+            let mut st = self.state();
+            match &policy {
+                None => st.pending.all = Some(pause.clone()),
+                Some(p) => {
+                    st.pending.policies.insert(p.clone(), pause.clone());
+                }
+            }
         }
-        st.paused.retain(|_, p| p.active(now));
-        self.metrics.paused(st.pause_all.is_some(), st.paused.len());
+        let shared = self.shared.clone();
+        self.notifications.spawn(async move {
+            let written = shared
+                .update(|d| match &policy {
+                    None => d.all = Some(pause.clone()),
+                    Some(p) => {
+                        d.policies.insert(p.clone(), pause.clone());
+                    }
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot write the circuit breaker's pause to the shared state; it holds in this process only");
+            }
+        });
     }
 
     /// Why `policy` may not start now, if it may not; reserves a slot (with the token
     /// that cuts it short) if it may.
     fn admit(&self, policy: &Policy, id: &str, cancel: &CancellationToken) -> Option<SkipReason> {
+        let known = self.shared.doc();
+        let pauses = self.pauses();
+        let external = known.as_ref().map_or(0, |d| d.runs.len());
         let mut st = self.state();
-        self.publish_pauses(&mut st);
         let limit = self.env.config.limits.max_concurrent_experiments;
+        let running = st.running.len() + external;
         let refusal = if self.stop.is_cancelled() {
             Some(SkipReason::ShuttingDown)
-        } else if let Some(p) = &st.pause_all {
+        } else if known.is_none() {
+            Some(SkipReason::StateUnknown)
+        } else if let Some(p) = &pauses.all {
             Some(SkipReason::PausedAll(p.reason.clone()))
-        } else if let Some(p) = st.paused.get(&policy.name) {
+        } else if let Some(p) = pauses.policies.get(&policy.name) {
             Some(SkipReason::PausedPolicy(p.reason.clone()))
         } else if let Some((other, _)) = st.running.iter().find(|(_, r)| r.policy == policy.name) {
             Some(SkipReason::StillRunning(other.clone()))
-        } else if st.running.len() >= limit as usize {
-            Some(SkipReason::Limit {
-                limit,
-                running: st.running.len(),
-            })
+        } else if running >= limit as usize {
+            Some(SkipReason::Limit { limit, running })
         } else {
             None
         };
@@ -433,8 +540,10 @@ impl Arbiter {
             );
             match policy.map_or(OnDeviation::PausePolicy, |p| p.on_deviation) {
                 OnDeviation::Continue => {}
-                OnDeviation::PausePolicy => self.pause(Some(&record.policy), Some(until), reason),
-                OnDeviation::PauseAll => self.pause(None, Some(until), reason),
+                OnDeviation::PausePolicy => {
+                    self.pause_in_background(Some(record.policy.clone()), until, reason)
+                }
+                OnDeviation::PauseAll => self.pause_in_background(None, until, reason),
             }
         }
         let rule = policy.map_or_else(|| self.env.config.notify.clone(), |p| p.notify.clone());
@@ -552,6 +661,7 @@ mod tests {
             notifier,
             metrics: Metrics::new(),
             leader,
+            shared: SharedState::in_memory(),
             stop: CancellationToken::new(),
             seed: Some(1),
         });
@@ -597,20 +707,26 @@ mod tests {
         assert!(arbiter.running().is_empty());
 
         // Paused: everything, then one policy; resume clears both.
-        arbiter.pause(None, None, "maintenance".into());
+        arbiter
+            .pause(None, None, "maintenance".into())
+            .await
+            .expect("paused");
         assert!(
             matches!(arbiter.start(b.clone(), manual()), Start::Skipped { reason: SkipReason::PausedAll(r), .. } if r == "maintenance")
         );
-        arbiter.resume(None);
-        arbiter.pause(
-            Some("b"),
-            Some(Utc::now() + chrono::Duration::hours(1)),
-            "breaker".into(),
-        );
+        arbiter.resume(None).await.expect("resumed");
+        arbiter
+            .pause(
+                Some("b"),
+                Some(Utc::now() + chrono::Duration::hours(1)),
+                "breaker".into(),
+            )
+            .await
+            .expect("paused");
         assert!(
             matches!(arbiter.start(b.clone(), manual()), Start::Skipped { reason, .. } if reason.to_string().contains("breaker"))
         );
-        arbiter.resume(Some("b"));
+        arbiter.resume(Some("b")).await.expect("resumed");
 
         // Not the leader: nothing runs and nothing is recorded.
         leader.publish(false);
@@ -624,11 +740,14 @@ mod tests {
     async fn an_expired_pause_lets_runs_through() {
         let (a, _) = policies();
         let (arbiter, _leader, _) = arbiter(fixtures::config().build(), Arc::new(TwoPods));
-        arbiter.pause(
-            Some("a"),
-            Some(Utc::now() - chrono::Duration::seconds(1)),
-            "over".into(),
-        );
+        arbiter
+            .pause(
+                Some("a"),
+                Some(Utc::now() - chrono::Duration::seconds(1)),
+                "over".into(),
+            )
+            .await
+            .expect("paused");
         let started = arbiter.start(a, manual());
         assert!(matches!(started, Start::Started { .. }), "{started:?}");
         assert!(arbiter.pauses().policies.is_empty());

@@ -286,6 +286,11 @@ impl Metrics {
         self.active.set(n as i64);
     }
 
+    /// Experiments running now in this process.
+    pub fn active(&self) -> usize {
+        self.active.get().max(0) as usize
+    }
+
     pub fn paused(&self, all: bool, policies: usize) {
         self.paused.set(i64::from(all));
         self.policies_paused.set(policies as i64);
