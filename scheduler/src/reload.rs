@@ -60,9 +60,6 @@ impl Reloader {
         for d in report.diagnostics() {
             tracing::error!(diagnostic = %d, "invalid policy");
         }
-        for w in report.warnings() {
-            tracing::warn!(warning = %w, "policy warning");
-        }
         self.apply(policy_set(&report));
     }
 

@@ -66,11 +66,22 @@ pub struct Delivery {
     pub error: Option<String>,
 }
 
-fn on_for(verdict: Verdict) -> NotifyOn {
-    match verdict {
+/// Which outcome a record is for routing. An experiment that havoc's own shutdown or an
+/// emergency stop cut short, its faults reverted, is `interrupted`, not `errored`: a
+/// routine restart of havoc never pages anyone.
+fn on_for(record: &ExperimentRecord) -> NotifyOn {
+    match record.verdict {
         Verdict::Passed => NotifyOn::Passed,
         Verdict::Deviated => NotifyOn::Deviated,
         Verdict::Skipped => NotifyOn::Skipped,
+        Verdict::Errored
+            if matches!(
+                record.reason_code.as_deref(),
+                Some("interrupted" | "stopped")
+            ) =>
+        {
+            NotifyOn::Interrupted
+        }
         Verdict::Errored => NotifyOn::Errored,
         Verdict::RollbackFailed => NotifyOn::RollbackFailed,
     }
@@ -127,7 +138,7 @@ impl Notifier {
     /// Which receivers a record goes to under `rule` (a policy's, or the service's for a
     /// record whose policy is gone); empty: no notification.
     pub fn route(rule: &NotifyRule, record: &ExperimentRecord) -> Vec<String> {
-        if !rule.on.contains(&on_for(record.verdict)) {
+        if !rule.on.contains(&on_for(record)) {
             return Vec::new();
         }
         rule.receivers.clone()
@@ -246,6 +257,25 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
 mod tests {
     use super::*;
     use crate::record::{AlertRecord, tests::record};
+
+    #[test]
+    fn an_interrupted_experiment_is_not_a_failure_notification_by_default() {
+        let rule = NotifyRule {
+            receivers: vec!["oncall".into()],
+            on: crate::policy::domain::DEFAULT_NOTIFY_ON.to_vec(),
+        };
+        let mut r = record("e1", Verdict::Errored);
+        r.error(&crate::record::ErrorReason::Interrupted { observed_secs: 3 });
+        assert!(Notifier::route(&rule, &r).is_empty());
+        r.error(&crate::record::ErrorReason::Injection("403".into()));
+        assert_eq!(Notifier::route(&rule, &r), ["oncall"]);
+        let opted = NotifyRule {
+            on: vec![NotifyOn::Interrupted],
+            ..rule
+        };
+        r.error(&crate::record::ErrorReason::Stopped { observed_secs: 3 });
+        assert_eq!(Notifier::route(&opted, &r), ["oncall"]);
+    }
 
     #[test]
     fn slack_message_names_what_caused_the_deviation() {

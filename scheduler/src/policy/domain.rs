@@ -193,11 +193,6 @@ impl Fault {
     pub fn is_reversible(&self) -> bool {
         !matches!(self, Fault::PodDelete { .. } | Fault::PodEvict { .. })
     }
-
-    /// Whether this build of havoc can carry the fault out.
-    pub fn is_supported(&self) -> bool {
-        matches!(self, Fault::PodDelete { .. } | Fault::PodEvict { .. })
-    }
 }
 
 /// A validated service configuration, defaults resolved.

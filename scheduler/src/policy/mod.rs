@@ -66,24 +66,6 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// A located remark that does not make a file invalid, printed as `FILE:LINE:COL: warning:`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning(pub Diagnostic);
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = &self.0;
-        write!(
-            f,
-            "{}:{}:{}: warning: {}",
-            d.file.display(),
-            d.pos.line,
-            d.pos.col,
-            d.message
-        )
-    }
-}
-
 /// The outcome of reading one file.
 #[derive(Debug, Default)]
 pub struct FileReport {
@@ -92,7 +74,6 @@ pub struct FileReport {
     pub policies: Vec<(Policy, Pos)>,
     pub configs: Vec<Config>,
     pub diagnostics: Vec<Diagnostic>,
-    pub warnings: Vec<Warning>,
 }
 
 impl FileReport {
@@ -115,11 +96,6 @@ impl LoadReport {
 
     pub fn is_valid(&self) -> bool {
         self.files.iter().all(FileReport::is_valid)
-    }
-
-    /// Every warning, in file order.
-    pub fn warnings(&self) -> impl Iterator<Item = &Warning> {
-        self.files.iter().flat_map(|f| f.warnings.iter())
     }
 
     /// The policies of every valid file.
@@ -331,18 +307,6 @@ fn load_document(
             };
             match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
                 Ok(p) if issues.is_empty() => {
-                    if !p.fault.is_supported() {
-                        let at = format!("/spec/fault/{}", p.fault.name());
-                        report.warnings.push(Warning(Diagnostic {
-                            file: path.to_path_buf(),
-                            pos: doc.locations.key(&at),
-                            message: format!(
-                                "fault {} is not supported by this build of havoc: policy {:?} will end `errored`",
-                                p.fault.name(),
-                                p.name
-                            ),
-                        }));
-                    }
                     let pos = doc.locations.value("/metadata/name");
                     report.policies.push((p, pos));
                     Ok(())
@@ -466,32 +430,4 @@ pub fn load_config(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         )]);
     }
     Ok(file.configs.remove(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fault_this_build_cannot_run_is_a_located_warning_not_an_error() {
-        let text = fixtures::policy("drain")
-            .set("/target", serde_json::json!({"kind": "Node"}))
-            .fault(serde_json::json!({"nodeDrain": {}}))
-            .text();
-        let report = load_str(
-            Path::new("d.yaml"),
-            &text,
-            &Context::default(),
-            Expect::Policies,
-        );
-        assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
-        assert_eq!(report.policies.len(), 1);
-        let w: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].starts_with("d.yaml:")
-                && w[0].contains(": warning: fault nodeDrain is not supported"),
-            "{w:?}"
-        );
-    }
 }

@@ -404,6 +404,9 @@ pub enum NotifyOn {
     Skipped,
     Errored,
     RollbackFailed,
+    /// Cut short by havoc's own shutdown or an emergency stop, faults reverted cleanly:
+    /// not a failure of the system under test (opt-in).
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fixtures;
 pub mod serve;
+pub mod workloads;
 
 /// The environment written by `deploy/local/up` (`deploy/local/.state/env`).
 #[derive(Debug, Clone)]

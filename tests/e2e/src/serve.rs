@@ -34,6 +34,16 @@ pub struct Setup<'a> {
     pub policies: Vec<(&'a str, String)>,
     /// Adds an SLO read from Prometheus (always met while Prometheus answers).
     pub slos: bool,
+    /// The Lease (and shared state) name; default: unique to this process. Two
+    /// replicas of one installation share it.
+    pub lease: Option<String>,
+    /// `POD_NAME` of the process (a restart in the same pod keeps it).
+    pub pod_name: Option<String>,
+    /// Wait until this process leads (a second replica does not).
+    pub wait_leader: bool,
+    /// Run this binary instead of `target/debug/havoc` (e.g. a wrapper for in-cluster
+    /// identity); its first arguments.
+    pub wrapper: Option<Vec<String>>,
 }
 
 impl Default for Setup<'_> {
@@ -46,6 +56,10 @@ impl Default for Setup<'_> {
             hook: format!("serve-{:08x}", rand::random::<u32>()),
             policies: Vec::new(),
             slos: false,
+            lease: None,
+            pod_name: None,
+            wait_leader: true,
+            wrapper: None,
         }
     }
 }
@@ -58,6 +72,11 @@ pub struct Serve {
     pub base: String,
     pub hook: String,
     pub http: reqwest::Client,
+    /// How the process is started, to start it again.
+    command: Vec<std::ffi::OsString>,
+    envs: Vec<(String, String)>,
+    /// How many processes were started in this directory (logs are havoc.log, havoc.1.log, ...).
+    pub generation: usize,
 }
 
 impl Serve {
@@ -112,7 +131,11 @@ impl Serve {
             )
             .set(
                 "/leaderElection",
-                json!({"enabled": true, "namespace": "havoc-system", "lease": format!("havoc-e2e-{port}")}),
+                json!({
+                    "enabled": true,
+                    "namespace": "havoc-system",
+                    "lease": setup.lease.clone().unwrap_or_else(|| format!("havoc-e2e-{port}")),
+                }),
             )
             .merge(&setup.extra)
             .yaml();
@@ -130,32 +153,44 @@ impl Serve {
             "{} missing: build it with `cargo build -p havoc`",
             bin.display()
         );
-        let log = std::fs::File::create(dir.path().join("havoc.log"))?;
-        let child = tokio::process::Command::new(bin)
-            .args([
-                "serve",
-                "--reload-interval",
-                "1s",
-                "--shutdown-timeout",
-                "10s",
-            ])
-            .arg("--config")
-            .arg(dir.path().join("havoc.yaml"))
-            .arg("--policies")
-            .arg(dir.path().join("policies"))
-            .arg("--journal")
-            .arg(dir.path().join("journal.jsonl"))
-            .arg("--kubeconfig")
-            .arg(env.get("KUBECONFIG")?)
-            .env("HAVOC_TEST_SLACK_TOKEN", env.slack_token()?)
-            .env("HAVOC_TEST_API_TOKEN", TOKEN)
-            .env("HAVOC_LOG", "info,kube=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
-        let serve = Serve {
+        let mut command: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(w) = &setup.wrapper {
+            command.extend(w.iter().map(Into::into));
+        }
+        command.push(bin.into());
+        for a in [
+            "serve",
+            "--reload-interval",
+            "1s",
+            "--shutdown-timeout",
+            "10s",
+        ] {
+            command.push(a.into());
+        }
+        let d = dir.path();
+        for (flag, path) in [
+            ("--config", d.join("havoc.yaml")),
+            ("--policies", d.join("policies")),
+            ("--journal", d.join("journal.jsonl")),
+        ] {
+            command.push(flag.into());
+            command.push(path.into());
+        }
+        command.push("--kubeconfig".into());
+        command.push(env.get("KUBECONFIG")?.into());
+        let mut envs = vec![
+            (
+                "HAVOC_TEST_SLACK_TOKEN".to_string(),
+                env.slack_token()?.to_string(),
+            ),
+            ("HAVOC_TEST_API_TOKEN".to_string(), TOKEN.to_string()),
+            ("HAVOC_LOG".to_string(), "info,kube=warn".to_string()),
+        ];
+        if let Some(p) = &setup.pod_name {
+            envs.push(("POD_NAME".to_string(), p.clone()));
+        }
+        let child = spawn(&command, &envs, d, 0)?;
+        let mut serve = Serve {
             child,
             dir,
             base: format!("http://127.0.0.1:{port}"),
@@ -163,33 +198,55 @@ impl Serve {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
+            command,
+            envs,
+            generation: 0,
         };
-        // Ready: caches synced and the Lease held.
-        let ready = poll(
-            Duration::from_secs(60),
-            "havoc ready and leading",
-            || async {
-                let r = serve.http.get(serve.url("/readyz")).send().await?;
-                if !r.status().is_success() {
-                    return Ok(None);
-                }
-                let p = serve.get("/api/v1/policies").await?;
-                Ok((p["leader"] == true).then_some(()))
-            },
-        )
+        serve.wait_ready(setup.wait_leader).await?;
+        Ok(serve)
+    }
+
+    /// Waits until `/readyz` answers 200 and, with `leader`, this process leads.
+    pub async fn wait_ready(&mut self, leader: bool) -> anyhow::Result<()> {
+        let ready = poll(Duration::from_secs(60), "havoc ready", || async {
+            let r = self.http.get(self.url("/readyz")).send().await?;
+            if !r.status().is_success() {
+                return Ok(None);
+            }
+            let p = self.get("/api/v1/policies").await?;
+            Ok((!leader || p["leader"] == true).then_some(()))
+        })
         .await;
         if let Err(e) = ready {
-            bail!("{e:#}\nlog:\n{}", serve.log());
+            bail!("{e:#}\nlog:\n{}", tail(&self.log(), 40));
         }
-        Ok(serve)
+        Ok(())
+    }
+
+    /// SIGKILL: no revert, no record, no Lease release — a crash.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .context("havoc did not die from SIGKILL")??;
+        Ok(())
+    }
+
+    /// Starts the process again in the same directory (config, policies, journal),
+    /// without waiting for it.
+    pub fn respawn(&mut self) -> anyhow::Result<()> {
+        self.generation += 1;
+        self.child = spawn(&self.command, &self.envs, self.dir.path(), self.generation)?;
+        Ok(())
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// The current process's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("havoc.log")).unwrap_or_default()
+        std::fs::read_to_string(log_path(self.dir.path(), self.generation)).unwrap_or_default()
     }
 
     pub fn policies_dir(&self) -> PathBuf {
@@ -307,6 +364,32 @@ impl Drop for Serve {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+fn log_path(dir: &std::path::Path, generation: usize) -> PathBuf {
+    if generation == 0 {
+        dir.join("havoc.log")
+    } else {
+        dir.join(format!("havoc.{generation}.log"))
+    }
+}
+
+fn spawn(
+    command: &[std::ffi::OsString],
+    envs: &[(String, String)],
+    dir: &std::path::Path,
+    generation: usize,
+) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::File::create(log_path(dir, generation))?;
+    let (program, args) = command.split_first().context("empty command")?;
+    Ok(tokio::process::Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
 }
 
 pub fn tail(text: &str, n: usize) -> String {

@@ -1,0 +1,252 @@
+//! Workloads and objects for fault tests, each in the test's own namespace: Deployments
+//! whose simulated pods get Ready within about a second, VirtualServices, and readers of
+//! the state havoc changes.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node, networking::v1::NetworkPolicy};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{
+        ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    },
+};
+use serde_json::{Value, json};
+
+use crate::{deployment_available, wait_for_object};
+
+/// The annotation that holds havoc's revert record.
+pub const REVERT: &str = "havoc.dev/revert";
+
+/// A Deployment `name` (label `app=name`) of `replicas` pods that are Ready about a
+/// second after they start, spread over the nodes.
+pub async fn deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<Deployment> {
+    deployment_on(client, ns, name, replicas, None).await
+}
+
+/// The label and taint of a test's own node pool.
+pub const POOL: &str = "havoc-e2e/pool";
+
+/// [`deployment`], on the nodes of `pool` only (see [`node_pool`]).
+pub async fn deployment_on(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    pool: Option<&str>,
+) -> anyhow::Result<Deployment> {
+    let mut d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name},
+                    "annotations": {
+                        "pod-ready.stage.kwok.x-k8s.io/delay": "1s",
+                        "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "1s",
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app": name}},
+                    }],
+                }
+            }
+        }
+    }))?;
+    if let Some(pool) = pool
+        && let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut())
+    {
+        spec.node_selector = Some([(POOL.to_string(), pool.to_string())].into());
+        spec.tolerations = Some(vec![serde_json::from_value(json!({
+            "key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"
+        }))?]);
+    }
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &d).await?;
+    wait_for_object(
+        api,
+        name,
+        deployment_available(),
+        Duration::from_secs(90),
+        "deployment available",
+    )
+    .await
+}
+
+pub fn virtual_services(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// A VirtualService `name` (label `app=name`) with these HTTP routes.
+pub async fn virtual_service(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    http: Value,
+) -> anyhow::Result<DynamicObject> {
+    let api = virtual_services(client, ns);
+    let mut vs = DynamicObject::new(
+        name,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1",
+            "VirtualService",
+        )),
+    )
+    .within(ns);
+    vs.metadata.labels = Some([("app".to_string(), name.to_string())].into());
+    vs.data = json!({"spec": {"hosts": [name], "http": http}});
+    Ok(api.create(&PostParams::default(), &vs).await?)
+}
+
+/// The nodes, by name.
+pub async fn nodes(client: &Client) -> anyhow::Result<Vec<Node>> {
+    Ok(Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items)
+}
+
+/// Cordons (`true`) or uncordons a node, as `kubectl cordon` does.
+pub async fn cordon(client: &Client, node: &str, on: bool) -> anyhow::Result<()> {
+    Api::<Node>::all(client.clone())
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": on}})),
+        )
+        .await?;
+    Ok(())
+}
+
+pub fn unschedulable(n: &Node) -> bool {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+}
+
+pub fn has_record<K: ResourceExt>(o: &K) -> bool {
+    o.annotations().contains_key(REVERT)
+}
+
+pub fn replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+/// The NetworkPolicies havoc created in a namespace.
+pub async fn havoc_network_policies(
+    client: &Client,
+    ns: &str,
+) -> anyhow::Result<Vec<NetworkPolicy>> {
+    Ok(Api::<NetworkPolicy>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=havoc"))
+        .await?
+        .items)
+}
+
+/// What of an object a revert must restore exactly: labels, annotations and spec
+/// (server-managed fields — status, resourceVersion, managedFields, generation — left out).
+pub fn restorable(o: &Value) -> Value {
+    json!({
+        "labels": o["metadata"]["labels"],
+        "annotations": o["metadata"]["annotations"],
+        "spec": o["spec"],
+    })
+}
+
+pub fn as_value<K: serde::Serialize>(o: &K) -> anyhow::Result<Value> {
+    serde_json::to_value(o).context("serialize")
+}
+
+/// `n` KWOK nodes of a test's own (`POOL=pool`, tainted so that no other pod lands
+/// there), Ready; deleted by [`delete_node_pool`].
+pub async fn node_pool(client: &Client, pool: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("{pool}-{i}");
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                    "type": "kwok", POOL: pool,
+                },
+            },
+            "spec": {"taints": [{"key": POOL, "value": pool, "effect": "NoSchedule"}]},
+        }))?;
+        api.create(&PostParams::default(), &node).await?;
+        names.push(name);
+    }
+    for name in &names {
+        wait_for_object(
+            api.clone(),
+            name,
+            |n: Option<&Node>| {
+                n.and_then(|n| n.status.as_ref()?.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            },
+            Duration::from_secs(60),
+            "pool node Ready",
+        )
+        .await?;
+    }
+    Ok(names)
+}
+
+pub async fn delete_node_pool(client: &Client, pool: &str) -> anyhow::Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    for n in api
+        .list(&ListParams::default().labels(&format!("{POOL}={pool}")))
+        .await?
+    {
+        api.delete(&n.name_any(), &Default::default()).await?;
+    }
+    Ok(())
+}
+
+/// Waits until Prometheus has scraped every Deployment of `ns` (at least `count`) with
+/// all replicas available, and no alert about `ns` fires: a workload just created is
+/// briefly unavailable, and the alert that sets off must not land in an experiment.
+pub async fn monitoring_settled(env: &crate::Env, ns: &str, count: usize) -> anyhow::Result<()> {
+    let query = format!(
+        "kube_deployment_spec_replicas{{namespace=\"{ns}\"}} - kube_deployment_status_replicas_available{{namespace=\"{ns}\"}}"
+    );
+    let url = format!("{}/api/v1/query", env.prometheus()?);
+    crate::poll(
+        Duration::from_secs(90),
+        "Prometheus sees the workloads available",
+        || async {
+            let v: Value = reqwest::Client::new()
+                .get(&url)
+                .query(&[("query", query.as_str())])
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            let all_zero = results.iter().all(|r| r["value"][1].as_str() == Some("0"));
+            Ok((results.len() >= count && all_zero).then_some(()))
+        },
+    )
+    .await?;
+    crate::wait_alert_gone(env, &[("namespace", ns)], Duration::from_secs(60)).await
+}

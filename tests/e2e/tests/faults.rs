@@ -1,0 +1,444 @@
+//! The reversible faults against the local cluster, each test in its own namespace with
+//! its own workloads and its own `havoc serve`: injected as specified (the object's
+//! state checked while held), the verdict, and the revert exact (the object equals its
+//! original apart from server-managed fields). Ownership: what someone else set is never
+//! overwritten. Deviation and SIGTERM end the hold early, reverted.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use havoc_e2e::{
+    fixtures::{self, PolicyDoc},
+    serve::*,
+    workloads::*,
+    *,
+};
+use k8s_openapi::api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+/// A policy run only when asked, live in `ns`, held `hold`, alerts counted from `ns`.
+fn manual(name: &str, ns: &str, target: Value, fault: Value, hold: &str) -> PolicyDoc {
+    fixtures::policy(name)
+        .manual_only(ns)
+        .set("/target", target)
+        .fault(fault)
+        .duration(hold)
+        .settle("1s")
+        .alert_matchers(&[&format!("namespace=\"{ns}\"")])
+}
+
+// Dry run except in the test's namespace; nodes are not namespaced, so a drain test
+// turns dry run off (its policies only run when asked).
+async fn start(
+    env: &Env,
+    ns: &str,
+    policies: Vec<(&str, String)>,
+    limits: Value,
+) -> anyhow::Result<Serve> {
+    Serve::start(
+        env,
+        Setup {
+            dry_run: !policies.iter().any(|(_, p)| p.contains("nodeDrain")),
+            extra: json!({"liveNamespaces": [ns], "limits": limits}),
+            receivers: &["hook"],
+            policies,
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+fn revert_of(record: &Value) -> &Value {
+    &record["targets"][0]["revert"]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("scale", move |client, ns| async move {
+        let before = as_value(&deployment(&client, &ns, "web", 3).await?)?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
+        let policy = manual("shrink", &ns, target, json!({"scale": {"replicas": 1}}), "6s");
+        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+        // Held: one replica, and the record with the original count on the object.
+        let id = serve.run_now("shrink").await?;
+        let held = poll(Duration::from_secs(20), "scaled to 1 with its record", || async {
+            let d = api.get("web").await?;
+            Ok((replicas(&d) == 1 && has_record(&d)).then_some(d))
+        })
+        .await?;
+        let record: Value = serde_json::from_str(&held.annotations()[REVERT])?;
+        ensure!(record["original"] == json!({"replicas": 3, "set": 1}), "{record:#}");
+        ensure!(record["experiment"] == id.as_str(), "{record:#}");
+        let r = serve.record(&id, Duration::from_secs(40)).await?;
+        ensure!(r["verdict"] == "passed", "{r:#}");
+        ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+        let after = as_value(&api.get("web").await?)?;
+        ensure!(
+            restorable(&after) == restorable(&before),
+            "not restored exactly:\n{:#}\nvs\n{:#}",
+            restorable(&after),
+            restorable(&before)
+        );
+
+        // Someone scales it during the hold: havoc does not fight, and says so.
+        let id = serve.run_now("shrink").await?;
+        poll(Duration::from_secs(20), "held again", || async {
+            Ok((replicas(&api.get("web").await?) == 1).then_some(()))
+        })
+        .await?;
+        api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+            .await?;
+        let r = serve.record(&id, Duration::from_secs(40)).await?;
+        ensure!(revert_of(&r)["result"] == "leftAsIs", "{r:#}");
+        let d = api.get("web").await?;
+        ensure!(replicas(&d) == 5 && !has_record(&d), "someone else's 5 replicas stay: {d:?}");
+
+        // An autoscaled workload is never scaled.
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1, "maxReplicas": 5}
+        }))?;
+        Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &hpa)
+            .await?;
+        let r = poll(Duration::from_secs(20), "a run that sees the autoscaler", || async {
+            let (status, body) = serve.post("/api/v1/policies/shrink/run", Some(TOKEN), json!({})).await?;
+            let Some(id) = body["id"].as_str().filter(|_| status == 202 || status == 409) else {
+                return Ok(None);
+            };
+            let r = serve.record(id, Duration::from_secs(30)).await?;
+            Ok(r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("HorizontalPodAutoscaler"))
+                .then_some(r))
+        })
+        .await?;
+        ensure!(r["verdict"] == "skipped", "{r:#}");
+        ensure!(replicas(&api.get("web").await?) == 5);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_is_a_network_policy_of_havocs_that_goes_away() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("partition", move |client, ns| async move {
+        deployment(&client, &ns, "api", 2).await?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let target = json!({"kind": "Pod", "namespaces": [ns], "selector": "app=api"});
+        let policy = manual(
+            "cut",
+            &ns,
+            target,
+            json!({"networkPartition": {"direction": "both"}}),
+            "6s",
+        );
+        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let id = serve.run_now("cut").await?;
+        let np = poll(Duration::from_secs(20), "the partition", || async {
+            Ok(havoc_network_policies(&client, &ns)
+                .await?
+                .into_iter()
+                .next())
+        })
+        .await?;
+        let spec = np.spec.clone().context("spec")?;
+        ensure!(
+            spec.pod_selector.and_then(|s| s.match_labels)
+                == Some([("app".to_string(), "api".to_string())].into()),
+            "selects the workload's pods: {np:?}"
+        );
+        ensure!(
+            spec.policy_types == Some(vec!["Ingress".into(), "Egress".into()]),
+            "{np:?}"
+        );
+        ensure!(
+            spec.ingress.is_none() && spec.egress.is_none(),
+            "no rule allows anything: {np:?}"
+        );
+        ensure!(
+            np.labels().contains_key("havoc.dev/experiment") && has_record(&np),
+            "{np:?}"
+        );
+        let r = serve.record(&id, Duration::from_secs(40)).await?;
+        ensure!(r["verdict"] == "passed", "{r:#}");
+        ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+        ensure!(
+            havoc_network_policies(&client, &ns).await?.is_empty(),
+            "the partition is gone"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
+-> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("http", move |client, ns| async move {
+        // The user's routes: one with a fault of their own, and a catch-all.
+        let user = json!([
+            {"name": "canary", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+             "route": [{"destination": {"host": "shop-canary"}}],
+             "fault": {"abort": {"httpStatus": 418, "percentage": {"value": 1.0}}}},
+            {"name": "main", "route": [{"destination": {"host": "shop"}}]},
+        ]);
+        virtual_service(&client, &ns, "shop", user.clone()).await?;
+        let api = virtual_services(&client, &ns);
+        let before = api.get("shop").await?;
+        let target = json!({"kind": "VirtualService", "namespaces": [ns], "selector": "app=shop"});
+        let fault = json!({"httpFault": {"abort": {"percent": 50, "status": 503}, "delay": {"percent": 100, "fixed": "2s"}}});
+        let policy = manual("flaky", &ns, target, fault, "6s");
+        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let id = serve.run_now("flaky").await?;
+        let held = poll(Duration::from_secs(20), "fault routes in place", || async {
+            let vs = api.get("shop").await?;
+            Ok((vs.data["spec"]["http"].as_array().map_or(0, Vec::len) == 4).then_some(vs))
+        })
+        .await?;
+        let http = held.data["spec"]["http"].as_array().context("http")?;
+        for r in &http[..2] {
+            ensure!(r["name"].as_str().is_some_and(|n| n.starts_with("havoc-")), "{r:#}");
+            ensure!(r["fault"]["abort"]["httpStatus"] == 503 && r["fault"]["delay"]["fixedDelay"] == "2s", "{r:#}");
+        }
+        ensure!(http[0]["match"] == user[0]["match"] && http[1]["route"] == user[1]["route"]);
+        ensure!(before.data["spec"]["http"][0]["fault"]["abort"]["httpStatus"] == 418);
+        ensure!(
+            Value::Array(http[2..].to_vec()) == before.data["spec"]["http"],
+            "the user's routes and fault are untouched: {:#}",
+            Value::Array(http.to_vec())
+        );
+        let r = serve.record(&id, Duration::from_secs(40)).await?;
+        ensure!(r["verdict"] == "passed", "{r:#}");
+        let after = api.get("shop").await?;
+        ensure!(after.data["spec"] == before.data["spec"], "restored exactly: {:#}", after.data["spec"]);
+        ensure!(!has_record(&after) && after.labels() == before.labels());
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() -> anyhow::Result<()>
+{
+    let env = Env::load()?;
+    with_namespace("drain", move |client, ns| async move {
+        // Nodes of the test's own, tainted: the drain evicts no other test's pods.
+        let pool = ns.clone();
+        let nodes = node_pool(&client, &pool, 3).await?;
+        let result = drain_scenario(&env, &client, &ns, &pool, &nodes).await;
+        delete_node_pool(&client, &pool).await?;
+        result
+    })
+    .await
+}
+
+async fn drain_scenario(
+    env: &Env,
+    client: &kube::Client,
+    ns: &str,
+    pool: &str,
+    pool_nodes: &[String],
+) -> anyhow::Result<()> {
+    deployment_on(client, ns, "spread", 3, Some(pool)).await?;
+    monitoring_settled(env, ns, 1).await?;
+    let target = json!({"kind": "Node", "selector": format!("{POOL}={pool}"), "withPodsIn": [ns]});
+    let drain = manual(
+        "drain",
+        ns,
+        target,
+        json!({"nodeDrain": {"timeout": "20s"}}),
+        "8s",
+    );
+    // Someone else's cordon, and a policy aimed at exactly that node.
+    let victim = pool_nodes[2].clone();
+    let aimed = manual(
+        "aimed",
+        ns,
+        json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")}),
+        json!({"nodeDrain": {"timeout": "20s"}}),
+        "4s",
+    );
+    // Other tests may cordon nodes too: room for all of them.
+    let serve = start(
+        env,
+        ns,
+        vec![("drain.yaml", drain.yaml()), ("aimed.yaml", aimed.yaml())],
+        json!({"maxUnschedulableNodes": 5}),
+    )
+    .await?;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
+    let nodes_api = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+    let id = serve.run_now("drain").await?;
+    let name = poll(
+        Duration::from_secs(20),
+        "a pool node cordoned by havoc",
+        || async {
+            for n in pool_nodes {
+                let node = nodes_api.get(n).await?;
+                if unschedulable(&node) && has_record(&node) {
+                    return Ok(Some(n.clone()));
+                }
+            }
+            Ok(None)
+        },
+    )
+    .await?;
+    // Its pods are evicted (replaced on the other pool nodes).
+    poll(
+        Duration::from_secs(30),
+        "no pod of the test left on the node",
+        || async {
+            let on = pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
+                        && p.metadata.deletion_timestamp.is_none()
+                })
+                .count();
+            Ok((on == 0).then_some(()))
+        },
+    )
+    .await?;
+    let r = serve.record(&id, Duration::from_secs(60)).await?;
+    ensure!(r["verdict"] == "passed", "{r:#}");
+    ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+    let n = nodes_api.get(&name).await?;
+    ensure!(
+        !unschedulable(&n) && !has_record(&n),
+        "uncordoned: {:?}",
+        n.spec
+    );
+
+    cordon(client, &victim, true).await?;
+    let id = serve.run_now("aimed").await?;
+    let r = serve.record(&id, Duration::from_secs(30)).await?;
+    ensure!(r["verdict"] == "skipped", "{r:#}");
+    ensure!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("already cordoned")),
+        "{r:#}"
+    );
+    let n = nodes_api.get(&victim).await?;
+    ensure!(
+        unschedulable(&n) && !has_record(&n),
+        "someone else's cordon stays: {:?}",
+        n.spec
+    );
+    Ok(())
+}
+
+/// Posts a firing alert scoped to `namespace` to Alertmanager (it resolves at `ends`).
+async fn post_alert(
+    env: &Env,
+    namespace: &str,
+    starts: chrono::DateTime<chrono::Utc>,
+    ends: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", env.alertmanager()?))
+        .json(&json!([{
+            "labels": {"alertname": "HavocE2EDeviation", "severity": "warning", "namespace": namespace},
+            "startsAt": starts.to_rfc3339(),
+            "endsAt": ends.to_rfc3339(),
+        }]))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("deviate", move |client, ns| async move {
+        deployment(&client, &ns, "web", 2).await?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
+        let policy = manual("hold", &ns, target, json!({"scale": {"replicas": 0}}), "5m");
+        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let id = serve.run_now("hold").await?;
+        poll(Duration::from_secs(20), "held", || async {
+            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
+        })
+        .await?;
+        let starts = chrono::Utc::now();
+        post_alert(&env, &ns, starts, starts + chrono::Duration::minutes(2)).await?;
+        let posted = Instant::now();
+        let restored = poll(
+            Duration::from_secs(60),
+            "reverted after the deviation",
+            || async { Ok((replicas(&api.get("web").await?) == 2).then(|| posted.elapsed())) },
+        )
+        .await;
+        post_alert(&env, &ns, starts, chrono::Utc::now()).await?;
+        let restored = restored?;
+        eprintln!(
+            "deviation to revert: {:.1} s (alert posted to replicas restored)",
+            restored.as_secs_f64()
+        );
+        let r = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(r["verdict"] == "deviated", "{r:#}");
+        ensure!(
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("HavocE2EDeviation")),
+            "{r:#}"
+        );
+        ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("sigterm", move |client, ns| async move {
+        deployment(&client, &ns, "web", 2).await?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
+        let policy = manual("hold", &ns, target, json!({"scale": {"replicas": 0}}), "5m");
+        let mut serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let id = serve.run_now("hold").await?;
+        poll(Duration::from_secs(20), "held", || async {
+            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
+        })
+        .await?;
+        let (code, took) = serve.stop().await?;
+        ensure!(code == Some(0), "exit {code:?}\n{}", tail(&serve.log(), 20));
+        let d = api.get("web").await?;
+        ensure!(
+            replicas(&d) == 2 && !has_record(&d),
+            "reverted before exit ({took:?})"
+        );
+        let r = serve
+            .journal()?
+            .into_iter()
+            .find(|r| r["id"] == id.as_str())
+            .context("the record is journaled")?;
+        ensure!(
+            r["reasonCode"] == "interrupted" && revert_of(&r)["result"] == "restored",
+            "{r:#}"
+        );
+        Ok(())
+    })
+    .await
+}
