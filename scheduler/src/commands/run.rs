@@ -14,7 +14,7 @@ use crate::{
         health::Health,
         notify::Notifier,
     },
-    journal::Journal,
+    journal::{Journal, Rotation},
     policy::{self, Expect},
     record::{TriggerInfo, Verdict},
     target::{Guards, kube::ListSource},
@@ -76,7 +76,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let record = experiment::execute(&env, &ListSource(client), &policy, trigger, opts).await;
     if let Some(path) = &args.sources.journal {
-        Journal::open(path, 1)
+        Journal::open(path, 1, Rotation::default())
             .and_then(|j| j.append(&record))
             .with_context(|| format!("writing the journal {}", path.display()))?;
     }

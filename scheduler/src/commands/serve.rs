@@ -28,7 +28,7 @@ use crate::{
         notify::Notifier,
         policies::Policies,
     },
-    journal::Journal,
+    journal::{Journal, Rotation},
     leader::{self, Leadership},
     reload::Reloader,
     target::{Guards, cache::Caches},
@@ -129,7 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
     let notifier = Arc::new(Notifier::from_config(&config)?);
     let journal = Arc::new(match &args.sources.journal {
-        Some(p) => Journal::open(p, JOURNAL_KEEP)
+        Some(p) => Journal::open(p, JOURNAL_KEEP, Rotation::default())
             .with_context(|| format!("opening the journal {}", p.display()))?,
         None => Journal::in_memory(JOURNAL_KEEP),
     });
