@@ -66,16 +66,21 @@ pub(super) fn decode(bytes: &[u8]) -> serde_json::Result<Option<Line>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    // most lines are records: parse them once, straight into the type
+    let record_error = match serde_json::from_slice::<ExperimentRecord>(bytes) {
+        Ok(record) => return Ok(Some(Line::Record(Box::new(record)))),
+        Err(e) => e,
+    };
     let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
-    if let Some(map) = value.as_object_mut()
-        && map.len() == 1
-        && let Some(intent) = map.remove(STARTED)
-    {
-        return Ok(Some(Line::Started(Box::new(serde_json::from_value(
-            intent,
-        )?))));
+    match value.as_object_mut() {
+        Some(map) if map.len() == 1 && map.contains_key(STARTED) => {
+            let intent = map.remove(STARTED).unwrap_or_default();
+            Ok(Some(Line::Started(Box::new(serde_json::from_value(
+                intent,
+            )?))))
+        }
+        _ => Err(record_error),
     }
-    Ok(Some(Line::Record(Box::new(serde_json::from_value(value)?))))
 }
 
 /// Reads every line of a file as raw bytes, so that a line that is not UTF-8 (or not
