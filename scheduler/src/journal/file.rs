@@ -39,8 +39,8 @@ impl Sink {
     /// Appends `lines` (complete lines, each ending in a newline): all of them, flushed and
     /// synced, or none. A failed write is cut back to where it began, so no partial line is
     /// ever left for the next record to be glued to. When the file would grow beyond
-    /// `max_bytes`, it is rotated first and the new file starts with `carry` (the intents
-    /// still open).
+    /// `max_bytes`, it is rotated first; a new or empty file starts with `carry` (the
+    /// intents still open).
     pub(super) fn append(&mut self, lines: &[u8], carry: &[u8]) -> Result<(), JournalError> {
         self.locked(|sink| sink.append_locked(lines, carry, false))
     }
@@ -93,10 +93,13 @@ impl Sink {
             len = self.file.metadata().map_err(|e| self.write_error(e))?.len();
         }
         let mut buf = Vec::with_capacity(lines.len() + 1);
-        if len > 0
-            && !self
-                .ends_with_newline(len)
-                .map_err(|e| self.write_error(e))?
+        if len == 0 {
+            // a file that holds nothing yet (deleted by someone, or left empty by a crash
+            // during a rotation) starts with the open intents, like a rotated one
+            buf.extend_from_slice(carry);
+        } else if !self
+            .ends_with_newline(len)
+            .map_err(|e| self.write_error(e))?
         {
             // a line torn by a crash before this process opened the file: end it, so it
             // stays one unreadable line and does not swallow this one

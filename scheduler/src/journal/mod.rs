@@ -736,4 +736,29 @@ mod tests {
         assert!(j.retry_pending().is_ok());
         assert_eq!(j.path(), None);
     }
+
+    #[test]
+    fn a_file_that_went_missing_gets_the_open_intents_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.jsonl");
+        let j = Journal::open(&path, 10, Rotation::default()).expect("open");
+        j.started(&intent("held")).expect("started");
+        std::fs::remove_file(&path).expect("someone deletes the journal");
+        j.append(&record("a", Verdict::Passed)).expect("append");
+        let on_disk = lines(&path);
+        assert_eq!(on_disk[0]["started"]["id"], "held");
+        assert_eq!(on_disk[1]["id"], "a");
+        drop(j);
+
+        // a crash in the middle of a rotation: the intent is only in the rotated file
+        std::fs::rename(&path, dir.path().join("journal.jsonl.1")).expect("rename");
+        let again = Journal::open(&path, 10, Rotation::default()).expect("reopen");
+        assert_eq!(dangling_ids(&again), ["held"]);
+        again.append(&record("b", Verdict::Passed)).expect("append");
+        assert_eq!(lines(&path)[0]["started"]["id"], "held");
+        drop(again);
+        std::fs::remove_file(dir.path().join("journal.jsonl.1")).expect("rm");
+        let third = Journal::open(&path, 10, Rotation::default()).expect("reopen");
+        assert_eq!(dangling_ids(&third), ["held"]);
+    }
 }
