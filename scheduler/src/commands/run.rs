@@ -14,7 +14,7 @@ use crate::{
         health::Health,
         notify::Notifier,
     },
-    journal::Journal,
+    journal::{Journal, Rotation},
     policy::{self, Expect},
     record::{SkipReason, TriggerInfo, Verdict},
     state::SharedState,
@@ -120,7 +120,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         .journal
         .as_deref()
         .map(|p| {
-            Journal::open(p, 1)
+            Journal::open(p, 1, Rotation::default())
                 .map(Arc::new)
                 .with_context(|| format!("opening the journal {}", p.display()))
         })

@@ -29,7 +29,7 @@ use crate::{
         policies::Policies,
         sweeper::{SWEEP_INTERVAL, Sweeper},
     },
-    journal::Journal,
+    journal::{Journal, Rotation},
     leader::{self, Leadership},
     reload::Reloader,
     state::SharedState,
@@ -135,7 +135,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
     let notifier = Arc::new(Notifier::from_config(&config)?);
     let journal = Arc::new(match &args.sources.journal {
-        Some(p) => Journal::open(p, JOURNAL_KEEP)
+        Some(p) => Journal::open(p, JOURNAL_KEEP, Rotation::default())
             .with_context(|| format!("opening the journal {}", p.display()))?,
         None => Journal::in_memory(JOURNAL_KEEP),
     });
@@ -255,6 +255,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .start();
     engine.tasks.spawn(reloader.run());
     engine.tasks.spawn(arbiter.clone().follow_stops());
+    engine
+        .tasks
+        .spawn(arbiter.clone().keep_journal_writing(Duration::from_secs(5)));
     engine.tasks.spawn(
         Sweeper {
             env,

@@ -196,6 +196,37 @@ impl Arbiter {
         st.running.keys().cloned().collect()
     }
 
+    /// Retries the journal's pending writes every `every` until shutdown; while it cannot
+    /// write, chaos is paused with the reason (`journalUnwritable`), and resumes by itself
+    /// when space returns.
+    pub async fn keep_journal_writing(self: Arc<Self>, every: std::time::Duration) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if self.journal.write_error().is_none() {
+                continue;
+            }
+            match self.journal.retry_pending() {
+                Ok(()) if self.journal.write_error().is_none() => {
+                    if failing {
+                        tracing::info!("the journal writes again: chaos resumes");
+                    }
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(error = %e, "the journal cannot be written: chaos is paused until it can");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    }
+
     /// Follows the shared state until shutdown: an emergency stop sent to any replica
     /// ends the experiments running here too.
     pub async fn follow_stops(self: Arc<Self>) {
@@ -348,6 +379,9 @@ impl Arbiter {
         let running = st.running.len() + external;
         let refusal = if self.stop.is_cancelled() {
             Some(SkipReason::ShuttingDown)
+        } else if let Some(why) = self.journal.write_error() {
+            // Nothing is changed unrecorded: chaos waits until the journal writes again.
+            Some(SkipReason::JournalUnwritable(why))
         } else if known.is_none() {
             Some(SkipReason::StateUnknown)
         } else if let Some(p) = &pauses.all {
