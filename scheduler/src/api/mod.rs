@@ -423,7 +423,12 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<PauseRequest, ApiEr
         ),
         _ => bad_request("the body could not be read"),
     })?;
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // No body (or only JSON whitespace): the defaults. `u8::is_ascii_whitespace` would
+    // also take a form feed, which is not JSON.
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Ok(PauseRequest::default());
     }
     let body: PauseBody =
@@ -439,9 +444,12 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<PauseRequest, ApiEr
     }
     let for_ = match body.for_ {
         None => None,
-        // The parser forgives surrounding spaces; the API's contract (a pattern) does not.
-        Some(d) if d.trim() != d => {
-            return Err(bad_request(format!("invalid body: `for` {}", quote(&d))));
+        Some(d) if !pause_for_form(&d) => {
+            return Err(bad_request(format!(
+                "invalid body: `for` {} is not a duration like 90s, 15m, 2h, 1h30m (units in \
+                 the order d, h, m, s, ms; at most ten years)",
+                quote(&d)
+            )));
         }
         Some(d) => Some(
             d.parse::<HumanDuration>()
@@ -453,6 +461,38 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<PauseRequest, ApiEr
         reason: body.reason,
         for_,
     })
+}
+
+/// The form of a pause's `for`, as the OpenAPI document writes it: the parts of a duration
+/// in the order d, h, m, s, ms, each at most once, with few enough digits that the longest
+/// (999d9999h999999m99999999s9999999999ms, about 9.3 years) stays within the duration
+/// parser's ten years. So every string the document allows is accepted, and no other.
+pub const PAUSE_FOR_PATTERN: &str =
+    "^([0-9]{1,3}d)?([0-9]{1,4}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?([0-9]{1,10}ms)?$";
+
+/// Whether `s` matches [`PAUSE_FOR_PATTERN`] and is not empty.
+fn pause_for_form(s: &str) -> bool {
+    const UNITS: [(&str, usize); 5] = [("d", 3), ("h", 4), ("m", 6), ("s", 8), ("ms", 10)];
+    let mut rest = s;
+    let mut allowed = 0; // the first unit still allowed
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let unit = &rest[digits..digits + unit_len];
+        let Some(i) = UNITS[allowed..].iter().position(|(u, _)| *u == unit) else {
+            return false;
+        };
+        let i = allowed + i;
+        if digits == 0 || digits > UNITS[i].1 {
+            return false;
+        }
+        allowed = i + 1;
+        rest = &rest[digits + unit_len..];
+    }
+    !s.is_empty()
 }
 
 fn known_policy(app: &App, policy: Option<&str>) -> Result<(), ApiError> {
@@ -485,6 +525,7 @@ async fn pause(
         .map(|d| Utc::now() + chrono::Duration::from_std(d.0).unwrap_or_default());
     let reason = body
         .reason
+        .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "paused through the HTTP API".to_string());
     app.arbiter.pause(body.policy.as_deref(), until, reason);
     Ok(Json(app.arbiter.pauses()).into_response())

@@ -181,10 +181,16 @@ pub(crate) mod check {
                 }
             }
             Value::String(x) => {
+                let chars = x.chars().count() as u64;
                 if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
-                    && x.chars().count() as u64 > max
+                    && chars > max
                 {
                     out.push(format!("{at}: longer than {max}"));
+                }
+                if let Some(min) = s.get("minLength").and_then(Value::as_u64)
+                    && chars < min
+                {
+                    out.push(format!("{at}: shorter than {min}"));
                 }
                 if let Some(p) = s.get("pattern").and_then(Value::as_str)
                     && !regex::Regex::new(p).expect("pattern").is_match(x)

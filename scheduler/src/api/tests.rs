@@ -17,7 +17,7 @@ use futures::{FutureExt as _, future::BoxFuture};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use super::{App, Readiness, endpoints, openapi::check, router};
+use super::{App, PAUSE_FOR_PATTERN, Readiness, endpoints, openapi::check, pause_for_form, router};
 use crate::{
     engine::{
         arbiter::{Arbiter, Parts},
@@ -30,7 +30,7 @@ use crate::{
     },
     journal::Journal,
     leader::Publisher,
-    policy::fixtures,
+    policy::{duration::HumanDuration, fixtures},
     record::{ObjectRef, TriggerInfo, Verdict, tests::record},
     target::{Guards, Snapshot, SnapshotError, SnapshotSource},
     trigger::RecentTriggers,
@@ -291,6 +291,9 @@ async fn every_answer_is_documented_and_conforms() {
             Some(r#"{"for": "2 hours"}"#),
             400,
         ),
+        // A form feed is not JSON whitespace: not an empty body.
+        (Method::POST, "/api/v1/pause", t, Some("\x0c"), 400),
+        (Method::POST, "/api/v1/resume", t, Some(" \r\n\t"), 200),
         (Method::POST, "/api/v1/pause", t, Some(&big), 413),
         (
             Method::POST,
@@ -480,7 +483,17 @@ async fn pause_fields_may_be_null_or_absent_and_for_must_be_exact() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json()["all"]["reason"], "paused through the HTTP API");
     assert_eq!(a.json()["all"]["until"], Value::Null);
-    for bad in [" 1h", "1h ", "1", "1y", "11000d", ""] {
+    for bad in [
+        " 1h",
+        "1h ",
+        "1",
+        "1y",
+        "11000d",
+        "",
+        "30m1h",
+        "1h1h",
+        "99999999999999999999s",
+    ] {
         let body = json!({ "for": bad }).to_string();
         let a = send(&r, Method::POST, "/api/v1/pause", Some(&t), Some(&body)).await;
         assert_eq!(a.status, 400, "for {bad:?}: {}", a.text);
@@ -529,4 +542,44 @@ async fn experiments_are_newest_first_and_limited() {
     )
     .await;
     assert_eq!(a.json().as_array().map(Vec::len), Some(3));
+}
+
+/// Every string of the documented pattern is accepted and parses, and no other: what
+/// schemathesis generates from the pattern is what the API takes.
+#[test]
+fn the_pause_for_form_is_the_documented_pattern() {
+    let doc = check::document();
+    assert_eq!(
+        doc["components"]["schemas"]["PauseBody"]["properties"]["for"]["pattern"],
+        PAUSE_FOR_PATTERN
+    );
+    let pattern = regex::Regex::new(PAUSE_FOR_PATTERN).expect("pattern");
+    let alphabet = ['0', '1', '9', 'd', 'h', 'm', 's', 'x'];
+    let mut strings = vec![String::new()];
+    let mut frontier = vec![String::new()];
+    for _ in 0..5 {
+        frontier = frontier
+            .iter()
+            .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+            .collect();
+        strings.extend(frontier.iter().cloned());
+    }
+    for s in [
+        "1h30m", "999d", "1000d", "99999h", "5ms", "1m5ms", "0s", "１h",
+    ] {
+        strings.push(s.to_string());
+    }
+    let mut accepted = 0;
+    for s in &strings {
+        let want = !s.is_empty() && pattern.is_match(s);
+        assert_eq!(pause_for_form(s), want, "{s:?}");
+        if want {
+            accepted += 1;
+            assert!(s.parse::<HumanDuration>().is_ok(), "{s:?} does not parse");
+        }
+    }
+    assert!(accepted > 100, "{accepted}");
+    let longest = "999d9999h999999m99999999s9999999999ms";
+    assert!(pause_for_form(longest));
+    assert!(longest.parse::<HumanDuration>().is_ok(), "within ten years");
 }
