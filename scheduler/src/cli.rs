@@ -17,6 +17,9 @@ use crate::{
     about = "Continuous, safe chaos for Kubernetes"
 )]
 pub struct Cli {
+    /// Log format on stderr [default: text on a terminal, json otherwise]
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<crate::logging::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -169,11 +172,11 @@ impl Cli {
     }
 
     fn run(self) -> ExitCode {
-        crate::logging::init(if matches!(self.command, Command::Serve(_)) {
-            "info,kube=warn"
-        } else {
-            "warn"
-        });
+        let serving = matches!(self.command, Command::Serve(_));
+        crate::logging::init(
+            if serving { "info,kube=warn" } else { "warn" },
+            self.log_format,
+        );
         let result = match self.command {
             Command::Validate(args) => commands::validate::validate(&args),
             Command::Plan(args) => commands::plan::plan(&args),
@@ -196,6 +199,11 @@ impl Cli {
                     .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
             {
                 ExitCode::SUCCESS
+            }
+            // The service's last word goes to its log, in the log's format.
+            Err(e) if serving => {
+                tracing::error!(error = format!("{e:#}"), "havoc serve failed");
+                ExitCode::from(EXIT_INVALID)
             }
             Err(e) => {
                 eprintln!("error: {e:#}");

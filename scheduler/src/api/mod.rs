@@ -1,22 +1,56 @@
-//! The HTTP layer of the service (DESIGN section 7): metrics, probes, and the API.
-//! Mutating endpoints need `Authorization: Bearer <server.token>`; without a configured
-//! token they are off. It reads what the engine publishes (policies, pauses, running
-//! experiments, next fires, recent triggers, the journal) and asks the arbiter to act.
+//! The HTTP layer of the service (DESIGN section 7): metrics, probes, and the API, described
+//! by the OpenAPI document served at `GET /api/v1/openapi.json` ([`openapi`]). The server's
+//! timeouts, size limits and connection cap are in [`limits`].
+//!
+//! It reads what the engine publishes (policies, pauses, running experiments, next fires,
+//! recent triggers, the journal) and asks the arbiter to act.
+//!
+//! # Who may see and do what
+//!
+//! - **Mutating endpoints** (`POST`: run, pause, resume, stop) need
+//!   `Authorization: Bearer <server.token>`. The scheme is matched case-insensitively
+//!   (RFC 7235: `bearer`, `BEARER`), the token compared in constant time. A wrong or
+//!   missing token is `401` with `WWW-Authenticate: Bearer`; without a configured token
+//!   these endpoints are off (`403`). The token is checked before anything else of the
+//!   request (path, body), so an unauthenticated caller learns nothing from the answer.
+//! - **Everything else is unauthenticated** and read-only, for dashboards, probes and
+//!   Prometheus: `/metrics`, `/healthz`, `/readyz` (its reasons are fixed texts), the
+//!   OpenAPI document, `GET /api/v1/policies` and `GET /api/v1/experiments`. These show
+//!   policy names, fault kinds, schedules, pauses with their reasons, and experiment
+//!   records: targets, verdicts and reasons. They never show a directory: a policy's
+//!   `file` is its file name only (the mount path and a ConfigMap's `..data` links stay
+//!   inside). A record's reason may quote an upstream error: the health source's URL
+//!   (without credentials or query) and at most 200 characters of its answer, which the
+//!   integrations crate sanitizes; the Kubernetes API's own message for a refused fault.
+//!   Secrets and file paths are never part of them.
+//! - **Error answers** are `{"error": MESSAGE}` with a fixed text, plus at most the
+//!   caller's own input (a policy name, cut to 100 characters) or a JSON parse error's
+//!   position; never an internal path or an error chain.
+
+pub mod limits;
+pub mod openapi;
+#[cfg(test)]
+mod tests;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    body::Bytes,
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+    },
+    http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use chrono::{DateTime, Utc};
 use havoc_integrations::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use self::limits::Limits;
 use crate::{
     engine::{
         arbiter::{Arbiter, Pause, Start},
@@ -26,6 +60,7 @@ use crate::{
     },
     journal::Journal,
     leader::Leadership,
+    policy::duration::HumanDuration,
     record::TriggerInfo,
     trigger::{RecentTriggers, TriggerView},
 };
@@ -33,6 +68,10 @@ use crate::{
 /// Default and largest `limit` of `GET /api/v1/experiments`.
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
+/// Longest pause `reason`, in characters.
+pub const MAX_REASON_CHARS: usize = 1024;
+/// How much of a caller's input an error answer quotes.
+const QUOTE_CHARS: usize = 100;
 
 /// What `/readyz` reports.
 pub trait Readiness: Send + Sync {
@@ -59,30 +98,52 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// The router, for tests and for [`serve`].
-pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/policies", get(policies))
-        .route("/api/v1/policies/{name}/run", post(run_policy))
-        .route("/api/v1/experiments", get(experiments))
-        .route("/api/v1/pause", post(pause))
-        .route("/api/v1/resume", post(resume))
-        .route("/api/v1/stop", post(stop))
-        .with_state(Arc::new(app))
+/// Every endpoint: method, path as the OpenAPI document writes it, handler. The router is
+/// built from this table and a test holds it and the document to each other, both ways:
+/// a new endpoint is one line here and one entry in `openapi.json`.
+fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+    vec![
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/healthz", get(|| async { "ok\n" })),
+        (Method::GET, "/readyz", get(readyz)),
+        (Method::GET, "/api/v1/openapi.json", get(openapi::document)),
+        (Method::GET, "/api/v1/policies", get(policies)),
+        (
+            Method::POST,
+            "/api/v1/policies/{name}/run",
+            post(run_policy),
+        ),
+        (Method::GET, "/api/v1/experiments", get(experiments)),
+        (Method::POST, "/api/v1/pause", post(pause)),
+        (Method::POST, "/api/v1/resume", post(resume)),
+        (Method::POST, "/api/v1/stop", post(stop)),
+    ]
 }
 
-/// Serves until `stop` is cancelled.
+/// The router with the default [`Limits`], for [`serve`].
+pub fn router(app: App) -> Router {
+    router_with(app, &Limits::default())
+}
+
+/// The router with the per-request limits (body size, request timeout) of `limits`.
+pub fn router_with(app: App, limits: &Limits) -> Router {
+    let routes = endpoints()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(Arc::new(app));
+    limits::harden(routes, limits)
+}
+
+/// Serves with the default [`Limits`] until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    limits::serve_with(listener, router, Limits::default(), stop).await
 }
 
 /// Binds `server.listen`.
@@ -98,7 +159,14 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut answer = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            answer.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        answer
     }
 }
 
@@ -115,9 +183,29 @@ fn unavailable(e: crate::state::StateError) -> ApiError {
     )
 }
 
+/// A caller's input as an error answer quotes it: debug-escaped and cut short.
+fn quote(input: &str) -> String {
+    let quoted = format!("{input:?}");
+    if quoted.chars().count() <= QUOTE_CHARS {
+        return quoted;
+    }
+    let mut cut: String = quoted.chars().take(QUOTE_CHARS).collect();
+    cut.push_str("...");
+    cut
+}
+
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The credentials of an `Authorization: Bearer ...` value; the scheme is
+/// case-insensitive and followed by one or more spaces (RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -130,7 +218,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer);
     match given {
         Some(g) if same(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
         _ => Err(error(
@@ -168,6 +256,7 @@ async fn readyz(State(app): Shared) -> Response {
 #[serde(rename_all = "camelCase")]
 struct PolicyView {
     name: String,
+    /// The file name only: the directory stays private.
     file: String,
     fault: &'static str,
     dry_run: bool,
@@ -192,6 +281,13 @@ struct LastRun {
     ended_at: DateTime<Utc>,
 }
 
+/// The name of a policy's file, without its directory.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 async fn policies(State(app): Shared) -> Response {
     let arbiter = &app.arbiter;
     let set = app.policies.current();
@@ -203,7 +299,7 @@ async fn policies(State(app): Shared) -> Response {
         .values()
         .map(|p| PolicyView {
             name: p.name.clone(),
-            file: p.file.display().to_string(),
+            file: file_name(&p.file),
             fault: p.fault.name(),
             dry_run: p.dry_run,
             next_fire_at: app.next_fires.get(&p.name).and_then(|t| {
@@ -241,22 +337,41 @@ struct LimitQuery {
     limit: Option<usize>,
 }
 
-async fn experiments(State(app): Shared, Query(q): Query<LimitQuery>) -> Response {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    Json(app.journal.newest(limit)).into_response()
+async fn experiments(
+    State(app): Shared,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let invalid = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be a whole number from 0 to {MAX_LIMIT}"),
+        )
+    };
+    let Query(q) = query.map_err(|_| invalid())?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(invalid());
+    }
+    Ok(Json(app.journal.newest(limit)).into_response())
+}
+
+fn unknown_policy(name: &str) -> ApiError {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no policy named {}", quote(name)),
+    )
 }
 
 async fn run_policy(
     State(app): Shared,
-    Path(name): Path<String>,
     headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
+    let Path(name) =
+        name.map_err(|_| error(StatusCode::BAD_REQUEST, "invalid policy name in the path"))?;
     let Some(policy) = app.policies.current().get(&name).cloned() else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no policy named {name:?}"),
-        ));
+        return Err(unknown_policy(&name));
     };
     let trigger = TriggerInfo::Manual {
         source: "http".to_string(),
@@ -285,6 +400,7 @@ async fn run_policy(
     })
 }
 
+/// The body of pause, resume and stop. Every field is optional and `null` means absent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PauseBody {
@@ -293,29 +409,114 @@ struct PauseBody {
     reason: Option<String>,
     /// A duration like `2h`; until resumed when absent.
     #[serde(rename = "for")]
-    for_: Option<crate::policy::duration::HumanDuration>,
+    for_: Option<String>,
 }
 
-fn parse_body(body: &[u8]) -> Result<PauseBody, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(PauseBody::default());
+/// A pause request, checked.
+#[derive(Debug, Default)]
+struct PauseRequest {
+    policy: Option<String>,
+    reason: Option<String>,
+    for_: Option<HumanDuration>,
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<PauseRequest, ApiError> {
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", limits::MAX_BODY_BYTES),
+        ),
+        _ => bad_request("the body could not be read"),
+    })?;
+    // No body (or only JSON whitespace): the defaults. `u8::is_ascii_whitespace` would
+    // also take a form feed, which is not JSON.
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Ok(PauseRequest::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+    let body: PauseBody =
+        serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid body: {e}")))?;
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(bad_request(format!(
+            "reason is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    let for_ = match body.for_ {
+        None => None,
+        Some(d) if !pause_for_form(&d) => {
+            return Err(bad_request(format!(
+                "invalid body: `for` {} is not a duration like 90s, 15m, 2h, 1h30m (units in \
+                 the order d, h, m, s, ms; at most ten years)",
+                quote(&d)
+            )));
+        }
+        Some(d) => Some(
+            d.parse::<HumanDuration>()
+                .map_err(|e| bad_request(format!("invalid body: `for`: {e}")))?,
+        ),
+    };
+    Ok(PauseRequest {
+        policy: body.policy,
+        reason: body.reason,
+        for_,
+    })
+}
+
+/// The form of a pause's `for`, as the OpenAPI document writes it: the parts of a duration
+/// in the order d, h, m, s, ms, each at most once, with few enough digits that the longest
+/// (999d9999h999999m99999999s9999999999ms, about 9.3 years) stays within the duration
+/// parser's ten years. So every string the document allows is accepted, and no other.
+pub const PAUSE_FOR_PATTERN: &str =
+    "^([0-9]{1,3}d)?([0-9]{1,4}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?([0-9]{1,10}ms)?$";
+
+/// Whether `s` matches [`PAUSE_FOR_PATTERN`] and is not empty.
+fn pause_for_form(s: &str) -> bool {
+    const UNITS: [(&str, usize); 5] = [("d", 3), ("h", 4), ("m", 6), ("s", 8), ("ms", 10)];
+    let mut rest = s;
+    let mut allowed = 0; // the first unit still allowed
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let unit = &rest[digits..digits + unit_len];
+        let Some(i) = UNITS[allowed..].iter().position(|(u, _)| *u == unit) else {
+            return false;
+        };
+        let i = allowed + i;
+        if digits == 0 || digits > UNITS[i].1 {
+            return false;
+        }
+        allowed = i + 1;
+        rest = &rest[digits + unit_len..];
+    }
+    !s.is_empty()
 }
 
 fn known_policy(app: &App, policy: Option<&str>) -> Result<(), ApiError> {
     match policy {
-        Some(p) if app.policies.current().get(p).is_none() => Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no policy named {p:?}"),
-        )),
+        Some(p) if app.policies.current().get(p).is_none() => Err(unknown_policy(p)),
         _ => Ok(()),
     }
 }
 
-/// The common start of pause and resume: token, body, and a known policy if named.
-fn pause_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<PauseBody, ApiError> {
+/// The common start of pause, resume and stop: token, body, and a known policy if named.
+fn pause_request(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<PauseRequest, ApiError> {
     authorize(app, headers)?;
     let body = parse_body(body)?;
     known_policy(app, body.policy.as_deref())?;
@@ -325,14 +526,15 @@ fn pause_request(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<PauseBod
 async fn pause(
     State(app): Shared,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = pause_request(&app, &headers, &body)?;
+    let body = pause_request(&app, &headers, body)?;
     let until = body
         .for_
         .map(|d| Utc::now() + chrono::Duration::from_std(d.0).unwrap_or_default());
     let reason = body
         .reason
+        .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "paused through the HTTP API".to_string());
     let view = app
         .arbiter
@@ -345,9 +547,9 @@ async fn pause(
 async fn resume(
     State(app): Shared,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = pause_request(&app, &headers, &body)?;
+    let body = pause_request(&app, &headers, body)?;
     let view = app
         .arbiter
         .resume(body.policy.as_deref())
@@ -356,14 +558,15 @@ async fn resume(
     Ok(Json(view).into_response())
 }
 
-/// The emergency stop: pauses all chaos (until resumed) and cuts every running
-/// experiment short, so that each reverts what it holds now.
+/// `POST /api/v1/stop`, the emergency stop: pauses all chaos (until resumed, in the
+/// shared state: every replica obeys it) and cuts every running experiment short, so that
+/// each reverts what it holds now.
 async fn stop(
     State(app): Shared,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = pause_request(&app, &headers, &body)?;
+    let body = pause_request(&app, &headers, body)?;
     if body.policy.is_some() || body.for_.is_some() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -372,6 +575,7 @@ async fn stop(
     }
     let reason = body
         .reason
+        .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "emergency stop through the HTTP API".to_string());
     let reverted = app.arbiter.stop_all(reason).await.map_err(unavailable)?;
     let pauses = app.arbiter.pauses();
