@@ -1,0 +1,455 @@
+//! Nothing is left behind when havoc is killed: tested by killing it (SIGKILL), not by
+//! trusting the code. A crash loop over all four reversible faults; `havoc revert --all`
+//! cleaning up after a killed havoc without the service; and a second replica that
+//! takes over from a killed leader and reverts what the leader held.
+//!
+//! These tests revert cluster-wide (`revert --all`) and drain nodes: run them alone
+//! (tests/run does, after the others).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use havoc_e2e::{
+    fixtures::{self, PolicyDoc},
+    serve::*,
+    workloads::*,
+    *,
+};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node};
+use kube::{Api, Client, ResourceExt, api::DynamicObject};
+use serde_json::{Value, json};
+
+/// What the fault tests of one namespace (and its node pool) act on.
+struct Scene {
+    ns: String,
+    pool: String,
+    pool_nodes: Vec<String>,
+    shop_before: Value,
+}
+
+async fn scene(env: &Env, client: &Client, ns: &str, with_nodes: bool) -> anyhow::Result<Scene> {
+    deployment(client, ns, "web", 3).await?;
+    deployment(client, ns, "api", 2).await?;
+    virtual_service(
+        client,
+        ns,
+        "shop",
+        json!([{"name": "main", "route": [{"destination": {"host": "shop"}}]}]),
+    )
+    .await?;
+    let pool = ns.to_string();
+    let pool_nodes = if with_nodes {
+        let nodes = node_pool(client, &pool, 3).await?;
+        deployment_on(client, ns, "spread", 3, Some(&pool)).await?;
+        nodes
+    } else {
+        Vec::new()
+    };
+    monitoring_settled(env, ns, if with_nodes { 3 } else { 2 }).await?;
+    let shop_before = virtual_services(client, ns).get("shop").await?.data["spec"].clone();
+    Ok(Scene {
+        ns: ns.to_string(),
+        pool,
+        pool_nodes,
+        shop_before,
+    })
+}
+
+/// One policy per fault on the scene; `schedule`: the clock (or None: manual only).
+fn policies(s: &Scene, schedule: Option<Value>, hold: &str) -> Vec<(&'static str, String)> {
+    let ns = &s.ns;
+    let base = |name: &str| -> PolicyDoc {
+        let p = fixtures::policy(name)
+            .duration(hold)
+            .settle("1s")
+            // The faults make the scene's own alerts fire; the gate and the verdict look
+            // at nothing here, so that chaos keeps going.
+            .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
+            .on_deviation("continue");
+        match &schedule {
+            Some(v) => p.set("/schedule", v.clone()),
+            None => p.manual_only(ns),
+        }
+    };
+    let mut out = vec![
+        (
+            "scale.yaml",
+            base("scale")
+                .set(
+                    "/target",
+                    json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"}),
+                )
+                .fault(json!({"scale": {"replicas": 1}}))
+                .yaml(),
+        ),
+        (
+            "partition.yaml",
+            base("partition")
+                .set(
+                    "/target",
+                    json!({"kind": "Pod", "namespaces": [ns], "selector": "app=api"}),
+                )
+                .fault(json!({"networkPartition": {"direction": "both"}}))
+                .yaml(),
+        ),
+        (
+            "http.yaml",
+            base("http")
+                .set(
+                    "/target",
+                    json!({"kind": "VirtualService", "namespaces": [ns], "selector": "app=shop"}),
+                )
+                .fault(json!({"httpFault": {"abort": {"percent": 50, "status": 503}}}))
+                .yaml(),
+        ),
+    ];
+    if !s.pool_nodes.is_empty() {
+        out.push((
+            "drain.yaml",
+            base("drain")
+                .set(
+                    "/target",
+                    json!({"kind": "Node", "selector": format!("{POOL}={}", s.pool), "withPodsIn": [ns]}),
+                )
+                .fault(json!({"nodeDrain": {"timeout": "5s"}}))
+                .yaml(),
+        ));
+    }
+    out
+}
+
+fn setup<'a>(s: &Scene, policies: Vec<(&'a str, String)>) -> Setup<'a> {
+    Setup {
+        // Nodes are not namespaced: the drain needs dry run off (everything here targets
+        // the test's own namespace and nodes only).
+        dry_run: false,
+        extra: json!({
+            "liveNamespaces": [s.ns],
+            "limits": {"maxConcurrentExperiments": 4, "minAvailableReplicas": 0, "maxUnschedulableNodes": 5},
+        }),
+        receivers: &["hook"],
+        policies,
+        ..Setup::default()
+    }
+}
+
+/// The havoc records left on the scene: (object, experiment).
+async fn leftovers(client: &Client, s: &Scene) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut add = |what: String, o: &dyn Fn() -> Option<String>| {
+        if let Some(text) = o() {
+            let experiment = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["experiment"].as_str().map(String::from))
+                .unwrap_or_else(|| "?".into());
+            out.push((what, experiment));
+        }
+    };
+    for d in Api::<Deployment>::namespaced(client.clone(), &s.ns)
+        .list(&Default::default())
+        .await?
+    {
+        let a = d.annotations().get(REVERT).cloned();
+        add(format!("Deployment {}", d.name_any()), &|| a.clone());
+    }
+    for np in havoc_network_policies(client, &s.ns).await? {
+        let a = np.annotations().get(REVERT).cloned();
+        add(format!("NetworkPolicy {}", np.name_any()), &|| a.clone());
+    }
+    for v in virtual_services(client, &s.ns)
+        .list(&Default::default())
+        .await?
+    {
+        let a = v.annotations().get(REVERT).cloned();
+        add(format!("VirtualService {}", v.name_any()), &|| a.clone());
+    }
+    for n in &s.pool_nodes {
+        let node = Api::<Node>::all(client.clone()).get(n).await?;
+        let a = node.annotations().get(REVERT).cloned();
+        add(format!("Node {n}"), &|| a.clone());
+    }
+    Ok(out)
+}
+
+/// Nothing disrupted: no record anywhere, counts, routes and cordons as they were.
+async fn undisturbed(client: &Client, s: &Scene) -> anyhow::Result<()> {
+    let left = leftovers(client, s).await?;
+    ensure!(left.is_empty(), "left behind: {left:?}");
+    let web = Api::<Deployment>::namespaced(client.clone(), &s.ns)
+        .get("web")
+        .await?;
+    ensure!(replicas(&web) == 3, "web has {} replicas", replicas(&web));
+    ensure!(havoc_network_policies(client, &s.ns).await?.is_empty());
+    let shop: DynamicObject = virtual_services(client, &s.ns).get("shop").await?;
+    ensure!(
+        shop.data["spec"] == s.shop_before,
+        "routes: {:#}",
+        shop.data["spec"]
+    );
+    for n in &s.pool_nodes {
+        let node = Api::<Node>::all(client.clone()).get(n).await?;
+        ensure!(!unschedulable(&node), "{n} left cordoned");
+    }
+    Ok(())
+}
+
+/// Sleeps a random time up to `max`: the moment of a kill.
+async fn random_moment(max: Duration) {
+    let ms = rand::random::<u64>() % max.as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(300 + ms)).await;
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// havoc serving the four faults, killed with SIGKILL at random moments (20 times, or
+/// `HAVOC_CRASH_KILLS`): after one more start nothing is left disrupted, and every
+/// experiment that started has exactly one final record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_leaves_nothing_behind_and_loses_no_record() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let kills: usize = std::env::var("HAVOC_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    with_namespace("crash", move |client, ns| async move {
+        let s = scene(&env, &client, &ns, true).await?;
+        let result = crash_loop(&env, &client, &s, kills).await;
+        delete_node_pool(&client, &s.pool).await?;
+        result
+    })
+    .await
+}
+
+async fn crash_loop(env: &Env, client: &Client, s: &Scene, kills: usize) -> anyhow::Result<()> {
+    let schedule = json!({"interval": {"min": "1s", "max": "3s"}});
+    let mut serve = Serve::start(
+        env,
+        Setup {
+            // A restart in the same pod takes the Lease over at once.
+            pod_name: Some(format!("{}-havoc", s.ns)),
+            ..setup(s, policies(s, Some(schedule), "4s"))
+        },
+    )
+    .await?;
+    let mut recovery = Vec::new();
+    let mut held_at_kill = 0;
+    for i in 0..kills {
+        random_moment(Duration::from_secs(4)).await;
+        let before: BTreeSet<String> = leftovers(client, s)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        held_at_kill += usize::from(!before.is_empty());
+        serve.kill().await?;
+        let restarted = Instant::now();
+        serve.respawn()?;
+        serve
+            .wait_ready(true)
+            .await
+            .with_context(|| format!("restart {i}"))?;
+        // What the killed process held is reverted by its successor.
+        let took = poll(
+            Duration::from_secs(60),
+            "the killed process's faults reverted",
+            || async {
+                let now: BTreeSet<String> = leftovers(client, s)
+                    .await?
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect();
+                Ok(before.is_disjoint(&now).then(|| restarted.elapsed()))
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\nlog:\n{}", tail(&serve.log(), 40)))?;
+        if !before.is_empty() {
+            recovery.push(took.as_secs_f64());
+        }
+    }
+    // One more start, with no policy: it only recovers.
+    serve.kill().await?;
+    for f in std::fs::read_dir(serve.policies_dir())? {
+        std::fs::remove_file(f?.path())?;
+    }
+    let restarted = Instant::now();
+    serve.respawn()?;
+    serve.wait_ready(true).await?;
+    poll(
+        Duration::from_secs(60),
+        "nothing left disrupted",
+        || async { Ok(leftovers(client, s).await?.is_empty().then_some(())) },
+    )
+    .await?;
+    let last = restarted.elapsed();
+    undisturbed(client, s).await?;
+    // Every intent has exactly one final record.
+    let (_, _) = serve.stop().await?;
+    let text = std::fs::read(serve.dir.path().join("journal.jsonl"))?;
+    let mut started = BTreeSet::new();
+    let mut finals: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(id) = v["started"]["id"].as_str() {
+            started.insert(id.to_string());
+        } else if let Some(id) = v["id"].as_str() {
+            *finals.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    let missing: Vec<&String> = started
+        .iter()
+        .filter(|id| !finals.contains_key(*id))
+        .collect();
+    let doubled: Vec<&String> = finals
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "experiments without a final record: {missing:?}"
+    );
+    ensure!(
+        doubled.is_empty(),
+        "experiments with two final records: {doubled:?}"
+    );
+    let crashed = finals.keys().filter(|id| started.contains(*id)).count();
+    recovery.sort_by(f64::total_cmp);
+    eprintln!(
+        "crash loop: {kills} kills ({held_at_kill} while faults were held), {} experiments started, all closed; restart to reverted p50 {:.2} s, max {:.2} s; final start to clean {:.2} s",
+        crashed,
+        percentile(&recovery, 0.5),
+        recovery.last().copied().unwrap_or(f64::NAN),
+        last.as_secs_f64()
+    );
+    ensure!(
+        held_at_kill > 0,
+        "no kill hit a held fault: the loop proved nothing"
+    );
+    Ok(())
+}
+
+/// `havoc revert --all` undoes a killed havoc's faults without the service.
+#[tokio::test(flavor = "multi_thread")]
+async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("revertall", move |client, ns| async move {
+        let s = scene(&env, &client, &ns, false).await?;
+        let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
+        for p in ["scale", "partition", "http"] {
+            serve.run_now(p).await?;
+        }
+        poll(Duration::from_secs(30), "three faults held", || async {
+            Ok((leftovers(&client, &s).await?.len() == 3).then_some(()))
+        })
+        .await?;
+        serve.kill().await?;
+        let havoc = repo_root().join("target/debug/havoc");
+        let kubeconfig = env.get("KUBECONFIG")?.to_string();
+        let run = |dry: bool| {
+            let mut c = std::process::Command::new(&havoc);
+            c.args(["revert", "--all", "--kubeconfig", &kubeconfig]);
+            if dry {
+                c.arg("--dry-run");
+            }
+            c.output()
+        };
+        let dry = run(true)?;
+        let said = String::from_utf8_lossy(&dry.stdout).to_string();
+        ensure!(dry.status.success(), "{said}");
+        ensure!(said.matches("would revert").count() >= 3, "{said}");
+        ensure!(
+            leftovers(&client, &s).await?.len() == 3,
+            "a dry run reverts nothing"
+        );
+        let out = run(false)?;
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        ensure!(
+            out.status.success(),
+            "{said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for what in ["Deployment", "NetworkPolicy", "VirtualService"] {
+            ensure!(
+                said.lines()
+                    .any(|l| l.starts_with(what) && l.contains(&s.ns) && l.ends_with("restored")),
+                "{what} not reported restored:\n{said}"
+            );
+        }
+        undisturbed(&client, &s).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Two replicas: the follower takes over from a killed leader and reverts what the
+/// leader held (the same installation: it need not wait for the deadline).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("takeover", move |client, ns| async move {
+        let s = scene(&env, &client, &ns, false).await?;
+        let lease = format!("havoc-e2e-{}", &ns[ns.len() - 6..]);
+        let mut leader = Serve::start(
+            &env,
+            Setup {
+                lease: Some(lease.clone()),
+                pod_name: Some("replica-a".into()),
+                ..setup(&s, policies(&s, None, "5m"))
+            },
+        )
+        .await?;
+        let follower = Serve::start(
+            &env,
+            Setup {
+                lease: Some(lease.clone()),
+                pod_name: Some("replica-b".into()),
+                wait_leader: false,
+                ..setup(&s, policies(&s, None, "5m"))
+            },
+        )
+        .await?;
+        ensure!(follower.get("/api/v1/policies").await?["leader"] == false);
+        // The follower runs nothing, and says so.
+        let (status, _) = follower
+            .post("/api/v1/policies/scale/run", Some(TOKEN), json!({}))
+            .await?;
+        ensure!(status == 503, "a follower refuses runs: {status}");
+        leader.run_now("scale").await?;
+        let web = Api::<Deployment>::namespaced(client.clone(), &ns);
+        poll(Duration::from_secs(20), "held by the leader", || async {
+            Ok((replicas(&web.get("web").await?) == 1).then_some(()))
+        })
+        .await?;
+        leader.kill().await?;
+        let killed = Instant::now();
+        poll(
+            Duration::from_secs(60),
+            "the follower leads and reverted",
+            || async {
+                let leads = follower.get("/api/v1/policies").await?["leader"] == true;
+                Ok((leads && replicas(&web.get("web").await?) == 3).then_some(()))
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\nfollower log:\n{}", tail(&follower.log(), 30)))?;
+        eprintln!(
+            "takeover: leader killed to its faults reverted by the follower: {:.1} s",
+            killed.elapsed().as_secs_f64()
+        );
+        undisturbed(&client, &s).await?;
+        Ok(())
+    })
+    .await
+}
