@@ -18,7 +18,7 @@ const CONFIG: &str = r#"apiVersion: havoc.dev/v1alpha1
 kind: HavocConfig
 spec:
   health:
-    prometheus: {url: "http://127.0.0.1:9"}
+    alertmanager: {url: "http://127.0.0.1:9"}
   server: {listen: "127.0.0.1:0"}
   leaderElection: {enabled: false}
 "#;

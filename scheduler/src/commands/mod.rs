@@ -17,9 +17,10 @@ use crate::policy::{self, Config, Context};
 pub const EXIT_INVALID: u8 = 2;
 
 /// Reads the service config; its problems are printed (`FILE:LINE:COL: error: ...`).
+/// havoc's own namespace (`POD_NAMESPACE`) joins the protected ones.
 pub fn load_config(path: &Path) -> Option<Config> {
     match policy::load_config(path) {
-        Ok(c) => Some(c),
+        Ok(c) => Some(c.with_own_namespace(std::env::var("POD_NAMESPACE").ok())),
         Err(diags) => {
             for d in diags {
                 eprintln!("{d}");

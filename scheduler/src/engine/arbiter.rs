@@ -16,7 +16,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     experiment::{self, Env, RunOptions},
     metrics::Metrics,
-    notify::{DeliveryResult, Notifier},
+    notify::{Notifier, Queues},
     policies::PolicySet,
 };
 use crate::{
@@ -30,10 +30,6 @@ use crate::{
     state::{Doc, SharedState, StateError},
     target::{Restriction, SnapshotSource},
 };
-
-/// At most this many notification sends in flight; more are dropped and counted, so a
-/// receiver that hangs cannot pile up memory.
-pub const MAX_PENDING_NOTIFICATIONS: usize = 256;
 
 pub use crate::state::Pause;
 
@@ -101,7 +97,7 @@ pub struct Arbiter {
     source: Arc<dyn SnapshotSource>,
     state: Mutex<State>,
     journal: Arc<Journal>,
-    notifier: Arc<Notifier>,
+    queues: Queues,
     metrics: Metrics,
     leader: Leadership,
     shared: SharedState,
@@ -119,18 +115,20 @@ impl std::fmt::Debug for Arbiter {
 
 impl Arbiter {
     pub fn new(parts: Parts) -> Arc<Self> {
+        let notifications = TaskTracker::new();
+        let queues = parts.notifier.queues(parts.metrics.clone(), &notifications);
         Arc::new(Arbiter {
             env: parts.env,
             source: parts.source,
             state: Mutex::new(State::default()),
             journal: parts.journal,
-            notifier: parts.notifier,
+            queues,
             metrics: parts.metrics,
             leader: parts.leader,
             shared: parts.shared,
             stop: parts.stop,
             experiments: TaskTracker::new(),
-            notifications: TaskTracker::new(),
+            notifications,
             seed: parts.seed,
         })
     }
@@ -586,22 +584,9 @@ impl Arbiter {
 
     fn notify(&self, rule: NotifyRule, record: ExperimentRecord) {
         let receivers = Notifier::route(&rule, &record);
-        if receivers.is_empty() {
-            return;
+        if !receivers.is_empty() {
+            self.queues.enqueue(&receivers, record);
         }
-        if self.notifications.len() >= MAX_PENDING_NOTIFICATIONS {
-            for r in receivers {
-                tracing::warn!(receiver = %r, id = %record.id, "notification dropped: too many pending");
-                self.metrics.notification(&r, DeliveryResult::Dropped);
-            }
-            return;
-        }
-        let (notifier, metrics) = (self.notifier.clone(), self.metrics.clone());
-        self.notifications.spawn(async move {
-            for d in notifier.notify(&rule, &record).await {
-                metrics.notification(&d.receiver, d.result);
-            }
-        });
     }
 
     /// Stops starting experiments, cuts running ones short (each completes its record),
@@ -614,6 +599,7 @@ impl Arbiter {
             .await
             .is_ok();
         // Only now: the experiments' last records notify too.
+        self.queues.close();
         self.notifications.close();
         let notifications = tokio::time::timeout_at(deadline, self.notifications.wait())
             .await

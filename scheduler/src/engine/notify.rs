@@ -3,14 +3,20 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use std::sync::Arc;
+
 use havoc_integrations::{Backoff, SecretString, retry, slack, webhook};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use super::metrics::Metrics;
 use serde_json::{Value, json};
 
 use crate::{
     policy::{
         Config,
         domain::{NotifyRule, Receiver as ReceiverConfig},
-        model::NotifyOn,
+        model::{NotifyOn, WebhookUrl},
     },
     record::{ExperimentRecord, Verdict},
 };
@@ -117,9 +123,14 @@ impl Notifier {
                         .map(|s| s.resolve())
                         .transpose()
                         .map_err(fail)?;
-                    Receiver::Webhook(
-                        webhook::Notifier::new(url, secret, SEND_TIMEOUT).map_err(fail)?,
-                    )
+                    let notifier = match url {
+                        WebhookUrl::Inline(u) => webhook::Notifier::new(u, secret, SEND_TIMEOUT),
+                        WebhookUrl::Secret(r) => {
+                            let u = r.resolve().map_err(fail)?;
+                            webhook::Notifier::from_secret_url(&u, secret, SEND_TIMEOUT)
+                        }
+                    };
+                    Receiver::Webhook(notifier.map_err(fail)?)
                 }
             };
             receivers.insert(name.clone(), receiver);
@@ -147,28 +158,108 @@ impl Notifier {
     /// Sends a record to its receivers, concurrently, each with bounded retries.
     pub async fn notify(&self, rule: &NotifyRule, record: &ExperimentRecord) -> Vec<Delivery> {
         let names = Self::route(rule, record);
-        let body = serde_json::to_vec(record).unwrap_or_default();
-        let message = slack_message(record);
-        let sends = names.into_iter().map(|name| {
-            let (body, message) = (&body, &message);
-            async move {
-                let Some(receiver) = self.receivers.get(&name) else {
-                    return Delivery { receiver: name, result: DeliveryResult::Dropped, attempts: 0, error: Some("unknown receiver".into()) };
-                };
-                let outcome = match receiver {
-                    Receiver::Slack(s) => retry(&self.backoff, || s.send(message)).await.map(|(_, n)| n),
-                    Receiver::Webhook(w) => retry(&self.backoff, || w.send(body)).await.map(|(_, n)| n),
-                };
-                match outcome {
-                    Ok(attempts) => Delivery { receiver: name, result: DeliveryResult::Sent, attempts, error: None },
-                    Err(f) => {
-                        tracing::warn!(receiver = %name, attempts = f.attempts, error = %f.error, "notification dropped");
-                        Delivery { receiver: name, result: DeliveryResult::Dropped, attempts: f.attempts, error: Some(f.error.to_string()) }
-                    }
+        let sends = names.into_iter().map(|name| self.deliver(name, record));
+        futures::future::join_all(sends).await
+    }
+
+    /// Sends one record to one receiver, with bounded retries.
+    async fn deliver(&self, name: String, record: &ExperimentRecord) -> Delivery {
+        let Some(receiver) = self.receivers.get(&name) else {
+            return Delivery {
+                receiver: name,
+                result: DeliveryResult::Dropped,
+                attempts: 0,
+                error: Some("unknown receiver".into()),
+            };
+        };
+        let outcome = match receiver {
+            Receiver::Slack(s) => {
+                let message = slack_message(record);
+                retry(&self.backoff, || s.send(&message))
+                    .await
+                    .map(|(_, n)| n)
+            }
+            Receiver::Webhook(w) => {
+                let body = serde_json::to_vec(record).unwrap_or_default();
+                retry(&self.backoff, || w.send(&body)).await.map(|(_, n)| n)
+            }
+        };
+        match outcome {
+            Ok(attempts) => Delivery {
+                receiver: name,
+                result: DeliveryResult::Sent,
+                attempts,
+                error: None,
+            },
+            Err(f) => {
+                tracing::warn!(receiver = %name, attempts = f.attempts, error = %f.error, "notification dropped");
+                Delivery {
+                    receiver: name,
+                    result: DeliveryResult::Dropped,
+                    attempts: f.attempts,
+                    error: Some(f.error.to_string()),
                 }
             }
-        });
-        futures::future::join_all(sends).await
+        }
+    }
+
+    /// One bounded queue and one sender task per receiver (on `tasks`): a receiver that
+    /// hangs or refuses fills only its own queue, never another's. Deliveries are
+    /// counted in `metrics`.
+    pub fn queues(self: Arc<Self>, metrics: Metrics, tasks: &TaskTracker) -> Queues {
+        let mut senders = BTreeMap::new();
+        for name in self.receivers.keys() {
+            let (tx, mut rx) = mpsc::channel::<Arc<ExperimentRecord>>(QUEUE_CAPACITY);
+            let (this, metrics, name2) = (self.clone(), metrics.clone(), name.clone());
+            tasks.spawn(async move {
+                while let Some(record) = rx.recv().await {
+                    let d = this.deliver(name2.clone(), &record).await;
+                    metrics.notification(&d.receiver, d.result);
+                }
+            });
+            senders.insert(name.clone(), tx);
+        }
+        Queues {
+            senders: std::sync::Mutex::new(Some(senders)),
+            metrics,
+        }
+    }
+}
+
+/// Records waiting per receiver before new ones are dropped (and counted).
+pub const QUEUE_CAPACITY: usize = 64;
+
+/// The per-receiver queues of the service.
+#[derive(Debug)]
+pub struct Queues {
+    senders: std::sync::Mutex<Option<BTreeMap<String, mpsc::Sender<Arc<ExperimentRecord>>>>>,
+    metrics: Metrics,
+}
+
+impl Queues {
+    /// Queues a record for `receivers`; a full (or closed) queue drops it for that
+    /// receiver only.
+    pub fn enqueue(&self, receivers: &[String], record: ExperimentRecord) {
+        let record = Arc::new(record);
+        let senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        for r in receivers {
+            let queued = senders
+                .as_ref()
+                .and_then(|s| s.get(r))
+                .is_some_and(|tx| tx.try_send(record.clone()).is_ok());
+            if !queued {
+                tracing::warn!(receiver = %r, id = %record.id, "notification dropped: the receiver's queue is full");
+                self.metrics.notification(r, DeliveryResult::Dropped);
+            }
+        }
+    }
+
+    /// No more records: each sender task ends once its queue is empty.
+    pub fn close(&self) {
+        self.senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -301,5 +392,105 @@ mod tests {
         ] {
             assert!(all.contains(needle), "{needle} missing from {all}");
         }
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::{policy::fixtures, record::tests::record};
+
+    /// A webhook receiver on loopback: answers 200 and counts, or never answers.
+    async fn receiver(answers: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = sock.read(&mut buf).await;
+                    if !answers {
+                        // Hold the connection: the sender waits for its timeout.
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                        return;
+                    }
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn a_hanging_receiver_fills_only_its_own_queue() {
+        let (hangs, _) = receiver(false).await;
+        let (answers, delivered) = receiver(true).await;
+        let config = fixtures::config()
+            .set(
+                "/receivers",
+                serde_json::json!([
+                    {"name": "stuck", "webhook": {"url": hangs}},
+                    {"name": "fine", "webhook": {"url": answers}},
+                ]),
+            )
+            .build();
+        let notifier = Arc::new(Notifier::from_config(&config).expect("notifier"));
+        let metrics = Metrics::new();
+        let tasks = TaskTracker::new();
+        let queues = notifier.queues(metrics.clone(), &tasks);
+        // Two waves of 50, each within the working receiver's queue: it delivers both
+        // while the stuck one holds its first record and fills up.
+        let wave = 50;
+        let mut n = 0;
+        for _ in 0..2 {
+            for _ in 0..wave {
+                queues.enqueue(
+                    &["stuck".to_string(), "fine".to_string()],
+                    record(&format!("e{n}"), Verdict::Deviated),
+                );
+                n += 1;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while delivered.load(Ordering::SeqCst) < n && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(
+                delivered.load(Ordering::SeqCst),
+                n,
+                "the working receiver got every record"
+            );
+        }
+        let text = metrics.encode();
+        let dropped = text
+            .lines()
+            .find(|l| {
+                l.starts_with("havoc_notifications_total{receiver=\"stuck\",result=\"dropped\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        // One record is being sent, QUEUE_CAPACITY wait; the rest were dropped at once.
+        assert_eq!(dropped, n - QUEUE_CAPACITY - 1, "{text}");
+        assert!(
+            !text.contains("receiver=\"fine\",result=\"dropped\""),
+            "{text}"
+        );
     }
 }

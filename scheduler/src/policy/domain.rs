@@ -264,7 +264,7 @@ pub enum Receiver {
         api_url: Option<String>,
     },
     Webhook {
-        url: String,
+        url: super::model::WebhookUrl,
         secret: Option<SecretRef>,
     },
 }
@@ -284,6 +284,16 @@ pub struct LeaderElection {
 }
 
 impl Config {
+    /// Adds havoc's own namespace as the pod sees it (`POD_NAMESPACE`, from the downward
+    /// API) to the protected ones: no fault ever touches it, whatever the config says.
+    pub fn with_own_namespace(mut self, namespace: Option<String>) -> Self {
+        if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+            self.live_namespaces.remove(&ns);
+            self.protected_namespaces.insert(ns);
+        }
+        self
+    }
+
     /// This installation's name in revert records: `NAMESPACE/LEASE`. Its successor (a
     /// restart, another replica taking over) has the same name, so it reverts what a
     /// crash left behind at once; another installation waits for the deadline.

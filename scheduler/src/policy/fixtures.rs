@@ -116,13 +116,14 @@ pub struct ConfigFixture {
     doc: Value,
 }
 
-/// A config with every default.
+/// A config with every default, judging by nothing (`health.none`) until a test sets a
+/// health source.
 pub fn config() -> ConfigFixture {
     ConfigFixture {
         doc: json!({
             "apiVersion": "havoc.dev/v1alpha1",
             "kind": "HavocConfig",
-            "spec": {}
+            "spec": {"health": {"none": true}}
         }),
     }
 }
@@ -151,7 +152,13 @@ impl ConfigFixture {
     }
 
     /// Parses and validates; panics with the diagnostics if the config is invalid.
-    pub fn build(self) -> Config {
+    pub fn build(mut self) -> Config {
+        let health = &mut self.doc["spec"]["health"];
+        if health.get("alertmanager").is_some() || health.get("slos").is_some() {
+            if let Some(h) = health.as_object_mut() {
+                h.remove("none");
+            }
+        }
         let report = load_str(
             std::path::Path::new("fixture.yaml"),
             &self.text(),

@@ -457,8 +457,10 @@ pub struct ConfigSpec {
     /// Directory (or file) of ChaosPolicy documents.
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
-    /// Never touched, in addition to havoc's own namespace.
-    #[serde(default = "default_protected")]
+    /// Never touched, in addition to the built-in kube-system, kube-public,
+    /// kube-node-lease and havoc's own namespace (which are always protected: this list
+    /// adds to them, it never replaces them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected_namespaces: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
@@ -483,7 +485,7 @@ impl Default for ConfigSpec {
             live_namespaces: Vec::new(),
             timezone: default_utc(),
             policies: default_policies(),
-            protected_namespaces: default_protected(),
+            protected_namespaces: Vec::new(),
             limits: Limits::default(),
             health: HealthConfig::default(),
             receivers: Vec::new(),
@@ -503,12 +505,6 @@ fn default_utc() -> String {
 }
 fn default_policies() -> PathBuf {
     PathBuf::from("/etc/havoc/policies")
-}
-fn default_protected() -> Vec<String> {
-    super::domain::BUILTIN_PROTECTED_NAMESPACES
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -555,6 +551,10 @@ pub struct HealthConfig {
     pub alertmanager: Option<AlertmanagerConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slos: Vec<Slo>,
+    /// Judge by nothing: no health source at all. UNSAFE: every experiment then passes
+    /// whatever happens. A config without any source is refused unless it says this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub none: bool,
 }
 
 impl Default for HealthConfig {
@@ -565,6 +565,7 @@ impl Default for HealthConfig {
             prometheus: None,
             alertmanager: None,
             slos: Vec::new(),
+            none: false,
         }
     }
 }
@@ -626,10 +627,20 @@ pub struct SlackReceiver {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookReceiver {
-    pub url: String,
+    /// The URL, inline or (when its path is a secret, as for Slack-style incoming
+    /// webhooks) by reference: `{env: NAME}` or `{file: PATH}`.
+    pub url: WebhookUrl,
     /// HMAC-SHA256 key for the X-Havoc-Signature header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
+}
+
+/// A webhook URL: inline, or a secret reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum WebhookUrl {
+    Inline(String),
+    Secret(SecretRef),
 }
 
 /// A secret by reference: exactly one of an environment variable or a file. Inline secrets

@@ -6,9 +6,10 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -57,6 +58,8 @@ pub struct Caches {
     /// VirtualServices, once the CRD is found (`None`: not installed).
     virtual_services: Arc<RwLock<Option<VirtualServiceCache>>>,
     synced: Arc<AtomicBool>,
+    /// Whether each watch delivers.
+    health: Arc<Vec<Arc<WatchHealth>>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -76,36 +79,83 @@ fn trim_meta<K: Resource>(o: &mut K) {
     o.annotations_mut().retain(|k, _| k == REVERT_ANNOTATION);
 }
 
-/// Runs one reflector on `tasks` until `stop`, feeding `writer`.
+/// How long a watch may keep failing before its cache counts as unreadable (the
+/// experiments that need it are skipped).
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Whether one watch delivers: failing since when, if it is failing.
+#[derive(Debug, Default)]
+pub struct WatchHealth {
+    kind: String,
+    failing_since: Mutex<Option<Instant>>,
+}
+
+impl WatchHealth {
+    fn ok(&self) {
+        *self.failing_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn failed(&self) {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// Failing for longer than [`STALE_AFTER`]: since when.
+    fn stale(&self) -> Option<Duration> {
+        let since = (*self.failing_since.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let for_ = since.elapsed();
+        (for_ > STALE_AFTER).then_some(for_)
+    }
+}
+
+/// Runs one reflector on `tasks` until `stop`, feeding `writer`. After an error the watch
+/// is started afresh (a new list, with backoff) rather than resumed: a fresh list always
+/// delivers, so a cache is known to be current again as soon as it has one — what
+/// [`WatchHealth`] reports.
 fn run_reflector<K>(
     api: Api<K>,
     config: watcher::Config,
-    writer: Writer<K>,
+    mut writer: Writer<K>,
     stop: CancellationToken,
     tasks: &TaskTracker,
     trim: fn(&mut K),
+    health: Arc<WatchHealth>,
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    let kind = K::kind(&K::DynamicType::default()).to_string();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(trim)
-        .reflect(writer)
-        .touched_objects();
     tasks.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
+        let mut backoff = Duration::from_millis(500);
         loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                item = stream.next() => match item {
-                    Some(Ok(_)) => {}
-                    // The watcher retries with backoff; errors are only reported.
-                    Some(Err(e)) => tracing::warn!(%kind, error = %e, "watch error; retrying"),
+            let stream = watcher(api.clone(), config.clone());
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let item = tokio::select! {
+                    () = stop.cancelled() => return,
+                    item = stream.next() => item,
+                };
+                match item {
+                    Some(Ok(event)) => {
+                        let event = event.modify(trim);
+                        writer.apply_watcher_event(&event);
+                        health.ok();
+                        backoff = Duration::from_millis(500);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(kind = %health.kind, error = %e, "watch error; listing again");
+                        health.failed();
+                        break;
+                    }
                     None => break,
-                },
+                }
             }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     });
 }
@@ -116,12 +166,13 @@ fn spawn_reflector<K>(
     stop: CancellationToken,
     tasks: &TaskTracker,
     trim: fn(&mut K),
+    health: &mut Vec<Arc<WatchHealth>>,
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    spawn_reflector_with(api, watcher::Config::default(), stop, tasks, trim)
+    spawn_reflector_with(api, watcher::Config::default(), stop, tasks, trim, health)
 }
 
 fn spawn_reflector_with<K>(
@@ -130,13 +181,19 @@ fn spawn_reflector_with<K>(
     stop: CancellationToken,
     tasks: &TaskTracker,
     trim: fn(&mut K),
+    health: &mut Vec<Arc<WatchHealth>>,
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    run_reflector(api, config, writer, stop, tasks, trim);
+    let h = Arc::new(WatchHealth {
+        kind: K::kind(&K::DynamicType::default()).to_string(),
+        ..WatchHealth::default()
+    });
+    health.push(h.clone());
+    run_reflector(api, config, writer, stop, tasks, trim, h);
     reader
 }
 
@@ -146,17 +203,24 @@ impl Caches {
     pub fn start(client: &Client, stop: &CancellationToken, tasks: &TaskTracker) -> Self {
         let c = || client.clone();
         let s = || stop.clone();
+        let mut health = Vec::new();
         // Keep only what selection reads: managed fields, annotations and the spec are
         // the bulk of a Pod object.
-        let pods = spawn_reflector(Api::<Pod>::all(c()), s(), tasks, |p: &mut Pod| {
-            p.managed_fields_mut().clear();
-            p.annotations_mut().retain(|k, _| k == MIRROR_ANNOTATION);
-            let node_name = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            p.spec = Some(PodSpec {
-                node_name,
-                ..PodSpec::default()
-            });
-        });
+        let pods = spawn_reflector(
+            Api::<Pod>::all(c()),
+            s(),
+            tasks,
+            |p: &mut Pod| {
+                p.managed_fields_mut().clear();
+                p.annotations_mut().retain(|k, _| k == MIRROR_ANNOTATION);
+                let node_name = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                p.spec = Some(PodSpec {
+                    node_name,
+                    ..PodSpec::default()
+                });
+            },
+            &mut health,
+        );
         let replicasets = spawn_reflector(
             Api::<ReplicaSet>::all(c()),
             s(),
@@ -167,6 +231,7 @@ impl Caches {
                 r.annotations_mut().retain(|k, _| k == DEPLOYMENT_REVISION);
                 r.spec = None;
             },
+            &mut health,
         );
         let namespaces = spawn_reflector(
             Api::<Namespace>::all(c()),
@@ -176,11 +241,18 @@ impl Caches {
                 trim_meta(n);
                 n.spec = None;
             },
+            &mut health,
         );
-        let nodes = spawn_reflector(Api::<Node>::all(c()), s(), tasks, |n: &mut Node| {
-            trim_meta(n);
-            n.status = None;
-        });
+        let nodes = spawn_reflector(
+            Api::<Node>::all(c()),
+            s(),
+            tasks,
+            |n: &mut Node| {
+                trim_meta(n);
+                n.status = None;
+            },
+            &mut health,
+        );
         let deployments = spawn_reflector(
             Api::<Deployment>::all(c()),
             s(),
@@ -192,6 +264,7 @@ impl Caches {
                     spec.template = Default::default();
                 }
             },
+            &mut health,
         );
         let statefulsets = spawn_reflector(
             Api::<StatefulSet>::all(c()),
@@ -205,6 +278,7 @@ impl Caches {
                     spec.volume_claim_templates = None;
                 }
             },
+            &mut health,
         );
         let autoscalers = spawn_reflector(
             Api::<HorizontalPodAutoscaler>::all(c()),
@@ -214,6 +288,7 @@ impl Caches {
                 trim_meta(h);
                 h.status = None;
             },
+            &mut health,
         );
         let network_policies = spawn_reflector_with(
             Api::<NetworkPolicy>::all(c()),
@@ -221,6 +296,7 @@ impl Caches {
             s(),
             tasks,
             |n: &mut NetworkPolicy| n.managed_fields_mut().clear(),
+            &mut health,
         );
         let caches = Caches {
             pods,
@@ -233,6 +309,7 @@ impl Caches {
             network_policies,
             virtual_services: Arc::default(),
             synced: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(health),
         };
         let (this, client, stop, t) = (caches.clone(), client.clone(), stop.clone(), tasks.clone());
         tasks.spawn(async move {
@@ -320,6 +397,14 @@ impl Caches {
 
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// A watch that has failed for longer than [`STALE_AFTER`]: its kind and for how
+    /// long. Its cache may be out of date, so no target is chosen from the caches.
+    pub fn stale(&self) -> Option<(String, Duration)> {
+        self.health
+            .iter()
+            .find_map(|h| h.stale().map(|d| (h.kind.clone(), d)))
     }
 
     /// The VirtualService API, if the CRD is installed.
@@ -412,10 +497,15 @@ impl Caches {
 
 impl SnapshotSource for Caches {
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
-        let snapshot = if self.is_synced() {
-            Ok(self.read())
-        } else {
+        let snapshot = if !self.is_synced() {
             Err(SnapshotError::NotSynced)
+        } else if let Some((kind, for_)) = self.stale() {
+            Err(SnapshotError::Stale {
+                kind,
+                secs: for_.as_secs(),
+            })
+        } else {
+            Ok(self.read())
         };
         futures::future::ready(snapshot).boxed()
     }

@@ -34,6 +34,8 @@ pub struct VirtualServices {
 pub enum SnapshotError {
     #[error("watch caches are not synced yet")]
     NotSynced,
+    #[error("the {kind} watch has failed for {secs}s: its cache may be out of date")]
+    Stale { kind: String, secs: u64 },
     #[error("listing the cluster: {0}")]
     List(#[from] kube::Error),
 }

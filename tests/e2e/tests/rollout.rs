@@ -89,7 +89,6 @@ fn rollout_policy(name: &str, ns: &str, kinds: &str, delay: &str, cooldown: &str
         .pods(ns, "")
         .duration("2s")
         .settle("1s")
-        .min_available(0)
         .yaml()
 }
 
@@ -98,7 +97,7 @@ async fn start(env: &Env, ns: &str, policies: Vec<(&str, String)>) -> anyhow::Re
         env,
         Setup {
             dry_run: true,
-            extra: json!({"liveNamespaces": [ns]}),
+            extra: json!({"liveNamespaces": [ns], "limits": {"minAvailableReplicas": 0}}),
             receivers: &["hook"],
             policies,
             ..Setup::default()

@@ -15,6 +15,8 @@ const NS: &str = "go-demo-8";
 fn config(env: &Env, dry_run: bool, hook: &str, secret_file: &Path) -> anyhow::Result<String> {
     Ok(fixtures::config()
         .set("/dryRun", json!(dry_run))
+        // The floor is 0 here; the policies that must spare the db raise it.
+        .set("/limits/minAvailableReplicas", json!(0))
         .set(
             "/health",
             json!({
@@ -108,7 +110,7 @@ fn setup(env: &Env, dry_run: bool, hook: &str) -> anyhow::Result<tempfile::TempD
         ),
         (
             "db-guarded.yaml",
-            policy("db-guarded", "go-demo-8-db", None, "40s"),
+            policy("db-guarded", "go-demo-8-db", Some(1), "40s"),
         ),
         ("front.yaml", policy("front", "go-demo-8", None, "25s")),
     ] {

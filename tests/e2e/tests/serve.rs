@@ -91,10 +91,11 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
                 pod_policy("classic", "app")
                     .interval("10s", "20s")
                     .duration("10s")
-                    .min_available(0)
                     .on_deviation("pausePolicy")
                     .yaml(),
             )],
+            // The floor that lets the single db pod be hit.
+            extra: json!({"limits": {"minAvailableReplicas": 0}}),
             ..Setup::default()
         },
     )
@@ -511,9 +512,9 @@ async fn dry_run_records_everything_and_deletes_nothing() -> anyhow::Result<()> 
                 pod_policy("dry", "app")
                     .interval("2s", "3s")
                     .duration("2s")
-                    .min_available(0)
                     .yaml(),
             )],
+            extra: json!({"limits": {"minAvailableReplicas": 0}}),
             ..Setup::default()
         },
     )

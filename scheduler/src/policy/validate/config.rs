@@ -9,18 +9,35 @@ use std::{
 use super::{Checker, Issue, is_dns_label, parse_tz};
 use crate::policy::{
     domain::{
-        AlertmanagerSource, Config, DEFAULT_HEALTH_TIMEOUT, DEFAULT_NOTIFY_ON, Endpoint,
-        HealthConfig, LeaderElection, Limits, NotifyRule, Receiver, ServerConfig, Slo,
+        AlertmanagerSource, BUILTIN_PROTECTED_NAMESPACES, Config, DEFAULT_HEALTH_TIMEOUT,
+        DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, LeaderElection, Limits, NotifyRule, Receiver,
+        ServerConfig, Slo,
     },
     model::{self, HavocConfig},
 };
+
+/// A URL as an error message may show it: scheme and host only (a webhook's path may be
+/// its secret).
+fn origin(u: &str) -> String {
+    match u.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}/...")
+        }
+        None => match u.split_once('/') {
+            Some((host, _)) => format!("{host:?} (and a path)"),
+            None => format!("{u:?}"),
+        },
+    }
+}
 
 /// Checks an `http://` or `https://` URL.
 fn url(c: &mut Checker, p: &str, u: &str) {
     if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
         c.value(
             p,
-            format!("invalid URL {u:?}: expected http:// or https://"),
+            format!("invalid URL {}: expected http:// or https://", origin(u)),
         );
     }
 }
@@ -38,7 +55,12 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             );
         }
     }
-    let mut protected: BTreeSet<String> = s.protected_namespaces.iter().cloned().collect();
+    // The configured list adds to the built-in one; it never replaces it.
+    let mut protected: BTreeSet<String> = BUILTIN_PROTECTED_NAMESPACES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(s.protected_namespaces.iter().cloned())
+        .collect();
     protected.insert(s.leader_election.namespace.clone());
     for (i, ns) in s.live_namespaces.iter().enumerate() {
         let p = format!("/spec/liveNamespaces/{i}");
@@ -183,6 +205,19 @@ fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {
     if !slos.is_empty() && prometheus.is_none() {
         c.key("/spec/health/slos", "SLO checks need health.prometheus");
     }
+    let sources = alertmanager.is_some() || !slos.is_empty();
+    if !sources && !h.none {
+        c.key(
+            "/spec/health",
+            "no health source: configure alertmanager and/or prometheus with slos, or say `none: true` to judge by nothing (unsafe: every experiment would pass)",
+        );
+    }
+    if sources && h.none {
+        c.key(
+            "/spec/health/none",
+            "`none: true` with health sources configured: drop one",
+        );
+    }
     HealthConfig {
         interval: h.interval.0,
         fail_closed: h.fail_closed,
@@ -202,6 +237,13 @@ fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Rece
                 c.secret(&format!("{p}/slack/token"), &sl.token);
                 if let Some(u) = &sl.api_url {
                     url(c, &format!("{p}/slack/apiUrl"), u);
+                    // The bot token travels with every request: never over plain HTTP,
+                    // except to this machine (a local sink).
+                    if u.starts_with("http://")
+                        && let Err(e) = havoc_integrations::slack::validate_api_url(u)
+                    {
+                        c.value(&format!("{p}/slack/apiUrl"), e.to_string());
+                    }
                 }
                 Some(Receiver::Slack {
                     channel: sl.channel.clone(),
@@ -210,7 +252,10 @@ fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Rece
                 })
             }
             (None, Some(w)) => {
-                url(c, &format!("{p}/webhook/url"), &w.url);
+                match &w.url {
+                    model::WebhookUrl::Inline(u) => url(c, &format!("{p}/webhook/url"), u),
+                    model::WebhookUrl::Secret(s) => c.secret(&format!("{p}/webhook/url"), s),
+                }
                 if let Some(sec) = &w.secret {
                     c.secret(&format!("{p}/webhook/secret"), sec);
                 }

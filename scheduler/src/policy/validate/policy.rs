@@ -123,11 +123,18 @@ pub fn validate_policy(
     }
     let health = health(&mut c, spec.health.as_ref(), ctx);
     let notify = notify(&mut c, spec.notify.as_ref(), ctx);
-    let min_available_replicas = spec
-        .limits
-        .as_ref()
-        .and_then(|l| l.min_available_replicas)
-        .unwrap_or(ctx.min_available_replicas);
+    // A policy may raise the service's replica floor, never lower it.
+    let asked = spec.limits.as_ref().and_then(|l| l.min_available_replicas);
+    if let Some(n) = asked.filter(|n| *n < ctx.min_available_replicas) {
+        c.value(
+            "/spec/limits/minAvailableReplicas",
+            format!(
+                "minAvailableReplicas {n} is below the service's {}: a policy may raise the floor, never lower it",
+                ctx.min_available_replicas
+            ),
+        );
+    }
+    let min_available_replicas = asked.unwrap_or(0).max(ctx.min_available_replicas);
     let value = match (target, fault) {
         (Some(target), Some(fault)) => Some(Policy {
             name: name.clone(),
