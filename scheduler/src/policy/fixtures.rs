@@ -154,10 +154,10 @@ impl ConfigFixture {
     /// Parses and validates; panics with the diagnostics if the config is invalid.
     pub fn build(mut self) -> Config {
         let health = &mut self.doc["spec"]["health"];
-        if health.get("alertmanager").is_some() || health.get("slos").is_some() {
-            if let Some(h) = health.as_object_mut() {
-                h.remove("none");
-            }
+        if (health.get("alertmanager").is_some() || health.get("slos").is_some())
+            && let Some(h) = health.as_object_mut()
+        {
+            h.remove("none");
         }
         let report = load_str(
             std::path::Path::new("fixture.yaml"),
