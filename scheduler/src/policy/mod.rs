@@ -264,7 +264,7 @@ pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileR
     let docs = match yaml::parse_stream(text) {
         Ok(docs) => docs,
         Err(e) => {
-            report.diagnostics.push(locate(e.pos, e.message));
+            report.diagnostics.push(locate(e.pos, e.problem.to_string()));
             return report;
         }
     };
@@ -278,7 +278,7 @@ pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileR
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
-                report.diagnostics.push(locate(e.pos, e.message));
+                report.diagnostics.push(locate(e.pos, e.problem.to_string()));
                 continue;
             }
         };
