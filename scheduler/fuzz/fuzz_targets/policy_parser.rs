@@ -1,27 +1,49 @@
-//! Fuzzes the policy/config loader (YAML -> positions -> serde -> validation) and, for
-//! every valid policy with a clock schedule, the schedule engine.
+//! Fuzzes the policy/config loader (bytes -> size and UTF-8 checks -> YAML -> positions
+//! -> serde -> validation) and, for every valid policy with a clock schedule, the
+//! schedule engine.
 //!
-//! Checked besides "no panic, no hang": every diagnostic prints as one line with a
-//! 1-based position, and fire times come out strictly increasing and not before the start.
+//! Each input is loaded on a thread with the stack of a tokio worker (2 MiB), where
+//! `havoc serve` reloads policies: an input that needs more stack than that crashes here,
+//! even if the fuzzer's main thread (8 MiB) could have taken it.
+//!
+//! Checked besides "no panic, no hang, no stack overflow": every diagnostic prints as one
+//! line with a 1-based position, a file reports at most MAX_FILE_DIAGNOSTICS + 1
+//! problems, and fire times come out strictly increasing and not before the start.
 
 #![no_main]
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use havoc::policy::{Context, Expect, load_str};
+use havoc::policy::{Context, Expect, FileReport, MAX_FILE_DIAGNOSTICS, load_bytes};
 use libfuzzer_sys::fuzz_target;
 
 /// Fire times pulled from each schedule.
 const FIRES: usize = 50;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let ctx = Context::default();
-    let report = load_str(Path::new("fuzz.yaml"), text, &ctx, Expect::Any);
+/// A tokio worker thread's default stack.
+const WORKER_STACK: usize = 2 * 1024 * 1024;
 
+fuzz_target!(|data: &[u8]| {
+    let data = data.to_vec();
+    let report = std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(move || {
+            let ctx = Context::default();
+            load_bytes(Path::new("fuzz.yaml"), &data, &ctx, Expect::Any)
+        })
+        .expect("spawn")
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    check(&report);
+});
+
+fn check(report: &FileReport) {
+    assert!(
+        report.diagnostics.len() <= MAX_FILE_DIAGNOSTICS + 1,
+        "{} diagnostics",
+        report.diagnostics.len()
+    );
     for d in &report.diagnostics {
         assert!(d.pos.line >= 1, "line < 1: {d:?}");
         assert!(d.pos.col >= 1, "col < 1: {d:?}");
@@ -53,4 +75,4 @@ fuzz_target!(|data: &[u8]| {
             prev = Some(at);
         }
     }
-});
+}

@@ -1,6 +1,7 @@
 //! Policy files and the service configuration: parsing, validation, JSON Schema.
 //!
-//! Reading a file takes three steps, each reporting located problems:
+//! Reading a file takes these steps, each reporting located problems:
+//! 0. [`read_file`], [`file_text`]: at most [`yaml::MAX_FILE_BYTES`] of UTF-8 text;
 //! 1. [`yaml`]: YAML text to JSON values plus a position index (syntax errors);
 //! 2. serde into the wire [`model`] with unknown fields denied (shape errors; an unknown
 //!    field is reported and then dropped so that the rest of the document is still checked);
@@ -24,6 +25,7 @@ pub mod yaml;
 use std::{
     collections::BTreeMap,
     fmt,
+    io::Read,
     path::{Path, PathBuf},
 };
 
@@ -37,7 +39,7 @@ pub use self::{
 };
 use self::{
     validate::Issue,
-    yaml::{Document, push_pointer},
+    yaml::{Locations, MAX_FILE_BYTES, push_pointer},
 };
 
 /// A value that means nothing valid, with a message for the person who wrote it.
@@ -153,8 +155,79 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
 fn file_error(path: &Path, message: String) -> Diagnostic {
     Diagnostic {
         file: path.to_path_buf(),
-        pos: Pos { line: 1, col: 1 },
+        pos: Pos::START,
         message,
+    }
+}
+
+/// Why a file's bytes are not policy text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read file: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("{}", yaml::Problem::TooLarge)]
+    TooLarge,
+    #[error("file is not UTF-8 text: invalid byte 0x{byte:02X}")]
+    NotUtf8 { pos: Pos, byte: u8 },
+}
+
+impl ReadError {
+    /// Where to report it: the first bad byte, else the start of the file.
+    pub fn pos(&self) -> Pos {
+        match self {
+            ReadError::NotUtf8 { pos, .. } => *pos,
+            ReadError::Io(_) | ReadError::TooLarge => Pos::START,
+        }
+    }
+}
+
+/// Reads a policy file, never more than [`MAX_FILE_BYTES`] + 1 bytes of it (a huge file,
+/// or a device, costs no more memory than an acceptable one).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// A file's bytes as text: at most [`MAX_FILE_BYTES`], UTF-8 (a bad byte is located).
+pub fn file_text(bytes: &[u8]) -> Result<&str, ReadError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        // `good` is valid UTF-8 by definition: count lines and characters in it.
+        let good = std::str::from_utf8(good).unwrap_or_default();
+        let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+        ReadError::NotUtf8 {
+            pos: Pos {
+                line: good.matches('\n').count() + 1,
+                col: good[line_start..].chars().count() + 1,
+            },
+            byte: bytes[e.valid_up_to()],
+        }
+    })
+}
+
+/// Reads one file's bytes: size and encoding first, then [`load_str`].
+pub fn load_bytes(path: &Path, bytes: &[u8], ctx: &Context, expect: Expect) -> FileReport {
+    match file_text(bytes) {
+        Ok(t) => load_str(path, t, ctx, expect),
+        Err(e) => FileReport {
+            path: path.to_path_buf(),
+            diagnostics: vec![Diagnostic {
+                file: path.to_path_buf(),
+                pos: e.pos(),
+                message: e.to_string(),
+            }],
+            ..FileReport::default()
+        },
     }
 }
 
@@ -171,28 +244,15 @@ pub fn load_paths(paths: &[PathBuf], ctx: &Context, expect: Expect) -> LoadRepor
         });
     }
     for file in files {
-        let text = match std::fs::read(&file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(t) => t,
-                Err(_) => {
-                    report.files.push(FileReport {
-                        diagnostics: vec![file_error(&file, "file is not UTF-8 text".to_string())],
-                        path: file,
-                        ..FileReport::default()
-                    });
-                    continue;
-                }
+        let loaded = match read_file(&file) {
+            Ok(bytes) => load_bytes(&file, &bytes, ctx, expect),
+            Err(e) => FileReport {
+                diagnostics: vec![file_error(&file, e.to_string())],
+                path: file,
+                ..FileReport::default()
             },
-            Err(e) => {
-                report.files.push(FileReport {
-                    diagnostics: vec![file_error(&file, format!("cannot read file: {e}"))],
-                    path: file,
-                    ..FileReport::default()
-                });
-                continue;
-            }
         };
-        report.files.push(load_str(&file, &text, ctx, expect));
+        report.files.push(loaded);
     }
     check_unique_names(&mut report);
     report
@@ -240,13 +300,15 @@ pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileR
     let docs = match yaml::parse_stream(text) {
         Ok(docs) => docs,
         Err(e) => {
-            report.diagnostics.push(locate(e.pos, e.message));
+            report
+                .diagnostics
+                .push(locate(e.pos, e.problem.to_string()));
             return report;
         }
     };
     if docs.is_empty() {
         report.diagnostics.push(locate(
-            Pos { line: 1, col: 1 },
+            Pos::START,
             "no documents: expected at least one ChaosPolicy".to_string(),
         ));
     }
@@ -254,35 +316,52 @@ pub fn load_str(path: &Path, text: &str, ctx: &Context, expect: Expect) -> FileR
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
-                report.diagnostics.push(locate(e.pos, e.message));
+                report
+                    .diagnostics
+                    .push(locate(e.pos, e.problem.to_string()));
                 continue;
             }
         };
-        let issues = match load_document(doc.clone(), path, ctx, expect, &mut report) {
+        let locations = doc.locations;
+        let issues = match load_document(doc.value, &locations, path, ctx, expect, &mut report) {
             Ok(()) => continue,
             Err(issues) => issues,
         };
         for issue in issues {
             let pos = if issue.at_key {
-                doc.locations.key(&issue.pointer)
+                locations.key(&issue.pointer)
             } else {
-                doc.locations.value(&issue.pointer)
+                locations.value(&issue.pointer)
             };
             report.diagnostics.push(locate(pos, issue.message));
         }
     }
     report.diagnostics.sort();
+    if report.diagnostics.len() > MAX_FILE_DIAGNOSTICS {
+        let more = report.diagnostics.len() - MAX_FILE_DIAGNOSTICS;
+        let next = report.diagnostics[MAX_FILE_DIAGNOSTICS].pos;
+        report.diagnostics.truncate(MAX_FILE_DIAGNOSTICS);
+        report.diagnostics.push(locate(
+            next,
+            format!("too many problems: {more} more in this file not shown"),
+        ));
+    }
     report
 }
 
+/// Problems reported per file: a file of thousands of broken documents is rejected with
+/// the first ones, instead of flooding the terminal or the service log on every reload.
+pub const MAX_FILE_DIAGNOSTICS: usize = 100;
+
 fn load_document(
-    mut doc: Document,
+    mut value: Value,
+    locations: &Locations,
     path: &Path,
     ctx: &Context,
     expect: Expect,
     report: &mut FileReport,
 ) -> Result<(), Vec<Issue>> {
-    let Value::Object(map) = &doc.value else {
+    let Value::Object(map) = &value else {
         return Err(vec![Issue::value(
             "",
             "expected a mapping with apiVersion, kind, metadata and spec",
@@ -300,14 +379,14 @@ fn load_document(
     };
     match (kind.as_str(), expect) {
         ("ChaosPolicy", _) => {
-            normalize_faults(&mut doc.value);
-            let (policy, mut issues) = deserialize::<ChaosPolicy>(&mut doc);
+            normalize_faults(&mut value);
+            let (policy, mut issues) = deserialize::<ChaosPolicy>(&mut value);
             let Some(policy) = policy else {
                 return Err(issues);
             };
             match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
                 Ok(p) if issues.is_empty() => {
-                    let pos = doc.locations.value("/metadata/name");
+                    let pos = locations.value("/metadata/name");
                     report.policies.push((p, pos));
                     Ok(())
                 }
@@ -319,7 +398,7 @@ fn load_document(
             }
         }
         ("HavocConfig", Expect::Any) => {
-            let (cfg, mut issues) = deserialize::<HavocConfig>(&mut doc);
+            let (cfg, mut issues) = deserialize::<HavocConfig>(&mut value);
             let Some(cfg) = cfg else {
                 return Err(issues);
             };
@@ -362,10 +441,10 @@ const MAX_SHAPE_ERRORS: usize = 32;
 
 /// Deserializes a document, collecting every unknown field (each is reported, then
 /// removed, and deserialization retried), and the first other shape error.
-fn deserialize<T: DeserializeOwned>(doc: &mut Document) -> (Option<T>, Vec<Issue>) {
+fn deserialize<T: DeserializeOwned>(value: &mut Value) -> (Option<T>, Vec<Issue>) {
     let mut issues = Vec::new();
     loop {
-        match serde_path_to_error::deserialize::<_, T>(&doc.value) {
+        match serde_path_to_error::deserialize::<_, T>(&*value) {
             Ok(v) => return (Some(v), issues),
             Err(e) => {
                 let pointer = to_pointer(e.path());
@@ -375,7 +454,7 @@ fn deserialize<T: DeserializeOwned>(doc: &mut Document) -> (Option<T>, Vec<Issue
                     issues.push(Issue::key(pointer, message));
                     return (None, issues);
                 }
-                if unknown && issues.len() < MAX_SHAPE_ERRORS && remove(&mut doc.value, &pointer) {
+                if unknown && issues.len() < MAX_SHAPE_ERRORS && remove(value, &pointer) {
                     issues.push(Issue::key(pointer, message));
                     continue;
                 }
@@ -430,4 +509,163 @@ pub fn load_config(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         )]);
     }
     Ok(file.configs.remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread with a small stack (a tokio worker has 2 MiB).
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow or panic")
+    }
+
+    fn messages(report: &FileReport) -> Vec<String> {
+        report.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    /// The files of the e2e test (`tests/e2e/tests/hostile.rs`), by name.
+    fn hostile_files() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        vec![
+            (
+                "deep-block.yaml",
+                format!("{}x\n", "- ".repeat(5_000)).into_bytes(),
+                "deep-block.yaml:1:131: error: nesting deeper than 64 levels",
+            ),
+            (
+                "deep-flow.yaml",
+                format!("{}{}\n", "[".repeat(5_000), "]".repeat(5_000)).into_bytes(),
+                "deep-flow.yaml:1:256: error: nesting deeper than 64 levels",
+            ),
+            (
+                "alias-bomb.yaml",
+                bomb.into_bytes(),
+                "alias-bomb.yaml:4:45: error: aliases expand to more than 10000 nodes or 256 KiB; policy files do not need that many",
+            ),
+            (
+                "not-utf8.yaml",
+                b"apiVersion: havoc.dev/v1alpha1\nkind: Chaos\xffPolicy\n".to_vec(),
+                "not-utf8.yaml:2:12: error: file is not UTF-8 text: invalid byte 0xFF",
+            ),
+            (
+                "huge.yaml",
+                format!("# {}\n", "x".repeat(5 * 1024 * 1024)).into_bytes(),
+                "huge.yaml:1:1: error: file is larger than 256 KiB; policy files are expected to be small",
+            ),
+        ]
+    }
+
+    #[test]
+    fn hostile_files_are_located_errors_and_the_other_files_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = fixtures::policy("good").namespaces(&["d"]).text();
+        std::fs::write(dir.path().join("good.yaml"), good).expect("write");
+        let files = hostile_files();
+        for (name, bytes, _) in &files {
+            std::fs::write(dir.path().join(name), bytes).expect("write");
+        }
+        let paths = vec![dir.path().to_path_buf()];
+        let report =
+            on_small_stack(move || load_paths(&paths, &Context::default(), Expect::Policies));
+        let names: Vec<&str> = report.policies().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["good"]);
+        for (name, _, want) in &files {
+            let file = report
+                .files
+                .iter()
+                .find(|f| f.path.ends_with(name))
+                .expect("reported");
+            let got = messages(file);
+            let want = format!("{}/{want}", dir.path().display());
+            assert_eq!(got, [want], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_huge_file_or_device_is_read_no_further_than_the_limit() {
+        // /dev/zero never ends: reading it whole would never return
+        let err = read_file(Path::new("/dev/zero")).expect_err("too large");
+        assert!(matches!(err, ReadError::TooLarge), "{err:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at_limit = dir.path().join("at-limit.yaml");
+        std::fs::write(&at_limit, vec![b'#'; MAX_FILE_BYTES]).expect("write");
+        assert_eq!(
+            read_file(&at_limit).map(|b| b.len()).ok(),
+            Some(MAX_FILE_BYTES)
+        );
+        let err = read_file(&dir.path().join("missing.yaml")).expect_err("missing");
+        assert!(err.to_string().starts_with("cannot read file: "), "{err}");
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_is_located() {
+        // the column counts characters: `été` is 3 of them in 5 bytes
+        let bytes = [b"a: 1\n\xc3\xa9t\xc3\xa9: \"x".as_slice(), b"\xff\"\n"].concat();
+        let err = file_text(&bytes).expect_err("not UTF-8");
+        assert_eq!(err.pos(), Pos { line: 2, col: 8 });
+        assert_eq!(err.to_string(), "file is not UTF-8 text: invalid byte 0xFF");
+        let report = load_bytes(
+            Path::new("f.yaml"),
+            &bytes,
+            &Context::default(),
+            Expect::Any,
+        );
+        assert_eq!(
+            messages(&report),
+            ["f.yaml:2:8: error: file is not UTF-8 text: invalid byte 0xFF"]
+        );
+    }
+
+    #[test]
+    fn a_file_of_thousands_of_broken_documents_reports_the_first_hundred() {
+        let text = "--- 1\n".repeat(150);
+        let report = load_str(Path::new("m.yaml"), &text, &Context::default(), Expect::Any);
+        let got = messages(&report);
+        assert_eq!(got.len(), MAX_FILE_DIAGNOSTICS + 1);
+        assert_eq!(
+            got[0],
+            "m.yaml:1:5: error: expected a mapping with apiVersion, kind, metadata and spec"
+        );
+        assert_eq!(
+            got[MAX_FILE_DIAGNOSTICS],
+            "m.yaml:101:5: error: too many problems: 50 more in this file not shown"
+        );
+    }
+
+    #[test]
+    fn the_deepest_accepted_document_goes_through_serde_on_a_small_stack() {
+        // an unknown field holding 60 more levels: serde reads, reports and drops it
+        let deep = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+        let text = fixtures::policy("deep").namespaces(&["d"]).text().replacen(
+            "\"spec\": {",
+            &format!("\"spec\": {{\"deep\": {deep},"),
+            1,
+        );
+        let report = on_small_stack(move || {
+            load_str(
+                Path::new("d.yaml"),
+                &text,
+                &Context::default(),
+                Expect::Policies,
+            )
+        });
+        let got = messages(&report);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("error: unknown field `deep`"), "{got:?}");
+    }
 }
