@@ -41,7 +41,8 @@ pub fn fingerprint(paths: &[PathBuf]) -> u64 {
     for f in files {
         text.push_str(&f.display().to_string());
         text.push('\0');
-        match std::fs::read(&f) {
+        // Bounded like the load itself: a huge file costs no more than a valid one.
+        match policy::read_file(&f) {
             Ok(b) => text.push_str(&String::from_utf8_lossy(&b)),
             Err(e) => text.push_str(&e.to_string()),
         }
