@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Schedule, stable_hash};
+use super::{Cursor, Schedule, stable_hash};
 
 /// One planned fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,30 +12,91 @@ pub struct Fire<'a> {
     pub at: DateTime<Tz>,
 }
 
-/// Fires of every schedule in `[from, until)`, sorted by time (then policy name).
+/// How much time `plan` orders at once: an hour of every policy's fires.
+const BATCH_SECONDS: i64 = 3600;
+
+/// Fires of every schedule in `[from, until)`, sorted by time (then policy name, then the
+/// order of `schedules`).
 ///
 /// Each policy's random stream is seeded with `seed` mixed with a hash of its name, so a
 /// plan is reproducible and adding a policy leaves the others' times unchanged.
+///
+/// Each cursor yields its fires in order, so nothing needs a general sort: the cursors,
+/// in policy-name order, are drained up to the end of the next hour (from the earliest
+/// pending fire), and that hour's fires are put in order by a counting sort on their
+/// second. The counting sort is stable, so fires of one second stay in policy-name order;
+/// only fractions of a second (random schedules) need a sort of their own, within a second.
 pub fn plan<'a>(
     schedules: impl IntoIterator<Item = (&'a str, &'a Schedule)>,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     seed: u64,
 ) -> Vec<Fire<'a>> {
+    let mut sources: Vec<(&'a str, &'a Schedule)> = schedules.into_iter().collect();
+    // Stable: equal names keep their given order.
+    sources.sort_by(|a, b| a.0.cmp(b.0));
+    let mut cursors: Vec<(&'a str, Cursor<'a>)> = sources
+        .iter()
+        .map(|&(name, schedule)| (name, schedule.cursor(from, policy_seed(seed, name))))
+        .collect();
+    let next_before_until = |cursor: &mut Cursor<'_>| {
+        cursor
+            .next_zoned()
+            .filter(|t| t.with_timezone(&Utc) < until)
+    };
+    // Each cursor's next fire, and its whole second (`i64::MAX` once it has no more).
+    let mut pending: Vec<Option<DateTime<Tz>>> = cursors
+        .iter_mut()
+        .map(|(_, c)| next_before_until(c))
+        .collect();
+    let second = |t: &Option<DateTime<Tz>>| t.map_or(i64::MAX, |t| t.timestamp());
+    let mut pending_second: Vec<i64> = pending.iter().map(second).collect();
+
     let mut fires = Vec::new();
-    for (name, schedule) in schedules {
-        let tz = schedule.calendar.tz;
-        fires.extend(
-            schedule
-                .cursor(from, policy_seed(seed, name))
-                .take_while(|t| *t < until)
-                .map(|t| Fire {
-                    policy: name,
-                    at: t.with_timezone(&tz),
-                }),
-        );
+    let mut batch: Vec<Fire<'a>> = Vec::new();
+    let mut order: Vec<u32> = Vec::new();
+    let mut starts = vec![0u32; BATCH_SECONDS as usize + 1];
+    loop {
+        let start = pending_second.iter().copied().min().unwrap_or(i64::MAX);
+        if start == i64::MAX {
+            break;
+        }
+        let end = start + BATCH_SECONDS;
+        batch.clear();
+        for (i, (name, cursor)) in cursors.iter_mut().enumerate() {
+            while pending_second[i] < end {
+                if let Some(at) = pending[i] {
+                    batch.push(Fire { policy: name, at });
+                }
+                pending[i] = next_before_until(cursor);
+                pending_second[i] = second(&pending[i]);
+            }
+        }
+        // Counting sort by second: `starts[s]` becomes where second `s` of the batch goes.
+        let offset = |f: &Fire<'_>| (f.at.timestamp() - start) as usize;
+        starts.fill(0);
+        for f in &batch {
+            starts[offset(f) + 1] += 1;
+        }
+        for s in 1..starts.len() {
+            starts[s] += starts[s - 1];
+        }
+        order.clear();
+        order.resize(batch.len(), 0);
+        for (j, f) in batch.iter().enumerate() {
+            let slot = &mut starts[offset(f)];
+            order[*slot as usize] = j as u32;
+            *slot += 1;
+        }
+        if batch.iter().any(|f| f.at.timestamp_subsec_nanos() != 0) {
+            let fire = |j: &u32| &batch[*j as usize].at;
+            for same_second in order.chunk_by_mut(|a, b| fire(a).timestamp() == fire(b).timestamp())
+            {
+                same_second.sort_by_key(|j| fire(j).timestamp_subsec_nanos());
+            }
+        }
+        fires.extend(order.iter().map(|&j| batch[j as usize].clone()));
     }
-    fires.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.policy.cmp(b.policy)));
     fires
 }
 
@@ -86,6 +147,111 @@ mod tests {
                 "b 2026-03-30T03:00:00-04:00",
             ]
         );
+    }
+
+    /// `plan` as it was: every cursor collected, then one stable sort.
+    fn reference_plan<'a>(
+        schedules: &[(&'a str, &'a Schedule)],
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        seed: u64,
+    ) -> Vec<Fire<'a>> {
+        let mut fires = Vec::new();
+        for &(name, schedule) in schedules {
+            let tz = schedule.calendar.tz;
+            fires.extend(
+                schedule
+                    .cursor(from, policy_seed(seed, name))
+                    .take_while(|t| *t < until)
+                    .map(|t| Fire {
+                        policy: name,
+                        at: t.with_timezone(&tz),
+                    }),
+            );
+        }
+        fires.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.policy.cmp(b.policy)));
+        fires
+    }
+
+    #[test]
+    fn merging_cursors_equals_collecting_and_sorting() {
+        use crate::schedule::calendar::{Blackout, Window};
+        use chrono_tz::{Australia::Lord_Howe, UTC};
+        let cron = |expr: &str, tz| Schedule {
+            kind: ScheduleKind::Cron(Box::new(CronExpr::parse(expr).expect("valid"))),
+            calendar: Calendar::always(tz),
+        };
+        let mut windowed = cron("*/10 * * * *", Berlin);
+        windowed.calendar.windows = vec![Window {
+            days: [true, true, true, true, true, false, false],
+            start: 120,
+            end: 180,
+        }];
+        windowed.calendar.blackouts = vec![Blackout::Yearly { month: 3, day: 30 }];
+        let random = Schedule {
+            kind: ScheduleKind::Random {
+                mean: Duration::from_secs(1800),
+                min: Duration::from_secs(60),
+            },
+            calendar: Calendar::always(New_York),
+        };
+        let interval = Schedule {
+            kind: ScheduleKind::Interval {
+                min: Duration::from_secs(300),
+                max: Duration::from_secs(3600),
+            },
+            calendar: Calendar::always(Lord_Howe),
+        };
+        let (hourly_utc, hourly_berlin) = (cron("0 * * * *", UTC), cron("0 * * * *", Berlin));
+        let never = cron("0 0 29 2 *", UTC);
+        let seconds = cron("*/7 * 2 * * *", Lord_Howe);
+        // Out of name order, a duplicate name, fires at the same instants in different
+        // zones, and one schedule with no fire in the range.
+        let schedules = [
+            ("zeta", &hourly_utc),
+            ("alpha", &hourly_berlin),
+            ("mid", &windowed),
+            ("alpha", &hourly_utc),
+            ("r", &random),
+            ("i", &interval),
+            ("never", &never),
+            ("s", &seconds),
+            ("b", &hourly_utc),
+        ];
+        // Across Berlin's and New York's spring-forward and Lord Howe's autumn change.
+        let (from, until) = (utc("2026-03-01T00:00:00Z"), utc("2026-04-10T00:00:00Z"));
+        for seed in [0, 1, 99] {
+            let got = plan(schedules, from, until, seed);
+            let want = reference_plan(&schedules, from, until, seed);
+            assert!(want.len() > 10_000, "{}", want.len());
+            assert_eq!(got, want);
+            // Equal, down to the offsets printed.
+            let show = |f: &[Fire<'_>]| -> Vec<String> {
+                f.iter()
+                    .map(|f| format!("{} {}", f.policy, f.at.to_rfc3339()))
+                    .collect()
+            };
+            assert_eq!(show(&got), show(&want));
+        }
+        // Fractions of a second: gaps under a second keep their exact times, so fires of
+        // one second interleave by fraction, and ties with whole-second cron fires.
+        let fast = |min_ms, max_ms| Schedule {
+            kind: ScheduleKind::Interval {
+                min: Duration::from_millis(min_ms),
+                max: Duration::from_millis(max_ms),
+            },
+            calendar: Calendar::always(Berlin),
+        };
+        let (a, b) = (fast(100, 900), fast(0, 400));
+        let every_second = cron("* * * * * *", UTC);
+        let schedules = [("b", &a), ("a", &b), ("c", &every_second), ("a", &a)];
+        let (from, until) = (utc("2026-03-29T00:55:00Z"), utc("2026-03-29T01:05:00Z"));
+        let got = plan(schedules, from, until, 3);
+        assert_eq!(got, reference_plan(&schedules, from, until, 3));
+        assert!(got.iter().any(|f| f.at.timestamp_subsec_nanos() != 0));
+        assert!(got.len() > 3_000, "{}", got.len());
+        assert!(plan([("never", &never)], from, until, 0).is_empty());
+        assert!(plan(std::iter::empty(), from, until, 0).is_empty());
     }
 
     #[test]
