@@ -29,7 +29,7 @@
 //! The previous implementation (croner's own search for step 1) is kept in the tests as
 //! the oracle of a differential test (`tests::differential`).
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
@@ -314,18 +314,30 @@ fn next_bit(mask: u64, from: u32) -> Option<u32> {
 }
 
 /// A real month with `len` days whose 1st is weekday `first` (Sunday = 0), to feed croner's
-/// day matcher (which reads the year and month only for the month's length).
+/// day matcher (which wants a real date: it reads the month's length from the year and
+/// month, and takes the weekday as given). Found once, then shared by every parse.
 fn sample_month(len: u32, first: u32) -> Option<(i32, u32)> {
-    let month = match len {
-        28 | 29 => 2,
-        30 => 4,
-        _ => 1,
-    };
-    (2000..2400).find_map(|year| {
-        let date = NaiveDate::from_ymd_opt(year, month, 1)?;
-        (days_in_month(year, month) == len && date.weekday().num_days_from_sunday() == first)
-            .then_some((year, month))
-    })
+    static SAMPLES: OnceLock<[[Option<(i32, u32)>; 7]; 4]> = OnceLock::new();
+    let samples = SAMPLES.get_or_init(|| {
+        let mut samples = [[None; 7]; 4];
+        // Every length and weekday of the 1st occurs within 28 years.
+        for year in 2000..2029 {
+            for month in 1..=12 {
+                let Some(date) = NaiveDate::from_ymd_opt(year, month, 1) else {
+                    continue;
+                };
+                let len = days_in_month(year, month);
+                let first = date.weekday().num_days_from_sunday();
+                samples[(len - 28) as usize][first as usize].get_or_insert((year, month));
+            }
+        }
+        samples
+    });
+    samples
+        .get(len.checked_sub(28)? as usize)?
+        .get(first as usize)
+        .copied()
+        .flatten()
 }
 
 /// The implementation this module had before the field-by-field search, kept as the

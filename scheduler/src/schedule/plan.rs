@@ -1,9 +1,11 @@
 //! `havoc plan`: every fire time of a set of schedules in a time range.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Cursor, Schedule, stable_hash};
+use super::{Cursor, Schedule, ScheduleKind, stable_hash};
 
 /// One planned fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +17,29 @@ pub struct Fire<'a> {
 /// How much time `plan` orders at once: an hour of every policy's fires.
 const BATCH_SECONDS: i64 = 3600;
 
+/// One cursor, shared by every policy whose schedule gives the same fires.
+struct Stream<'a> {
+    cursor: Cursor<'a>,
+    /// The next fire before `until`, and its whole second (`i64::MAX` when there is none).
+    next: Option<DateTime<Tz>>,
+    next_second: i64,
+    /// The current batch's fires, each with its second after the batch start.
+    batch: Vec<(DateTime<Tz>, usize)>,
+}
+
 /// Fires of every schedule in `[from, until)`, sorted by time (then policy name, then the
 /// order of `schedules`).
 ///
 /// Each policy's random stream is seeded with `seed` mixed with a hash of its name, so a
 /// plan is reproducible and adding a policy leaves the others' times unchanged.
 ///
-/// Each cursor yields its fires in order, so nothing needs a general sort: the cursors,
-/// in policy-name order, are drained up to the end of the next hour (from the earliest
-/// pending fire), and that hour's fires are put in order by a counting sort on their
-/// second. The counting sort is stable, so fires of one second stay in policy-name order;
-/// only fractions of a second (random schedules) need a sort of their own, within a second.
+/// Each cursor yields its fires in order, so nothing needs a general sort: the cursors
+/// are drained up to the end of the next hour (from the earliest pending fire), that
+/// hour's fires are listed policy by policy in name order, and put in order by a counting
+/// sort on their second. The counting sort is stable, so fires of one second stay in
+/// policy-name order; only fractions of a second (random schedules) need a sort of their
+/// own, within a second. Policies with equal cron schedules (a cron cursor draws no
+/// random numbers) share one cursor.
 pub fn plan<'a>(
     schedules: impl IntoIterator<Item = (&'a str, &'a Schedule)>,
     from: DateTime<Utc>,
@@ -35,56 +49,93 @@ pub fn plan<'a>(
     let mut sources: Vec<(&'a str, &'a Schedule)> = schedules.into_iter().collect();
     // Stable: equal names keep their given order.
     sources.sort_by(|a, b| a.0.cmp(b.0));
-    let mut cursors: Vec<(&'a str, Cursor<'a>)> = sources
-        .iter()
-        .map(|&(name, schedule)| (name, schedule.cursor(from, policy_seed(seed, name))))
-        .collect();
-    let next_before_until = |cursor: &mut Cursor<'_>| {
-        cursor
-            .next_zoned()
-            .filter(|t| t.with_timezone(&Utc) < until)
-    };
-    // Each cursor's next fire, and its whole second (`i64::MAX` once it has no more).
-    let mut pending: Vec<Option<DateTime<Tz>>> = cursors
-        .iter_mut()
-        .map(|(_, c)| next_before_until(c))
-        .collect();
-    let second = |t: &Option<DateTime<Tz>>| t.map_or(i64::MAX, |t| t.timestamp());
-    let mut pending_second: Vec<i64> = pending.iter().map(second).collect();
+
+    let mut streams: Vec<Stream<'a>> = Vec::new();
+    let mut stream_schedules: Vec<&'a Schedule> = Vec::new();
+    // Cron streams by expression and zone, to find an equal schedule quickly.
+    let mut cron_streams: HashMap<(&'a str, Tz), Vec<usize>> = HashMap::new();
+    // Each policy, in name order, with the stream it reads.
+    let mut members: Vec<(&'a str, usize)> = Vec::with_capacity(sources.len());
+    for &(name, schedule) in &sources {
+        let shared = match &schedule.kind {
+            ScheduleKind::Cron(expr) => {
+                let candidates = cron_streams
+                    .entry((expr.as_str(), schedule.calendar.tz))
+                    .or_default();
+                let found = candidates
+                    .iter()
+                    .copied()
+                    .find(|&k| stream_schedules[k] == schedule);
+                if found.is_none() {
+                    candidates.push(streams.len());
+                }
+                found
+            }
+            ScheduleKind::Random { .. } | ScheduleKind::Interval { .. } => None,
+        };
+        let k = shared.unwrap_or_else(|| {
+            let mut cursor = schedule.cursor(from, policy_seed(seed, name));
+            let next = next_before(&mut cursor, until);
+            streams.push(Stream {
+                cursor,
+                next,
+                next_second: second_of(&next),
+                batch: Vec::new(),
+            });
+            stream_schedules.push(schedule);
+            streams.len() - 1
+        });
+        members.push((name, k));
+    }
 
     let mut fires = Vec::new();
+    // One batch: its fires in policy-name order, and each one's second after the start.
     let mut batch: Vec<Fire<'a>> = Vec::new();
+    let mut batch_offsets: Vec<usize> = Vec::new();
     let mut order: Vec<u32> = Vec::new();
     let mut starts = vec![0u32; BATCH_SECONDS as usize + 1];
     loop {
-        let start = pending_second.iter().copied().min().unwrap_or(i64::MAX);
+        let start = streams
+            .iter()
+            .map(|s| s.next_second)
+            .min()
+            .unwrap_or(i64::MAX);
         if start == i64::MAX {
             break;
         }
         let end = start + BATCH_SECONDS;
-        batch.clear();
-        for (i, (name, cursor)) in cursors.iter_mut().enumerate() {
-            while pending_second[i] < end {
-                if let Some(at) = pending[i] {
-                    batch.push(Fire { policy: name, at });
+        for stream in &mut streams {
+            stream.batch.clear();
+            while stream.next_second < end {
+                if let Some(at) = stream.next {
+                    stream
+                        .batch
+                        .push((at, (stream.next_second - start) as usize));
                 }
-                pending[i] = next_before_until(cursor);
-                pending_second[i] = second(&pending[i]);
+                stream.next = next_before(&mut stream.cursor, until);
+                stream.next_second = second_of(&stream.next);
+            }
+        }
+        batch.clear();
+        batch_offsets.clear();
+        for &(policy, k) in &members {
+            for &(at, offset) in &streams[k].batch {
+                batch.push(Fire { policy, at });
+                batch_offsets.push(offset);
             }
         }
         // Counting sort by second: `starts[s]` becomes where second `s` of the batch goes.
-        let offset = |f: &Fire<'_>| (f.at.timestamp() - start) as usize;
         starts.fill(0);
-        for f in &batch {
-            starts[offset(f) + 1] += 1;
+        for &s in &batch_offsets {
+            starts[s + 1] += 1;
         }
         for s in 1..starts.len() {
             starts[s] += starts[s - 1];
         }
         order.clear();
         order.resize(batch.len(), 0);
-        for (j, f) in batch.iter().enumerate() {
-            let slot = &mut starts[offset(f)];
+        for (j, &s) in batch_offsets.iter().enumerate() {
+            let slot = &mut starts[s];
             order[*slot as usize] = j as u32;
             *slot += 1;
         }
@@ -98,6 +149,18 @@ pub fn plan<'a>(
         fires.extend(order.iter().map(|&j| batch[j as usize].clone()));
     }
     fires
+}
+
+/// The cursor's next fire, if it is before `until`.
+fn next_before(cursor: &mut Cursor<'_>, until: DateTime<Utc>) -> Option<DateTime<Tz>> {
+    cursor
+        .next_zoned()
+        .filter(|t| t.with_timezone(&Utc) < until)
+}
+
+/// The whole second of a fire, `i64::MAX` for none.
+fn second_of(t: &Option<DateTime<Tz>>) -> i64 {
+    t.map_or(i64::MAX, |t| t.timestamp())
 }
 
 /// The seed of one policy's random stream.
@@ -205,9 +268,14 @@ mod tests {
         let (hourly_utc, hourly_berlin) = (cron("0 * * * *", UTC), cron("0 * * * *", Berlin));
         let never = cron("0 0 29 2 *", UTC);
         let seconds = cron("*/7 * 2 * * *", Lord_Howe);
+        // Equal to `hourly_utc` (shares its cursor), and the same expression and zone as
+        // `windowed` with another calendar (does not).
+        let (hourly_again, unwindowed) = (cron("0 * * * *", UTC), cron("*/10 * * * *", Berlin));
         // Out of name order, a duplicate name, fires at the same instants in different
         // zones, and one schedule with no fire in the range.
         let schedules = [
+            ("hourly", &hourly_again),
+            ("plain", &unwindowed),
             ("zeta", &hourly_utc),
             ("alpha", &hourly_berlin),
             ("mid", &windowed),
