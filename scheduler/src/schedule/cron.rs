@@ -45,6 +45,8 @@ use super::calendar::resolve_zoned;
 #[derive(Clone)]
 pub struct CronExpr {
     source: String,
+    /// croner's parse, kept for the differential test's oracle only.
+    #[cfg(test)]
     cron: Cron,
     fields: Fields,
 }
@@ -98,6 +100,7 @@ impl CronExpr {
         }
         Ok(CronExpr {
             source: trimmed.to_string(),
+            #[cfg(test)]
             cron,
             fields,
         })
@@ -317,7 +320,9 @@ fn next_bit(mask: u64, from: u32) -> Option<u32> {
 /// day matcher (which wants a real date: it reads the month's length from the year and
 /// month, and takes the weekday as given). Found once, then shared by every parse.
 fn sample_month(len: u32, first: u32) -> Option<(i32, u32)> {
-    static SAMPLES: OnceLock<[[Option<(i32, u32)>; 7]; 4]> = OnceLock::new();
+    /// `[len - 28][weekday of the 1st]`: (year, month).
+    type Samples = [[Option<(i32, u32)>; 7]; 4];
+    static SAMPLES: OnceLock<Samples> = OnceLock::new();
     let samples = SAMPLES.get_or_init(|| {
         let mut samples = [[None; 7]; 4];
         // Every length and weekday of the 1st occurs within 28 years.
