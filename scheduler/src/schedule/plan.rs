@@ -89,10 +89,6 @@ pub fn plan<'a>(
     }
 
     let mut fires = Vec::new();
-    // One batch: its fires in policy-name order, and each one's second after the start.
-    let mut batch: Vec<Fire<'a>> = Vec::new();
-    let mut batch_offsets: Vec<usize> = Vec::new();
-    let mut order: Vec<u32> = Vec::new();
     let mut starts = vec![0u32; BATCH_SECONDS as usize + 1];
     loop {
         let start = streams
@@ -116,37 +112,38 @@ pub fn plan<'a>(
                 stream.next_second = second_of(&stream.next);
             }
         }
-        batch.clear();
-        batch_offsets.clear();
-        for &(policy, k) in &members {
-            for &(at, offset) in &streams[k].batch {
-                batch.push(Fire { policy, at });
-                batch_offsets.push(offset);
+        // Counting sort by second, straight into `fires`: count each second's fires, turn
+        // the counts into where each second starts, then place the fires policy by policy
+        // in name order (which the placement keeps within a second).
+        starts.fill(0);
+        let mut placeholder = None;
+        for &(_, k) in &members {
+            for &(at, s) in &streams[k].batch {
+                starts[s + 1] += 1;
+                placeholder.get_or_insert(Fire { policy: "", at });
             }
         }
-        // Counting sort by second: `starts[s]` becomes where second `s` of the batch goes.
-        starts.fill(0);
-        for &s in &batch_offsets {
-            starts[s + 1] += 1;
-        }
+        let Some(placeholder) = placeholder else {
+            continue;
+        };
         for s in 1..starts.len() {
             starts[s] += starts[s - 1];
         }
-        order.clear();
-        order.resize(batch.len(), 0);
-        for (j, &s) in batch_offsets.iter().enumerate() {
-            let slot = &mut starts[s];
-            order[*slot as usize] = j as u32;
-            *slot += 1;
-        }
-        if batch.iter().any(|f| f.at.timestamp_subsec_nanos() != 0) {
-            let fire = |j: &u32| &batch[*j as usize].at;
-            for same_second in order.chunk_by_mut(|a, b| fire(a).timestamp() == fire(b).timestamp())
-            {
-                same_second.sort_by_key(|j| fire(j).timestamp_subsec_nanos());
+        let base = fires.len();
+        fires.resize(base + starts[starts.len() - 1] as usize, placeholder);
+        for &(policy, k) in &members {
+            for &(at, s) in &streams[k].batch {
+                let slot = &mut starts[s];
+                fires[base + *slot as usize] = Fire { policy, at };
+                *slot += 1;
             }
         }
-        fires.extend(order.iter().map(|&j| batch[j as usize].clone()));
+        let placed = &mut fires[base..];
+        if placed.iter().any(|f| f.at.timestamp_subsec_nanos() != 0) {
+            for same_second in placed.chunk_by_mut(|a, b| a.at.timestamp() == b.at.timestamp()) {
+                same_second.sort_by_key(|f| f.at.timestamp_subsec_nanos());
+            }
+        }
     }
     fires
 }
