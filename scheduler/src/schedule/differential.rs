@@ -674,3 +674,28 @@ fn scan_reference_agrees_on_a_known_case() {
     );
     let _ = NaiveDate::from_ymd_opt(2026, 1, 1);
 }
+
+#[test]
+fn edges_kept_as_croner_reads_them() {
+    use chrono_tz::UTC;
+    // Only a literal `*` (or `?`) leaves a day field out of day-of-month OR day-of-week:
+    // `*/2` restricts, so this is odd days OR Mondays (Vixie cron would AND them).
+    assert_eq!(
+        both("0 0 */2 * MON", UTC, "2026-11-01 00:00:00", 5),
+        [
+            "2026-11-01T00:00:00+00:00",
+            "2026-11-02T00:00:00+00:00",
+            "2026-11-03T00:00:00+00:00",
+            "2026-11-05T00:00:00+00:00",
+            "2026-11-07T00:00:00+00:00"
+        ]
+    );
+    // A `+` before day-of-week asks for AND: the 1st, when it is a Sunday.
+    assert_eq!(
+        both("0 0 1 * +SUN", UTC, "2026-01-01 00:00:00", 2),
+        ["2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"]
+    );
+    // `@midnight` is refused (croner does not know it), and so is `a/n` without a range.
+    assert!(CronExpr::parse("@midnight").is_err());
+    assert!(CronExpr::parse("5/15 * * * *").is_err());
+}
