@@ -1,6 +1,7 @@
 //! How long `havoc plan` takes to compute one year of fires for 1,000 policies:
 //! cron policies (a mix of business-hours and frequent expressions in DST zones, with
-//! windows and blackouts) and random policies (Poisson and uniform, some in windows).
+//! windows and blackouts; the same with no two schedules alike) and random policies
+//! (Poisson and uniform, some in windows).
 //!
 //! Run: `cargo bench -p havoc --bench plan`.
 
@@ -32,6 +33,25 @@ fn cron_policy(i: usize) -> String {
         ""
     };
     policy(i, &format!("    cron: \"{cron}\"\n{windows}"))
+}
+
+/// The same mix with a seconds field that differs per policy, so that no two policies
+/// share a schedule (and `plan` cannot share a cursor between them): the cost of the
+/// search itself. Same number of fires.
+fn distinct_cron_policy(i: usize) -> String {
+    let cron = [
+        "*/30 10-16 * * MON-FRI",
+        "0 * * * *",
+        "15 2 * * *",
+        "0 9 1 * FRI",
+        "*/10 * * * SAT,SUN",
+    ][i % 5];
+    let windows = if i.is_multiple_of(3) {
+        "    windows:\n      - days: [Mon, Tue, Wed, Thu, Fri]\n        start: \"09:00\"\n        end: \"17:00\"\n"
+    } else {
+        ""
+    };
+    policy(i, &format!("    cron: \"{} {cron}\"\n{windows}", i / 20))
 }
 
 fn random_policy(i: usize) -> String {
@@ -78,15 +98,20 @@ fn year_of_fires(policies: &[Policy]) -> usize {
 
 fn bench(c: &mut Criterion) {
     let cron = load(cron_policy);
+    let distinct = load(distinct_cron_policy);
     let random = load(random_policy);
     eprintln!(
-        "fires in one year: 1,000 cron policies {}, 1,000 random policies {}",
+        "fires in one year: 1,000 cron policies {}, 1,000 distinct cron policies {}, 1,000 random policies {}",
         year_of_fires(&cron),
+        year_of_fires(&distinct),
         year_of_fires(&random)
     );
     let mut g = c.benchmark_group("plan one year");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("1000 cron policies", |b| b.iter(|| year_of_fires(&cron)));
+    g.bench_function("1000 cron policies, no two alike", |b| {
+        b.iter(|| year_of_fires(&distinct))
+    });
     g.bench_function("1000 random policies", |b| {
         b.iter(|| year_of_fires(&random))
     });

@@ -193,10 +193,15 @@ impl Iterator for Segments<'_> {
 /// exists twice when clocks go back), or the end of the gap (a time skipped when clocks go
 /// forward runs right after the gap).
 pub fn resolve(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    resolve_zoned(tz, local).with_timezone(&Utc)
+}
+
+/// [`resolve`], as an instant in `tz`.
+pub fn resolve_zoned(tz: &Tz, local: NaiveDateTime) -> DateTime<Tz> {
     match tz.from_local_datetime(&local) {
-        LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(a, b) => a.min(b).with_timezone(&Utc),
-        LocalResult::None => gap_end(tz, local),
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(a, b) => a.min(b),
+        LocalResult::None => gap_end(tz, local).with_timezone(tz),
     }
 }
 

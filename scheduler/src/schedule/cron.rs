@@ -1,26 +1,54 @@
 //! Cron expressions with standard crontab semantics, evaluated on local wall-clock time.
 //!
-//! croner parses the expression and matches *naive local* times (so its answers do not
-//! depend on any time zone); this module maps each matched local time to an instant:
+//! croner parses the expression; this module compiles croner's pattern into bit sets and
+//! finds matches itself (see [`Fields`]), then maps each matched local time to an instant:
 //! a time skipped by a DST gap runs once at the end of the gap, a time that exists twice
 //! runs once, at its first occurrence.
+//!
+//! # How the next fire is found
+//!
+//! 1. **Next local match, field by field** ([`Fields::next_match`]). Seconds, minutes,
+//!    hours and months are bit sets; "the next allowed value at or after `v`" is one mask
+//!    and one `trailing_zeros`. The days of a month that match (day-of-month OR
+//!    day-of-week, `L`, `W`, `#`) depend only on the month's length and the weekday of its
+//!    1st, so all 4 × 7 possible day masks are computed once at parse time with croner's
+//!    own day matcher. The search takes the start's date: if its month and day are
+//!    allowed, it looks for the next time of day at or after the start's
+//!    (hour, minute, second), carrying into the next allowed hour when no minute/second is
+//!    left in this one; when no time is left that day it carries into the next allowed day
+//!    of the month at the first allowed time, then into the next allowed month, then the
+//!    next year. A typical call touches one month and one day.
+//! 2. **DST resolution** ([`CronExpr::next_fire`]). The match is a wall-clock time; it is
+//!    turned into an instant by [`resolve_zoned`]: a single instant as is, the first of two
+//!    when clocks go back, the end of the gap when clocks go forward. Because several
+//!    wall-clock matches can map to the same or to an earlier instant (all of a gap's
+//!    matches map to its end; in the repeated hour the first occurrence lies before
+//!    instants of the second pass), matches are taken in wall-clock order until one lands
+//!    strictly after the starting instant. Outside transitions the first match is it.
+//!
+//! The previous implementation (croner's own search for step 1) is kept in the tests as
+//! the oracle of a differential test (`tests::differential`).
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
-use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::{
-    Cron,
+    Cron, YEAR_UPPER_LIMIT,
     parser::{CronParser, Seconds, Year},
+    time::{Weekday, days_in_month},
 };
 
-use super::calendar::resolve;
+use super::calendar::resolve_zoned;
 
 /// A parsed cron expression.
 #[derive(Clone)]
 pub struct CronExpr {
     source: String,
+    /// croner's parse, kept for the differential test's oracle only.
+    #[cfg(test)]
     cron: Cron,
+    fields: Fields,
 }
 
 impl fmt::Debug for CronExpr {
@@ -59,17 +87,22 @@ impl CronExpr {
         let cron = parser
             .parse(trimmed)
             .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
+        let fields = Fields::compile(&cron)
+            .ok_or_else(|| format!("cron expression {trimmed:?} never matches any date"))?;
         // An expression that can never match (e.g. `0 0 30 2 *`) is a mistake, not a schedule.
-        let probe = NaiveDateTime::parse_from_str("2000-01-01 00:00:00", "%Y-%m-%d %H:%M:%S")
-            .map_err(|e| e.to_string())?;
-        if cron.find_next_occurrence(&probe, false).is_err() {
+        let probe = NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .ok_or("invalid probe date")?;
+        if fields.next_match(probe.date(), (0, 0, 0)).is_none() {
             return Err(format!(
                 "cron expression {trimmed:?} never matches any date"
             ));
         }
         Ok(CronExpr {
             source: trimmed.to_string(),
+            #[cfg(test)]
             cron,
+            fields,
         })
     }
 
@@ -78,9 +111,16 @@ impl CronExpr {
     }
 
     /// The next matching local wall-clock time strictly after (or, with `inclusive`, at or
-    /// after) `local`.
+    /// after) `local`. Fractions of a second in `local` are ignored.
     pub fn next_local(&self, local: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
-        self.cron.find_next_occurrence(&local, inclusive).ok()
+        // "Strictly after" is "at or after one second later": the search takes a second of
+        // 60 as the start of the next minute, so no date arithmetic is needed here.
+        let floor = (
+            local.hour(),
+            local.minute(),
+            local.second() + u32::from(!inclusive),
+        );
+        self.fields.next_match(local.date(), floor)
     }
 
     /// The first fire instant strictly after `after` in time zone `tz`.
@@ -95,7 +135,236 @@ impl CronExpr {
         from: DateTime<Utc>,
         inclusive: bool,
     ) -> Option<DateTime<Utc>> {
-        // Work on whole seconds: cron has no finer resolution.
+        self.next_fire(tz, &from.with_timezone(tz), inclusive)
+            .map(|at| at.with_timezone(&Utc))
+    }
+
+    /// [`Self::next_from`] with both instants in `tz`: the caller usually has `from` in
+    /// it already (the previous fire), and the fire's local time is what windows and
+    /// blackouts look at and what `plan` prints, so no time zone lookup is repeated.
+    pub(crate) fn next_fire(
+        &self,
+        tz: &Tz,
+        from: &DateTime<Tz>,
+        inclusive: bool,
+    ) -> Option<DateTime<Tz>> {
+        // Work on whole seconds: cron has no finer resolution. (UTC offsets are whole
+        // seconds, so truncating the UTC and the local time agree.)
+        let mut from_utc = from.naive_utc();
+        let mut local = from.naive_local();
+        let inclusive = if from_utc.nanosecond() == 0 {
+            inclusive
+        } else {
+            from_utc = from_utc.with_nanosecond(0)?;
+            local = local.with_nanosecond(0)?;
+            false
+        };
+        let mut incl = inclusive;
+        // Each step advances `local` by at least a second; a match is at most a few years
+        // away (the parser refuses expressions that never match), and the extra steps
+        // (matches that resolve to `from` or before it: the rest of a DST gap, or the first
+        // pass of a repeated hour when `from` is in the second) are at most an hour's worth.
+        loop {
+            let next = self.next_local(local, incl)?;
+            incl = false;
+            local = next;
+            let at = resolve_zoned(tz, next);
+            let at_utc = at.naive_utc();
+            if at_utc > from_utc || (inclusive && at_utc == from_utc) {
+                return Some(at);
+            }
+        }
+    }
+}
+
+/// A cron pattern as bit sets, for the field-by-field search (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    /// Bit `s` set: second `s` (0..60) matches.
+    seconds: u64,
+    /// Bit `m` set: minute `m` (0..60) matches.
+    minutes: u64,
+    /// Bit `h` set: hour `h` (0..24) matches.
+    hours: u32,
+    /// Bit `m` set: month `m` (1..=12) matches.
+    months: u16,
+    /// `days[len - 28][w]`: the matching days (bit `d` for day `d`, 1..=31) of a month of
+    /// `len` days whose 1st is weekday `w` (Sunday = 0). Day-of-month OR day-of-week, `L`,
+    /// `W` and `#` all depend on nothing else, so these 28 masks are the whole day rule.
+    days: [[u32; 7]; 4],
+}
+
+impl Fields {
+    /// Reads croner's parsed pattern; `None` if some field matches nothing.
+    fn compile(cron: &Cron) -> Option<Fields> {
+        let p = &cron.pattern;
+        let bits = |max: u32, matches: &dyn Fn(u32) -> bool| -> u64 {
+            (0..=max)
+                .filter(|v| matches(*v))
+                .fold(0u64, |acc, v| acc | (1 << v))
+        };
+        let seconds = bits(59, &|v| p.second_match(v).unwrap_or(false));
+        let minutes = bits(59, &|v| p.minute_match(v).unwrap_or(false));
+        let hours = bits(23, &|v| p.hour_match(v).unwrap_or(false)) as u32;
+        let months = bits(12, &|v| v >= 1 && p.month_match(v).unwrap_or(false)) as u16;
+        let mut days = [[0u32; 7]; 4];
+        for (len_index, masks) in days.iter_mut().enumerate() {
+            let len = 28 + len_index as u32;
+            for (first, mask) in masks.iter_mut().enumerate() {
+                let (year, month) = sample_month(len, first as u32)?;
+                let first_weekday = Weekday::from_days_from_sunday(first as u32);
+                for day in 1..=len {
+                    let weekday = first_weekday.shift(day as i32 - 1);
+                    if p.day_match(year, month, day, weekday).unwrap_or(false) {
+                        *mask |= 1 << day;
+                    }
+                }
+            }
+        }
+        if seconds == 0 || minutes == 0 || hours == 0 || months == 0 {
+            return None;
+        }
+        Some(Fields {
+            seconds,
+            minutes,
+            hours,
+            months,
+            days,
+        })
+    }
+
+    /// The first matching local time on or after `date` at or after the time of day
+    /// `floor` (which may be one second past the end of a minute: `(h, m, 60)`), or `None`
+    /// when there is none before croner's year limit.
+    fn next_match(&self, date: NaiveDate, floor: (u32, u32, u32)) -> Option<NaiveDateTime> {
+        // Usually the next match is later on the same day.
+        if self.day_matches(date)
+            && let Some((h, m, s)) = self.next_time(floor)
+        {
+            return date.and_hms_opt(h, m, s);
+        }
+        // Otherwise: the first time of the next matching day.
+        let (h, m, s) = self.next_time((0, 0, 0))?;
+        self.next_day_after(date)?.and_hms_opt(h, m, s)
+    }
+
+    /// The matching days of the month that `date` is in (see [`Fields::days`]).
+    fn month_days(&self, year: i32, month: u32, weekday_of_1st: u32) -> u32 {
+        if self.months & (1 << month) == 0 {
+            return 0;
+        }
+        let len = days_in_month(year, month);
+        self.days[(len - 28) as usize][weekday_of_1st as usize]
+    }
+
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let weekday = date.weekday().num_days_from_sunday();
+        // The weekday of the 1st, from `date`'s: step back `day - 1` days.
+        let first = (weekday + 35 - (date.day() - 1)) % 7;
+        self.month_days(date.year(), date.month(), first) & (1 << date.day()) != 0
+    }
+
+    /// The first matching day after `date`: the next one left in its month, else the
+    /// first one of the next month that has any (carrying into the next year).
+    fn next_day_after(&self, date: NaiveDate) -> Option<NaiveDate> {
+        let (mut year, mut month) = (date.year(), date.month());
+        let mut first_candidate = date.day() + 1;
+        while year <= YEAR_UPPER_LIMIT {
+            let first = NaiveDate::from_ymd_opt(year, month, 1)?
+                .weekday()
+                .num_days_from_sunday();
+            // Days from `first_candidate` on (none when that is 32).
+            let from_candidate = u32::MAX.checked_shl(first_candidate).unwrap_or(0);
+            let candidates = self.month_days(year, month, first) & from_candidate;
+            if candidates != 0 {
+                return NaiveDate::from_ymd_opt(year, month, candidates.trailing_zeros());
+            }
+            (month, first_candidate) = (month + 1, 1);
+            if month > 12 {
+                (year, month) = (year + 1, 1);
+            }
+        }
+        None
+    }
+
+    /// The first matching time of day at or after `(h, m, s)` (`s` may be 60: the start
+    /// of the next minute), or `None` when the day has none left. Each field carries into
+    /// the next-larger one: past the last allowed second of a minute, the search moves to
+    /// the next allowed minute (at its first allowed second); past the last allowed minute
+    /// of an hour, to the next allowed hour (at its first allowed minute and second).
+    fn next_time(&self, (h, m, s): (u32, u32, u32)) -> Option<(u32, u32, u32)> {
+        let first_second = self.seconds.trailing_zeros();
+        let first_minute = self.minutes.trailing_zeros();
+        if self.hours & (1 << h) != 0 {
+            if self.minutes & (1 << m) != 0
+                && let Some(s) = next_bit(self.seconds, s)
+            {
+                return Some((h, m, s));
+            }
+            if let Some(m) = next_bit(self.minutes, m + 1) {
+                return Some((h, m, first_second));
+            }
+        }
+        let h = next_bit(u64::from(self.hours), h + 1)?;
+        Some((h, first_minute, first_second))
+    }
+}
+
+/// The lowest set bit of `mask` at position `from` or above.
+fn next_bit(mask: u64, from: u32) -> Option<u32> {
+    let above = mask.checked_shr(from)? << from;
+    (above != 0).then(|| above.trailing_zeros())
+}
+
+/// A real month with `len` days whose 1st is weekday `first` (Sunday = 0), to feed croner's
+/// day matcher (which wants a real date: it reads the month's length from the year and
+/// month, and takes the weekday as given). Found once, then shared by every parse.
+fn sample_month(len: u32, first: u32) -> Option<(i32, u32)> {
+    /// `[len - 28][weekday of the 1st]`: (year, month).
+    type Samples = [[Option<(i32, u32)>; 7]; 4];
+    static SAMPLES: OnceLock<Samples> = OnceLock::new();
+    let samples = SAMPLES.get_or_init(|| {
+        let mut samples = [[None; 7]; 4];
+        // Every length and weekday of the 1st occurs within 28 years.
+        for year in 2000..2029 {
+            for month in 1..=12 {
+                let Some(date) = NaiveDate::from_ymd_opt(year, month, 1) else {
+                    continue;
+                };
+                let len = days_in_month(year, month);
+                let first = date.weekday().num_days_from_sunday();
+                samples[(len - 28) as usize][first as usize].get_or_insert((year, month));
+            }
+        }
+        samples
+    });
+    samples
+        .get(len.checked_sub(28)? as usize)?
+        .get(first as usize)
+        .copied()
+        .flatten()
+}
+
+/// The implementation this module had before the field-by-field search, kept as the
+/// oracle of the differential test (`schedule::differential`).
+#[cfg(test)]
+impl CronExpr {
+    /// croner's own walk for the next local match.
+    pub(crate) fn reference_next_local(
+        &self,
+        local: NaiveDateTime,
+        inclusive: bool,
+    ) -> Option<NaiveDateTime> {
+        self.cron.find_next_occurrence(&local, inclusive).ok()
+    }
+
+    /// `next_from` as it was, on top of [`Self::reference_next_local`].
+    pub(crate) fn reference_next_from(
+        &self,
+        tz: &Tz,
+        from: DateTime<Utc>,
+        inclusive: bool,
+    ) -> Option<DateTime<Utc>> {
         let (from, inclusive) = if from.nanosecond() == 0 {
             (from, inclusive)
         } else {
@@ -103,18 +372,20 @@ impl CronExpr {
         };
         let mut local = from.with_timezone(tz).naive_local();
         let mut incl = inclusive;
-        // Each step advances `local` by at least a second; a match is at most a few years
-        // away (the parser refuses expressions that never match), and duplicates from DST
-        // overlaps are at most an hour's worth of matches.
         loop {
-            let next = self.next_local(local, incl)?;
+            let next = self.reference_next_local(local, incl)?;
             incl = false;
             local = next;
-            let at = resolve(tz, next);
+            let at = super::calendar::resolve(tz, next);
             if at > from || (inclusive && at == from) {
                 return Some(at);
             }
         }
+    }
+
+    /// Whether croner matches this wall-clock time (a direct test, no search).
+    pub(crate) fn matches_local(&self, local: NaiveDateTime) -> bool {
+        self.cron.is_time_matching(&local).unwrap_or(false)
     }
 }
 

@@ -8,11 +8,14 @@
 
 pub mod calendar;
 pub mod cron;
+#[cfg(test)]
+mod differential;
 pub mod plan;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -51,6 +54,7 @@ impl Schedule {
         Cursor {
             schedule: self,
             position: start,
+            zoned: None,
             inclusive: true,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
@@ -62,6 +66,7 @@ impl Schedule {
         Cursor {
             schedule: self,
             position: after,
+            zoned: None,
             inclusive: false,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
@@ -74,6 +79,8 @@ impl Schedule {
 pub struct Cursor<'a> {
     schedule: &'a Schedule,
     position: DateTime<Utc>,
+    /// `position` in the schedule's time zone, once a fire has set it.
+    zoned: Option<DateTime<Tz>>,
     inclusive: bool,
     rng: ChaCha8Rng,
 }
@@ -82,41 +89,53 @@ impl Iterator for Cursor<'_> {
     type Item = DateTime<Utc>;
 
     fn next(&mut self) -> Option<DateTime<Utc>> {
-        let next = match &self.schedule.kind {
-            ScheduleKind::Cron(expr) => self.next_cron(expr),
-            ScheduleKind::Random { mean, min } => {
-                let gap = exponential_gap(&mut self.rng, *mean, *min);
-                self.walk_allowed(gap)
-            }
-            ScheduleKind::Interval { min, max } => {
-                let gap = uniform_gap(&mut self.rng, *min, *max);
-                self.walk_allowed(gap)
-            }
-        }?;
-        self.position = next;
-        self.inclusive = false;
-        Some(next)
+        self.next_zoned().map(|t| t.with_timezone(&Utc))
     }
 }
 
 impl Cursor<'_> {
-    fn next_cron(&mut self, expr: &CronExpr) -> Option<DateTime<Utc>> {
+    /// The next fire time, as an instant in the schedule's time zone (what `plan` prints;
+    /// for cron it comes out of the search without a second time zone lookup).
+    pub(crate) fn next_zoned(&mut self) -> Option<DateTime<Tz>> {
+        let tz = self.schedule.calendar.tz;
+        let next = match &self.schedule.kind {
+            ScheduleKind::Cron(expr) => self.next_cron(expr),
+            ScheduleKind::Random { mean, min } => {
+                let gap = exponential_gap(&mut self.rng, *mean, *min);
+                self.walk_allowed(gap).map(|t| t.with_timezone(&tz))
+            }
+            ScheduleKind::Interval { min, max } => {
+                let gap = uniform_gap(&mut self.rng, *min, *max);
+                self.walk_allowed(gap).map(|t| t.with_timezone(&tz))
+            }
+        }?;
+        self.position = next.with_timezone(&Utc);
+        self.zoned = Some(next);
+        self.inclusive = false;
+        Some(next)
+    }
+
+    fn next_cron(&mut self, expr: &CronExpr) -> Option<DateTime<Tz>> {
         let cal = &self.schedule.calendar;
-        let horizon = self.position + chrono::Duration::days(i64::from(HORIZON_DAYS));
-        let (mut from, mut inclusive) = (self.position, self.inclusive);
+        let mut from = self
+            .zoned
+            .unwrap_or_else(|| self.position.with_timezone(&cal.tz));
+        let mut inclusive = self.inclusive;
         loop {
-            let at = expr.next_from(&cal.tz, from, inclusive)?;
-            if at > horizon {
+            let at = expr.next_fire(&cal.tz, &from, inclusive)?;
+            if beyond_horizon(self.position, at.with_timezone(&Utc)) {
                 return None;
             }
-            if cal.allows(at) {
+            // `at` is in the calendar's zone: its local time is what the calendar reads.
+            if cal.allows_local(at.naive_local()) {
                 return Some(at);
             }
             // Jump to the next allowed time instead of stepping through every match of
             // a long blackout.
-            let allowed = cal.next_allowed(at, HORIZON_DAYS)?;
-            if allowed > at {
-                (from, inclusive) = (allowed, true);
+            let at_utc = at.with_timezone(&Utc);
+            let allowed = cal.next_allowed(at_utc, HORIZON_DAYS)?;
+            if allowed > at_utc {
+                (from, inclusive) = (allowed.with_timezone(&cal.tz), true);
             } else {
                 (from, inclusive) = (at, false);
             }
@@ -147,6 +166,16 @@ impl Cursor<'_> {
         }
         None
     }
+}
+
+/// Whether `at` is later than `position` + [`HORIZON_DAYS`] (compared on whole seconds and
+/// nanoseconds, which is cheaper than adding days to a date).
+fn beyond_horizon(position: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+    let horizon = i64::from(HORIZON_DAYS) * 86_400;
+    (
+        at.timestamp() - position.timestamp(),
+        at.timestamp_subsec_nanos(),
+    ) > (horizon, position.timestamp_subsec_nanos())
 }
 
 /// A fire time truncated to whole seconds, like cron: the gap between two fires is then
