@@ -178,8 +178,10 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
             .filter(|r| !r["name"].as_str().is_some_and(|n| ours.iter().any(|o| o == n)))
             .cloned()
             .collect();
-        if recorded.is_err() && kept.len() == all.len() {
-            return Ok(Reverted::NotOurs(recorded.err().unwrap_or_default()));
+        if let Err(why) = &recorded
+            && kept.len() == all.len()
+        {
+            return Ok(Reverted::NotOurs(why.to_string()));
         }
         let mut patch = merge(
             precondition(current.metadata.resource_version.clone()),

@@ -174,7 +174,7 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
             return Ok(Reverted::Gone);
         };
         if let Err(why) = still_ours(&current, &held.record) {
-            return Ok(Reverted::NotOurs(why));
+            return Ok(Reverted::NotOurs(why.to_string()));
         }
         let clear = merge(
             precondition(current.metadata.resource_version.clone()),

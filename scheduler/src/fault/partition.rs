@@ -133,7 +133,7 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
         return Ok(Reverted::Gone);
     };
     if let Err(why) = still_ours(&current, &held.record) {
-        return Ok(Reverted::NotOurs(why));
+        return Ok(Reverted::NotOurs(why.to_string()));
     }
     let dp = DeleteParams {
         preconditions: Some(Preconditions {

@@ -77,16 +77,24 @@ impl Stamp {
     }
 }
 
+/// Why an object is no longer havoc's to revert.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    #[error("its revert record is gone (reverted or removed by someone else)")]
+    Gone,
+    #[error("its revert record is unreadable: {0}")]
+    Unreadable(String),
+    #[error("it now carries the record of experiment {0}")]
+    Other(String),
+}
+
 /// Checks that `object` still carries `ours` (same experiment): the record on the object
-/// is what a revert acts on. `Err(why)` when it is not ours any more.
-pub fn still_ours<K: Resource>(object: &K, ours: &RevertRecord) -> Result<RevertRecord, String> {
+/// is what a revert acts on.
+pub fn still_ours<K: Resource>(object: &K, ours: &RevertRecord) -> Result<RevertRecord, NotOurs> {
     match record_of(object) {
-        None => Err("its revert record is gone (reverted or removed by someone else)".into()),
-        Some(Err(e)) => Err(e.to_string()),
-        Some(Ok(r)) if r.experiment != ours.experiment => Err(format!(
-            "it now carries the record of experiment {}",
-            r.experiment
-        )),
+        None => Err(NotOurs::Gone),
+        Some(Err(e)) => Err(NotOurs::Unreadable(e.to_string())),
+        Some(Ok(r)) if r.experiment != ours.experiment => Err(NotOurs::Other(r.experiment)),
         Some(Ok(r)) => Ok(r),
     }
 }

@@ -103,7 +103,7 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
         };
         let record = match still_ours(&current, &held.record) {
             Ok(r) => r,
-            Err(why) => return Ok(Reverted::NotOurs(why)),
+            Err(why) => return Ok(Reverted::NotOurs(why.to_string())),
         };
         let (was, set) = (
             record.original["replicas"].as_i64().unwrap_or(1),

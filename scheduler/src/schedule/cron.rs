@@ -63,40 +63,53 @@ impl PartialEq for CronExpr {
     }
 }
 
+/// Why a cron expression was refused; the message is what validation reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "invalid cron expression {expr:?}: expected 5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds, found {found}"
+    )]
+    FieldCount { expr: String, found: usize },
+    #[error("@reboot has no meaning for a service schedule")]
+    Reboot,
+    #[error("invalid cron expression {expr:?}: {message}")]
+    Syntax { expr: String, message: String },
+    #[error("cron expression {0:?} never matches any date")]
+    NeverMatches(String),
+}
+
 impl CronExpr {
     /// Parses 5 fields (minute hour day-of-month month day-of-week), or 6 with a leading
     /// seconds field, or a macro (`@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`,
     /// `@midnight`, `@hourly`). Sunday is 0 or 7; names (`MON`, `JAN`) are accepted; when
     /// both day fields are restricted a day matches if *either* does (Vixie cron).
-    pub fn parse(source: &str) -> Result<Self, String> {
+    pub fn parse(source: &str) -> Result<Self, CronError> {
         let trimmed = source.trim();
         let fields = trimmed.split_whitespace().count();
         if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "invalid cron expression {trimmed:?}: expected 5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds, found {fields}"
-            ));
+            return Err(CronError::FieldCount {
+                expr: trimmed.to_string(),
+                found: fields,
+            });
         }
         if trimmed.eq_ignore_ascii_case("@reboot") {
-            return Err("@reboot has no meaning for a service schedule".to_string());
+            return Err(CronError::Reboot);
         }
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .dom_and_dow(false)
             .build();
-        let cron = parser
-            .parse(trimmed)
-            .map_err(|e| format!("invalid cron expression {trimmed:?}: {e}"))?;
-        let fields = Fields::compile(&cron)
-            .ok_or_else(|| format!("cron expression {trimmed:?} never matches any date"))?;
+        let cron = parser.parse(trimmed).map_err(|e| CronError::Syntax {
+            expr: trimmed.to_string(),
+            message: e.to_string(),
+        })?;
+        let never = || CronError::NeverMatches(trimmed.to_string());
+        let fields = Fields::compile(&cron).ok_or_else(never)?;
         // An expression that can never match (e.g. `0 0 30 2 *`) is a mistake, not a schedule.
-        let probe = NaiveDate::from_ymd_opt(2000, 1, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .ok_or("invalid probe date")?;
-        if fields.next_match(probe.date(), (0, 0, 0)).is_none() {
-            return Err(format!(
-                "cron expression {trimmed:?} never matches any date"
-            ));
+        let probe = NaiveDate::from_ymd_opt(2000, 1, 1).ok_or_else(never)?;
+        if fields.next_match(probe, (0, 0, 0)).is_none() {
+            return Err(never());
         }
         Ok(CronExpr {
             source: trimmed.to_string(),

@@ -19,7 +19,10 @@ use chrono_tz::Tz;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use self::{calendar::Calendar, cron::CronExpr};
+pub use self::{
+    calendar::Calendar,
+    cron::{CronError, CronExpr},
+};
 
 /// How far ahead a cursor looks for allowed time before deciding a schedule never fires
 /// again (a blackout covering years, say).
