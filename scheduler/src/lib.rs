@@ -27,6 +27,7 @@
 //!   [`cli`] holds the clap types; `main.rs` only calls [`cli::Cli::parse_and_run`].
 //! - [`logging`]: log output.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod client;

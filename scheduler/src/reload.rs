@@ -8,6 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    access::{self, AccessReviewer},
     engine::{
         arbiter::Arbiter,
         metrics::Metrics,
@@ -27,6 +28,9 @@ pub struct Reloader {
     pub metrics: Metrics,
     pub interval: Duration,
     pub stop: CancellationToken,
+    /// Reviews each policy's permissions on every load (`None`: not checked, as in tests
+    /// without an API server).
+    pub access: Option<Arc<dyn AccessReviewer>>,
 }
 
 /// The valid policies of a load report.
@@ -56,12 +60,28 @@ pub fn fingerprint(paths: &[PathBuf]) -> u64 {
 
 impl Reloader {
     /// Loads the policies once (start-up): invalid files are logged and left out.
-    pub fn load_initial(&self) {
-        let report = policy::load_paths(&self.paths, &self.ctx, Expect::Policies);
+    pub async fn load_initial(&self) {
+        let report = self.load().await;
         for d in report.diagnostics() {
             tracing::error!(diagnostic = %d, "invalid policy");
         }
         self.apply(policy_set(&report));
+    }
+
+    /// Reads and validates the policies, then refuses those whose fault havoc's identity
+    /// may not carry out.
+    async fn load(&self) -> policy::LoadReport {
+        let mut report = policy::load_paths(&self.paths, &self.ctx, Expect::Policies);
+        if let Some(reviewer) = &self.access {
+            let outcome = access::check(&mut report, reviewer.as_ref()).await;
+            if !outcome.refused.is_empty() {
+                tracing::error!(
+                    refused = ?outcome.refused,
+                    "policies refused: their faults are not allowed by havoc's RBAC"
+                );
+            }
+        }
+        report
     }
 
     fn apply(&self, set: PolicySet) {
@@ -83,7 +103,7 @@ impl Reloader {
                 continue;
             }
             last = now;
-            let report = policy::load_paths(&self.paths, &self.ctx, Expect::Policies);
+            let report = self.load().await;
             if report.is_valid() {
                 let set = policy_set(&report);
                 tracing::info!(policies = set.policies.len(), "policies reloaded");

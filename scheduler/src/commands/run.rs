@@ -7,6 +7,7 @@ use anyhow::{Context as _, anyhow};
 
 use super::{EXIT_INVALID, load_config};
 use crate::{
+    access,
     cli::RunArgs,
     client::{self, Purpose},
     engine::{
@@ -113,6 +114,11 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| anyhow!("no valid policy named {:?}", args.policy))?;
     let client =
         client::client(args.sources.kubeconfig.as_deref(), Purpose::Requests, None).await?;
+    let missing = access::missing(&policy, &access::ApiReviewer::new(client.clone())).await;
+    if !missing.is_empty() {
+        eprintln!("error: {}", access::refusal(&policy, &missing));
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
     let journal = args

@@ -15,6 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{EXIT_INVALID, load_config};
 use crate::{
+    access::ApiReviewer,
     api::{self, App, Readiness},
     cli::ServeArgs,
     client::{self, Purpose},
@@ -202,8 +203,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         interval: args.reload_interval.0,
         stop: engine.stop.clone(),
+        access: Some(Arc::new(ApiReviewer::new(requests.clone()))),
     };
-    reloader.load_initial();
+    reloader.load_initial().await;
     tracing::info!(
         policies = policies.current().policies.len(),
         dry_run = config.dry_run,

@@ -59,6 +59,10 @@ impl PolicyFixture {
         self.set("/target/selector", json!(selector))
     }
 
+    pub fn kind(self, kind: &str) -> Self {
+        self.set("/target/kind", json!(kind))
+    }
+
     pub fn fault(self, fault: Value) -> Self {
         self.set("/fault", fault)
     }
