@@ -104,9 +104,10 @@ pub struct Sources {
     /// Kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// Policy directory or file (default: the config's `policies`).
+    /// Policy directory or file; may be given several times (default: the config's
+    /// `policies`). Policy names must be unique across all of them.
     #[arg(long)]
-    pub policies: Option<PathBuf>,
+    pub policies: Vec<PathBuf>,
     /// Append every record to this JSON-lines journal (a persistent volume).
     #[arg(long)]
     pub journal: Option<PathBuf>,
@@ -209,6 +210,17 @@ impl Cli {
                 eprintln!("error: {e:#}");
                 ExitCode::from(EXIT_INVALID)
             }
+        }
+    }
+}
+
+impl Sources {
+    /// The policy paths given, or the config's when none was.
+    pub fn policy_paths(&self, config_default: &std::path::Path) -> Vec<PathBuf> {
+        if self.policies.is_empty() {
+            vec![config_default.to_path_buf()]
+        } else {
+            self.policies.clone()
         }
     }
 }

@@ -98,12 +98,8 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let config = Arc::new(config);
     let ctx = config.context();
-    let path = args
-        .sources
-        .policies
-        .clone()
-        .unwrap_or_else(|| config.policies.clone());
-    let report = policy::load_paths(&[path], &ctx, Expect::Policies);
+    let paths = args.sources.policy_paths(&config.policies);
+    let report = policy::load_paths(&paths, &ctx, Expect::Policies);
     for d in report.diagnostics() {
         eprintln!("{d}");
     }

@@ -116,12 +116,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
     let config = Arc::new(config);
-    let paths = vec![
-        args.sources
-            .policies
-            .clone()
-            .unwrap_or_else(|| config.policies.clone()),
-    ];
+    let paths = args.sources.policy_paths(&config.policies);
     let metrics = Metrics::new();
     let kubeconfig = args.sources.kubeconfig.as_deref();
     let requests = client::client(kubeconfig, Purpose::Requests, Some(&metrics)).await?;
