@@ -140,8 +140,14 @@ fn run_reflector<K>(
                     Some(Ok(event)) => {
                         let event = event.modify(trim);
                         writer.apply_watcher_event(&event);
-                        health.ok();
-                        backoff = Duration::from_millis(500);
+                        // `Init` comes before the list is made (and the store swaps only at
+                        // `InitDone`): only a finished list or a live event proves the cache
+                        // current, and only that may reset the backoff — else a list that
+                        // keeps failing (a 403, say) is retried every half second.
+                        if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                            health.ok();
+                            backoff = Duration::from_millis(500);
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(kind = %health.kind, error = %e, "watch error; listing again");

@@ -64,6 +64,16 @@ impl Default for Setup<'_> {
     }
 }
 
+/// `HAVOC_E2E_IDENTITY=NAMESPACE/SERVICEACCOUNT` (tests/install/run sets it): every
+/// `havoc serve` runs as that ServiceAccount with in-cluster configuration
+/// (tests/install/in-cluster), its Lease and state in NAMESPACE, which proves that the
+/// chart's RBAC is enough for the scenario. Unset: the test's own kubeconfig.
+fn identity() -> Option<(String, String)> {
+    let v = std::env::var("HAVOC_E2E_IDENTITY").ok()?;
+    let (ns, sa) = v.split_once('/')?;
+    Some((ns.to_string(), sa.to_string()))
+}
+
 /// A running `havoc serve`, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Serve {
@@ -81,6 +91,7 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(env: &Env, setup: Setup<'_>) -> anyhow::Result<Serve> {
+        let identity = identity();
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let secret = dir.path().join("webhook-secret");
@@ -133,7 +144,7 @@ impl Serve {
                 "/leaderElection",
                 json!({
                     "enabled": true,
-                    "namespace": "havoc-system",
+                    "namespace": identity.as_ref().map_or("havoc-system", |(ns, _)| ns.as_str()),
                     "lease": setup.lease.clone().unwrap_or_else(|| format!("havoc-e2e-{port}")),
                 }),
             )
@@ -154,8 +165,19 @@ impl Serve {
             bin.display()
         );
         let mut command: Vec<std::ffi::OsString> = Vec::new();
+        let in_cluster = setup.wrapper.is_none() && identity.is_some();
         if let Some(w) = &setup.wrapper {
             command.extend(w.iter().map(Into::into));
+        } else if let Some((ns, sa)) = &identity {
+            command.push(repo_root().join("tests/install/in-cluster").into());
+            for a in ["-n", ns.as_str(), "-s", sa.as_str()] {
+                command.push(a.into());
+            }
+            if let Some(p) = &setup.pod_name {
+                command.push("-p".into());
+                command.push(p.into());
+            }
+            command.push("--".into());
         }
         command.push(bin.into());
         for a in [
@@ -176,8 +198,10 @@ impl Serve {
             command.push(flag.into());
             command.push(path.into());
         }
-        command.push("--kubeconfig".into());
-        command.push(env.get("KUBECONFIG")?.into());
+        if !in_cluster {
+            command.push("--kubeconfig".into());
+            command.push(env.get("KUBECONFIG")?.into());
+        }
         let mut envs = vec![
             (
                 "HAVOC_TEST_SLACK_TOKEN".to_string(),

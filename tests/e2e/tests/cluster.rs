@@ -270,7 +270,9 @@ async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Res
     with_namespace("cordon", |client, ns| async move {
         let nodes: Api<Node> = Api::all(client.clone());
         let all = nodes
-            .list(&ListParams::default().labels("type=kwok"))
+            // The local cluster's own nodes: not the pools other tests add and delete
+            // while this one runs.
+            .list(&ListParams::default().labels(&format!("type=kwok,!{}", havoc_e2e::workloads::POOL)))
             .await?
             .items;
         ensure!(
