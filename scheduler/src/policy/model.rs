@@ -87,7 +87,7 @@ pub struct PolicySpec {
     /// What a deviation does (default: pausePolicy for circuitBreaker.cooldown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_deviation: Option<OnDeviation>,
-    /// Per-policy safety overrides of the service limits.
+    /// Per-policy safety limits: they may only tighten the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<PolicyLimits>,
 }
@@ -431,8 +431,8 @@ pub enum OnDeviation {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyLimits {
-    /// Never take a workload below this many ready pods (overrides the service limit;
-    /// 0 allows taking down single-replica workloads).
+    /// Never take a workload below this many ready pods: raises the service's
+    /// limits.minAvailableReplicas for this policy (a lower value is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_available_replicas: Option<u32>,
 }
