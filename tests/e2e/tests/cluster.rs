@@ -272,7 +272,10 @@ async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Res
         let all = nodes
             // The local cluster's own nodes: not the pools other tests add and delete
             // while this one runs.
-            .list(&ListParams::default().labels(&format!("type=kwok,!{}", havoc_e2e::workloads::POOL)))
+            .list(
+                &ListParams::default()
+                    .labels(&format!("type=kwok,!{}", havoc_e2e::workloads::POOL)),
+            )
             .await?
             .items;
         ensure!(
