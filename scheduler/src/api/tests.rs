@@ -91,6 +91,7 @@ impl Fixture {
                 journal: Some(journal.clone()),
                 owner: "test/havoc".into(),
                 leader: leader.clone(),
+                claims: Default::default(),
             },
             source: Arc::new(Unsynced),
             journal: journal.clone(),

@@ -140,6 +140,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         // their deadline.
         owner: format!("havoc-run/{host}-{}", std::process::id()),
         leader: crate::leader::Leadership::always(),
+        claims: Default::default(),
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),

@@ -170,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         journal: Some(journal.clone()),
         owner: config.owner(),
         leader: leader.clone(),
+        claims: Default::default(),
     };
     // The shared state lives beside the Lease: one per installation.
     let shared = SharedState::cluster(

@@ -675,6 +675,7 @@ mod tests {
                 journal: Some(journal.clone()),
                 owner: "test/havoc".into(),
                 leader: leader.clone(),
+                claims: Default::default(),
             },
             source,
             journal: journal.clone(),

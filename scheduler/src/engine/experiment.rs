@@ -2,7 +2,7 @@
 //! verdict (DESIGN section 1, steps 1-8). Emitting (journal, notifications) is the
 //! caller's, so that `havoc run` and the service share this code.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
@@ -60,6 +60,76 @@ pub struct Env {
     /// Checked right before every mutation and while a fault is held: a replica that is
     /// no longer the leader stops and reverts.
     pub leader: Leadership,
+    /// Pods that running experiments of this process have taken.
+    pub claims: Claims,
+}
+
+/// The pods (namespace, name) that running experiments have chosen to delete, evict or
+/// drain. Selection counts them as already gone: two experiments that start together read
+/// the same snapshot, in which the other's victim still looks ready (the watch has not
+/// seen the delete yet), and could each take a replica of one workload, breaking
+/// `minAvailableReplicas` between them. Choosing and claiming happen under one lock; the
+/// claim is released when the experiment ends, by which time the watch knows.
+#[derive(Debug, Clone, Default)]
+pub struct Claims(Arc<std::sync::Mutex<BTreeSet<(String, String)>>>);
+
+/// Releases an experiment's claims when dropped (also on an early return or a panic).
+#[derive(Debug)]
+struct Claimed {
+    claims: Claims,
+    keys: Vec<(String, String)>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let mut set = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+        for k in &self.keys {
+            set.remove(k);
+        }
+    }
+}
+
+impl Claims {
+    /// Chooses the plan with other experiments' claimed pods counted as gone, and claims
+    /// the pods this plan disrupts, atomically.
+    fn choose(
+        &self,
+        policy: &Policy,
+        snapshot: &mut Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Plan, Claimed), SkipReason> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !set.is_empty() {
+            for p in snapshot.pods.iter_mut() {
+                if set.contains(&(p.namespace.clone(), p.name.clone())) {
+                    p.terminating = true;
+                    p.ready = false;
+                }
+            }
+        }
+        let plan = Plan::choose(policy, snapshot, guards, rng)?;
+        let keys: Vec<(String, String)> = match &plan {
+            Plan::Pods(_, pods) => pods
+                .iter()
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .collect(),
+            Plan::Drain { nodes, .. } => nodes
+                .iter()
+                .flat_map(|(_, pods)| pods.iter())
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        set.extend(keys.iter().cloned());
+        Ok((
+            plan,
+            Claimed {
+                claims: self.clone(),
+                keys,
+            },
+        ))
+    }
 }
 
 impl std::fmt::Debug for Env {
@@ -406,7 +476,7 @@ pub async fn execute(
         Some(s) => ChaCha8Rng::seed_from_u64(s),
         None => ChaCha8Rng::from_rng(&mut rand::rng()),
     };
-    let plan = match Plan::choose(policy, &snapshot, &guards, &mut rng) {
+    let (plan, _claimed) = match env.claims.choose(policy, &mut snapshot, &guards, &mut rng) {
         Ok(p) => p,
         Err(why) => {
             record.skip(&why);
@@ -764,6 +834,7 @@ mod tests {
             journal: None,
             owner: "test/havoc".into(),
             leader: crate::leader::Leadership::always(),
+            claims: Default::default(),
         };
         (env, handle)
     }
@@ -946,5 +1017,37 @@ mod tests {
         // gate + ~10 polls of the hold + ~5 of settle (1 s interval)
         assert!(health.reads() >= 15, "{}", health.reads());
         assert_no_request(&mut handle).await;
+    }
+
+    /// Two experiments that start together read one snapshot: with a floor of 1 and two
+    /// ready replicas, only the first may take one; the second sees it taken until the
+    /// first ends.
+    #[test]
+    fn a_pod_chosen_by_a_running_experiment_counts_as_gone() {
+        let claims = Claims::default();
+        let guards = Guards {
+            protected_namespaces: Default::default(),
+            own_pod: None,
+            min_available_replicas: 1,
+            max_unschedulable_nodes: 1,
+        };
+        let policy = policy();
+        let read = || targets::snapshot("d", "web", 2);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (first, claimed) = claims
+            .choose(&policy, &mut read(), &guards, &mut rng)
+            .expect("the first takes a pod");
+        assert_eq!(first.objects().len(), 1);
+        let second = claims.choose(&policy, &mut read(), &guards, &mut rng);
+        assert!(
+            matches!(second, Err(SkipReason::NoTarget(_))),
+            "the second would leave web without a ready replica: {:?}",
+            second.map(|(p, _)| p.objects())
+        );
+        drop(claimed);
+        let (third, _claimed) = claims
+            .choose(&policy, &mut read(), &guards, &mut rng)
+            .expect("free again once the first ended");
+        assert_eq!(third.objects().len(), 1);
     }
 }
