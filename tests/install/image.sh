@@ -235,8 +235,11 @@ EOF
 import hashlib, hmac, json, sys
 hook = json.loads(open(sys.argv[1]).readline())
 secret = open(sys.argv[2]).read().strip().encode()
-want = "sha256=" + hmac.new(secret, hook["body"].encode(), hashlib.sha256).hexdigest()
-assert hmac.compare_digest(want, hook["headers"].get("x-havoc-signature", "")), "bad signature"
+# `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (README: Notifications).
+pairs = dict(p.strip().partition("=")[::2] for p in hook["headers"].get("x-havoc-signature", "").split(","))
+t = pairs.get("t", "")
+want = hmac.new(secret, t.encode() + b"." + hook["body"].encode(), hashlib.sha256).hexdigest()
+assert t and hmac.compare_digest(want, pairs.get("v1", "")), "bad signature: " + hook["headers"].get("x-havoc-signature", "")
 assert json.loads(hook["body"])["id"] == sys.argv[3], "another experiment"
 print("    webhook received over TLS (test CA from /etc/ssl/certs/ca-certificates.crt), signature valid")
 EOF
