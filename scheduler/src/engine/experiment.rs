@@ -388,7 +388,7 @@ pub async fn execute(
     }
 
     // 2. select
-    let mut snapshot = match source.snapshot().await {
+    let mut snapshot = match source.snapshot(policy).await {
         Ok(s) => s,
         Err(e) => {
             record.skip(&SkipReason::TargetsUnreadable(e.to_string()));
@@ -725,7 +725,7 @@ mod tests {
     struct Fixed(Snapshot);
 
     impl SnapshotSource for Fixed {
-        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        fn snapshot<'a>(&'a self, _: &'a Policy) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
             futures::future::ready(Ok(self.0.clone())).boxed()
         }
     }

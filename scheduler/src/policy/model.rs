@@ -193,7 +193,9 @@ pub struct Trigger {
     pub rollout: Option<RolloutTrigger>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,
