@@ -569,65 +569,16 @@ mod tests {
     //! The caches against a scripted API server (kube's `tower_test` pattern): what is
     //! watched follows the policies.
 
-    use std::{
-        sync::Mutex,
-        time::{Duration, Instant},
-    };
-
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::{Value, json};
     use tower_test::mock;
 
     use super::*;
-    use crate::policy::fixtures;
-
-    type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-    /// Requests seen: `METHOD PATH?QUERY [meta]` (`meta`: a metadata-only request).
-    type Seen = Arc<Mutex<Vec<String>>>;
-
-    fn json_response(v: &Value) -> Response<Body> {
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(v).expect("json")))
-            .expect("response")
-    }
-
-    /// Answers lists from `objects` (path -> items), holds watches open, serves a
-    /// discovery without Istio.
-    async fn cluster(mut handle: Handle, objects: BTreeMap<&'static str, Vec<Value>>, seen: Seen) {
-        let mut watches = Vec::new();
-        while let Some((req, send)) = handle.next_request().await {
-            let path = req.uri().path().to_string();
-            let query = req.uri().query().unwrap_or("").to_string();
-            let meta = req
-                .headers()
-                .get("accept")
-                .and_then(|a| a.to_str().ok())
-                .is_some_and(|a| a.contains("PartialObjectMetadata"));
-            seen.lock().expect("lock").push(format!(
-                "{} {path}?{query}{}",
-                req.method(),
-                if meta { " meta" } else { "" }
-            ));
-            if query.contains("watch=true") {
-                watches.push(send);
-                continue;
-            }
-            let body = match path.as_str() {
-                "/api" => {
-                    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-                }
-                "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
-                p => json!({
-                    "apiVersion": "v1", "kind": "List",
-                    "metadata": {"resourceVersion": "1"},
-                    "items": objects.get(p).cloned().unwrap_or_default(),
-                }),
-            };
-            send.send_response(json_response(&body));
-        }
-    }
+    use crate::{
+        policy::fixtures,
+        target::fixtures::{Seen, api_server as cluster, requested, until},
+    };
 
     fn pod(ns: &str, name: &str, rs: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Pod",
@@ -644,26 +595,6 @@ mod tests {
             "labels": {"pod-template-hash": "abc"},
             "annotations": {DEPLOYMENT_REVISION: "3"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": "2", "controller": true}]}})
-    }
-
-    async fn until(what: &str, ok: impl Fn() -> bool) {
-        let start = Instant::now();
-        while !ok() {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "timed out: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn requested(seen: &Seen, prefix: &str) -> Vec<String> {
-        seen.lock()
-            .expect("lock")
-            .iter()
-            .filter(|r| r.starts_with(prefix))
-            .cloned()
-            .collect()
     }
 
     #[tokio::test]
