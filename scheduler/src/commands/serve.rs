@@ -175,6 +175,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             requests.clone(),
             std::env::var("POD_NAME").ok(),
             engine.tasks.clone(),
+            config.event_verdicts.clone(),
         )),
         metrics: Some(metrics.clone()),
         journal: Some(journal.clone()),
