@@ -284,21 +284,33 @@ impl Dispatcher {
             // watch) is compared instead, so that the move loses no completion. Later
             // re-lists (after a watch gap) are compared: a completion that happened
             // during the gap fires once.
-            Change::Listed(s) if !*synced && !self.tracker().knows(&s.workload) => {
-                self.tracker().learn(&s)
+            Change::Listed(s) if !*synced => {
+                let mut tracker = self.tracker();
+                if tracker.knows(&s.workload) {
+                    let seen = tracker.observe(&s, Utc::now());
+                    drop(tracker);
+                    self.seen(seen);
+                } else {
+                    tracker.learn(&s);
+                }
             }
             Change::Listed(s) | Change::Applied(s) => {
                 let seen = self.tracker().observe(&s, Utc::now());
-                match seen {
-                    Seen::Completed(c) => self.completed(c),
-                    Seen::Failed { workload, revision } => {
-                        tracing::warn!(?workload, %revision, "rollout failed (progress deadline exceeded): no chaos for it");
-                    }
-                    Seen::Nothing => {}
-                }
+                self.seen(seen);
             }
             Change::Synced => *synced = true,
             Change::Deleted(w) => self.tracker().forget(&w),
+        }
+    }
+
+    /// Acts on what the tracker concluded.
+    fn seen(self: &Arc<Self>, seen: Seen) {
+        match seen {
+            Seen::Completed(c) => self.completed(c),
+            Seen::Failed { workload, revision } => {
+                tracing::warn!(?workload, %revision, "rollout failed (progress deadline exceeded): no chaos for it");
+            }
+            Seen::Nothing => {}
         }
     }
 }
