@@ -1,6 +1,6 @@
 //! The one place that builds kube clients: the rustls provider, timeouts, and kube's
 //! default retry turned off (with the reasons), plus a layer counting requests in
-//! `havoc_kube_requests_total{verb}`.
+//! `havoc_kube_requests_total{verb,resource}`.
 
 use std::{path::Path, time::Duration};
 
@@ -79,7 +79,49 @@ pub async fn config(
     Ok(config)
 }
 
-/// A client; with `metrics`, every request is counted by HTTP method.
+/// A request as the API server counts it in `apiserver_request_total`: its verb (`get`,
+/// `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`) and its
+/// resource, with the subresource (`pods/eviction`); `discovery` for the API listings.
+/// Counted this way, havoc's own figures can be checked against the API server's, and
+/// an experiment's requests read by kind.
+pub fn classify(method: &str, path: &str, query: &str) -> (&'static str, String) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    // namespaces/NS/RESOURCE/... is a namespaced resource; namespaces[/NAME] the kind.
+    let rest = match rest {
+        ["namespaces", _, more @ ..] if !more.is_empty() => more,
+        r => r,
+    };
+    let (resource, named) = match rest {
+        [] => ("discovery".to_string(), false),
+        [r] => (r.to_string(), false),
+        [r, _] => (r.to_string(), true),
+        [r, _, sub, ..] => (format!("{r}/{sub}"), true),
+    };
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method, named) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    };
+    (verb, resource)
+}
+
+/// A client; with `metrics`, every request is counted by verb and resource
+/// ([`classify`]).
 pub async fn client(
     kubeconfig: Option<&Path>,
     purpose: Purpose,
@@ -92,11 +134,63 @@ pub async fn client(
             let m = m.clone();
             let count =
                 tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
-                    m.kube_request(req.method().as_str());
+                    let uri = req.uri();
+                    let (verb, resource) =
+                        classify(req.method().as_str(), uri.path(), uri.query().unwrap_or(""));
+                    m.kube_request(verb, &resource);
                     req
                 });
             builder.with_layer(&count).build()
         }
         None => builder.build(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+
+    #[test]
+    fn requests_are_named_as_the_api_server_names_them() {
+        let c = |m, p, q| {
+            let (v, r) = classify(m, p, q);
+            format!("{v} {r}")
+        };
+        assert_eq!(
+            c("DELETE", "/api/v1/namespaces/d/pods/web-1", ""),
+            "delete pods"
+        );
+        assert_eq!(
+            c("POST", "/api/v1/namespaces/d/pods/web-1/eviction", ""),
+            "create pods/eviction"
+        );
+        assert_eq!(
+            c("POST", "/apis/events.k8s.io/v1/namespaces/d/events", ""),
+            "create events"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/d/pods", "limit=500"),
+            "list pods"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/pods", "&watch=true&resourceVersion=1"),
+            "watch pods"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces", "limit=500"),
+            "list namespaces"
+        );
+        assert_eq!(c("PATCH", "/api/v1/namespaces/d", ""), "patch namespaces");
+        assert_eq!(c("PATCH", "/api/v1/nodes/n1", ""), "patch nodes");
+        assert_eq!(
+            c(
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/h/leases/havoc",
+                ""
+            ),
+            "update leases"
+        );
+        assert_eq!(c("GET", "/apis", ""), "list discovery");
+        assert_eq!(c("GET", "/api", ""), "list discovery");
+    }
 }

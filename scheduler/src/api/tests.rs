@@ -56,8 +56,11 @@ impl Readiness for Switch {
 struct Unsynced;
 
 impl SnapshotSource for Unsynced {
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
-        futures::future::ready(Err(SnapshotError::NotSynced)).boxed()
+    fn snapshot<'a>(
+        &'a self,
+        _: &'a crate::policy::Policy,
+    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        futures::future::ready(Err(SnapshotError::NotSynced { what: "Pod".into() })).boxed()
     }
 }
 

@@ -165,8 +165,17 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 ..Default::default()
             };
-            let r = experiment::execute(&env, &ListSource(client.clone()), &policy, trigger, opts)
-                .await;
+            let r = experiment::execute(
+                &env,
+                &ListSource {
+                    client: client.clone(),
+                    own_namespace: crate::target::own_namespace(&config),
+                },
+                &policy,
+                trigger,
+                opts,
+            )
+            .await;
             if let Err(e) = shared
                 .update(|d| {
                     d.runs.remove(&id);

@@ -142,7 +142,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let (engine, watches) = (Layer::default(), Layer::default());
     let lease_stop = CancellationToken::new();
-    let caches = Caches::start(&watches_client, &watches.stop, &watches.tasks);
+    let caches = Caches::start(
+        &watches_client,
+        &crate::target::own_namespace(&config),
+        &watches.stop,
+        &watches.tasks,
+    );
     let (publisher, leader) = leader::channel();
     let publisher = publisher.with_metrics(metrics.clone());
     let lease_task = if config.leader_election.enabled {
@@ -165,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             requests.clone(),
             std::env::var("POD_NAME").ok(),
             engine.tasks.clone(),
+            config.event_verdicts.clone(),
         )),
         metrics: Some(metrics.clone()),
         journal: Some(journal.clone()),
@@ -202,6 +208,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         access: Some(Arc::new(ApiReviewer::new(requests.clone()))),
     };
     reloader.load_initial().await;
+    // The policy-dependent watches start from the loaded set, and follow every reload.
+    caches.follow(&policies, &watches.stop, &watches.tasks);
     tracing::info!(
         policies = policies.current().policies.len(),
         dry_run = config.dry_run,

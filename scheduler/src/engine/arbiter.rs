@@ -634,7 +634,7 @@ mod tests {
     struct TwoPods;
 
     impl SnapshotSource for TwoPods {
-        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        fn snapshot<'a>(&'a self, _: &'a Policy) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
             futures::future::ready(Ok(targets::snapshot("d", "web", 2))).boxed()
         }
     }
@@ -643,7 +643,7 @@ mod tests {
     struct Panics;
 
     impl SnapshotSource for Panics {
-        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        fn snapshot<'a>(&'a self, _: &'a Policy) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
             async { panic!("snapshot exploded") }.boxed()
         }
     }

@@ -1,7 +1,10 @@
 //! Kubernetes Events on targets: `ChaosInjected` when a fault lands, and the verdict when
-//! the experiment ends (`ChaosPassed`, `ChaosDeviated`, ...). Published in the background,
-//! on tasks the service tracks and awaits at shutdown: an Event that cannot be written is
-//! logged, never delays or fails an experiment.
+//! the experiment ends (`ChaosPassed`, `ChaosDeviated`, ...) for the outcomes
+//! `events.verdicts` names — by default the failures only, so that a passing experiment
+//! costs one Event (one request) per target, and an Event on a pod says something went
+//! wrong only when something did. Published in the background, on tasks the service
+//! tracks and awaits at shutdown: an Event that cannot be written is logged, never delays
+//! or fails an experiment.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
@@ -11,13 +14,19 @@ use kube::{
 
 use tokio_util::task::TaskTracker;
 
-use crate::record::{ExperimentRecord, ObjectRef, TargetRecord, Verdict};
+use super::notify::on_for;
+use crate::{
+    policy::model::NotifyOn,
+    record::{ExperimentRecord, ObjectRef, TargetRecord, Verdict},
+};
 
 /// Publishes experiment Events.
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
     tasks: TaskTracker,
+    /// The outcomes that get a verdict Event.
+    verdicts: Vec<NotifyOn>,
 }
 
 impl std::fmt::Debug for Events {
@@ -59,8 +68,14 @@ fn target_reference(t: &TargetRecord) -> ObjectReference {
 }
 
 impl Events {
-    /// Publishes as `havoc` (`instance`: this pod), on tasks of `tasks`.
-    pub fn new(client: Client, instance: Option<String>, tasks: TaskTracker) -> Self {
+    /// Publishes as `havoc` (`instance`: this pod), on tasks of `tasks`; verdict Events
+    /// for the outcomes in `verdicts` only.
+    pub fn new(
+        client: Client,
+        instance: Option<String>,
+        tasks: TaskTracker,
+        verdicts: Vec<NotifyOn>,
+    ) -> Self {
         Events {
             recorder: Recorder::new(
                 client,
@@ -70,6 +85,7 @@ impl Events {
                 },
             ),
             tasks,
+            verdicts,
         }
     }
 
@@ -82,9 +98,9 @@ impl Events {
         self.publish(record, "ChaosInjected", EventType::Normal, note);
     }
 
-    /// The verdict on every target the fault reached.
+    /// The verdict on every target the fault reached, if `events.verdicts` names it.
     pub fn verdict(&self, record: &ExperimentRecord) {
-        if record.injected_at.is_none() {
+        if record.injected_at.is_none() || !self.verdicts.contains(&on_for(record)) {
             return;
         }
         let kind = match record.verdict {
@@ -138,5 +154,95 @@ impl Events {
                 tracing::warn!(error = %e, object = ?reference.name, "cannot publish Event");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The requests an experiment's Events cost, against kube's `tower_test` mock.
+
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    use super::*;
+    use crate::{
+        engine::experiment::new_record,
+        policy::{domain::DEFAULT_NOTIFY_ON, fixtures},
+        record::{TargetOutcome, TriggerInfo},
+    };
+
+    fn record(verdict: Verdict) -> ExperimentRecord {
+        let p = fixtures::policy("p").namespaces(&["d"]).build();
+        let trigger = TriggerInfo::Manual {
+            source: "test".into(),
+        };
+        let mut r = new_record(&p, trigger, "p-1".into());
+        r.verdict = verdict;
+        r.injected_at = Some(chrono::Utc::now());
+        r.targets.push(TargetRecord {
+            kind: "Pod".into(),
+            namespace: Some("d".into()),
+            name: "web-1".into(),
+            outcome: TargetOutcome::Injected,
+            detail: None,
+            revert: None,
+        });
+        r
+    }
+
+    /// The Event reasons created, until no request comes for a while.
+    async fn created(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> Vec<String> {
+        let mut reasons = Vec::new();
+        while let Ok(Some((req, send))) =
+            tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
+        {
+            assert_eq!(req.method(), "POST");
+            assert_eq!(
+                req.uri().path(),
+                "/apis/events.k8s.io/v1/namespaces/d/events"
+            );
+            let body = req.into_body().collect_bytes().await.expect("body");
+            let ev: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            reasons.push(ev["reason"].as_str().unwrap_or_default().to_string());
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(body.to_vec()))
+                    .expect("response"),
+            );
+        }
+        reasons
+    }
+
+    async fn published(verdict: Verdict, verdicts: Vec<NotifyOn>) -> Vec<String> {
+        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let tasks = TaskTracker::new();
+        let events = Events::new(Client::new(svc, "default"), None, tasks.clone(), verdicts);
+        let server = tokio::spawn(created(handle));
+        let r = record(verdict);
+        events.injected(&r);
+        events.verdict(&r);
+        tasks.close();
+        tasks.wait().await;
+        server.await.expect("server")
+    }
+
+    #[tokio::test]
+    async fn one_event_per_target_when_the_experiment_passes() {
+        let default = DEFAULT_NOTIFY_ON.to_vec();
+        assert_eq!(
+            published(Verdict::Passed, default.clone()).await,
+            ["ChaosInjected"]
+        );
+        // a failure is said on the target too
+        let mut reasons = published(Verdict::Deviated, default).await;
+        reasons.sort();
+        assert_eq!(reasons, ["ChaosDeviated", "ChaosInjected"]);
+        // configured: every verdict
+        let mut reasons = published(Verdict::Passed, vec![NotifyOn::Passed]).await;
+        reasons.sort();
+        assert_eq!(reasons, ["ChaosInjected", "ChaosPassed"]);
     }
 }

@@ -458,7 +458,7 @@ pub async fn execute(
     }
 
     // 2. select
-    let mut snapshot = match source.snapshot().await {
+    let mut snapshot = match source.snapshot(policy).await {
         Ok(s) => s,
         Err(e) => {
             record.skip(&SkipReason::TargetsUnreadable(e.to_string()));
@@ -795,7 +795,7 @@ mod tests {
     struct Fixed(Snapshot);
 
     impl SnapshotSource for Fixed {
-        fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
+        fn snapshot<'a>(&'a self, _: &'a Policy) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
             futures::future::ready(Ok(self.0.clone())).boxed()
         }
     }
@@ -1049,5 +1049,57 @@ mod tests {
             .choose(&policy, &mut read(), &guards, &mut rng)
             .expect("free again once the first ended");
         assert_eq!(third.objects().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_pod_experiment_costs_two_requests_the_delete_and_one_event() {
+        let (mut env, mut handle) = env(Scripted::new(vec![healthy()]));
+        let tasks = tokio_util::task::TaskTracker::new();
+        env.events = Some(Events::new(
+            env.client.clone(),
+            None,
+            tasks.clone(),
+            crate::policy::domain::DEFAULT_NOTIFY_ON.to_vec(),
+        ));
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let uri = req.uri().clone();
+                let (verb, resource) = crate::client::classify(
+                    req.method().as_str(),
+                    uri.path(),
+                    uri.query().unwrap_or(""),
+                );
+                record
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{verb} {resource}"));
+                let body = req.into_body().collect_bytes().await.expect("body");
+                let body = if body.is_empty() {
+                    serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "x", "namespace": "d"}}))
+                    .expect("json")
+                } else {
+                    body.to_vec()
+                };
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(body))
+                        .expect("response"),
+                );
+            }
+        });
+        let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+        assert_eq!(r.verdict, Verdict::Passed);
+        // what the arbiter does when it emits the record
+        if let Some(ev) = &env.events {
+            ev.verdict(&r);
+        }
+        tasks.close();
+        tasks.wait().await;
+        let mut seen = seen.lock().expect("lock").clone();
+        seen.sort();
+        assert_eq!(seen, ["create events", "delete pods"]);
     }
 }

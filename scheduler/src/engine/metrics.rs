@@ -63,6 +63,7 @@ struct SourceResult {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerbLabel {
     verb: String,
+    resource: String,
 }
 
 /// All of havoc's metrics and their registry.
@@ -326,10 +327,13 @@ impl Metrics {
             .inc();
     }
 
-    pub fn kube_request(&self, verb: &str) {
+    /// One request to the API server: `verb` and `resource` as the API server's own
+    /// `apiserver_request_total` names them ([`crate::client::classify`]).
+    pub fn kube_request(&self, verb: &str, resource: &str) {
         self.kube_requests
             .get_or_create(&VerbLabel {
                 verb: verb.to_string(),
+                resource: resource.to_string(),
             })
             .inc();
     }

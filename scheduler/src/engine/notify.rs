@@ -75,7 +75,7 @@ pub struct Delivery {
 /// Which outcome a record is for routing. An experiment that havoc's own shutdown or an
 /// emergency stop cut short, its faults reverted, is `interrupted`, not `errored`: a
 /// routine restart of havoc never pages anyone.
-fn on_for(record: &ExperimentRecord) -> NotifyOn {
+pub fn on_for(record: &ExperimentRecord) -> NotifyOn {
     match record.verdict {
         Verdict::Passed => NotifyOn::Passed,
         Verdict::Deviated => NotifyOn::Deviated,

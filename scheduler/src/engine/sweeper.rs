@@ -73,9 +73,9 @@ impl Sweeper {
                 _ = ticker.tick() => {}
                 // Becoming leader sweeps at once (a takeover after the leader died).
                 Ok(()) = leader.changed() => {}
-                () = &mut synced, if !self.caches.is_synced() => {}
+                () = &mut synced, if !self.caches.recovery_synced() => {}
             }
-            if !self.caches.is_synced() {
+            if !self.caches.recovery_synced() {
                 continue;
             }
             let found = recovery::in_caches(&self.caches);
@@ -99,7 +99,7 @@ impl Sweeper {
     fn caches_synced(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         let caches = self.caches.clone();
         Box::pin(async move {
-            while !caches.is_synced() {
+            while !caches.recovery_synced() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })

@@ -72,16 +72,16 @@ pub fn is_due(
 /// The records in the service's watch caches.
 pub fn in_caches(caches: &Caches) -> Found {
     let mut found = Found::default();
-    for n in caches.nodes.state().iter() {
+    for n in caches.nodes() {
         found.add("Node", n.as_ref());
     }
-    for d in caches.deployments.state().iter() {
+    for d in caches.deployments() {
         found.add("Deployment", d.as_ref());
     }
-    for s in caches.statefulsets.state().iter() {
+    for s in caches.statefulsets() {
         found.add("StatefulSet", s.as_ref());
     }
-    for n in caches.network_policies.state().iter() {
+    for n in caches.network_policies() {
         found.add("NetworkPolicy", n.as_ref());
     }
     if let Some(store) = caches.virtual_service_store() {

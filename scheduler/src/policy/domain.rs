@@ -211,6 +211,8 @@ pub struct Config {
     pub notify: NotifyRule,
     /// How long an `onDeviation` pause lasts.
     pub circuit_breaker_cooldown: Duration,
+    /// Outcomes published as a verdict Event after `ChaosInjected` (`events.verdicts`).
+    pub event_verdicts: Vec<NotifyOn>,
     pub server: ServerConfig,
     pub leader_election: LeaderElection,
 }

@@ -571,6 +571,28 @@ mod tests {
     }
 
     #[test]
+    fn event_verdicts_default_to_failures_and_started_is_not_one() {
+        let c = fixtures::config().build();
+        assert_eq!(c.event_verdicts, domain::DEFAULT_NOTIFY_ON.to_vec());
+        let c = fixtures::config()
+            .set("/events/verdicts", serde_json::json!(["passed"]))
+            .build();
+        assert_eq!(c.event_verdicts, [model::NotifyOn::Passed]);
+        let text = fixtures::config()
+            .set(
+                "/events/verdicts",
+                serde_json::json!(["deviated", "started"]),
+            )
+            .text();
+        let report = load_str(Path::new("c.yaml"), &text, &Context::default(), Expect::Any);
+        let m = messages(&report);
+        assert!(
+            m.len() == 1 && m[0].contains("`started` is not a verdict"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
     fn hostile_files_are_located_errors_and_the_other_files_still_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let good = fixtures::policy("good").namespaces(&["d"]).text();

@@ -193,7 +193,9 @@ pub struct Trigger {
     pub rollout: Option<RolloutTrigger>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,
@@ -409,6 +411,19 @@ pub enum NotifyOn {
     Interrupted,
 }
 
+/// Kubernetes Events on targets: `ChaosInjected` on each target a fault reached, and the
+/// verdict as a second Event only for these outcomes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Events {
+    /// Outcomes published as a verdict Event on each target (`ChaosPassed`,
+    /// `ChaosDeviated`, ...), after `ChaosInjected` (default: deviated, errored,
+    /// rollbackFailed — a passing experiment costs one Event per target). `started` is
+    /// not a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<Vec<NotifyOn>>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Notify {
@@ -473,6 +488,8 @@ pub struct ConfigSpec {
     #[serde(default)]
     pub circuit_breaker: CircuitBreaker,
     #[serde(default)]
+    pub events: Events,
+    #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
     pub leader_election: LeaderElection,
@@ -491,6 +508,7 @@ impl Default for ConfigSpec {
             receivers: Vec::new(),
             notify: Notify::default(),
             circuit_breaker: CircuitBreaker::default(),
+            events: Events::default(),
             server: ServerConfig::default(),
             leader_election: LeaderElection::default(),
         }

@@ -1,65 +1,92 @@
-//! Watch caches (kube-runtime reflectors): the service chooses targets from these
-//! instead of listing the cluster on every run, and the recovery sweep finds revert
-//! records in them. Watches resume on their own with kube-runtime's backoff when the API
-//! server goes away. Each object is trimmed to what havoc reads before it is stored.
+//! Watch caches: the service chooses targets from these instead of listing the cluster
+//! on every run, and the recovery sweep finds revert records in them. Watches resume on
+//! their own with backoff when the API server goes away.
+//!
+//! What is watched follows the policies ([`Needs`], re-derived on every reload): pods,
+//! their ReplicaSets and HorizontalPodAutoscalers only in the namespaces the policies
+//! cover, cluster-wide only when one uses a namespace selector or no namespace list, and
+//! not at all when no policy reads them. The kinds that carry revert records (Nodes,
+//! Deployments, StatefulSets, havoc's NetworkPolicies, VirtualServices) and Namespaces are
+//! always watched cluster-wide: recovery must find every record whatever the policies say
+//! now, and a namespace's pause label applies to every policy.
+//!
+//! Each object is reduced to what havoc reads before it is stored: a pod to its
+//! [`PodInfo`] (no spec, status or annotations kept), a ReplicaSet and a Namespace come
+//! as metadata only (`PartialObjectMeta`: the API server never sends their spec).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{Namespace, Node, Pod, PodSpec},
+    core::v1::{Namespace, Node, Pod},
     networking::v1::NetworkPolicy,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject},
+    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
-        reflector::{self, Store, store::Writer},
+        reflector::{Store, store::Writer},
         watcher,
     },
 };
-use serde::de::DeserializeOwned;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    NamespaceInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
-    kube::{
-        autoscaled, deployment_info, namespace_info, node_info, pod_info, replicaset_owners,
-        statefulset_info, virtual_service_info,
-    },
+    NamespaceInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
+    kube::{deployment_info, node_info, pod_info, statefulset_info, virtual_service_info},
+    scope::{Namespaces, Needs},
+    watches::{Index, Unserved, WatchSet, cluster, index_set, namespaced},
 };
 use crate::{
-    labels::{DEPLOYMENT_REVISION, MANAGED_BY, MIRROR_ANNOTATION, REVERT_ANNOTATION},
+    engine::policies::{Policies, PolicySet},
+    labels::{DEPLOYMENT_REVISION, MANAGED_BY, POD_TEMPLATE_HASH, REVERT_ANNOTATION},
+    policy::Policy,
     record::ObjectRef,
 };
+
+pub use super::watches::STALE_AFTER;
+
+/// What the ReplicaSet cache keeps (from metadata only): the Deployment controlling it,
+/// the Deployment revision it was created for and its pod-template-hash label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSetRow {
+    pub namespace: String,
+    pub name: String,
+    pub deployment: Option<String>,
+    pub revision: Option<String>,
+    pub hash: Option<String>,
+}
 
 /// The service's watch caches.
 #[derive(Clone)]
 pub struct Caches {
-    pub(crate) pods: Store<Pod>,
-    pub(crate) replicasets: Store<ReplicaSet>,
-    pub(crate) namespaces: Store<Namespace>,
-    pub(crate) nodes: Store<Node>,
-    pub(crate) deployments: Store<Deployment>,
-    pub(crate) statefulsets: Store<StatefulSet>,
-    pub(crate) autoscalers: Store<HorizontalPodAutoscaler>,
+    /// Pods with their owner as written (a ReplicaSet is resolved when read).
+    pods: WatchSet<Index<PodInfo>>,
+    replicasets: WatchSet<Index<ReplicaSetRow>>,
+    /// The workload each autoscaler scales.
+    autoscalers: WatchSet<Index<ObjectRef>>,
+    namespaces: WatchSet<Index<NamespaceInfo>>,
+    nodes: WatchSet<Index<Node>>,
+    deployments: WatchSet<Index<Deployment>>,
+    statefulsets: WatchSet<Index<StatefulSet>>,
     /// NetworkPolicies havoc created (label-selected: only havoc's own are watched).
-    pub(crate) network_policies: Store<NetworkPolicy>,
+    network_policies: WatchSet<Index<NetworkPolicy>>,
     /// VirtualServices, once the CRD is found (`None`: not installed).
     virtual_services: Arc<RwLock<Option<VirtualServiceCache>>>,
-    synced: Arc<AtomicBool>,
-    /// Whether each watch delivers.
-    health: Arc<Vec<Arc<WatchHealth>>>,
+    /// The VirtualService CRD was looked for and, if found, its watch has listed.
+    virtual_services_synced: Arc<AtomicBool>,
+    /// havoc's own namespace: its pods are watched whenever pods are.
+    own_namespace: String,
 }
 
 impl std::fmt::Debug for Caches {
@@ -79,274 +106,231 @@ fn trim_meta<K: Resource>(o: &mut K) {
     o.annotations_mut().retain(|k, _| k == REVERT_ANNOTATION);
 }
 
-/// How long a watch may keep failing before its cache counts as unreadable (the
-/// experiments that need it are skipped).
-pub const STALE_AFTER: Duration = Duration::from_secs(30);
-
-/// Whether one watch delivers: failing since when, if it is failing.
-#[derive(Debug, Default)]
-pub struct WatchHealth {
-    kind: String,
-    failing_since: Mutex<Option<Instant>>,
+/// A pod as selection reads it; the owner is resolved through the ReplicaSets later (a
+/// ReplicaSet may arrive after its pods).
+fn pod_row(p: Pod) -> Option<PodInfo> {
+    Some(pod_info(&p, &BTreeMap::new()))
 }
 
-impl WatchHealth {
-    fn ok(&self) {
-        *self.failing_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
+fn replicaset_row(r: PartialObjectMeta<ReplicaSet>) -> Option<ReplicaSetRow> {
+    let deployment = r
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Deployment")
+        .map(|o| o.name.clone());
+    Some(ReplicaSetRow {
+        namespace: r.namespace().unwrap_or_default(),
+        name: r.name_any(),
+        deployment,
+        revision: r.annotations().get(DEPLOYMENT_REVISION).cloned(),
+        hash: r.labels().get(POD_TEMPLATE_HASH).cloned(),
+    })
+}
 
-    fn failed(&self) {
-        self.failing_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(Instant::now);
-    }
+fn autoscaler_row(h: HorizontalPodAutoscaler) -> Option<ObjectRef> {
+    let ns = h.metadata.namespace.as_deref()?;
+    let target = &h.spec.scale_target_ref;
+    Some(ObjectRef::namespaced(&target.kind, ns, &target.name))
+}
 
-    /// Failing for longer than [`STALE_AFTER`]: since when.
-    fn stale(&self) -> Option<Duration> {
-        let since = (*self.failing_since.lock().unwrap_or_else(|e| e.into_inner()))?;
-        let for_ = since.elapsed();
-        (for_ > STALE_AFTER).then_some(for_)
+fn namespace_row(n: PartialObjectMeta<Namespace>) -> Option<NamespaceInfo> {
+    Some(NamespaceInfo {
+        name: n.name_any(),
+        labels: n.metadata.labels.unwrap_or_default(),
+    })
+}
+
+fn node_row(mut n: Node) -> Option<Node> {
+    trim_meta(&mut n);
+    n.status = None;
+    Some(n)
+}
+
+fn deployment_row(mut d: Deployment) -> Option<Deployment> {
+    trim_meta(&mut d);
+    d.status = None;
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = Default::default();
+    }
+    Some(d)
+}
+
+fn statefulset_row(mut s: StatefulSet) -> Option<StatefulSet> {
+    trim_meta(&mut s);
+    s.status = None;
+    if let Some(spec) = s.spec.as_mut() {
+        spec.template = Default::default();
+        spec.volume_claim_templates = None;
+    }
+    Some(s)
+}
+
+fn network_policy_row(mut n: NetworkPolicy) -> Option<NetworkPolicy> {
+    n.managed_fields_mut().clear();
+    Some(n)
+}
+
+/// Why a set cannot serve `ns` (`None`: the cluster), as a snapshot error.
+fn unserved(kind: &str, ns: Option<&str>, why: Unserved) -> SnapshotError {
+    match why {
+        Unserved::NotSynced => SnapshotError::NotSynced {
+            what: match ns {
+                Some(ns) => format!("{kind} in namespace {ns}"),
+                None => kind.to_string(),
+            },
+        },
+        Unserved::Stale(d) => SnapshotError::Stale {
+            kind: kind.to_string(),
+            secs: d.as_secs(),
+        },
     }
 }
 
-/// Runs one reflector on `tasks` until `stop`, feeding `writer`. After an error the watch
-/// is started afresh (a new list, with backoff) rather than resumed: a fresh list always
-/// delivers, so a cache is known to be current again as soon as it has one — what
-/// [`WatchHealth`] reports.
-fn run_reflector<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    mut writer: Writer<K>,
-    stop: CancellationToken,
-    tasks: &TaskTracker,
-    trim: fn(&mut K),
-    health: Arc<WatchHealth>,
-) where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    tasks.spawn(async move {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let stream = watcher(api.clone(), config.clone());
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let item = tokio::select! {
-                    () = stop.cancelled() => return,
-                    item = stream.next() => item,
-                };
-                match item {
-                    Some(Ok(event)) => {
-                        let event = event.modify(trim);
-                        writer.apply_watcher_event(&event);
-                        // `Init` comes before the list is made (and the store swaps only at
-                        // `InitDone`): only a finished list or a live event proves the cache
-                        // current, and only that may reset the backoff — else a list that
-                        // keeps failing (a 403, say) is retried every half second.
-                        if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                            health.ok();
-                            backoff = Duration::from_millis(500);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(kind = %health.kind, error = %e, "watch error; listing again");
-                        health.failed();
-                        break;
-                    }
-                    None => break,
-                }
+/// The objects of `ns` in `set`, each namespace from the watch that serves it.
+fn collect<T: Send + Sync + 'static>(
+    set: &WatchSet<Index<T>>,
+    ns: &Namespaces,
+) -> Result<Vec<Arc<T>>, SnapshotError> {
+    match ns {
+        Namespaces::All => Ok(set
+            .serving(None)
+            .map_err(|e| unserved(set.kind, None, e))?
+            .all()),
+        Namespaces::Names(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                let index = set
+                    .serving(Some(n))
+                    .map_err(|e| unserved(set.kind, Some(n), e))?;
+                out.extend(index.in_namespace(n));
             }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            Ok(out)
         }
-    });
+    }
 }
 
-/// Starts one reflector for a typed kind and returns its store.
-fn spawn_reflector<K>(
-    api: Api<K>,
-    stop: CancellationToken,
-    tasks: &TaskTracker,
-    trim: fn(&mut K),
-    health: &mut Vec<Arc<WatchHealth>>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    spawn_reflector_with(api, watcher::Config::default(), stop, tasks, trim, health)
-}
-
-fn spawn_reflector_with<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    stop: CancellationToken,
-    tasks: &TaskTracker,
-    trim: fn(&mut K),
-    health: &mut Vec<Arc<WatchHealth>>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let h = Arc::new(WatchHealth {
-        kind: K::kind(&K::DynamicType::default()).to_string(),
-        ..WatchHealth::default()
-    });
-    health.push(h.clone());
-    run_reflector(api, config, writer, stop, tasks, trim, h);
-    reader
+/// Every object of a set's running watches (the record kinds have one, cluster-wide).
+fn every<T: Send + Sync + 'static>(set: &WatchSet<Index<T>>) -> Vec<Arc<T>> {
+    set.running().iter().flat_map(|i| i.all()).collect()
 }
 
 impl Caches {
-    /// Starts the watches on `tasks`, until `stop`. They are synced once every first list
-    /// has arrived. VirtualServices are watched if their CRD is installed.
-    pub fn start(client: &Client, stop: &CancellationToken, tasks: &TaskTracker) -> Self {
-        let c = || client.clone();
-        let s = || stop.clone();
-        let mut health = Vec::new();
-        // Keep only what selection reads: managed fields, annotations and the spec are
-        // the bulk of a Pod object.
-        let pods = spawn_reflector(
-            Api::<Pod>::all(c()),
-            s(),
-            tasks,
-            |p: &mut Pod| {
-                p.managed_fields_mut().clear();
-                p.annotations_mut().retain(|k, _| k == MIRROR_ANNOTATION);
-                let node_name = p.spec.as_ref().and_then(|s| s.node_name.clone());
-                p.spec = Some(PodSpec {
-                    node_name,
-                    ..PodSpec::default()
-                });
-            },
-            &mut health,
-        );
-        let replicasets = spawn_reflector(
-            Api::<ReplicaSet>::all(c()),
-            s(),
-            tasks,
-            |r: &mut ReplicaSet| {
-                r.managed_fields_mut().clear();
-                // Only the revision is needed (which ReplicaSet a rollout created).
-                r.annotations_mut().retain(|k, _| k == DEPLOYMENT_REVISION);
-                r.spec = None;
-            },
-            &mut health,
-        );
-        let namespaces = spawn_reflector(
-            Api::<Namespace>::all(c()),
-            s(),
-            tasks,
-            |n: &mut Namespace| {
-                trim_meta(n);
-                n.spec = None;
-            },
-            &mut health,
-        );
-        let nodes = spawn_reflector(
-            Api::<Node>::all(c()),
-            s(),
-            tasks,
-            |n: &mut Node| {
-                trim_meta(n);
-                n.status = None;
-            },
-            &mut health,
-        );
-        let deployments = spawn_reflector(
-            Api::<Deployment>::all(c()),
-            s(),
-            tasks,
-            |d: &mut Deployment| {
-                trim_meta(d);
-                d.status = None;
-                if let Some(spec) = d.spec.as_mut() {
-                    spec.template = Default::default();
-                }
-            },
-            &mut health,
-        );
-        let statefulsets = spawn_reflector(
-            Api::<StatefulSet>::all(c()),
-            s(),
-            tasks,
-            |d: &mut StatefulSet| {
-                trim_meta(d);
-                d.status = None;
-                if let Some(spec) = d.spec.as_mut() {
-                    spec.template = Default::default();
-                    spec.volume_claim_templates = None;
-                }
-            },
-            &mut health,
-        );
-        let autoscalers = spawn_reflector(
-            Api::<HorizontalPodAutoscaler>::all(c()),
-            s(),
-            tasks,
-            |h: &mut HorizontalPodAutoscaler| {
-                trim_meta(h);
-                h.status = None;
-            },
-            &mut health,
-        );
-        let network_policies = spawn_reflector_with(
-            Api::<NetworkPolicy>::all(c()),
-            watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)),
-            s(),
-            tasks,
-            |n: &mut NetworkPolicy| n.managed_fields_mut().clear(),
-            &mut health,
-        );
+    /// Starts the watches that do not depend on the policies, on `tasks`, until `stop`;
+    /// the others start with [`Caches::follow`]. VirtualServices are watched if their
+    /// CRD is installed.
+    pub fn start(
+        client: &Client,
+        own_namespace: &str,
+        stop: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> Self {
+        let all = watcher::Config::default;
+        let managed =
+            watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
         let caches = Caches {
-            pods,
-            replicasets,
-            namespaces,
-            nodes,
-            deployments,
-            statefulsets,
-            autoscalers,
-            network_policies,
+            pods: index_set("Pod", namespaced(client), all(), pod_row, stop, tasks),
+            replicasets: index_set(
+                "ReplicaSet",
+                namespaced::<PartialObjectMeta<ReplicaSet>>(client),
+                all(),
+                replicaset_row,
+                stop,
+                tasks,
+            ),
+            autoscalers: index_set(
+                "HorizontalPodAutoscaler",
+                namespaced(client),
+                all(),
+                autoscaler_row,
+                stop,
+                tasks,
+            ),
+            namespaces: index_set(
+                "Namespace",
+                cluster::<PartialObjectMeta<Namespace>>(client),
+                all(),
+                namespace_row,
+                stop,
+                tasks,
+            ),
+            nodes: index_set("Node", cluster(client), all(), node_row, stop, tasks),
+            deployments: index_set(
+                "Deployment",
+                namespaced(client),
+                all(),
+                deployment_row,
+                stop,
+                tasks,
+            ),
+            statefulsets: index_set(
+                "StatefulSet",
+                namespaced(client),
+                all(),
+                statefulset_row,
+                stop,
+                tasks,
+            ),
+            network_policies: index_set(
+                "NetworkPolicy",
+                namespaced(client),
+                managed,
+                network_policy_row,
+                stop,
+                tasks,
+            ),
             virtual_services: Arc::default(),
-            synced: Arc::new(AtomicBool::new(false)),
-            health: Arc::new(health),
+            virtual_services_synced: Arc::new(AtomicBool::new(false)),
+            own_namespace: own_namespace.to_string(),
         };
+        caches.namespaces.set(Some(Namespaces::All));
+        caches.nodes.set(Some(Namespaces::All));
+        caches.deployments.set(Some(Namespaces::All));
+        caches.statefulsets.set(Some(Namespaces::All));
+        caches.network_policies.set(Some(Namespaces::All));
         let (this, client, stop, t) = (caches.clone(), client.clone(), stop.clone(), tasks.clone());
         tasks.spawn(async move {
-            let vs = this.watch_virtual_services(&client, &stop, &t);
             let ready = async {
-                let all = futures::future::join_all([
-                    this.pods.wait_until_ready().boxed(),
-                    this.replicasets.wait_until_ready().boxed(),
-                    this.namespaces.wait_until_ready().boxed(),
-                    this.nodes.wait_until_ready().boxed(),
-                    this.deployments.wait_until_ready().boxed(),
-                    this.statefulsets.wait_until_ready().boxed(),
-                    this.autoscalers.wait_until_ready().boxed(),
-                    this.network_policies.wait_until_ready().boxed(),
-                ])
-                .await;
-                let vs_ready = match vs.await {
+                match this.watch_virtual_services(&client, &stop, &t).await {
                     Some(store) => store.wait_until_ready().await.is_ok(),
                     None => true,
-                };
-                all.iter().all(Result::is_ok) && vs_ready
+                }
             };
             tokio::select! {
                 () = stop.cancelled() => {}
                 ok = ready => if ok {
-                    tracing::info!("watch caches synced");
-                    this.synced.store(true, Ordering::Release);
+                    this.virtual_services_synced.store(true, Ordering::Release);
                 },
             }
         });
         caches
+    }
+
+    /// Watches what the policies need, now and after every reload, until `stop`.
+    pub fn follow(&self, policies: &Policies, stop: &CancellationToken, tasks: &TaskTracker) {
+        let mut changes = policies.subscribe();
+        self.apply(&changes.borrow_and_update());
+        let (this, stop) = (self.clone(), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                let set = changes.borrow_and_update().clone();
+                this.apply(&set);
+            }
+        });
+    }
+
+    /// Scopes the policy-dependent watches to what `set` needs.
+    pub fn apply(&self, set: &PolicySet) {
+        let needs = Needs::of_set(
+            set.policies.values().map(AsRef::as_ref),
+            &self.own_namespace,
+        );
+        self.pods.set(needs.pods.clone());
+        self.replicasets.set(needs.pods);
+        self.autoscalers.set(needs.autoscalers);
     }
 
     /// Finds the VirtualService CRD and, if installed, starts its watch.
@@ -401,16 +385,23 @@ impl Caches {
         .boxed()
     }
 
+    /// Every watch the policies need has listed (readiness).
     pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.recovery_synced()
+            && self.namespaces.is_synced()
+            && self.pods.is_synced()
+            && self.replicasets.is_synced()
+            && self.autoscalers.is_synced()
     }
 
-    /// A watch that has failed for longer than [`STALE_AFTER`]: its kind and for how
-    /// long. Its cache may be out of date, so no target is chosen from the caches.
-    pub fn stale(&self) -> Option<(String, Duration)> {
-        self.health
-            .iter()
-            .find_map(|h| h.stale().map(|d| (h.kind.clone(), d)))
+    /// The watches of the kinds that carry revert records have listed: the recovery
+    /// sweep can trust what it does not find.
+    pub fn recovery_synced(&self) -> bool {
+        self.nodes.is_synced()
+            && self.deployments.is_synced()
+            && self.statefulsets.is_synced()
+            && self.network_policies.is_synced()
+            && self.virtual_services_synced.load(Ordering::Acquire)
     }
 
     /// The VirtualService API, if the CRD is installed.
@@ -428,91 +419,287 @@ impl Caches {
             .and_then(|s| s.as_ref().map(|(_, st)| st.clone()))
     }
 
+    /// Nodes, Deployments, StatefulSets and NetworkPolicies (with their annotations), for
+    /// the recovery sweep.
+    pub(crate) fn nodes(&self) -> Vec<Arc<Node>> {
+        every(&self.nodes)
+    }
+
+    pub(crate) fn deployments(&self) -> Vec<Arc<Deployment>> {
+        every(&self.deployments)
+    }
+
+    pub(crate) fn statefulsets(&self) -> Vec<Arc<StatefulSet>> {
+        every(&self.statefulsets)
+    }
+
+    pub(crate) fn network_policies(&self) -> Vec<Arc<NetworkPolicy>> {
+        every(&self.network_policies)
+    }
+
     /// How many objects are cached, by kind.
     pub fn sizes(&self) -> BTreeMap<&'static str, usize> {
+        fn count<T: Send + Sync + 'static>(set: &WatchSet<Index<T>>) -> usize {
+            set.running().iter().map(|i| i.len()).sum()
+        }
         BTreeMap::from([
-            ("pods", self.pods.len()),
-            ("replicasets", self.replicasets.len()),
-            ("namespaces", self.namespaces.len()),
-            ("nodes", self.nodes.len()),
-            ("deployments", self.deployments.len()),
-            ("statefulsets", self.statefulsets.len()),
+            ("pods", count(&self.pods)),
+            ("replicasets", count(&self.replicasets)),
+            ("autoscalers", count(&self.autoscalers)),
+            ("namespaces", count(&self.namespaces)),
+            ("nodes", count(&self.nodes)),
+            ("deployments", count(&self.deployments)),
+            ("statefulsets", count(&self.statefulsets)),
         ])
     }
 
     /// Every namespace with its labels.
     pub fn namespaces(&self) -> BTreeMap<String, NamespaceInfo> {
-        self.namespaces
-            .state()
+        every(&self.namespaces)
             .iter()
-            .map(|n| (n.name_any(), namespace_info(n)))
+            .map(|n| (n.name.clone(), NamespaceInfo::clone(n)))
             .collect()
     }
 
-    /// The `pod-template-hash` of the ReplicaSet that `deployment`'s `revision` created.
+    /// The `pod-template-hash` of the ReplicaSet that `deployment`'s `revision` created
+    /// (`None` when its namespace's pods are not watched: no pod there can be a target).
     pub fn replicaset_hash(&self, deployment: &ObjectRef, revision: &str) -> Option<String> {
-        self.replicasets.state().iter().find_map(|rs| {
-            let owned = rs.namespace() == deployment.namespace
-                && rs.owner_references().iter().any(|o| {
-                    o.controller == Some(true)
-                        && o.kind == "Deployment"
-                        && o.name == deployment.name
-                });
-            (owned && rs.annotations().get(DEPLOYMENT_REVISION) == Some(&revision.to_string()))
-                .then(|| rs.labels().get("pod-template-hash").cloned())
-                .flatten()
+        let ns = deployment.namespace.as_deref()?;
+        let index = self.replicasets.serving(Some(ns)).ok()?;
+        index.in_namespace(ns).iter().find_map(|rs| {
+            (rs.deployment.as_deref() == Some(deployment.name.as_str())
+                && rs.revision.as_deref() == Some(revision))
+            .then(|| rs.hash.clone())
+            .flatten()
         })
     }
 
-    fn read(&self) -> Snapshot {
-        let rs = self.replicasets.state();
-        let owners = replicaset_owners(rs.iter().map(AsRef::as_ref));
-        let pods = self
-            .pods
-            .state()
+    /// What `policy` reads, from the watches that serve its namespaces; unreadable when
+    /// one has not listed yet (a scope just added) or has been failing for too long.
+    fn read(&self, policy: &Policy) -> Result<Snapshot, SnapshotError> {
+        let needs = Needs::of_policy(policy, &self.own_namespace);
+        let all = Namespaces::All;
+        let namespaces = collect(&self.namespaces, &all)?
             .iter()
-            .map(|p| pod_info(p, &owners))
+            .map(|n| (n.name.clone(), NamespaceInfo::clone(n)))
             .collect();
-        let scaled = autoscaled(self.autoscalers.state().iter().map(AsRef::as_ref));
-        let mut workloads: Vec<_> = self
-            .deployments
-            .state()
-            .iter()
-            .map(|d| deployment_info(d, &scaled))
-            .collect();
-        workloads.extend(
-            self.statefulsets
-                .state()
+        let mut snapshot = Snapshot {
+            namespaces,
+            ..Snapshot::default()
+        };
+        if let Some(ns) = &needs.pods {
+            let rs = collect(&self.replicasets, ns)?;
+            let owners: BTreeMap<(&str, &str), &str> = rs
                 .iter()
-                .map(|s| statefulset_info(s, &scaled)),
-        );
-        Snapshot {
-            pods,
-            namespaces: self.namespaces(),
-            nodes: self.nodes.state().iter().map(|n| node_info(n)).collect(),
-            workloads,
-            virtual_services: self.virtual_services.read().ok().and_then(|s| {
+                .filter_map(|r| {
+                    Some((
+                        (r.namespace.as_str(), r.name.as_str()),
+                        r.deployment.as_deref()?,
+                    ))
+                })
+                .collect();
+            snapshot.pods = collect(&self.pods, ns)?
+                .iter()
+                .map(|p| {
+                    let mut p = PodInfo::clone(p);
+                    resolve_owner(&mut p, &owners);
+                    p
+                })
+                .collect();
+        }
+        if let Some(ns) = &needs.workloads {
+            let scaled: BTreeSet<ObjectRef> = match &needs.autoscalers {
+                Some(a) => collect(&self.autoscalers, a)?
+                    .iter()
+                    .map(|o| ObjectRef::clone(o))
+                    .collect(),
+                None => BTreeSet::new(),
+            };
+            snapshot.workloads = collect(&self.deployments, ns)?
+                .iter()
+                .map(|d| deployment_info(d, &scaled))
+                .chain(
+                    collect(&self.statefulsets, ns)?
+                        .iter()
+                        .map(|s| statefulset_info(s, &scaled)),
+                )
+                .collect();
+        }
+        if needs.nodes {
+            snapshot.nodes = collect(&self.nodes, &all)?
+                .iter()
+                .map(|n| node_info(n))
+                .collect();
+        }
+        if needs.virtual_services {
+            snapshot.virtual_services = self.virtual_services.read().ok().and_then(|s| {
                 s.as_ref().map(|(api, st)| VirtualServices {
                     api: api.clone(),
                     items: st.state().iter().map(|v| virtual_service_info(v)).collect(),
                 })
-            }),
+            });
         }
+        Ok(snapshot)
+    }
+}
+
+/// A pod owned by a ReplicaSet belongs to the ReplicaSet's Deployment (`owners`:
+/// (namespace, ReplicaSet) -> Deployment).
+fn resolve_owner(p: &mut PodInfo, owners: &BTreeMap<(&str, &str), &str>) {
+    let Some(o) = &p.owner else { return };
+    if o.kind != "ReplicaSet" {
+        return;
+    }
+    if let Some(d) = owners.get(&(p.namespace.as_str(), o.name.as_str())) {
+        p.owner = Some(ObjectRef::namespaced("Deployment", &p.namespace, d));
     }
 }
 
 impl SnapshotSource for Caches {
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
-        let snapshot = if !self.is_synced() {
-            Err(SnapshotError::NotSynced)
-        } else if let Some((kind, for_)) = self.stale() {
-            Err(SnapshotError::Stale {
-                kind,
-                secs: for_.as_secs(),
-            })
-        } else {
-            Ok(self.read())
-        };
-        futures::future::ready(snapshot).boxed()
+    fn snapshot<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        futures::future::ready(self.read(policy)).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The caches against a scripted API server (kube's `tower_test` pattern): what is
+    //! watched follows the policies.
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock;
+
+    use super::*;
+    use crate::{
+        policy::fixtures,
+        target::fixtures::{Seen, api_server as cluster, requested, until},
+    };
+
+    fn pod(ns: &str, name: &str, rs: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"},
+                "creationTimestamp": "2026-11-22T10:00:00Z",
+                "managedFields": [{"manager": "kubectl"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": "1", "controller": true}]},
+            "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    }
+
+    fn replicaset(ns: &str, name: &str, deployment: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": ns,
+            "labels": {"pod-template-hash": "abc"},
+            "annotations": {DEPLOYMENT_REVISION: "3"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": "2", "controller": true}]}})
+    }
+
+    #[tokio::test]
+    async fn watches_follow_the_policies_namespaces() {
+        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Seen::default();
+        let objects = BTreeMap::from([
+            (
+                "/api/v1/namespaces/d/pods",
+                vec![pod("d", "web-abc-1", "web-abc")],
+            ),
+            (
+                "/apis/apps/v1/namespaces/d/replicasets",
+                vec![replicaset("d", "web-abc", "web")],
+            ),
+            (
+                "/api/v1/namespaces/e/pods",
+                vec![pod("e", "api-1", "api-x")],
+            ),
+            (
+                "/api/v1/namespaces",
+                vec![
+                    json!({"metadata": {"name": "d"}}),
+                    json!({"metadata": {"name": "e"}}),
+                ],
+            ),
+        ]);
+        tokio::spawn(cluster(handle, objects, seen.clone()));
+        let client = Client::new(svc, "default");
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let caches = Caches::start(&client, "havoc-system", &stop, &tasks);
+        let in_d = fixtures::policy("in-d").namespaces(&["d"]).build();
+        let in_e = fixtures::policy("in-e").namespaces(&["e"]).build();
+        let policies = Policies::default();
+        policies.replace(PolicySet::new([in_d.clone()]));
+        caches.follow(&policies, &stop, &tasks);
+        until("synced", || caches.is_synced()).await;
+
+        // Pods and ReplicaSets in d and havoc's own namespace only; ReplicaSets and
+        // Namespaces as metadata; no autoscaler (no scale policy), nothing cluster-wide.
+        assert!(requested(&seen, "GET /api/v1/pods").is_empty(), "{seen:?}");
+        assert!(requested(&seen, "GET /apis/apps/v1/replicasets").is_empty());
+        assert!(!requested(&seen, "GET /api/v1/namespaces/havoc-system/pods?").is_empty());
+        let rs = requested(&seen, "GET /apis/apps/v1/namespaces/d/replicasets?");
+        assert!(
+            !rs.is_empty() && rs.iter().all(|r| r.ends_with(" meta")),
+            "{rs:?}"
+        );
+        assert!(
+            requested(&seen, "GET /api/v1/namespaces?")
+                .iter()
+                .all(|r| r.ends_with(" meta"))
+        );
+        assert!(requested(&seen, "GET /apis/autoscaling").is_empty());
+
+        let s = caches.snapshot(&in_d).await.expect("readable");
+        assert_eq!(s.pods.len(), 1);
+        assert_eq!(
+            s.pods[0].owner,
+            Some(ObjectRef::namespaced("Deployment", "d", "web")),
+            "the ReplicaSet resolves to its Deployment"
+        );
+        assert_eq!(s.namespaces.len(), 2);
+        assert_eq!(
+            caches.replicaset_hash(&ObjectRef::namespaced("Deployment", "d", "web"), "3"),
+            Some("abc".into())
+        );
+        // e is not watched: a policy on it is unreadable, never judged on an empty cache
+        let err = caches.snapshot(&in_e).await.expect_err("not watched");
+        assert!(matches!(err, SnapshotError::NotSynced { .. }), "{err}");
+
+        // A reload moves the policies to e: e is listed, d is dropped once e has listed.
+        policies.replace(PolicySet::new([in_e.clone()]));
+        until("e listed", || {
+            caches
+                .snapshot(&in_e)
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
+        })
+        .await;
+        let s = caches.snapshot(&in_e).await.expect("readable");
+        assert_eq!(
+            s.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["api-1"]
+        );
+        until("d dropped", || {
+            caches
+                .snapshot(&in_d)
+                .now_or_never()
+                .is_some_and(|r| r.is_err())
+        })
+        .await;
+        assert_eq!(caches.sizes()["pods"], 1);
+
+        // A namespace selector needs the whole cluster.
+        let everywhere = fixtures::policy("all")
+            .set("/target/namespaceSelector", json!("env=staging"))
+            .build();
+        policies.replace(PolicySet::new([everywhere.clone()]));
+        until("cluster listed", || {
+            !requested(&seen, "GET /api/v1/pods?").is_empty()
+        })
+        .await;
+        until("synced", || caches.is_synced()).await;
+        assert!(caches.snapshot(&everywhere).await.is_ok());
+        stop.cancel();
     }
 }

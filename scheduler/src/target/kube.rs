@@ -18,12 +18,14 @@ use kube::{
     api::{DynamicObject, ListParams},
 };
 
+use super::scope::{Namespaces, Needs};
 use super::{
     NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServiceInfo,
     VirtualServices, WorkloadInfo,
 };
 use crate::{
     labels::{MIRROR_ANNOTATION, REVERT_ANNOTATION},
+    policy::Policy,
     record::ObjectRef,
 };
 
@@ -218,9 +220,13 @@ pub fn namespace_info(ns: &Namespace) -> NamespaceInfo {
 }
 
 /// Lists the cluster once per experiment (`havoc run`; the service reads its watch
-/// caches).
+/// caches): only the kinds and namespaces the policy reads.
 #[derive(Clone)]
-pub struct ListSource(pub Client);
+pub struct ListSource {
+    pub client: Client,
+    /// havoc's own namespace (its pods are read with every pod selection).
+    pub own_namespace: String,
+}
 
 impl std::fmt::Debug for ListSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,78 +235,115 @@ impl std::fmt::Debug for ListSource {
 }
 
 impl SnapshotSource for ListSource {
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>> {
-        async move { Ok(list_snapshot(&self.0).await?) }.boxed()
+    fn snapshot<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        async move {
+            let needs = Needs::of_policy(policy, &self.own_namespace);
+            Ok(list_snapshot(&self.client, &needs).await?)
+        }
+        .boxed()
     }
 }
 
-/// A one-off snapshot by listing.
-pub async fn list_snapshot(client: &Client) -> Result<Snapshot, kube::Error> {
+/// Lists a namespaced kind in `ns`: one list per namespace, or one for the cluster.
+async fn list_in<K>(client: &Client, ns: &Namespaces) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     let lp = ListParams::default();
-    let c = || client.clone();
-    let (pods, rs, nss, nodes, deployments, statefulsets, hpas) = (
-        Api::<Pod>::all(c()),
-        Api::<ReplicaSet>::all(c()),
-        Api::<Namespace>::all(c()),
-        Api::<Node>::all(c()),
-        Api::<Deployment>::all(c()),
-        Api::<StatefulSet>::all(c()),
-        Api::<HorizontalPodAutoscaler>::all(c()),
-    );
-    let (pods, rs, nss, nodes, deployments, statefulsets, hpas) = tokio::try_join!(
-        pods.list(&lp),
-        rs.list(&lp),
-        nss.list(&lp),
-        nodes.list(&lp),
-        deployments.list(&lp),
-        statefulsets.list(&lp),
-        hpas.list(&lp),
-    )?;
-    let virtual_services = match crate::fault::http::discover(client).await? {
-        Some(api) => Some(VirtualServices {
-            items: Api::<DynamicObject>::all_with(c(), &api)
-                .list(&lp)
-                .await?
-                .items
-                .iter()
-                .map(virtual_service_info)
-                .collect(),
-            api,
-        }),
-        None => None,
-    };
-    let scaled = autoscaled(&hpas.items);
-    let mut workloads: Vec<WorkloadInfo> = deployments
-        .items
-        .iter()
-        .map(|d| deployment_info(d, &scaled))
-        .collect();
-    workloads.extend(
-        statefulsets
+    match ns {
+        Namespaces::All => Ok(Api::<K>::all(client.clone()).list(&lp).await?.items),
+        Namespaces::Names(names) => {
+            let mut out = Vec::new();
+            for n in names {
+                out.extend(
+                    Api::<K>::namespaced(client.clone(), n)
+                        .list(&lp)
+                        .await?
+                        .items,
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A one-off snapshot by listing what `needs` names.
+pub async fn list_snapshot(client: &Client, needs: &Needs) -> Result<Snapshot, kube::Error> {
+    let lp = ListParams::default();
+    let mut snapshot = Snapshot {
+        namespaces: Api::<Namespace>::all(client.clone())
+            .list(&lp)
+            .await?
             .items
             .iter()
-            .map(|s| statefulset_info(s, &scaled)),
-    );
-    let nodes = nodes.items.iter().map(node_info).collect();
-    let owners = replicaset_owners(&rs.items);
-    let pods = pods.items.iter().map(|p| pod_info(p, &owners)).collect();
-    let namespaces = nss
-        .items
-        .iter()
-        .map(|n| {
-            (
-                n.metadata.name.clone().unwrap_or_default(),
-                namespace_info(n),
+            .map(|n| {
+                (
+                    n.metadata.name.clone().unwrap_or_default(),
+                    namespace_info(n),
+                )
+            })
+            .collect(),
+        ..Snapshot::default()
+    };
+    if let Some(ns) = &needs.pods {
+        let rs = list_in::<ReplicaSet>(client, ns).await?;
+        let owners = replicaset_owners(&rs);
+        snapshot.pods = list_in::<Pod>(client, ns)
+            .await?
+            .iter()
+            .map(|p| pod_info(p, &owners))
+            .collect();
+    }
+    if let Some(ns) = &needs.workloads {
+        let hpas = match &needs.autoscalers {
+            Some(a) => list_in::<HorizontalPodAutoscaler>(client, a).await?,
+            None => Vec::new(),
+        };
+        let scaled = autoscaled(&hpas);
+        snapshot.workloads = list_in::<Deployment>(client, ns)
+            .await?
+            .iter()
+            .map(|d| deployment_info(d, &scaled))
+            .chain(
+                list_in::<StatefulSet>(client, ns)
+                    .await?
+                    .iter()
+                    .map(|s| statefulset_info(s, &scaled)),
             )
-        })
-        .collect();
-    Ok(Snapshot {
-        pods,
-        namespaces,
-        nodes,
-        workloads,
-        virtual_services,
-    })
+            .collect();
+    }
+    if needs.nodes {
+        snapshot.nodes = Api::<Node>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .map(node_info)
+            .collect();
+    }
+    if needs.virtual_services {
+        snapshot.virtual_services = match crate::fault::http::discover(client).await? {
+            Some(api) => Some(VirtualServices {
+                items: Api::<DynamicObject>::all_with(client.clone(), &api)
+                    .list(&lp)
+                    .await?
+                    .items
+                    .iter()
+                    .map(virtual_service_info)
+                    .collect(),
+                api,
+            }),
+            None => None,
+        };
+    }
+    Ok(snapshot)
 }
 
 #[cfg(test)]

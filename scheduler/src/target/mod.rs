@@ -4,15 +4,18 @@
 //!   rules of DESIGN section 5 over a [`Snapshot`], then a random pick;
 //! - [`snapshot`]: the [`Snapshot`] of the cluster that selection reads, and where it
 //!   comes from ([`SnapshotSource`]);
-//! - [`cache`]: the service's watch caches (a [`SnapshotSource`]);
+//! - [`cache`]: the service's watch caches (a [`SnapshotSource`]), scoped by [`scope`]
+//!   to what the policies read and kept by [`watches`];
 //! - [`kube`]: conversions from Kubernetes objects, and a listing source for `havoc run`.
 
 pub mod cache;
 #[cfg(test)]
 pub mod fixtures;
 pub mod kube;
+pub mod scope;
 pub mod select;
 pub mod snapshot;
+pub mod watches;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -142,6 +145,15 @@ impl Guards {
             max_unschedulable_nodes: config.limits.max_unschedulable_nodes,
         }
     }
+}
+
+/// havoc's own namespace: `POD_NAMESPACE` (the downward API), else
+/// `leaderElection.namespace` (DESIGN section 5).
+pub fn own_namespace(config: &crate::policy::Config) -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| config.leader_election.namespace.clone())
 }
 
 /// Limits targets to one workload's pods carrying these labels (a rollout's new

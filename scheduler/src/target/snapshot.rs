@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+use crate::policy::Policy;
+
 use super::{NamespaceInfo, NodeInfo, PodInfo, VirtualServiceInfo, WorkloadInfo};
 
 /// What selection knows about the cluster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The pods of the policy's namespaces and havoc's own (every pod for a drain).
     pub pods: Vec<PodInfo>,
     /// Every namespace with its labels, by name.
     pub namespaces: BTreeMap<String, NamespaceInfo>,
@@ -32,8 +35,8 @@ pub struct VirtualServices {
 /// Why no snapshot could be taken (the experiment is skipped).
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("watch caches are not synced yet")]
-    NotSynced,
+    #[error("the watch of {what} has not synced yet")]
+    NotSynced { what: String },
     #[error("the {kind} watch has failed for {secs}s: its cache may be out of date")]
     Stale { kind: String, secs: u64 },
     #[error("listing the cluster: {0}")]
@@ -43,5 +46,8 @@ pub enum SnapshotError {
 /// Where snapshots come from. A trait object, so that the engine does not depend on
 /// which source it reads.
 pub trait SnapshotSource: Send + Sync {
-    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, SnapshotError>>;
+    /// What `policy` can select from: the kinds its fault reads, in the namespaces it
+    /// covers (and havoc's own), not the whole cluster.
+    fn snapshot<'a>(&'a self, policy: &'a Policy)
+    -> BoxFuture<'a, Result<Snapshot, SnapshotError>>;
 }

@@ -1,5 +1,5 @@
-//! Event triggers: rollouts. One watch per workload kind (Deployments, StatefulSets,
-//! DaemonSets), shared by every policy; each completed rollout is matched against the
+//! Event triggers: rollouts. Watches per workload kind (Deployments, StatefulSets,
+//! DaemonSets) in the namespaces the triggers name, shared by every policy; each completed rollout is matched against the
 //! policies' `triggers: - rollout:` rules and, after `delay`, handed to the arbiter with
 //! the targets restricted to the new revision's pods.
 
@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::{
-    Api, Client, Resource,
+    Client, Resource,
+    core::NamespaceResourceScope,
     runtime::{WatchStreamExt, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -25,12 +26,18 @@ use self::rollout::{Completion, RolloutState, Seen, Tracker};
 use crate::{
     engine::{
         arbiter::{Arbiter, Start},
-        policies::Policies,
+        policies::{Policies, PolicySet},
     },
     labels::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH},
     policy::{Policy, domain::RolloutRule, model::WorkloadKind},
     record::{ObjectRef, TriggerInfo},
-    target::{Restriction, cache::Caches, in_scope},
+    target::{
+        Restriction,
+        cache::Caches,
+        in_scope,
+        scope::Needs,
+        watches::{Watch, WatchSet, namespaced},
+    },
 };
 
 /// A rollout that triggered a policy, and what came of it (for the API).
@@ -100,15 +107,23 @@ enum Change {
     Deleted(ObjectRef),
 }
 
+/// The changes of kind `K` in namespace `ns` (`None`: the cluster).
 fn changes<K>(
     client: &Client,
+    ns: Option<&str>,
     state: fn(&K) -> Option<RolloutState>,
 ) -> BoxStream<'static, Result<Change, watcher::Error>>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default,
 {
-    watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+    watcher(namespaced::<K>(client)(ns), watcher::Config::default())
         .default_backoff()
         .map(move |ev| {
             ev.map(|ev| match ev {
@@ -263,22 +278,39 @@ impl Dispatcher {
 
     fn handle(self: &Arc<Self>, change: Change, synced: &mut bool) {
         match change {
-            // The first list at start-up: learn, never fire (those rollouts completed
-            // before havoc started). Later re-lists (after a watch gap) are compared:
-            // a completion that happened during the gap fires once.
-            Change::Listed(s) if !*synced => self.tracker().learn(&s),
+            // A watch's first list (at start-up, or a namespace a reload added): learn,
+            // never fire (those rollouts completed before havoc looked). A workload
+            // another watch already tracks (a namespace moving to the cluster-wide
+            // watch) is compared instead, so that the move loses no completion. Later
+            // re-lists (after a watch gap) are compared: a completion that happened
+            // during the gap fires once.
+            Change::Listed(s) if !*synced => {
+                let mut tracker = self.tracker();
+                if tracker.knows(&s.workload) {
+                    let seen = tracker.observe(&s, Utc::now());
+                    drop(tracker);
+                    self.seen(seen);
+                } else {
+                    tracker.learn(&s);
+                }
+            }
             Change::Listed(s) | Change::Applied(s) => {
                 let seen = self.tracker().observe(&s, Utc::now());
-                match seen {
-                    Seen::Completed(c) => self.completed(c),
-                    Seen::Failed { workload, revision } => {
-                        tracing::warn!(?workload, %revision, "rollout failed (progress deadline exceeded): no chaos for it");
-                    }
-                    Seen::Nothing => {}
-                }
+                self.seen(seen);
             }
             Change::Synced => *synced = true,
             Change::Deleted(w) => self.tracker().forget(&w),
+        }
+    }
+
+    /// Acts on what the tracker concluded.
+    fn seen(self: &Arc<Self>, seen: Seen) {
+        match seen {
+            Seen::Completed(c) => self.completed(c),
+            Seen::Failed { workload, revision } => {
+                tracing::warn!(?workload, %revision, "rollout failed (progress deadline exceeded): no chaos for it");
+            }
+            Seen::Nothing => {}
         }
     }
 }
@@ -299,45 +331,236 @@ impl std::fmt::Debug for Rollouts {
     }
 }
 
+/// One rollout watch: whether its first list is complete.
+#[derive(Debug, Default)]
+struct RolloutWatch {
+    synced: std::sync::atomic::AtomicBool,
+}
+
+impl Watch for RolloutWatch {
+    fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn stale(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The state stream of one workload kind.
+type Changes = fn(&Client, Option<&str>) -> BoxStream<'static, Result<Change, watcher::Error>>;
+
+fn kind_changes(kind: WorkloadKind) -> Changes {
+    match kind {
+        WorkloadKind::Deployment => |c, ns| changes::<Deployment>(c, ns, rollout::deployment_state),
+        WorkloadKind::StatefulSet => {
+            |c, ns| changes::<StatefulSet>(c, ns, rollout::statefulset_state)
+        }
+        WorkloadKind::DaemonSet => |c, ns| changes::<DaemonSet>(c, ns, rollout::daemonset_state),
+    }
+}
+
+fn kind_name(kind: WorkloadKind) -> &'static str {
+    match kind {
+        WorkloadKind::Deployment => "Deployment",
+        WorkloadKind::StatefulSet => "StatefulSet",
+        WorkloadKind::DaemonSet => "DaemonSet",
+    }
+}
+
 impl Rollouts {
-    /// Starts one watch per workload kind; they run on [`Rollouts::tasks`] until `stop`.
+    /// Watches each workload kind in the namespaces the policies' rollout triggers name
+    /// (cluster-wide for a trigger with a namespace selector or no namespace list; not
+    /// at all for a kind no trigger names), re-scoped on every reload. The watches run
+    /// on [`Rollouts::tasks`] until `stop`.
     pub fn start(self) {
         let client = self.client.clone();
         let (stop, tasks) = (self.stop.clone(), self.tasks.clone());
+        let policies = self.policies.clone();
         let dispatcher = Arc::new(Dispatcher {
             parts: self,
             tracker: Mutex::new(Tracker::default()),
             last_fired: Mutex::new(BTreeMap::new()),
         });
-        let kinds: [(&str, BoxStream<'static, Result<Change, watcher::Error>>); 3] = [
-            (
-                "Deployment",
-                changes::<Deployment>(&client, rollout::deployment_state),
-            ),
-            (
-                "StatefulSet",
-                changes::<StatefulSet>(&client, rollout::statefulset_state),
-            ),
-            (
-                "DaemonSet",
-                changes::<DaemonSet>(&client, rollout::daemonset_state),
-            ),
+        let kinds = [
+            WorkloadKind::Deployment,
+            WorkloadKind::StatefulSet,
+            WorkloadKind::DaemonSet,
         ];
-        for (kind, mut stream) in kinds {
-            let (d, stop) = (dispatcher.clone(), stop.clone());
-            tasks.spawn(async move {
-                let mut synced = false;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        item = stream.next() => match item {
-                            Some(Ok(change)) => d.handle(change, &mut synced),
-                            Some(Err(e)) => tracing::warn!(%kind, error = %e, "rollout watch error; retrying"),
-                            None => return,
-                        },
-                    }
+        let sets: Vec<(WorkloadKind, WatchSet<RolloutWatch>)> = kinds
+            .into_iter()
+            .map(|kind| {
+                let (client, d, t) = (client.clone(), dispatcher.clone(), tasks.clone());
+                let name = kind_name(kind);
+                let set = WatchSet::new(name, &stop, &tasks, move |ns, stop| {
+                    let watch = Arc::new(RolloutWatch::default());
+                    let mut stream = kind_changes(kind)(&client, ns);
+                    let (d, w) = (d.clone(), watch.clone());
+                    t.spawn(async move {
+                        let mut synced = false;
+                        loop {
+                            tokio::select! {
+                                biased;
+                                () = stop.cancelled() => return,
+                                item = stream.next() => match item {
+                                    Some(Ok(change)) => {
+                                        d.handle(change, &mut synced);
+                                        if synced {
+                                            w.synced.store(true, std::sync::atomic::Ordering::Release);
+                                        }
+                                    }
+                                    Some(Err(e)) => tracing::warn!(kind = name, error = %e, "rollout watch error; retrying"),
+                                    None => return,
+                                },
+                            }
+                        }
+                    });
+                    watch
+                });
+                (kind, set)
+            })
+            .collect();
+        let own = String::new();
+        let mut changes = policies.subscribe();
+        let scope = move |set: &PolicySet| {
+            // havoc's own namespace plays no part in rollouts (it is protected).
+            let needs = Needs::of_set(set.policies.values().map(AsRef::as_ref), &own);
+            for (kind, watches) in &sets {
+                let wanted = needs.rollouts.get(kind).cloned();
+                watches.set(wanted.clone());
+                // Forget the workloads of namespaces no longer watched: if one comes back,
+                // its first list is learnt again, not compared with a stale memory.
+                let kind = kind_name(*kind);
+                dispatcher.tracker().retain(|w| {
+                    w.kind != kind
+                        || wanted
+                            .as_ref()
+                            .is_some_and(|n| n.contains(w.namespace.as_deref().unwrap_or("")))
+                });
+            }
+        };
+        scope(&changes.borrow_and_update());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
                 }
-            });
+                let set = changes.borrow_and_update().clone();
+                scope(&set);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rollout watches against a scripted API server (kube's `tower_test` pattern).
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
+    use super::*;
+    use crate::{
+        engine::{
+            arbiter::Parts, experiment::Env, health::Health, metrics::Metrics, notify::Notifier,
+        },
+        journal::Journal,
+        policy::fixtures,
+        state::SharedState,
+        target::{
+            Guards,
+            fixtures::{Seen, api_server, requested, until},
+        },
+    };
+
+    fn triggered(name: &str, rollout: serde_json::Value) -> Policy {
+        fixtures::policy(name)
+            .namespaces(&["d"])
+            .set("/triggers", json!([{ "rollout": rollout }]))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn rollout_watches_cover_the_triggers_namespaces_only() {
+        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Seen::default();
+        tokio::spawn(api_server(handle, BTreeMap::new(), seen.clone()));
+        let client = Client::new(svc, "default");
+        // The caches (not under test) talk to a server that never answers.
+        let (quiet, _quiet) = mock::pair::<Request<Body>, Response<Body>>();
+        let quiet = Client::new(quiet, "default");
+        let config = Arc::new(fixtures::config().build());
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let journal = Arc::new(Journal::in_memory(10));
+        let arbiter = Arbiter::new(Parts {
+            env: Env {
+                client: client.clone(),
+                health: Arc::new(Health::from_config(&config).expect("health")),
+                guards: Guards::default(),
+                config: config.clone(),
+                events: None,
+                metrics: None,
+                journal: Some(journal.clone()),
+                owner: "test/havoc".into(),
+                leader: crate::leader::Leadership::always(),
+            },
+            source: Arc::new(Caches::start(&quiet, "havoc-system", &stop, &tasks)),
+            journal,
+            notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),
+            metrics: Metrics::new(),
+            leader: crate::leader::Leadership::always(),
+            shared: SharedState::in_memory(),
+            stop: stop.clone(),
+            seed: Some(1),
+        });
+        let policies = Policies::default();
+        policies.replace(PolicySet::new([triggered(
+            "a",
+            json!({"kinds": ["Deployment"], "namespaces": ["a"]}),
+        )]));
+        Rollouts {
+            arbiter,
+            policies: policies.clone(),
+            caches: Caches::start(&quiet, "havoc-system", &stop, &tasks),
+            client,
+            protected_namespaces: BTreeSet::new(),
+            recent: RecentTriggers::default(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
         }
+        .start();
+        let lists = |path: &str| -> Vec<String> {
+            let all = requested(&seen, &format!("GET {path}?"));
+            all.into_iter()
+                .filter(|r| !r.contains("watch=true"))
+                .collect()
+        };
+        until("Deployments of a listed", || {
+            !lists("/apis/apps/v1/namespaces/a/deployments").is_empty()
+        })
+        .await;
+        assert!(lists("/apis/apps/v1/deployments").is_empty(), "{seen:?}");
+        assert!(requested(&seen, "GET /apis/apps/v1/statefulsets").is_empty());
+        assert!(requested(&seen, "GET /apis/apps/v1/daemonsets").is_empty());
+
+        // A reload adds a StatefulSet trigger with a namespace selector: cluster-wide.
+        policies.replace(PolicySet::new([
+            triggered("a", json!({"kinds": ["Deployment"], "namespaces": ["a"]})),
+            triggered(
+                "b",
+                json!({"kinds": ["StatefulSet"], "namespaceSelector": "x=y"}),
+            ),
+        ]));
+        until("StatefulSets listed cluster-wide", || {
+            !lists("/apis/apps/v1/statefulsets").is_empty()
+        })
+        .await;
+        let deployments = lists("/apis/apps/v1/namespaces/a/deployments").len();
+        assert_eq!(deployments, 1, "the unchanged scope keeps its watch");
+        assert!(lists("/apis/apps/v1/deployments").is_empty());
+        stop.cancel();
     }
 }

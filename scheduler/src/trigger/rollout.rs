@@ -250,6 +250,16 @@ impl Tracker {
         })
     }
 
+    /// Whether the workload is tracked.
+    pub fn knows(&self, w: &ObjectRef) -> bool {
+        self.known.contains_key(w)
+    }
+
+    /// Keeps only the workloads `keep` says yes to.
+    pub fn retain(&mut self, keep: impl Fn(&ObjectRef) -> bool) {
+        self.known.retain(|w, _| keep(w));
+    }
+
     /// The workload is gone.
     pub fn forget(&mut self, w: &ObjectRef) {
         self.known.remove(w);

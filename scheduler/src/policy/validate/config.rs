@@ -13,7 +13,7 @@ use crate::policy::{
         DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, LeaderElection, Limits, NotifyRule, Receiver,
         ServerConfig, Slo,
     },
-    model::{self, HavocConfig},
+    model::{self, HavocConfig, NotifyOn},
 };
 
 /// A URL as an error message may show it: scheme and host only (a webhook's path may be
@@ -100,6 +100,15 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
     if let Some(t) = &s.server.token {
         c.secret("/spec/server/token", t);
     }
+    for (i, on) in s.events.verdicts.iter().flatten().enumerate() {
+        if *on == NotifyOn::Started {
+            c.value(
+                &format!("/spec/events/verdicts/{i}"),
+                "`started` is not a verdict: the injection has its own Event (ChaosInjected)"
+                    .to_string(),
+            );
+        }
+    }
     let listen = c.take(
         "/spec/server/listen",
         s.server.listen.parse::<SocketAddr>().map_err(|_| {
@@ -132,6 +141,11 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
                     .unwrap_or_else(|| DEFAULT_NOTIFY_ON.to_vec()),
             },
             circuit_breaker_cooldown: s.circuit_breaker.cooldown.0,
+            event_verdicts: s
+                .events
+                .verdicts
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NOTIFY_ON.to_vec()),
             server: ServerConfig {
                 listen,
                 token: s.server.token.clone(),
