@@ -89,25 +89,31 @@ impl Layer {
     }
 }
 
-async fn signal() {
+/// The shutdown signal: SIGTERM or SIGINT. The SIGTERM handler is installed when this is
+/// called, not when it is first awaited: a SIGTERM that arrives while the service is still
+/// starting (after it said so in the log) is a clean shutdown, not the default kill.
+fn signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        {
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -207,6 +213,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         stop: engine.stop.clone(),
         access: Some(Arc::new(ApiReviewer::new(requests.clone()))),
     };
+    let shutdown = signal();
     reloader.load_initial().await;
     // The policy-dependent watches start from the loaded set, and follow every reload.
     caches.follow(&policies, &watches.stop, &watches.tasks);
@@ -278,7 +285,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .run(),
     );
 
-    signal().await;
+    shutdown.await;
     let started = Instant::now();
     let deadline = started + args.shutdown_timeout.0;
     // 1. The engine: experiments complete their records and notify, then every other
