@@ -471,7 +471,8 @@ async fn run<K, T>(
                     // `InitDone`): only a finished list or a live event proves the index
                     // current, and only that may reset the backoff - else a list that keeps
                     // failing (a 403, say) is retried every half second.
-                    let proves = !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
+                    let proves =
+                        !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
                     index.apply(event, convert);
                     if proves {
                         index.health.ok();
