@@ -506,6 +506,7 @@ mod tests {
                 journal: Some(journal.clone()),
                 owner: "test/havoc".into(),
                 leader: crate::leader::Leadership::always(),
+                claims: Default::default(),
             },
             source: Arc::new(Caches::start(&quiet, "havoc-system", &stop, &tasks)),
             journal,
