@@ -299,9 +299,11 @@ async fn every_answer_is_documented_and_conforms() {
             Some(r#"{"for": "2 hours"}"#),
             400,
         ),
-        // A form feed is not JSON whitespace: not an empty body.
+        // Only a body of no bytes means "no body": whitespace is not a JSON document.
         (Method::POST, "/api/v1/pause", t, Some("\x0c"), 400),
-        (Method::POST, "/api/v1/resume", t, Some(" \r\n\t"), 200),
+        (Method::POST, "/api/v1/pause", t, Some("\r"), 400),
+        (Method::POST, "/api/v1/resume", t, Some(" \r\n\t"), 400),
+        (Method::POST, "/api/v1/resume", t, Some(""), 200),
         (Method::POST, "/api/v1/pause", t, Some(&big), 413),
         (
             Method::POST,
