@@ -6,7 +6,7 @@
 //! windows and blackouts, compared fire for fire.
 //!
 //! `cargo test -p havoc --lib schedule` runs a sample; the full size runs in release:
-//! `cargo test --release -p havoc --lib differential -- --ignored`.
+//! `HAVOC_DIFFERENTIAL_FULL=1 cargo test --release -p havoc --lib differential`.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
