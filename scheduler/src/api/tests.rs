@@ -23,7 +23,6 @@ use crate::{
         arbiter::{Arbiter, Parts},
         clock::NextFires,
         experiment::Env,
-        health::Health,
         metrics::Metrics,
         notify::Notifier,
         policies::{Policies, PolicySet},
@@ -32,7 +31,7 @@ use crate::{
     leader::Publisher,
     policy::{duration::HumanDuration, fixtures},
     record::{ObjectRef, TriggerInfo, Verdict, tests::record},
-    target::{Guards, Snapshot, SnapshotError, SnapshotSource},
+    target::{Snapshot, SnapshotError, SnapshotSource},
     trigger::RecentTriggers,
 };
 
@@ -84,18 +83,12 @@ impl Fixture {
         let journal = Arc::new(Journal::in_memory(100));
         let metrics = Metrics::new();
         let arbiter = Arbiter::new(Parts {
-            env: Env {
-                client: kube::Client::new(svc, "default"),
-                health: Arc::new(Health::from_config(&config).expect("health")),
-                guards: Guards::default(),
-                config: config.clone(),
-                events: None,
-                metrics: None,
-                journal: Some(journal.clone()),
-                owner: "test/havoc".into(),
-                leader: leader.clone(),
-                claims: Default::default(),
-            },
+            env: Env::for_tests(
+                kube::Client::new(svc, "default"),
+                config.clone(),
+                Some(journal.clone()),
+                leader.clone(),
+            ),
             source: Arc::new(Unsynced),
             journal: journal.clone(),
             notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),

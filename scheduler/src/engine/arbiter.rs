@@ -625,7 +625,6 @@ mod tests {
 
     use super::*;
     use crate::{
-        engine::health::Health,
         policy::fixtures,
         target::{Guards, Snapshot, SnapshotError, fixtures as targets},
     };
@@ -663,19 +662,16 @@ mod tests {
         let journal = Arc::new(Journal::in_memory(100));
         let a = Arbiter::new(Parts {
             env: Env {
-                client: kube::Client::new(svc, "default"),
-                health: Arc::new(Health::from_config(&config).expect("health")),
                 guards: Guards {
                     min_available_replicas: 1,
                     ..Guards::default()
                 },
-                config,
-                events: None,
-                metrics: None,
-                journal: Some(journal.clone()),
-                owner: "test/havoc".into(),
-                leader: leader.clone(),
-                claims: Default::default(),
+                ..Env::for_tests(
+                    kube::Client::new(svc, "default"),
+                    config,
+                    Some(journal.clone()),
+                    leader.clone(),
+                )
             },
             source,
             journal: journal.clone(),

@@ -132,6 +132,30 @@ impl Claims {
     }
 }
 
+#[cfg(test)]
+impl Env {
+    /// A test environment: health from `config`, no Events or metrics, owner `test/havoc`.
+    pub fn for_tests(
+        client: Client,
+        config: Arc<Config>,
+        journal: Option<Arc<Journal>>,
+        leader: Leadership,
+    ) -> Env {
+        Env {
+            client,
+            health: Arc::new(crate::engine::health::Health::from_config(&config).expect("health")),
+            guards: Guards::default(),
+            config,
+            events: None,
+            metrics: None,
+            journal,
+            owner: "test/havoc".into(),
+            leader,
+            claims: Claims::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env")

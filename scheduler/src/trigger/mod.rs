@@ -464,16 +464,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        engine::{
-            arbiter::Parts, experiment::Env, health::Health, metrics::Metrics, notify::Notifier,
-        },
+        engine::{arbiter::Parts, experiment::Env, metrics::Metrics, notify::Notifier},
         journal::Journal,
         policy::fixtures,
         state::SharedState,
-        target::{
-            Guards,
-            fixtures::{Seen, api_server, requested, until},
-        },
+        target::fixtures::{Seen, api_server, requested, until},
     };
 
     fn triggered(name: &str, rollout: serde_json::Value) -> Policy {
@@ -496,18 +491,12 @@ mod tests {
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         let journal = Arc::new(Journal::in_memory(10));
         let arbiter = Arbiter::new(Parts {
-            env: Env {
-                client: client.clone(),
-                health: Arc::new(Health::from_config(&config).expect("health")),
-                guards: Guards::default(),
-                config: config.clone(),
-                events: None,
-                metrics: None,
-                journal: Some(journal.clone()),
-                owner: "test/havoc".into(),
-                leader: crate::leader::Leadership::always(),
-                claims: Default::default(),
-            },
+            env: Env::for_tests(
+                client.clone(),
+                config.clone(),
+                Some(journal.clone()),
+                crate::leader::Leadership::always(),
+            ),
             source: Arc::new(Caches::start(&quiet, "havoc-system", &stop, &tasks)),
             journal,
             notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),
