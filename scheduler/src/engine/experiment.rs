@@ -713,16 +713,22 @@ struct Observer<'a> {
 
 impl Observer<'_> {
     /// Polls every `health.interval` for `window`, until unreadable health, shutdown, or
-    /// (with [`Until::Deviation`]) a deviation.
+    /// (with [`Until::Deviation`]) a deviation. The window ends on time: a window shorter
+    /// than the interval (or not a multiple of it) ends with a last reading at its end,
+    /// not at the next tick, so that a fault is held for its `duration`, not up to one
+    /// interval longer.
     async fn observe(&self, judge: &mut Judge, window: Duration, until: Until) -> Stop {
         let end = Instant::now() + window;
         let mut ticker = tokio::time::interval(self.env.config.health.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let at_end = tokio::time::sleep_until(end);
+        tokio::pin!(at_end);
         let mut leader = self.env.leader.watch();
         let demoted = !self.policy.dry_run;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                () = &mut at_end => {}
                 () = self.cancel.cancelled() => return Stop::Cancelled,
                 Ok(()) = leader.changed(), if demoted => {
                     if !self.env.leader.is_leader() {
@@ -841,8 +847,13 @@ mod tests {
     }
 
     fn env(health: Arc<Scripted>) -> (Env, Handle) {
+        env_polling_every(health, 1)
+    }
+
+    /// [`env`] with health polled every `secs` seconds while a fault is held.
+    fn env_polling_every(health: Arc<Scripted>, secs: u64) -> (Env, Handle) {
         let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let config = fixtures::config().interval_secs(1).build();
+        let config = fixtures::config().interval_secs(secs).build();
         let env = Env {
             client: Client::new(svc, "default"),
             config: Arc::new(config),
@@ -960,6 +971,34 @@ mod tests {
         assert!(r.reason.starts_with("podDelete d/web-"), "{}", r.reason);
         assert_eq!(r.targets[0].outcome, TargetOutcome::Errored);
         assert!(r.injected_at.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_shorter_than_the_health_interval_end_on_time() {
+        // Polled every 10 s, held 1 s, settling 2 s: each window ends with a reading at
+        // its end, not at the next tick (which held the fault 10 s and settled 10 s).
+        let health = Scripted::new(vec![healthy()]);
+        let (env, mut handle) = env_polling_every(health.clone(), 10);
+        let server = tokio::spawn(async move {
+            answer(&mut handle, "DELETE", "/api/v1/namespaces/d/pods/web-", 200).await;
+        });
+        let short = fixtures::policy("p")
+            .namespaces(&["d"])
+            .live()
+            .duration_secs(1)
+            .settle_secs(2)
+            .build();
+        let began = Instant::now();
+        let r = execute(&env, &two_pods(), &short, manual(), opts()).await;
+        server.await.expect("scripted");
+        assert_eq!(r.verdict, Verdict::Passed, "{r:?}");
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_secs(4),
+            "took {took:?}"
+        );
+        // the gate; the hold's first reading and its last at 1 s; settle's at 1 s and 3 s
+        assert_eq!(health.reads(), 5);
     }
 
     #[tokio::test(start_paused = true)]
