@@ -182,6 +182,10 @@ struct Elector {
     /// This pod's name, if known: a holder named after it is a dead predecessor.
     pod: Option<String>,
     observed: Option<Observed>,
+    /// The Lease as this replica last wrote it, while it holds it: the next renewal
+    /// replaces it directly (one request, not a read and a write). A 409 means someone
+    /// else wrote it since: the round then reads it and decides as any other round.
+    held: Option<Lease>,
     /// How many experiments run here (written with each renewal).
     metrics: Option<Metrics>,
 }
@@ -189,10 +193,19 @@ struct Elector {
 impl Elector {
     /// One round: `Ok(true)` when this replica holds the Lease after it.
     async fn round(&mut self) -> Result<bool, kube::Error> {
+        if let Some(lease) = self.held.take() {
+            let spec = lease.spec.clone().unwrap_or_default();
+            if self.write(lease, spec, false).await? {
+                return Ok(true);
+            }
+        }
         let Some(lease) = bounded(self.api.get_opt(&self.name)).await? else {
             let created = bounded(self.api.create(&PostParams::default(), &self.fresh(0))).await;
             return match created {
-                Ok(_) => Ok(true),
+                Ok(lease) => {
+                    self.held = Some(lease);
+                    Ok(true)
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(e),
             };
@@ -251,9 +264,10 @@ impl Elector {
     }
 
     /// Renews (or, with `acquire`, takes over) with the version read: a concurrent
-    /// writer makes it fail with 409, and this round is lost.
+    /// writer makes it fail with 409, and this round is lost. What was written is kept
+    /// for the next renewal.
     async fn write(
-        &self,
+        &mut self,
         mut lease: Lease,
         spec: LeaseSpec,
         acquire: bool,
@@ -274,7 +288,10 @@ impl Elector {
             .get_or_insert_with(Default::default)
             .insert(RUNNING_ANNOTATION.to_string(), running.to_string());
         match bounded(self.api.replace(&self.name, &PostParams::default(), &lease)).await {
-            Ok(_) => Ok(true),
+            Ok(written) => {
+                self.held = Some(written);
+                Ok(true)
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
@@ -323,6 +340,7 @@ async fn elect_with(
         id: id.clone(),
         pod: std::env::var("POD_NAME").ok(),
         observed: None,
+        held: None,
         metrics: publisher.metrics.clone(),
     };
     let mut valid_until: Option<Instant> = None;
@@ -439,6 +457,7 @@ mod tests {
             id: "me-00000001".into(),
             pod: pod.map(str::to_string),
             observed: None,
+            held: None,
             metrics: None,
         };
         (elector, handle)
@@ -494,6 +513,64 @@ mod tests {
             .await;
         });
         assert!(e.round().await.expect("round"));
+        server.await.expect("scripted");
+    }
+
+    fn conflict() -> Response<Body> {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the object has been modified", "reason": "Conflict", "code": 409});
+        Response::builder()
+            .status(409)
+            .body(Body::from(serde_json::to_vec(&body).expect("json")))
+            .expect("response")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_holder_renews_with_one_request_and_reads_only_after_a_conflict() {
+        let (mut e, mut handle) = elector(None);
+        let server = tokio::spawn(async move {
+            // Taken (the Lease expired long ago), then renewed with a PUT alone.
+            expect(&mut handle, "GET", lease("", "2026-12-01T12:00:00.000000Z")).await;
+            expect(
+                &mut handle,
+                "PUT",
+                lease("me-00000001", "2026-12-01T12:01:00.000000Z"),
+            )
+            .await;
+            expect(
+                &mut handle,
+                "PUT",
+                lease("me-00000001", "2026-12-01T12:01:02.000000Z"),
+            )
+            .await;
+            expect(
+                &mut handle,
+                "PUT",
+                lease("me-00000001", "2026-12-01T12:01:04.000000Z"),
+            )
+            .await;
+            // Someone else wrote it meanwhile (took it over): the renewal conflicts, the
+            // round reads it and follows.
+            expect(&mut handle, "PUT", conflict()).await;
+            expect(
+                &mut handle,
+                "GET",
+                lease("other-1", "2026-12-01T12:01:03.000000Z"),
+            )
+            .await;
+            // Following: reads only.
+            expect(
+                &mut handle,
+                "GET",
+                lease("other-1", "2026-12-01T12:01:03.000000Z"),
+            )
+            .await;
+        });
+        assert!(e.round().await.expect("round"), "taken");
+        assert!(e.round().await.expect("round"), "renewed");
+        assert!(e.round().await.expect("round"), "renewed");
+        assert!(!e.round().await.expect("round"), "lost to other-1");
+        assert!(!e.round().await.expect("round"), "following");
         server.await.expect("scripted");
     }
 }
