@@ -117,6 +117,7 @@ fn decode(cm: &ConfigMap) -> Result<Doc, serde_json::Error> {
 enum Backend {
     Cluster {
         api: Box<Api<ConfigMap>>,
+        namespace: String,
         name: String,
     },
     Memory(Arc<Mutex<Doc>>),
@@ -148,6 +149,7 @@ impl SharedState {
         SharedState {
             backend: Backend::Cluster {
                 api: Box::new(Api::namespaced(client, namespace)),
+                namespace: namespace.to_string(),
                 name: name.to_string(),
             },
             current,
@@ -155,13 +157,19 @@ impl SharedState {
         }
     }
 
-    /// Watches the ConfigMap on `tasks` until `stop`.
-    pub fn watch(&self, stop: CancellationToken, tasks: &TaskTracker) {
-        let Backend::Cluster { api, name } = &self.backend else {
+    /// Watches the ConfigMap on `tasks` until `stop`, with `client`: one for watches
+    /// (client::Purpose::Watches), whose read timeout outlasts the API server's quiet
+    /// watch connections; a request client's 30 s ends every quiet watch in an error.
+    pub fn watch(&self, client: Client, stop: CancellationToken, tasks: &TaskTracker) {
+        let Backend::Cluster {
+            namespace, name, ..
+        } = &self.backend
+        else {
             return;
         };
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let stream = watcher(api.as_ref().clone(), config).default_backoff();
+        let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+        let stream = watcher(api, config).default_backoff();
         let tx = self.tx.clone();
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -215,7 +223,7 @@ impl SharedState {
     pub async fn read(&self) -> Result<Doc, StateError> {
         let doc = match &self.backend {
             Backend::Memory(m) => m.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            Backend::Cluster { api, name } => match bounded(api.get_opt(name)).await? {
+            Backend::Cluster { api, name, .. } => match bounded(api.get_opt(name)).await? {
                 Some(cm) => decode(&cm)?,
                 None => Doc::default(),
             },
@@ -237,7 +245,7 @@ impl SharedState {
                 self.tx.send_replace(Some(doc.clone()));
                 return Ok(doc.clone());
             }
-            Backend::Cluster { api, name } => (api, name),
+            Backend::Cluster { api, name, .. } => (api, name),
         };
         for _ in 0..ATTEMPTS {
             let existing = bounded(api.get_opt(name)).await?;

@@ -190,7 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &config.leader_election.namespace,
         &format!("{}-state", config.leader_election.lease),
     );
-    shared.watch(watches.stop.clone(), &watches.tasks);
+    shared.watch(watches_client.clone(), watches.stop.clone(), &watches.tasks);
     let arbiter = Arbiter::new(Parts {
         shared: shared.clone(),
         env: env.clone(),
