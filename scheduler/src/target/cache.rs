@@ -5,10 +5,13 @@
 //! What is watched follows the policies ([`Needs`], re-derived on every reload): pods,
 //! their ReplicaSets and HorizontalPodAutoscalers only in the namespaces the policies
 //! cover, cluster-wide only when one uses a namespace selector or no namespace list, and
-//! not at all when no policy reads them. The kinds that carry revert records (Nodes,
-//! Deployments, StatefulSets, havoc's NetworkPolicies, VirtualServices) and Namespaces are
-//! always watched cluster-wide: recovery must find every record whatever the policies say
-//! now, and a namespace's pause label applies to every policy.
+//! not at all when no policy reads them; Nodes as targets only for a node drain. The
+//! kinds that carry revert records (Nodes, Deployments, StatefulSets, havoc's
+//! NetworkPolicies, VirtualServices) and Namespaces are always watched cluster-wide:
+//! recovery must find every record whatever the policies say now, and a namespace's
+//! pause label applies to every policy. For Nodes that watch is metadata only (a record
+//! is an annotation): every node status update reaches it, and a full Node costs several
+//! times as much to decode as its metadata.
 //!
 //! Each object is reduced to what havoc reads before it is stored: a pod to its
 //! [`PodInfo`] (no spec, status or annotations kept), a ReplicaSet and a Namespace come
@@ -76,7 +79,10 @@ pub struct Caches {
     /// The workload each autoscaler scales.
     autoscalers: WatchSet<Index<ObjectRef>>,
     namespaces: WatchSet<Index<NamespaceInfo>>,
+    /// Nodes as drain targets (spec kept), watched only while a policy drains.
     nodes: WatchSet<Index<Node>>,
+    /// Every Node's metadata, for the recovery sweep (revert records are annotations).
+    node_records: WatchSet<Index<Node>>,
     deployments: WatchSet<Index<Deployment>>,
     statefulsets: WatchSet<Index<StatefulSet>>,
     /// NetworkPolicies havoc created (label-selected: only havoc's own are watched).
@@ -144,6 +150,16 @@ fn node_row(mut n: Node) -> Option<Node> {
     trim_meta(&mut n);
     n.status = None;
     Some(n)
+}
+
+/// A Node's metadata as a Node without spec and status: what the recovery sweep reads.
+fn node_record_row(n: PartialObjectMeta<Node>) -> Option<Node> {
+    let mut node = Node {
+        metadata: n.metadata,
+        ..Node::default()
+    };
+    trim_meta(&mut node);
+    Some(node)
 }
 
 fn deployment_row(mut d: Deployment) -> Option<Deployment> {
@@ -254,6 +270,14 @@ impl Caches {
                 tasks,
             ),
             nodes: index_set("Node", cluster(client), all(), node_row, stop, tasks),
+            node_records: index_set(
+                "Node (metadata)",
+                cluster::<PartialObjectMeta<Node>>(client),
+                all(),
+                node_record_row,
+                stop,
+                tasks,
+            ),
             deployments: index_set(
                 "Deployment",
                 namespaced(client),
@@ -283,7 +307,7 @@ impl Caches {
             own_namespace: own_namespace.to_string(),
         };
         caches.namespaces.set(Some(Namespaces::All));
-        caches.nodes.set(Some(Namespaces::All));
+        caches.node_records.set(Some(Namespaces::All));
         caches.deployments.set(Some(Namespaces::All));
         caches.statefulsets.set(Some(Namespaces::All));
         caches.network_policies.set(Some(Namespaces::All));
@@ -331,6 +355,7 @@ impl Caches {
         self.pods.set(needs.pods.clone());
         self.replicasets.set(needs.pods);
         self.autoscalers.set(needs.autoscalers);
+        self.nodes.set(needs.nodes.then_some(Namespaces::All));
     }
 
     /// Finds the VirtualService CRD and, if installed, starts its watch.
@@ -392,12 +417,13 @@ impl Caches {
             && self.pods.is_synced()
             && self.replicasets.is_synced()
             && self.autoscalers.is_synced()
+            && self.nodes.is_synced()
     }
 
     /// The watches of the kinds that carry revert records have listed: the recovery
     /// sweep can trust what it does not find.
     pub fn recovery_synced(&self) -> bool {
-        self.nodes.is_synced()
+        self.node_records.is_synced()
             && self.deployments.is_synced()
             && self.statefulsets.is_synced()
             && self.network_policies.is_synced()
@@ -422,7 +448,7 @@ impl Caches {
     /// Nodes, Deployments, StatefulSets and NetworkPolicies (with their annotations), for
     /// the recovery sweep.
     pub(crate) fn nodes(&self) -> Vec<Arc<Node>> {
-        every(&self.nodes)
+        every(&self.node_records)
     }
 
     pub(crate) fn deployments(&self) -> Vec<Arc<Deployment>> {
@@ -447,7 +473,7 @@ impl Caches {
             ("replicasets", count(&self.replicasets)),
             ("autoscalers", count(&self.autoscalers)),
             ("namespaces", count(&self.namespaces)),
-            ("nodes", count(&self.nodes)),
+            ("nodes", count(&self.node_records)),
             ("deployments", count(&self.deployments)),
             ("statefulsets", count(&self.statefulsets)),
         ])
@@ -649,6 +675,12 @@ mod tests {
                 .all(|r| r.ends_with(" meta"))
         );
         assert!(requested(&seen, "GET /apis/autoscaling").is_empty());
+        // Nodes: metadata only, for the recovery sweep; no drain policy, no full Node.
+        let nodes = requested(&seen, "GET /api/v1/nodes?");
+        assert!(
+            !nodes.is_empty() && nodes.iter().all(|r| r.ends_with(" meta")),
+            "{nodes:?}"
+        );
 
         let s = caches.snapshot(&in_d).await.expect("readable");
         assert_eq!(s.pods.len(), 1);
@@ -700,6 +732,21 @@ mod tests {
         .await;
         until("synced", || caches.is_synced()).await;
         assert!(caches.snapshot(&everywhere).await.is_ok());
+
+        // A drain reads Nodes as targets: their full objects.
+        let drain = fixtures::policy("drain")
+            .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
+            .set("/fault", json!({"nodeDrain": {}}))
+            .build();
+        policies.replace(PolicySet::new([drain.clone()]));
+        until("full nodes listed", || {
+            requested(&seen, "GET /api/v1/nodes?")
+                .iter()
+                .any(|r| !r.ends_with(" meta"))
+        })
+        .await;
+        until("synced", || caches.is_synced()).await;
+        assert!(caches.snapshot(&drain).await.is_ok());
         stop.cancel();
     }
 }
