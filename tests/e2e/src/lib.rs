@@ -20,6 +20,7 @@ use kube::{
 };
 use serde_json::Value;
 
+pub mod bench;
 pub mod fixtures;
 pub mod serve;
 pub mod workloads;

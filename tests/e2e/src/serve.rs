@@ -27,6 +27,12 @@ pub struct Setup<'a> {
     pub dry_run: bool,
     /// More config fields, merged into `spec` (e.g. `{"liveNamespaces": [NS]}`).
     pub extra: Value,
+    /// Single config fields set last, by path below `spec` (e.g. `("/health/interval",
+    /// json!("10s"))`): for a change inside an object the tests' config already fills.
+    pub overrides: Vec<(&'a str, Value)>,
+    /// `--reload-interval`: how often the policy files are checked (tests: 1s; the
+    /// product's default is 5s).
+    pub reload_interval: &'a str,
     pub prometheus: Option<String>,
     /// Receivers the config's `notify` routes to.
     pub receivers: &'a [&'a str],
@@ -41,9 +47,9 @@ pub struct Setup<'a> {
     pub pod_name: Option<String>,
     /// Wait until this process leads (a second replica does not).
     pub wait_leader: bool,
-    /// Run this binary instead of `target/debug/havoc` (e.g. a wrapper for in-cluster
-    /// identity); its first arguments.
-    pub wrapper: Option<Vec<String>>,
+    /// Run as this ServiceAccount (namespace, name) with in-cluster configuration, as
+    /// `HAVOC_E2E_IDENTITY` does (which it overrides).
+    pub identity: Option<(&'a str, &'a str)>,
 }
 
 impl Default for Setup<'_> {
@@ -51,6 +57,8 @@ impl Default for Setup<'_> {
         Setup {
             dry_run: false,
             extra: Value::Null,
+            overrides: Vec::new(),
+            reload_interval: "1s",
             prometheus: None,
             receivers: &["chat", "hook"],
             hook: format!("serve-{:08x}", rand::random::<u32>()),
@@ -59,7 +67,7 @@ impl Default for Setup<'_> {
             lease: None,
             pod_name: None,
             wait_leader: true,
-            wrapper: None,
+            identity: None,
         }
     }
 }
@@ -91,7 +99,10 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(env: &Env, setup: Setup<'_>) -> anyhow::Result<Serve> {
-        let identity = identity();
+        let identity = match setup.identity {
+            Some((ns, sa)) => Some((ns.to_string(), sa.to_string())),
+            None => identity(),
+        };
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let secret = dir.path().join("webhook-secret");
@@ -105,7 +116,7 @@ impl Serve {
         } else {
             json!([])
         };
-        let config = fixtures::config()
+        let mut config = fixtures::config()
             .set("/dryRun", json!(setup.dry_run))
             .set(
                 "/health",
@@ -148,8 +159,11 @@ impl Serve {
                     "lease": setup.lease.clone().unwrap_or_else(|| format!("havoc-e2e-{port}")),
                 }),
             )
-            .merge(&setup.extra)
-            .yaml();
+            .merge(&setup.extra);
+        for (pointer, value) in &setup.overrides {
+            config = config.set(pointer, value.clone());
+        }
+        let config = config.yaml();
         std::fs::write(dir.path().join("havoc.yaml"), config)?;
         std::fs::create_dir(dir.path().join("policies"))?;
         for (file, text) in &setup.policies {
@@ -165,10 +179,8 @@ impl Serve {
             bin.display()
         );
         let mut command: Vec<std::ffi::OsString> = Vec::new();
-        let in_cluster = setup.wrapper.is_none() && identity.is_some();
-        if let Some(w) = &setup.wrapper {
-            command.extend(w.iter().map(Into::into));
-        } else if let Some((ns, sa)) = &identity {
+        let in_cluster = identity.is_some();
+        if let Some((ns, sa)) = &identity {
             command.push(repo_root().join("tests/install/in-cluster").into());
             for a in ["-n", ns.as_str(), "-s", sa.as_str()] {
                 command.push(a.into());
@@ -183,7 +195,7 @@ impl Serve {
         for a in [
             "serve",
             "--reload-interval",
-            "1s",
+            setup.reload_interval,
             "--shutdown-timeout",
             "10s",
         ] {

@@ -177,9 +177,19 @@ pub fn as_value<K: serde::Serialize>(o: &K) -> anyhow::Result<Value> {
 /// `n` KWOK nodes of a test's own (`POOL=pool`, tainted so that no other pod lands
 /// there), Ready; deleted by [`delete_node_pool`].
 pub async fn node_pool(client: &Client, pool: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    add_pool_nodes(client, pool, 0..n).await
+}
+
+/// Nodes `pool-i` for `i` in `range` of [`node_pool`]'s kind (a pool grows by calling
+/// this again with the next range), Ready.
+pub async fn add_pool_nodes(
+    client: &Client,
+    pool: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<String>> {
     let api: Api<Node> = Api::all(client.clone());
     let mut names = Vec::new();
-    for i in 0..n {
+    for i in range {
         let name = format!("{pool}-{i}");
         let node: Node = serde_json::from_value(json!({
             "metadata": {

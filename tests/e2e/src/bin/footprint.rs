@@ -1,0 +1,631 @@
+//! Benchmark: what havoc costs as the cluster around it grows. A program, not a test: it
+//! measures and prints; `tests/bench/footprint` runs it and puts its table in the README.
+//!
+//! For each count N of background pods (`FOOTPRINT_BACKGROUND`, default `0,5000,10000`;
+//! Deployments of 1,000 pause pods in namespaces `havoc-footprint-bg-*`, on KWOK nodes of
+//! their own), and for each way of naming the target (`FOOTPRINT_VARIANTS`: `namespaces`,
+//! the policy lists its namespace; `selector`, it uses a namespace selector, which needs
+//! cluster-wide watches), one `havoc serve` (HAVOC_BIN, the release build) runs a policy
+//! deleting one pod of `havoc-footprint-target` every 10 s (held 1 s, settling 2 s), with
+//! the default health interval (10 s) and policy reload interval (5 s), and no SLOs. Measured over `FOOTPRINT_SECONDS` (default 300) after the
+//! first experiment:
+//!
+//! - peak RSS (`VmHWM`, start-up included) and steady RSS (median of 1 s samples over the
+//!   second half), CPU seconds (user + system) and per kill;
+//! - API requests by verb and resource, as havoc counts them
+//!   (`havoc_kube_requests_total`) and as the API server logged them: havoc runs as the
+//!   ServiceAccount havoc-footprint/havoc (tests/install/in-cluster) and the local
+//!   cluster's audit policy (deploy/local/kwok/audit-policy.yaml) records that
+//!   account's requests. `apiserver_request_total` has no label naming the client, so the
+//!   audit log is the API server's own count of havoc's requests;
+//! - then, the kill policy replaced by a rollout trigger (`delay: 0s`), the rollout
+//!   reaction p50/p95 over `FOOTPRINT_ROLLOUTS` (default 20) rollouts of a 4-pod
+//!   Deployment (see [`havoc_e2e::bench::measure_reaction`]).
+//!
+//! `FOOTPRINT_OUT=DIR`: also writes `DIR/results.json` and `DIR/table.md`.
+//! `FOOTPRINT_KEEP=1`: leaves the background, the nodes and the namespaces in place.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use chrono::Utc;
+use havoc_e2e::{
+    bench::{self, Counters, Reaction},
+    serve::*,
+    workloads::{self, POOL},
+    *,
+};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Node, ServiceAccount},
+    rbac::v1::ClusterRoleBinding,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// havoc's namespace and ServiceAccount (the audit policy logs this namespace's accounts).
+const HOME: &str = "havoc-footprint";
+const ACCOUNT: &str = "havoc";
+const TARGET: &str = "havoc-footprint-target";
+const TARGET_LABEL: &str = "havoc.dev/footprint";
+const BACKGROUND_LABEL: &str = "havoc.dev/footprint-background";
+const PER_NAMESPACE: usize = 1000;
+/// KWOK nodes of the background (110 pods each; 100 used).
+const PODS_PER_NODE: usize = 100;
+const NODE_POOL: &str = "footprint";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Variant {
+    /// `target.namespaces: [havoc-footprint-target]`.
+    Namespaces,
+    /// `target.namespaceSelector: havoc.dev/footprint=target`.
+    Selector,
+}
+
+impl Variant {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s.trim() {
+            "namespaces" => Ok(Variant::Namespaces),
+            "selector" => Ok(Variant::Selector),
+            other => bail!("unknown variant {other:?} (namespaces, selector)"),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Variant::Namespaces => "`namespaces: [target]`",
+            Variant::Selector => "`namespaceSelector`",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Run {
+    background_pods: usize,
+    variant: Variant,
+    seconds: f64,
+    startup_rss_mib: f64,
+    startup_cpu_s: f64,
+    peak_rss_mib: f64,
+    steady_rss_mib: f64,
+    cpu_s: f64,
+    experiments: BTreeMap<String, usize>,
+    /// Why experiments did not pass (reason -> count).
+    reasons: BTreeMap<String, usize>,
+    /// Experiments that injected, and the pods they deleted.
+    injected: usize,
+    kills: usize,
+    /// verb resource -> count, in the window.
+    havoc_requests: BTreeMap<String, f64>,
+    audited_requests: BTreeMap<String, f64>,
+    startup_requests: f64,
+    rollout_p50_ms: f64,
+    rollout_p95_ms: f64,
+    rollout_max_ms: f64,
+    rollout_internal_p95_ms: f64,
+}
+
+fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flat(c: &Counters) -> BTreeMap<String, f64> {
+    c.iter().map(|(k, v)| (k.join(" "), *v)).collect()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    let client = env.client().await?;
+    let backgrounds: Vec<usize> = std::env::var("FOOTPRINT_BACKGROUND")
+        .unwrap_or_else(|_| "0,5000,10000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .context("FOOTPRINT_BACKGROUND: comma-separated numbers")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let variants: Vec<Variant> = std::env::var("FOOTPRINT_VARIANTS")
+        .unwrap_or_else(|_| "namespaces,selector".into())
+        .split(',')
+        .map(Variant::parse)
+        .collect::<anyhow::Result<_>>()?;
+    let seconds: u64 = var("FOOTPRINT_SECONDS", 300);
+    let rollouts: usize = var("FOOTPRINT_ROLLOUTS", 20);
+    let out = std::env::var_os("FOOTPRINT_OUT").map(PathBuf::from);
+    ensure!(
+        std::env::var_os("HAVOC_BIN").is_some(),
+        "set HAVOC_BIN to the release build (tests/bench/footprint does)"
+    );
+    let audit_log = PathBuf::from(env.get("HAVOC_AUDIT_LOG").context(
+        "the local cluster predates its audit log: deploy/local/down && deploy/local/up",
+    )?);
+
+    let result = async {
+        prepare(&client).await?;
+        let web = bench::rollout_workload(&client, TARGET).await?;
+        workloads::monitoring_settled(&env, TARGET, 2).await?;
+        let mut runs = Vec::new();
+        let mut sorted = backgrounds.clone();
+        sorted.sort_unstable();
+        for n in sorted {
+            grow_background(&client, n).await?;
+            for &variant in &variants {
+                let run = measure(&env, &web, &audit_log, n, variant, seconds, rollouts).await?;
+                println!("RESULT {}", serde_json::to_string(&run)?);
+                runs.push(run);
+                if let Some(dir) = &out {
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::write(
+                        dir.join("results.json"),
+                        serde_json::to_string_pretty(&runs)?,
+                    )?;
+                    std::fs::write(dir.join("table.md"), table(&runs, seconds))?;
+                }
+            }
+        }
+        println!("\n{}", table(&runs, seconds));
+        anyhow::Ok(())
+    }
+    .await;
+    if std::env::var_os("FOOTPRINT_KEEP").is_none()
+        && let Err(e) = cleanup(&client).await
+    {
+        eprintln!("cleanup: {e:#}");
+    }
+    result
+}
+
+/// havoc's namespace, ServiceAccount (cluster-admin: permissions change nothing measured
+/// here; tests/install checks the chart's) and the target namespace with `victim`.
+async fn prepare(client: &Client) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for (name, labels) in [(HOME, json!({})), (TARGET, json!({TARGET_LABEL: "target"}))] {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))?;
+        create_or_keep(&namespaces, &ns).await?;
+    }
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": ACCOUNT, "namespace": HOME}}))?;
+    create_or_keep(&Api::namespaced(client.clone(), HOME), &sa).await?;
+    let crb: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": HOME},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": HOME}],
+    }))?;
+    create_or_keep(&Api::all(client.clone()), &crb).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), TARGET);
+    if deployments.get_opt("victim").await?.is_none() {
+        workloads::deployment(client, TARGET, "victim", 10).await?;
+    }
+    if deployments.get_opt("web").await?.is_some() {
+        // From a run with FOOTPRINT_KEEP: start over with a fresh one.
+        deployments
+            .delete("web", &DeleteParams::foreground())
+            .await?;
+        poll(Duration::from_secs(60), "old web gone", || async {
+            Ok(deployments.get_opt("web").await?.is_none().then_some(()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn create_or_keep<K>(api: &Api<K>, obj: &K) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Brings the background to `n` pods (it only grows): nodes, namespaces of
+/// [`PER_NAMESPACE`] pods, and waits until all are available.
+async fn grow_background(client: &Client, n: usize) -> anyhow::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let have = nodes
+        .list_metadata(&ListParams::default().labels(&format!("{POOL}={NODE_POOL}")))
+        .await?
+        .items
+        .len();
+    let want = n.div_ceil(PODS_PER_NODE) + 1;
+    if want > have {
+        workloads::add_pool_nodes(client, NODE_POOL, have..want).await?;
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for i in 0..n.div_ceil(PER_NAMESPACE) {
+        let name = format!("havoc-footprint-bg-{i}");
+        let replicas = PER_NAMESPACE.min(n - i * PER_NAMESPACE);
+        let ns: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {BACKGROUND_LABEL: "true"}}}),
+        )?;
+        create_or_keep(&namespaces, &ns).await?;
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "filler", "namespace": name, "labels": {"app": "filler", BACKGROUND_LABEL: "true"}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "filler"}},
+                "template": {
+                    "metadata": {"labels": {"app": "filler"}, "annotations": {
+                        "pod-ready.stage.kwok.x-k8s.io/delay": "1s",
+                        "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "2s"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 0,
+                        "nodeSelector": {POOL: NODE_POOL},
+                        "tolerations": [{"key": POOL, "operator": "Equal", "value": NODE_POOL, "effect": "NoSchedule"}],
+                        "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+                    },
+                },
+            },
+        }))?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &name);
+        if api.get_opt("filler").await?.is_none() {
+            api.create(&PostParams::default(), &d).await?;
+        }
+    }
+    let all: Api<Deployment> = Api::all(client.clone());
+    poll(
+        Duration::from_secs(1800),
+        &format!("{n} background pods available"),
+        || async {
+            let available: i32 = all
+                .list(&ListParams::default().labels(&format!("{BACKGROUND_LABEL}=true")))
+                .await?
+                .items
+                .iter()
+                .filter_map(|d| d.status.as_ref()?.available_replicas)
+                .sum();
+            Ok((available as usize >= n).then_some(()))
+        },
+    )
+    .await?;
+    let pods = count_pods(client).await?;
+    println!(
+        "background: {n} pods available after {:.0} s ({pods} pods in the cluster, {want} background nodes)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The pods of the whole cluster (a count for the log).
+async fn count_pods(client: &Client) -> anyhow::Result<usize> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.clone());
+    Ok(pods
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .len())
+}
+
+fn kill_policy(variant: Variant) -> String {
+    let doc = havoc_e2e::fixtures::policy("footprint-kill")
+        .set("/schedule", json!({"cron": "*/10 * * * * *"}))
+        .pods(TARGET, "app=victim")
+        .duration("1s")
+        .settle("2s");
+    match variant {
+        Variant::Namespaces => doc,
+        Variant::Selector => doc.set(
+            "/target",
+            json!({"kind": "Pod", "namespaceSelector": format!("{TARGET_LABEL}=target"), "selector": "app=victim"}),
+        ),
+    }
+    .yaml()
+}
+
+async fn havoc_counters(serve: &Serve) -> anyhow::Result<Counters> {
+    let text = serve
+        .http
+        .get(serve.url("/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(bench::counters(
+        &text,
+        "havoc_kube_requests_total",
+        &["verb", "resource"],
+    ))
+}
+
+async fn measure(
+    env: &Env,
+    web: &Api<Deployment>,
+    audit_log: &std::path::Path,
+    background: usize,
+    variant: Variant,
+    seconds: u64,
+    rollouts: usize,
+) -> anyhow::Result<Run> {
+    println!("== {background} background pods, target by {variant:?}: {seconds} s");
+    let mut serve = Serve::start(
+        env,
+        Setup {
+            dry_run: false,
+            extra: json!({
+                "liveNamespaces": [TARGET],
+            }),
+            // The product's default: health is polled every 10 s while a fault is held.
+            overrides: vec![("/health/interval", json!("10s"))],
+            // The product's default too (the tests check every second).
+            reload_interval: "5s",
+            receivers: &["hook"],
+            policies: vec![("kill.yaml", kill_policy(variant))],
+            identity: Some((HOME, ACCOUNT)),
+            lease: Some("havoc-footprint".into()),
+            ..Setup::default()
+        },
+    )
+    .await?;
+    let pid = serve.child.id().context("havoc exited")?;
+    // Warm: the first experiment has ended (start-up, the caches' first lists, the
+    // RBAC checks and the first kill are behind).
+    poll(Duration::from_secs(60), "the first experiment", || async {
+        Ok(serve.records().await?.into_iter().next())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\nlog:\n{}", tail(&serve.log(), 30)))?;
+    let startup = bench::proc_stat(pid)?;
+    let before = havoc_counters(&serve).await?;
+    let t0 = Utc::now();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        samples.push(bench::proc_stat(pid)?);
+    }
+    let end = bench::proc_stat(pid)?;
+    let after = havoc_counters(&serve).await?;
+    let t1 = Utc::now();
+    let window = bench::delta(&before, &after);
+
+    let records = serve.records().await?;
+    let in_window: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["startedAt"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t >= t0 && t < t1)
+        })
+        .collect();
+    let mut experiments = BTreeMap::new();
+    for r in &in_window {
+        *experiments
+            .entry(r["verdict"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let mut reasons = BTreeMap::new();
+    for r in in_window.iter().filter(|r| r["verdict"] != "passed") {
+        *reasons
+            .entry(r["reason"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let injected = in_window
+        .iter()
+        .filter(|r| !r["injectedAt"].is_null())
+        .count();
+    let kills = in_window
+        .iter()
+        .filter(|r| !r["injectedAt"].is_null())
+        .map(|r| r["targets"].as_array().map_or(0, Vec::len))
+        .sum();
+
+    // Rollout reaction: the kill policy out, the rollout trigger in (reloaded in ~1 s).
+    std::fs::remove_file(serve.policies_dir().join("kill.yaml"))?;
+    std::fs::write(
+        serve.policies_dir().join("react.yaml"),
+        bench::reaction_policy("footprint-react", TARGET),
+    )?;
+    poll(
+        Duration::from_secs(30),
+        "the rollout policy loaded",
+        || async {
+            let p = serve.get("/api/v1/policies").await?;
+            let names: Vec<&str> = p["policies"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            Ok((names == ["footprint-react"]).then_some(()))
+        },
+    )
+    .await?;
+    let reaction: Reaction = bench::measure_reaction(web, &serve, rollouts, false).await?;
+    println!("rollout reaction: {}", reaction.summary());
+    let startup_requests: f64 = before.values().sum();
+    let (code, _) = serve.stop().await?;
+    ensure!(
+        code == Some(0),
+        "havoc exited with {code:?}:\n{}",
+        tail(&serve.log(), 20)
+    );
+
+    // The API server logs a request when it has answered; the watches open in the window
+    // ended with the process just now. Wait until the log holds as many as havoc counted
+    // (or give up after 15 s and report what it holds).
+    let want: f64 = window.values().sum();
+    let audited = match poll(
+        Duration::from_secs(15),
+        "the audit log complete",
+        || async {
+            let a = bench::audited_requests(
+                audit_log,
+                &format!("system:serviceaccount:{HOME}:{ACCOUNT}"),
+                t0,
+                t1,
+            )?;
+            Ok((a.values().sum::<f64>() >= want).then_some(a))
+        },
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(_) => bench::audited_requests(
+            audit_log,
+            &format!("system:serviceaccount:{HOME}:{ACCOUNT}"),
+            t0,
+            t1,
+        )?,
+    };
+
+    let mut steady: Vec<u64> = samples[samples.len() / 2..]
+        .iter()
+        .map(|s| s.rss_kib)
+        .collect();
+    steady.sort_unstable();
+    let run = Run {
+        background_pods: background,
+        variant,
+        seconds: (t1 - t0).num_milliseconds() as f64 / 1000.0,
+        startup_rss_mib: mib(startup.rss_kib),
+        startup_cpu_s: startup.cpu_s,
+        peak_rss_mib: mib(end.peak_kib),
+        steady_rss_mib: mib(steady.get(steady.len() / 2).copied().unwrap_or(0)),
+        cpu_s: end.cpu_s - startup.cpu_s,
+        experiments,
+        reasons,
+        injected,
+        kills,
+        havoc_requests: flat(&window),
+        audited_requests: flat(&audited),
+        startup_requests,
+        rollout_p50_ms: bench::percentile(&reaction.latencies_ms, 0.5),
+        rollout_p95_ms: bench::percentile(&reaction.latencies_ms, 0.95),
+        rollout_max_ms: reaction.latencies_ms.last().copied().unwrap_or(f64::NAN),
+        rollout_internal_p95_ms: bench::percentile(&reaction.internal_ms, 0.95),
+    };
+    Ok(run)
+}
+
+/// Requests as `verb resource count, ...`.
+fn requests(r: &BTreeMap<String, f64>) -> String {
+    r.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn table(runs: &[Run], seconds: u64) -> String {
+    let mut t = String::new();
+    t.push_str(&format!(
+        "| background pods | target | peak RSS | steady RSS | CPU in {seconds} s | CPU per kill | kills | API requests (havoc / API server's audit) | per experiment | rollout reaction p50 / p95 |\n"
+    ));
+    t.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in runs {
+        let total: f64 = r.havoc_requests.values().sum();
+        let audited: f64 = r.audited_requests.values().sum();
+        let per = |key: &str| {
+            r.havoc_requests.get(key).copied().unwrap_or(0.0) / r.injected.max(1) as f64
+        };
+        t.push_str(&format!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} | {total} / {audited} | {:.1} delete + {:.1} Event |  {:.1} / {:.1} ms |\n",
+            r.background_pods,
+            r.variant.describe(),
+            r.peak_rss_mib,
+            r.steady_rss_mib,
+            r.cpu_s,
+            1000.0 * r.cpu_s / r.kills.max(1) as f64,
+            r.kills,
+            per("delete pods"),
+            per("create events"),
+            r.rollout_p50_ms,
+            r.rollout_p95_ms,
+        ));
+    }
+    t.push_str("\nRequests in the window by verb and resource (havoc's count; the API server's where it differs):\n\n");
+    for r in runs {
+        let differs: BTreeMap<&String, f64> = r
+            .audited_requests
+            .iter()
+            .filter(|(k, v)| r.havoc_requests.get(*k) != Some(v))
+            .map(|(k, v)| (k, *v))
+            .chain(
+                r.havoc_requests
+                    .keys()
+                    .filter(|k| !r.audited_requests.contains_key(*k))
+                    .map(|k| (k, 0.0)),
+            )
+            .collect();
+        t.push_str(&format!(
+            "- {} pods, {}: {}{}\n",
+            r.background_pods,
+            r.variant.describe(),
+            requests(&r.havoc_requests),
+            if differs.is_empty() {
+                " (the audit log agrees)".to_string()
+            } else {
+                format!(
+                    "; audit log: {}",
+                    differs
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
+    t
+}
+
+/// Removes the background, its nodes and the namespaces (waits until they are gone, so
+/// that the next run starts from the same cluster).
+async fn cleanup(client: &Client) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut gone = Vec::new();
+    for ns in namespaces.list_metadata(&ListParams::default()).await? {
+        let name = ns.name_any();
+        if name.starts_with("havoc-footprint") {
+            namespaces
+                .delete(&name, &DeleteParams::background())
+                .await?;
+            gone.push(name);
+        }
+    }
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(HOME, &DeleteParams::default())
+        .await;
+    poll(
+        Duration::from_secs(900),
+        "the footprint namespaces deleted",
+        || async {
+            let left = namespaces
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .filter(|n| gone.contains(&n.name_any()))
+                .count();
+            Ok((left == 0).then_some(()))
+        },
+    )
+    .await?;
+    workloads::delete_node_pool(client, NODE_POOL).await
+}
