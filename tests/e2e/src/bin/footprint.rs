@@ -471,28 +471,20 @@ async fn measure(
     // ended with the process just now. Wait until the log holds as many as havoc counted
     // (or give up after 15 s and report what it holds).
     let want: f64 = window.values().sum();
+    let user = format!("system:serviceaccount:{HOME}:{ACCOUNT}");
+    let read = || bench::audited_requests(audit_log, &user, t0, t1);
     let audited = match poll(
         Duration::from_secs(15),
         "the audit log complete",
         || async {
-            let a = bench::audited_requests(
-                audit_log,
-                &format!("system:serviceaccount:{HOME}:{ACCOUNT}"),
-                t0,
-                t1,
-            )?;
+            let a = read()?;
             Ok((a.values().sum::<f64>() >= want).then_some(a))
         },
     )
     .await
     {
         Ok(a) => a,
-        Err(_) => bench::audited_requests(
-            audit_log,
-            &format!("system:serviceaccount:{HOME}:{ACCOUNT}"),
-            t0,
-            t1,
-        )?,
+        Err(_) => read()?,
     };
 
     let mut steady: Vec<u64> = samples[samples.len() / 2..]
