@@ -106,25 +106,56 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
         Ok((!stat.is_ok_and(|s| !s.contains(") Z "))).then_some(()))
     })
     .await?;
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(cwd.join("logs/kube-apiserver.log"))?;
-    let child = std::process::Command::new(&args[0])
-        .args(&args[1..])
-        .current_dir(&cwd)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    std::fs::write(cwd.join("pids/kube-apiserver.pid"), child.id().to_string())?;
-    // Detached: it outlives this test, as the one kwokctl started would.
-    std::mem::forget(child);
+    let log_path = cwd.join("logs/kube-apiserver.log");
     let client = env.client().await?;
-    poll(Duration::from_secs(60), "the API server back", || async {
-        Ok(client.apiserver_version().await.ok().map(|_| ()))
-    })
-    .await
+    // A start that exits (seen once in CI, cause not in its output) is retried, and the
+    // error says what the API server printed.
+    let mut exits = Vec::new();
+    for _attempt in 0..3 {
+        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)?;
+        let child = std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(&cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        std::fs::write(cwd.join("pids/kube-apiserver.pid"), child.id().to_string())?;
+        let child = std::sync::Mutex::new(child);
+        let back = poll(Duration::from_secs(60), "the API server back", || async {
+            if let Some(status) = child.lock().expect("not poisoned").try_wait()? {
+                return Ok(Some(Err(status)));
+            }
+            Ok(client.apiserver_version().await.ok().map(|_| Ok(())))
+        })
+        .await;
+        match back {
+            Ok(Ok(())) => {
+                // Detached: it outlives this test, as the one kwokctl started would.
+                std::mem::forget(child.into_inner().expect("not poisoned"));
+                return Ok(());
+            }
+            Ok(Err(status)) => {
+                let printed = std::fs::read(&log_path).unwrap_or_default();
+                let new = String::from_utf8_lossy(&printed[(offset as usize).min(printed.len())..])
+                    .into_owned();
+                exits.push(format!("exited with {status}:\n{}", tail(&new, 15)));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                let _ = child.lock().expect("not poisoned").kill();
+                let printed = std::fs::read(&log_path).unwrap_or_default();
+                let new = String::from_utf8_lossy(&printed[(offset as usize).min(printed.len())..])
+                    .into_owned();
+                bail!("{e:#}; the API server printed:\n{}", tail(&new, 30));
+            }
+        }
+    }
+    bail!("the API server did not start again:\n{}", exits.join("\n"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
