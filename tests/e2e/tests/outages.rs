@@ -107,11 +107,34 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
     })
     .await?;
     let log_path = cwd.join("logs/kube-apiserver.log");
+    let printed_since = |offset: u64| {
+        let printed = std::fs::read(&log_path).unwrap_or_default();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(printed.len());
+        String::from_utf8_lossy(&printed[start..]).into_owned()
+    };
+    let flag = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let address = format!(
+        "{}:{}",
+        flag("bind-address").unwrap_or_else(|| "0.0.0.0".into()),
+        flag("secure-port").context("the API server's --secure-port")?
+    );
     let client = env.client().await?;
     // A start that exits (seen once in CI, cause not in its output) is retried, and the
     // error says what the API server printed.
     let mut exits = Vec::new();
     for _attempt in 0..3 {
+        // Each start waits until the port is free again (the killed one may still hold it).
+        poll(
+            Duration::from_secs(30),
+            "the API server's port free",
+            || async { Ok(std::net::TcpListener::bind(&address).ok().map(drop)) },
+        )
+        .await?;
         let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let log = std::fs::OpenOptions::new()
             .append(true)
@@ -140,18 +163,17 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
                 return Ok(());
             }
             Ok(Err(status)) => {
-                let printed = std::fs::read(&log_path).unwrap_or_default();
-                let new = String::from_utf8_lossy(&printed[(offset as usize).min(printed.len())..])
-                    .into_owned();
-                exits.push(format!("exited with {status}:\n{}", tail(&new, 15)));
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                exits.push(format!(
+                    "exited with {status}:\n{}",
+                    tail(&printed_since(offset), 15)
+                ));
             }
             Err(e) => {
                 let _ = child.lock().expect("not poisoned").kill();
-                let printed = std::fs::read(&log_path).unwrap_or_default();
-                let new = String::from_utf8_lossy(&printed[(offset as usize).min(printed.len())..])
-                    .into_owned();
-                bail!("{e:#}; the API server printed:\n{}", tail(&new, 30));
+                bail!(
+                    "{e:#}; the API server printed:\n{}",
+                    tail(&printed_since(offset), 30)
+                );
             }
         }
     }
