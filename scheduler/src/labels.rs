@@ -7,6 +7,10 @@ pub const PAUSED_LABEL: &str = "havoc.dev/paused";
 pub const HAVOC_APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "havoc");
 /// The revert record on an object havoc changed (DESIGN section 5).
 pub const REVERT_ANNOTATION: &str = "havoc.dev/revert";
+/// Set (to `true`) in the same request as every revert record and removed with it, so a
+/// watch can select the objects that hold one: the recovery watch of Nodes, whose status
+/// changes every few seconds on every node, sees only the nodes havoc changed.
+pub const REVERT_LABEL: (&str, &str) = ("havoc.dev/revert", "true");
 /// The revision a Deployment controller stamps on its ReplicaSets.
 pub const DEPLOYMENT_REVISION: &str = "deployment.kubernetes.io/revision";
 /// The annotation that marks a static pod's mirror.

@@ -6,6 +6,9 @@
 //! (doubling up to [`MAX_BACKOFF`]), counted in `havoc_reverts_total{result}`, and
 //! published as a Kubernetes Event once per failure streak.
 //!
+//! Before its first sweep the leader lists the Nodes once for records written without
+//! their label ([`recovery::mark_unlabelled`]): the Node watch selects that label.
+//!
 //! The first sweep also closes the journal's dangling intents (experiments a crash cut
 //! short): one final record each, `errored` (reasonCode `crashed`) naming what its revert
 //! did, or `rollbackFailed` if it could not be undone.
@@ -65,6 +68,7 @@ impl Sweeper {
         let mut leader = self.leader.watch();
         let mut failing: BTreeMap<ObjectRef, Failing> = BTreeMap::new();
         let mut dangling_closed = false;
+        let mut unlabelled_marked = false;
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -78,12 +82,31 @@ impl Sweeper {
             if !self.caches.recovery_synced() {
                 continue;
             }
-            let found = recovery::in_caches(&self.caches);
+            let mut found = recovery::in_caches(&self.caches);
             if let Some(m) = &self.env.metrics {
                 m.faults_held(found.held.len());
             }
             if !self.leader.is_leader() {
                 continue;
+            }
+            if !unlabelled_marked {
+                // Once per process, before the first sweep closes the journal's intents.
+                match recovery::mark_unlabelled(&self.env.client).await {
+                    Ok(old) => {
+                        unlabelled_marked = true;
+                        for h in old.held {
+                            if !found.held.iter().any(|f| f.object == h.object) {
+                                tracing::info!(object = ?h.object, "recovery: a record without its label, labelled");
+                                found.held.push(h);
+                            }
+                        }
+                        found.unreadable.extend(old.unreadable);
+                    }
+                    // Never holds up the sweep of the records the watches see.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recovery: listing Nodes for unlabelled records failed; the next sweep tries again");
+                    }
+                }
             }
             for (object, why) in &found.unreadable {
                 tracing::error!(?object, %why, "a havoc record havoc cannot read: look at this object");

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{
     FaultError, Held, Injection, Reverted, bounded,
-    revert::{REVERT_ANNOTATION, Stamp, object_name, record_of, still_ours},
+    revert::{REVERT_ANNOTATION, REVERT_LABEL, Stamp, object_name, record_of, still_ours},
 };
 use crate::{
     labels::{EXPERIMENT_LABEL, MANAGED_BY},
@@ -57,6 +57,7 @@ pub fn network_policy(
             "labels": {
                 MANAGED_BY.0: MANAGED_BY.1,
                 EXPERIMENT_LABEL: experiment_label(&stamp.experiment),
+                REVERT_LABEL.0: REVERT_LABEL.1,
             },
             "annotations": {REVERT_ANNOTATION: record.encode()},
         },

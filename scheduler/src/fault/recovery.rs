@@ -16,15 +16,16 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DynamicObject, ListParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams},
 };
+use serde_json::json;
 
 use super::{
     Held,
-    revert::{RevertRecord, record_of},
+    revert::{RevertRecord, merge, precondition, record_of},
 };
 use crate::{
-    labels::{MANAGED_BY, REVERT_ANNOTATION},
+    labels::{MANAGED_BY, REVERT_ANNOTATION, REVERT_LABEL},
     record::ObjectRef,
     target::cache::Caches,
 };
@@ -90,6 +91,36 @@ pub fn in_caches(caches: &Caches) -> Found {
         }
     }
     found
+}
+
+/// The records on Nodes that lack their label ([`REVERT_LABEL`], which the caches' Node
+/// watch selects): written by a havoc older than the label. One metadata list of the
+/// Nodes without the label; each one holding a record gets the label (a merge patch with
+/// its resourceVersion as precondition, so a record removed meanwhile is not relabelled),
+/// so the watch follows it from then on, and its record is returned for this sweep. Any
+/// failure (a conflict included) is returned: the caller tries again on its next round.
+pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError> {
+    let api = Api::<Node>::all(client.clone());
+    let unlabelled = ListParams::default().labels(&format!("!{}", REVERT_LABEL.0));
+    let mut found = Found::default();
+    for n in super::bounded(api.list_metadata(&unlabelled)).await? {
+        if !n.annotations().contains_key(REVERT_ANNOTATION) {
+            continue;
+        }
+        let patch = merge(
+            precondition(n.metadata.resource_version.clone()),
+            json!({"metadata": {"labels": {REVERT_LABEL.0: REVERT_LABEL.1}}}),
+        );
+        let name = n.name_any();
+        match super::bounded(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await
+        {
+            Ok(_) => found.add("Node", &n),
+            Err(super::FaultError::Api(kube::Error::Api(s))) if s.code == 404 => {}
+            // A conflict too: the caller lists again on its next round.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
 }
 
 /// The records in the cluster, by listing (`havoc revert --all`).
@@ -178,5 +209,61 @@ mod tests {
             &running,
             now
         ));
+    }
+
+    /// A record an older havoc wrote without its label: found by the start-up list of
+    /// unlabelled Nodes, labelled with the listed resourceVersion as precondition, and
+    /// returned; a Node without a record is left alone.
+    #[tokio::test]
+    async fn a_record_without_its_label_is_labelled_and_found() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        use tower_test::mock;
+
+        let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let stored = record("havoc-system/havoc", "e1", "2026-11-22T10:05:00Z").encode();
+        let server = tokio::spawn(async move {
+            let respond = |v: serde_json::Value| {
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&v).expect("json")))
+                    .expect("response")
+            };
+            let (req, send) = handle.next_request().await.expect("the list");
+            assert_eq!(req.method(), "GET");
+            assert_eq!(req.uri().path(), "/api/v1/nodes");
+            let query = req.uri().query().unwrap_or_default().to_string();
+            assert!(
+                query.contains("labelSelector=%21havoc.dev%2Frevert"),
+                "{query}"
+            );
+            send.send_response(respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                "metadata": {"resourceVersion": "9"},
+                "items": [
+                    {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                     "metadata": {"name": "kwok-a", "resourceVersion": "7"}},
+                    {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                     "metadata": {"name": "kwok-b", "resourceVersion": "8",
+                        "annotations": {REVERT_ANNOTATION: stored}}},
+                ]
+            })));
+            let (req, send) = handle.next_request().await.expect("the patch");
+            assert_eq!(req.method(), "PATCH");
+            assert_eq!(req.uri().path(), "/api/v1/nodes/kwok-b");
+            let body = req.into_body().collect_bytes().await.expect("body");
+            let patch: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(
+                patch,
+                json!({"metadata": {"resourceVersion": "8", "labels": {REVERT_LABEL.0: REVERT_LABEL.1}}})
+            );
+            send.send_response(respond(json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "kwok-b", "resourceVersion": "10"}})));
+        });
+        let found = mark_unlabelled(&client).await.expect("listed");
+        server.await.expect("scripted");
+        assert_eq!(found.held.len(), 1, "{found:?}");
+        assert_eq!(found.held[0].object.name, "kwok-b");
+        assert_eq!(found.held[0].record.experiment, "e1");
     }
 }

@@ -5,13 +5,17 @@
 //! object havoc creates. The revert restores the original state and removes the record,
 //! again in one request. If havoc dies in between, the record stays on the object, and
 //! whoever finds it expired ([`super::recovery`]) undoes it.
+//!
+//! The record comes with the label `havoc.dev/revert=true` ([`REVERT_LABEL`]), set and
+//! removed in the same requests, so that watches can select the objects that hold a
+//! record instead of every object of their kind.
 
 use chrono::{DateTime, Utc};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use crate::labels::REVERT_ANNOTATION;
+pub use crate::labels::{REVERT_ANNOTATION, REVERT_LABEL};
 
 /// How long after the fault's planned end an orphaned record may be reverted by another
 /// havoc: covers a slow revert and clock skew, so a running experiment's own revert is
@@ -49,9 +53,12 @@ impl RevertRecord {
         now >= self.deadline
     }
 
-    /// The metadata part of an inject patch: sets the annotation.
+    /// The metadata part of an inject patch: sets the annotation and its label.
     pub fn annotate(&self) -> Value {
-        json!({"metadata": {"annotations": {REVERT_ANNOTATION: self.encode()}}})
+        json!({"metadata": {
+            "annotations": {REVERT_ANNOTATION: self.encode()},
+            "labels": {REVERT_LABEL.0: REVERT_LABEL.1},
+        }})
     }
 }
 
@@ -122,9 +129,13 @@ pub fn object_name(prefix: &str, experiment: &str) -> String {
     format!("{}-{hash}", full[..keep].trim_end_matches('-'))
 }
 
-/// The metadata part of a revert patch: removes the annotation (merge-patch null).
+/// The metadata part of a revert patch: removes the annotation and its label (merge-patch
+/// null).
 pub fn clear_annotation() -> Value {
-    json!({"metadata": {"annotations": {REVERT_ANNOTATION: null}}})
+    json!({"metadata": {
+        "annotations": {REVERT_ANNOTATION: null},
+        "labels": {REVERT_LABEL.0: null},
+    }})
 }
 
 /// The resourceVersion precondition of a merge patch: the API server refuses it with 409
@@ -194,6 +205,7 @@ mod tests {
         let rec = record("2026-11-22T10:05:00Z");
         let patch = merge(json!({"spec": {"replicas": 0}}), rec.annotate());
         assert_eq!(patch["spec"]["replicas"], 0);
+        assert_eq!(patch["metadata"]["labels"][REVERT_LABEL.0], REVERT_LABEL.1);
         let stored = patch["metadata"]["annotations"][REVERT_ANNOTATION]
             .as_str()
             .expect("annotation");
@@ -223,6 +235,11 @@ mod tests {
         );
         assert_eq!(revert["metadata"]["resourceVersion"], "42");
         assert!(revert["metadata"]["annotations"][REVERT_ANNOTATION].is_null());
+        let label = &revert["metadata"]["labels"];
+        assert!(
+            label.get(REVERT_LABEL.0).is_some_and(|v| v.is_null()),
+            "{label}"
+        );
     }
 
     #[test]

@@ -141,8 +141,20 @@ pub fn unschedulable(n: &Node) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether `o` holds a havoc revert record: the annotation, with the label that lets
+/// havoc's watches select it. One without the other is havoc's bug, and fails here.
 pub fn has_record<K: ResourceExt>(o: &K) -> bool {
-    o.annotations().contains_key(REVERT)
+    let annotated = o.annotations().contains_key(REVERT);
+    let labelled = o.labels().get(REVERT).is_some_and(|v| v == "true");
+    assert_eq!(
+        annotated,
+        labelled,
+        "{} holds the revert annotation and its label apart: {:?} / {:?}",
+        o.name_any(),
+        o.annotations().get(REVERT),
+        o.labels().get(REVERT)
+    );
+    annotated
 }
 
 pub fn replicas(d: &Deployment) -> i32 {

@@ -1,7 +1,8 @@
 //! Nothing is left behind when havoc is killed: tested by killing it (SIGKILL), not by
 //! trusting the code. A crash loop over all four reversible faults; `havoc revert --all`
-//! cleaning up after a killed havoc without the service; and a second replica that
-//! takes over from a killed leader and reverts what the leader held.
+//! cleaning up after a killed havoc without the service; a second replica that takes
+//! over from a killed leader and reverts what the leader held; and a record written
+//! without its label (as a havoc older than the label did) still found after a kill.
 //!
 //! These tests revert cluster-wide (`revert --all`) and drain nodes: run them alone
 //! (tests/run does, after the others).
@@ -139,6 +140,7 @@ fn setup<'a>(s: &Scene, policies: Vec<(&'a str, String)>) -> Setup<'a> {
 /// The havoc records left on the scene: (object, experiment).
 async fn leftovers(client: &Client, s: &Scene) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
+    // The record and its label go together (`has_record` says so, or fails).
     let mut add = |what: String, o: &dyn Fn() -> Option<String>| {
         if let Some(text) = o() {
             let experiment = serde_json::from_str::<Value>(&text)
@@ -152,23 +154,23 @@ async fn leftovers(client: &Client, s: &Scene) -> anyhow::Result<Vec<(String, St
         .list(&Default::default())
         .await?
     {
-        let a = d.annotations().get(REVERT).cloned();
+        let a = has_record(&d).then(|| d.annotations()[REVERT].clone());
         add(format!("Deployment {}", d.name_any()), &|| a.clone());
     }
     for np in havoc_network_policies(client, &s.ns).await? {
-        let a = np.annotations().get(REVERT).cloned();
+        let a = has_record(&np).then(|| np.annotations()[REVERT].clone());
         add(format!("NetworkPolicy {}", np.name_any()), &|| a.clone());
     }
     for v in virtual_services(client, &s.ns)
         .list(&Default::default())
         .await?
     {
-        let a = v.annotations().get(REVERT).cloned();
+        let a = has_record(&v).then(|| v.annotations()[REVERT].clone());
         add(format!("VirtualService {}", v.name_any()), &|| a.clone());
     }
     for n in &s.pool_nodes {
         let node = Api::<Node>::all(client.clone()).get(n).await?;
-        let a = node.annotations().get(REVERT).cloned();
+        let a = has_record(&node).then(|| node.annotations()[REVERT].clone());
         add(format!("Node {n}"), &|| a.clone());
     }
     Ok(out)
@@ -450,6 +452,80 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
         );
         undisturbed(&client, &s).await?;
         Ok(())
+    })
+    .await
+}
+
+/// A drain's record that lost its label (as an older havoc wrote records) is not seen by
+/// the Node watch, which selects the label: the successor of a killed havoc finds it in
+/// its one start-up list of Nodes, labels it and uncordons the node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("unlabelled", move |client, ns| async move {
+        let s = scene(&env, &client, &ns, true).await?;
+        let result = async {
+            let mut serve = Serve::start(
+                &env,
+                Setup {
+                    pod_name: Some(format!("{}-havoc", s.ns)),
+                    ..setup(&s, policies(&s, None, "5m"))
+                },
+            )
+            .await?;
+            serve.run_now("drain").await?;
+            let nodes = Api::<Node>::all(client.clone());
+            let held = poll(
+                Duration::from_secs(30),
+                "a node cordoned with its record",
+                || async {
+                    for n in &s.pool_nodes {
+                        let node = nodes.get(n).await?;
+                        if unschedulable(&node) && has_record(&node) {
+                            return Ok(Some(n.clone()));
+                        }
+                    }
+                    Ok(None)
+                },
+            )
+            .await?;
+            serve.kill().await?;
+            nodes
+                .patch(
+                    &held,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"labels": {REVERT: null}}})),
+                )
+                .await?;
+            let node = nodes.get(&held).await?;
+            ensure!(node.annotations().contains_key(REVERT) && !node.labels().contains_key(REVERT));
+            serve.respawn()?;
+            serve.wait_ready(true).await?;
+            poll(
+                Duration::from_secs(60),
+                "the unlabelled record reverted",
+                || async {
+                    let node = nodes.get(&held).await?;
+                    let annotated = node.annotations().contains_key(REVERT);
+                    Ok((!unschedulable(&node) && !annotated).then_some(node))
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\nlog:\n{}", tail(&serve.log(), 40)))
+            .and_then(|node| {
+                ensure!(!has_record(&node), "record and label removed together");
+                Ok(())
+            })?;
+            ensure!(
+                serve.log().contains("a record without its label, labelled"),
+                "the start-up list found it:\n{}",
+                tail(&serve.log(), 40)
+            );
+            undisturbed(&client, &s).await
+        }
+        .await;
+        delete_node_pool(&client, &s.pool).await?;
+        result
     })
     .await
 }
