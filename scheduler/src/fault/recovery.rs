@@ -93,20 +93,37 @@ pub fn in_caches(caches: &Caches) -> Found {
     found
 }
 
+/// Nodes per page of that list: a page is read whole before it is decoded, and a
+/// (KWOK) node's metadata is about 2 KB, mostly managed fields; pages keep the start-up
+/// peak (which the allocator keeps as RSS) from growing with the cluster.
+const NODE_PAGE: u32 = 25;
+
 /// The records on Nodes that lack their label ([`REVERT_LABEL`], which the caches' Node
-/// watch selects): written by a havoc older than the label. One metadata list of the
-/// Nodes without the label; each one holding a record gets the label (a merge patch with
+/// watch selects): written by a havoc older than the label. One metadata list (in pages) of
+/// the Nodes without the label; each one holding a record gets the label (a merge patch with
 /// its resourceVersion as precondition, so a record removed meanwhile is not relabelled),
 /// so the watch follows it from then on, and its record is returned for this sweep. Any
 /// failure (a conflict included) is returned: the caller tries again on its next round.
 pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError> {
     let api = Api::<Node>::all(client.clone());
-    let unlabelled = ListParams::default().labels(&format!("!{}", REVERT_LABEL.0));
-    let mut found = Found::default();
-    for n in super::bounded(api.list_metadata(&unlabelled)).await? {
-        if !n.annotations().contains_key(REVERT_ANNOTATION) {
-            continue;
+    let mut page = ListParams::default()
+        .labels(&format!("!{}", REVERT_LABEL.0))
+        .limit(NODE_PAGE);
+    let mut nodes = Vec::new();
+    loop {
+        let list = super::bounded(api.list_metadata(&page)).await?;
+        nodes.extend(
+            list.items
+                .into_iter()
+                .filter(|n| n.annotations().contains_key(REVERT_ANNOTATION)),
+        );
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => page = page.continue_token(&token),
+            _ => break,
         }
+    }
+    let mut found = Found::default();
+    for n in nodes {
         let patch = merge(
             precondition(n.metadata.resource_version.clone()),
             json!({"metadata": {"labels": {REVERT_LABEL.0: REVERT_LABEL.1}}}),
