@@ -207,8 +207,9 @@ async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::R
             "havoc died:\n{}",
             tail(&serve.log(), 30)
         );
-        // After the fence (10 s after the last renewal, itself at most 2 s before the
-        // freeze) no intent may start until the API server answers again.
+        // After the fence (10 s after the last successful renewal, which came before the
+        // freeze; 2 s of slack for a start already under way) no intent may start until
+        // the API server answers again.
         let fence = frozen + chrono::Duration::seconds(12);
         let (all, _) = journal_lines(&journal)?;
         let during: Vec<&Value> = all
