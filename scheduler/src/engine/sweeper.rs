@@ -89,24 +89,9 @@ impl Sweeper {
             if !self.leader.is_leader() {
                 continue;
             }
+            // Once per process, before the first sweep closes the journal's intents.
             if !unlabelled_marked {
-                // Once per process, before the first sweep closes the journal's intents.
-                match recovery::mark_unlabelled(&self.env.client).await {
-                    Ok(old) => {
-                        unlabelled_marked = true;
-                        for h in old.held {
-                            if !found.held.iter().any(|f| f.object == h.object) {
-                                tracing::info!(object = ?h.object, "recovery: a record without its label, labelled");
-                                found.held.push(h);
-                            }
-                        }
-                        found.unreadable.extend(old.unreadable);
-                    }
-                    // Never holds up the sweep of the records the watches see.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "recovery: listing Nodes for unlabelled records failed; the next sweep tries again");
-                    }
-                }
+                unlabelled_marked = self.adopt_unlabelled(&mut found).await;
             }
             for (object, why) in &found.unreadable {
                 tracing::error!(?object, %why, "a havoc record havoc cannot read: look at this object");
@@ -117,6 +102,27 @@ impl Sweeper {
                 self.close_dangling(&reverted);
             }
         }
+    }
+
+    /// Adds to `found` the Node records written without their label (and labels them);
+    /// whether that list succeeded. A failure never holds up the sweep of the records the
+    /// watches see: the next round tries again.
+    async fn adopt_unlabelled(&self, found: &mut recovery::Found) -> bool {
+        let old = match recovery::mark_unlabelled(&self.env.client).await {
+            Ok(old) => old,
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery: listing Nodes for unlabelled records failed; the next sweep tries again");
+                return false;
+            }
+        };
+        for h in old.held {
+            if !found.held.iter().any(|f| f.object == h.object) {
+                tracing::info!(object = ?h.object, "recovery: a record without its label, labelled");
+                found.held.push(h);
+            }
+        }
+        found.unreadable.extend(old.unreadable);
+        true
     }
 
     fn caches_synced(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {

@@ -18,11 +18,10 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DynamicObject, ListParams, Patch, PatchParams},
 };
-use serde_json::json;
 
 use super::{
     Held,
-    revert::{RevertRecord, merge, precondition, record_of},
+    revert::{RevertRecord, label, merge, precondition, record_of},
 };
 use crate::{
     labels::{MANAGED_BY, REVERT_ANNOTATION, REVERT_LABEL},
@@ -124,10 +123,7 @@ pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError
     }
     let mut found = Found::default();
     for n in nodes {
-        let patch = merge(
-            precondition(n.metadata.resource_version.clone()),
-            json!({"metadata": {"labels": {REVERT_LABEL.0: REVERT_LABEL.1}}}),
-        );
+        let patch = merge(precondition(n.metadata.resource_version.clone()), label());
         let name = n.name_any();
         match super::bounded(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await
         {
@@ -235,6 +231,7 @@ mod tests {
     async fn a_record_without_its_label_is_labelled_and_found() {
         use http::{Request, Response};
         use kube::client::Body;
+        use serde_json::json;
         use tower_test::mock;
 
         let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();

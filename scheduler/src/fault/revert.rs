@@ -55,10 +55,10 @@ impl RevertRecord {
 
     /// The metadata part of an inject patch: sets the annotation and its label.
     pub fn annotate(&self) -> Value {
-        json!({"metadata": {
-            "annotations": {REVERT_ANNOTATION: self.encode()},
-            "labels": {REVERT_LABEL.0: REVERT_LABEL.1},
-        }})
+        merge(
+            json!({"metadata": {"annotations": {REVERT_ANNOTATION: self.encode()}}}),
+            label(),
+        )
     }
 }
 
@@ -127,6 +127,11 @@ pub fn object_name(prefix: &str, experiment: &str) -> String {
     let hash = format!("{:016x}", crate::schedule::stable_hash(experiment));
     let keep = 63 - hash.len() - 1;
     format!("{}-{hash}", full[..keep].trim_end_matches('-'))
+}
+
+/// The metadata patch that sets the record's label (alone: for a record written without it).
+pub fn label() -> Value {
+    json!({"metadata": {"labels": {REVERT_LABEL.0: REVERT_LABEL.1}}})
 }
 
 /// The metadata part of a revert patch: removes the annotation and its label (merge-patch

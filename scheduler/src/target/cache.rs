@@ -14,7 +14,8 @@
 //! KWOK) updates each node's status every 10-20 s, and a watch of every Node would decode
 //! each of those updates to find nothing (about 1,400 events in 5 minutes at 100 nodes).
 //! A record written without the label (by a havoc older than the label) is found by the
-//! recovery sweep's one full list at start-up ([`crate::fault::recovery::mark_unlabelled`]).
+//! leader's one paged metadata list of the unlabelled Nodes before its first sweep
+//! ([`crate::fault::recovery::mark_unlabelled`]).
 //!
 //! Each object is reduced to what havoc reads before it is stored: a pod to its
 //! [`PodInfo`] (no spec, status or annotations kept), a ReplicaSet and a Namespace come

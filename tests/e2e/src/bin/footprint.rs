@@ -250,13 +250,19 @@ where
     }
 }
 
-/// The replicas of the background's Deployments.
-async fn background_pods(client: &Client) -> anyhow::Result<usize> {
+/// The background's Deployments.
+async fn background(client: &Client) -> anyhow::Result<Vec<Deployment>> {
     let all: Api<Deployment> = Api::all(client.clone());
     Ok(all
         .list(&ListParams::default().labels(&format!("{BACKGROUND_LABEL}=true")))
         .await?
-        .items
+        .items)
+}
+
+/// The replicas the background's Deployments ask for.
+async fn background_pods(client: &Client) -> anyhow::Result<usize> {
+    Ok(background(client)
+        .await?
         .iter()
         .map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0).max(0) as usize)
         .sum())
@@ -310,15 +316,12 @@ async fn grow_background(client: &Client, n: usize) -> anyhow::Result<()> {
             api.create(&PostParams::default(), &d).await?;
         }
     }
-    let all: Api<Deployment> = Api::all(client.clone());
     poll(
         Duration::from_secs(1800),
         &format!("{n} background pods available"),
         || async {
-            let available: i32 = all
-                .list(&ListParams::default().labels(&format!("{BACKGROUND_LABEL}=true")))
+            let available: i32 = background(client)
                 .await?
-                .items
                 .iter()
                 .filter_map(|d| d.status.as_ref()?.available_replicas)
                 .sum();
