@@ -160,10 +160,21 @@ pub enum SchemaKind {
     Config,
 }
 
+/// At most this many runtime worker threads, however many cores the node has.
+const MAX_WORKERS: usize = 2;
+
+/// havoc waits on the network nearly all the time: two workers are plenty (the second
+/// keeps the service answering while the first is inside a journal `fdatasync` or a
+/// policy reload), and tokio's default of one worker per core would make the footprint
+/// grow with the node (a thread, its stack and its malloc arena per core on a 64-core
+/// node without a CPU limit), not with the work. `TOKIO_WORKER_THREADS` still overrides.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        builder.worker_threads(cores.clamp(1, MAX_WORKERS));
+    }
+    Ok(builder.enable_all().build()?)
 }
 
 impl Cli {
