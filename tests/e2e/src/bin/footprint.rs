@@ -363,6 +363,64 @@ fn kill_policy(variant: Variant) -> String {
     .yaml()
 }
 
+/// Waits (up to 5 minutes) until no alert is pending or firing anywhere. A grown
+/// background leaves alerts pending for a while (a Deployment that took longer than the
+/// rule's `for:` to become available fires once Prometheus has seen it), and one that
+/// fires during an experiment is a deviation: the circuit breaker would pause the policy
+/// for the rest of the window (a 10,000-pod row once measured 7 kills instead of 30).
+/// Still pending after 5 minutes: measured anyway, the alerts named (the kills column
+/// shows what they did).
+async fn alerts_quiet(env: &Env) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/query", env.prometheus()?);
+    let http = reqwest::Client::new();
+    let alerts = || async {
+        let v: Value = http
+            .get(&url)
+            .query(&[("query", "ALERTS")])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut names: Vec<String> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let m = &r["metric"];
+                format!(
+                    "{} {} ({})",
+                    m["alertname"].as_str().unwrap_or("?"),
+                    m["namespace"].as_str().unwrap_or("-"),
+                    m["alertstate"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        names.extend(
+            active_alerts(env)
+                .await?
+                .iter()
+                .map(|a| format!("{} (Alertmanager)", a["labels"]["alertname"])),
+        );
+        anyhow::Ok(names)
+    };
+    let began = Instant::now();
+    let quiet = poll(
+        Duration::from_secs(300),
+        "no alert pending or firing",
+        || async { Ok(alerts().await?.is_empty().then_some(())) },
+    )
+    .await;
+    match quiet {
+        Ok(()) => println!("alerts quiet after {:.0} s", began.elapsed().as_secs_f64()),
+        Err(_) => println!(
+            "alerts still pending or firing after 300 s: {:?}",
+            alerts().await?
+        ),
+    }
+    Ok(())
+}
+
 async fn havoc_counters(serve: &Serve) -> anyhow::Result<Counters> {
     let text = serve
         .http
@@ -389,6 +447,7 @@ async fn measure(
     rollouts: usize,
 ) -> anyhow::Result<Run> {
     println!("== {background} background pods, target by {variant:?}: {seconds} s");
+    alerts_quiet(env).await?;
     let mut serve = Serve::start(
         env,
         Setup {
