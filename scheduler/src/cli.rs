@@ -172,7 +172,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        builder.worker_threads(cores.clamp(1, MAX_WORKERS));
+        builder.worker_threads(cores.min(MAX_WORKERS));
     }
     Ok(builder.enable_all().build()?)
 }

@@ -237,6 +237,19 @@ pub async fn active_alerts(env: &Env) -> anyhow::Result<Vec<Value>> {
     Ok(alerts)
 }
 
+/// The series of a Prometheus instant query (`data.result`).
+pub async fn prometheus_query(env: &Env, query: &str) -> anyhow::Result<Vec<Value>> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/query", env.prometheus()?))
+        .query(&[("query", query)])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
 /// Whether an alert's labels include every `(name, value)` pair.
 pub fn alert_has_labels(alert: &Value, labels: &[(&str, &str)]) -> bool {
     labels.iter().all(|(k, v)| alert["labels"][*k] == *v)

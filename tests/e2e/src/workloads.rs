@@ -251,20 +251,11 @@ pub async fn monitoring_settled(env: &crate::Env, ns: &str, count: usize) -> any
     let query = format!(
         "kube_deployment_spec_replicas{{namespace=\"{ns}\"}} - kube_deployment_status_replicas_available{{namespace=\"{ns}\"}}"
     );
-    let url = format!("{}/api/v1/query", env.prometheus()?);
     crate::poll(
         Duration::from_secs(90),
         "Prometheus sees the workloads available",
         || async {
-            let v: Value = reqwest::Client::new()
-                .get(&url)
-                .query(&[("query", query.as_str())])
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let results = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            let results = crate::prometheus_query(env, &query).await?;
             let all_zero = results.iter().all(|r| r["value"][1].as_str() == Some("0"));
             Ok((results.len() >= count && all_zero).then_some(()))
         },

@@ -371,21 +371,10 @@ fn kill_policy(variant: Variant) -> String {
 /// Still pending after 5 minutes: measured anyway, the alerts named (the kills column
 /// shows what they did).
 async fn alerts_quiet(env: &Env) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/query", env.prometheus()?);
-    let http = reqwest::Client::new();
     let alerts = || async {
-        let v: Value = http
-            .get(&url)
-            .query(&[("query", "ALERTS")])
-            .send()
+        let mut names: Vec<String> = prometheus_query(env, "ALERTS")
             .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let mut names: Vec<String> = v["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .map(|r| {
                 let m = &r["metric"];
                 format!(
