@@ -475,6 +475,7 @@ pub async fn execute(
 
     // 1. gate
     let baseline = env.health.observe(&policy.health).await;
+    let gate_read = Instant::now();
     record.slos = baseline.slos.clone();
     if let Err(why) = gate(&baseline, fail_closed) {
         record.skip(&why);
@@ -606,10 +607,11 @@ pub async fn execute(
     let injected_at = record.injected_at.unwrap_or_else(Utc::now);
     let mut judge = Judge::new(injected_at, &baseline, fail_closed);
     let observing = Instant::now();
-    let watch = Observer {
+    let mut watch = Observer {
         env,
         policy,
         cancel: &opts.cancel,
+        last_read: gate_read,
     };
     let mut stop = watch
         .observe(&mut judge, policy.duration, Until::Deviation)
@@ -709,6 +711,8 @@ struct Observer<'a> {
     env: &'a Env,
     policy: &'a Policy,
     cancel: &'a CancellationToken,
+    /// When health was last read (the gate's reading, then each of the windows').
+    last_read: Instant,
 }
 
 impl Observer<'_> {
@@ -718,16 +722,17 @@ impl Observer<'_> {
     /// not at the next tick, so that a fault is held for its `duration`, not up to one
     /// interval longer.
     ///
-    /// The first reading is one interval in (or at the end), not at the start: a window
-    /// begins milliseconds after a reading (the gate's before the hold, the hold's last
-    /// before the settle), and a second one then could not see anything new (alerts take
-    /// their `for:` to fire). Two of an experiment's five Alertmanager round trips went
-    /// there; `tests/bench/footprint` measures what havoc spends per experiment.
-    async fn observe(&self, judge: &mut Judge, window: Duration, until: Until) -> Stop {
-        let start = Instant::now();
-        let end = start + window;
+    /// Readings are one interval apart across windows: the first is one interval after
+    /// the reading before the window (the gate's before the hold, the hold's last before
+    /// the settle), at once if that is already past (a drain that took minutes to evict),
+    /// or at the window's end if that comes first. A window usually begins milliseconds
+    /// after a reading, and another one then could not see anything new (alerts take
+    /// their `for:` to fire): an experiment held 1 s and settling 2 s reads health 3
+    /// times, not 5.
+    async fn observe(&mut self, judge: &mut Judge, window: Duration, until: Until) -> Stop {
+        let end = Instant::now() + window;
         let every = self.env.config.health.interval;
-        let mut ticker = tokio::time::interval_at(start + every, every);
+        let mut ticker = tokio::time::interval_at(self.last_read + every, every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let at_end = tokio::time::sleep_until(end);
         tokio::pin!(at_end);
@@ -750,6 +755,7 @@ impl Observer<'_> {
                 obs = self.env.health.observe(&self.policy.health) => obs,
                 () = self.cancel.cancelled() => return Stop::Cancelled,
             };
+            self.last_read = Instant::now();
             match judge.observe(&obs) {
                 Assessment::Holding => {}
                 Assessment::Deviated(reason) => {
@@ -1011,6 +1017,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_slow_injection_is_followed_by_a_reading_at_once() {
+        // Polled every 5 s; the injection takes 7 s (as a drain evicting for minutes
+        // would): the gate's reading is more than an interval old when the hold begins, so
+        // the hold reads at once and sees the alert, not 5 s into the fault.
+        let alert = firing(
+            "KubeDeploymentUnavailable",
+            Utc::now() + chrono::Duration::hours(1),
+        );
+        let health = Scripted::new(vec![healthy(), alert]);
+        let (env, mut handle) = env_polling_every(health.clone(), 5);
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.expect("the delete");
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "namespace": "d"}});
+            send.send_response(Response::new(Body::from(pod.to_string().into_bytes())));
+        });
+        let long = fixtures::policy("p")
+            .namespaces(&["d"])
+            .live()
+            .duration_secs(60)
+            .settle_secs(1)
+            .build();
+        let began = Instant::now();
+        let r = execute(&env, &two_pods(), &long, manual(), opts()).await;
+        server.await.expect("scripted");
+        assert_eq!(r.verdict, Verdict::Deviated, "{r:?}");
+        // 7 s of injection, the hold's reading at once, 1 s of settle (read one interval
+        // after a reading at the start of the hold would be 5 s later)
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_secs(8) && took < Duration::from_secs(9),
+            "took {took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_deviation_ends_the_hold_early_and_settle_names_the_alert() {
         let start = Utc::now();
         // gate, then two healthy polls, then an alert that started after the injection
@@ -1036,8 +1079,8 @@ mod tests {
         assert_eq!(r.targets[0].outcome, TargetOutcome::Injected);
         let held = r.reverted_at.expect("reverted") - r.injected_at.expect("injected");
         assert!(held < chrono::Duration::seconds(10), "held {held}");
-        // the hold ended at its third poll (~3 s: polls start one interval in), then 5 s
-        // of settle
+        // the hold ended at its third poll (~3 s: one interval after the gate's reading,
+        // then one a second), then 5 s of settle
         let took = began.elapsed();
         assert!(
             took >= Duration::from_secs(7) && took < Duration::from_secs(10),
