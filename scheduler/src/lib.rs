@@ -9,7 +9,8 @@
 //!   Schema.
 //! - [`schedule`]: clock triggers (cron, random, windows, blackouts); pure.
 //! - [`record`]: the records everything shares (verdicts, targets, typed reasons, each
-//!   with one `label()`); [`journal`] persists them.
+//!   with one `label()`); [`journal`] persists them; [`history`] is how readers query
+//!   them (summaries, filters).
 //! - [`labels`]: the labels and annotations havoc reads and writes.
 //! - [`target`]: target selection and the safety rules (pure), the cluster
 //!   [`target::Snapshot`] they read, and where snapshots come from (watch caches,
@@ -34,6 +35,7 @@ pub mod client;
 pub mod commands;
 pub mod engine;
 pub mod fault;
+pub mod history;
 pub mod journal;
 pub mod labels;
 pub mod leader;
