@@ -54,6 +54,21 @@ pub struct RevertArgs {
     /// Only print what would be reverted.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only the records of this installation (`NAMESPACE/LEASE`, as its config's
+    /// leaderElection names it), e.g. in the chart's upgrade and uninstall hooks.
+    #[arg(long, value_name = "NAMESPACE/LEASE")]
+    pub owner: Option<String>,
+    /// Only the records of this fault (repeatable), e.g. the faults a chart upgrade turns
+    /// off.
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<String>,
+    /// Pause that installation's chaos first, for this long (needs `--owner`): its leader
+    /// starts nothing new while the faults are reverted (the chart's upgrade hook).
+    #[arg(long, value_name = "DURATION")]
+    pub pause_for: Option<HumanDuration>,
+    /// The reason written with `--pause-for`.
+    #[arg(long, default_value = "havoc revert --all")]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,10 @@ pub enum SkipReason {
     /// The shared pause state has not been read (yet): fail closed.
     #[error("the shared pause state cannot be read: chaos stays paused until it can")]
     StateUnknown,
+    /// Every candidate is a StatefulSet that would delete its volumes if scaled down
+    /// (`whenScaled: Delete`), and the policy does not allow it.
+    #[error("{0}")]
+    WouldDeleteVolumes(String),
 }
 
 impl SkipReason {
@@ -100,6 +104,7 @@ impl SkipReason {
             SkipReason::Unavailable(_) => "unavailable",
             SkipReason::NotLeader => "notLeader",
             SkipReason::StateUnknown => "stateUnknown",
+            SkipReason::WouldDeleteVolumes(_) => "wouldDeleteVolumes",
         }
     }
 }
@@ -225,6 +230,19 @@ pub enum RevertResult {
     LeftAsIs,
     /// The revert did not succeed (retried later by the recovery sweep).
     Failed,
+    /// The API server refused the revert for lack of permission (havoc's RBAC no longer
+    /// allows it): reported (Event, metric, alert), retried rarely, never silently.
+    Forbidden,
+    /// Not reverted here: this replica lost its lease (fence) before it could; the record
+    /// stays on the object and the leader that follows reverts it at once.
+    HandedOver,
+}
+
+impl RevertResult {
+    /// Whether the change may still be in place (the revert did not happen).
+    pub fn is_failure(self) -> bool {
+        matches!(self, RevertResult::Failed | RevertResult::Forbidden)
+    }
 }
 
 impl RevertResult {
@@ -235,6 +253,8 @@ impl RevertResult {
             RevertResult::NotOurs => "notOurs",
             RevertResult::LeftAsIs => "leftAsIs",
             RevertResult::Failed => "failed",
+            RevertResult::Forbidden => "forbidden",
+            RevertResult::HandedOver => "handedOver",
         }
     }
 }

@@ -65,6 +65,9 @@ impl Reloader {
         for d in report.diagnostics() {
             tracing::error!(diagnostic = %d, "invalid policy");
         }
+        for w in report.warnings() {
+            tracing::warn!(diagnostic = %w.warning_line(), "policy warning");
+        }
         self.apply(policy_set(&report));
     }
 
@@ -104,6 +107,9 @@ impl Reloader {
             }
             last = now;
             let report = self.load().await;
+            for w in report.warnings() {
+                tracing::warn!(diagnostic = %w.warning_line(), "policy warning");
+            }
             if report.is_valid() {
                 let set = policy_set(&report);
                 tracing::info!(policies = set.policies.len(), "policies reloaded");

@@ -1,17 +1,21 @@
-//! `havoc revert --all [--kubeconfig F] [--dry-run]`: the emergency stop that needs no
-//! running service. Finds every havoc revert record in the cluster (annotations on nodes,
-//! workloads and VirtualServices; the NetworkPolicies havoc created) and reverts each,
-//! whoever owns it and whatever its deadline, printing what it did. Exit 0 when nothing
-//! is left, 1 when something could not be reverted.
+//! `havoc revert --all [--kubeconfig F] [--dry-run] [--owner NS/LEASE] [--fault F]...
+//! [--pause-for D]`: the emergency stop that needs no running service. Finds every havoc
+//! revert record in the cluster (annotations on nodes, workloads and VirtualServices; the
+//! NetworkPolicies havoc created; every list paginated) and reverts each, whoever owns it
+//! and whatever its deadline (or only one installation's, or only some faults', for the
+//! chart's upgrade and uninstall hooks), printing what it did.
+//!
+//! It does what it can: a kind that cannot be listed (no permission, no answer) is
+//! reported and the other kinds are still reverted. Exit 0 when nothing is known to be
+//! left, 1 when something could not be reverted or a kind could not be listed.
 
 use std::process::ExitCode;
-
-use anyhow::Context as _;
 
 use crate::{
     cli::RevertArgs,
     client::{self, Purpose},
-    fault::{self, recovery},
+    fault::{self, Mutator, recovery},
+    state::{Pause, SharedState},
 };
 
 use super::EXIT_INVALID;
@@ -21,11 +25,50 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: say `--all`: havoc revert undoes every havoc fault in the cluster");
         return Ok(ExitCode::from(EXIT_INVALID));
     }
+    let installation = match args.owner.as_deref().map(|o| o.split_once('/')) {
+        None => None,
+        Some(Some((ns, lease))) if !ns.is_empty() && !lease.is_empty() => Some((ns, lease)),
+        Some(_) => {
+            eprintln!("error: --owner is NAMESPACE/LEASE (the installation's leaderElection)");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    if args.pause_for.is_some() && installation.is_none() {
+        eprintln!("error: --pause-for needs --owner: it pauses that installation's chaos");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let client = client::client(args.kubeconfig.as_deref(), Purpose::Requests, None).await?;
-    let found = recovery::in_cluster(&client)
-        .await
-        .context("listing the cluster for havoc records")?;
     let mut failed = 0;
+    if let (Some(pause_for), Some((ns, lease)), false) =
+        (args.pause_for, installation, args.dry_run)
+    {
+        // Before any revert: the installation's leader admits nothing new meanwhile.
+        let shared = SharedState::cluster(client.clone(), ns, &format!("{lease}-state"));
+        let now = chrono::Utc::now();
+        let pause = Pause {
+            since: now,
+            until: Some(now + chrono::Duration::from_std(pause_for.0).unwrap_or_default()),
+            reason: args.reason.clone(),
+        };
+        match shared.update(|d| d.all = Some(pause.clone())).await {
+            Ok(_) => println!("paused {ns}/{lease} for {pause_for}: {}", args.reason),
+            Err(e) => {
+                failed += 1;
+                println!("cannot pause {ns}/{lease}: {e}");
+            }
+        }
+    }
+    let mut found = recovery::in_cluster(&client).await;
+    if let Some(owner) = &args.owner {
+        found.held.retain(|h| h.record.owner == *owner);
+    }
+    if !args.faults.is_empty() {
+        found.held.retain(|h| args.faults.contains(&h.record.fault));
+    }
+    for (kind, why) in &found.unlisted {
+        failed += 1;
+        println!("{kind}: CANNOT LIST, its records (if any) are left: {why}");
+    }
     for (object, why) in &found.unreadable {
         failed += 1;
         println!(
@@ -34,9 +77,10 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<ExitCode> {
             display(object)
         );
     }
-    if found.held.is_empty() && found.unreadable.is_empty() {
+    if found.held.is_empty() && found.unreadable.is_empty() && found.unlisted.is_empty() {
         println!("no havoc fault in the cluster");
     }
+    let m = Mutator::unfenced(client);
     for h in &found.held {
         let what = format!(
             "{} {}: {} of experiment {} (policy {}, owner {}, deadline {})",
@@ -56,7 +100,7 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<ExitCode> {
             println!("{what}: would revert");
             continue;
         }
-        match fault::revert(&client, h).await {
+        match fault::revert(&m, h).await {
             Ok(r) => println!(
                 "{what}: {}{}",
                 r.label(),

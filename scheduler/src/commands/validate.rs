@@ -22,6 +22,9 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     let (mut valid, mut invalid, mut errors, mut policies) = (0, 0, 0, 0);
     for file in &report.files {
+        for w in &file.warnings {
+            eprintln!("{}", w.warning_line());
+        }
         if file.is_valid() {
             valid += 1;
             policies += file.policies.len();

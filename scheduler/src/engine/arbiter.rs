@@ -24,8 +24,8 @@ use crate::{
     leader::Leadership,
     policy::{Policy, domain::NotifyRule, model::OnDeviation},
     record::{
-        ErrorReason, ExperimentRecord, RevertResult, SkipReason, TargetOutcome, TargetRecord,
-        TargetRevert, TriggerInfo, Verdict,
+        ErrorReason, ExperimentRecord, SkipReason, TargetOutcome, TargetRecord, TargetRevert,
+        TriggerInfo, Verdict,
     },
     state::{Doc, SharedState, StateError},
     target::{Restriction, SnapshotSource},
@@ -527,7 +527,7 @@ impl Arbiter {
         let summary = crate::engine::sweeper::recovery_summary(intent, reverts);
         let failed: Vec<String> = reverts
             .iter()
-            .filter(|r| r.result == RevertResult::Failed)
+            .filter(|r| r.result.is_failure())
             .map(|r| format!("{} {}", r.object.kind, r.object.name))
             .collect();
         if failed.is_empty() {

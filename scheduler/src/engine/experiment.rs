@@ -5,8 +5,7 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, Client, api::ApiResource};
+use kube::{Client, api::ApiResource};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
@@ -20,9 +19,7 @@ use super::{
 };
 use crate::{
     fault::{
-        FaultError, Held, Injection, Outcome, Reverted,
-        pod::PodFault,
-        revert::{DEADLINE_GRACE, Stamp},
+        FaultError, Held, Injection, Mutator, Outcome, Reverted, pod::PodFault, revert::Stamp,
     },
     journal::{Intent, Journal},
     leader::Leadership,
@@ -36,9 +33,9 @@ use crate::{
         TargetRecord, TargetRevert, TriggerInfo, Verdict,
     },
     target::{
-        Guards, NodeInfo, PodInfo, Restriction, Selection, Snapshot, SnapshotSource,
-        VirtualServiceInfo, WorkloadInfo, evictable, select_nodes, select_partitions, select_pods,
-        select_virtual_services, select_workloads,
+        DrainTarget, Guards, PodInfo, Restriction, ScaleGuard, Selection, Snapshot, SnapshotSource,
+        VirtualServiceInfo, WorkloadInfo, drain_plan, select::VOLUME_LOSS, select_nodes,
+        select_partitions, select_pods, select_virtual_services, select_workloads,
     },
 };
 
@@ -64,20 +61,38 @@ pub struct Env {
     pub claims: Claims,
 }
 
-/// The pods (namespace, name) that running experiments have chosen to delete, evict or
-/// drain. Selection counts them as already gone: two experiments that start together read
-/// the same snapshot, in which the other's victim still looks ready (the watch has not
-/// seen the delete yet), and could each take a replica of one workload, breaking
-/// `minAvailableReplicas` between them. Choosing and claiming happen under one lock; the
+/// What running experiments of this process have taken: the pods they delete, evict or
+/// drain, and the nodes they cordon. Selection counts claimed pods as already gone and
+/// claimed nodes as already cordoned: two experiments that start together read the same
+/// snapshot, in which the other's victim still looks ready and the other's node still
+/// schedulable (the watch has not seen the change yet), and could each take a replica of
+/// one workload (breaking `minAvailableReplicas` between them) or each cordon a node
+/// (breaking `maxUnschedulableNodes`). Choosing and claiming happen under one lock; the
 /// claim is released when the experiment ends, by which time the watch knows.
 #[derive(Debug, Clone, Default)]
-pub struct Claims(Arc<std::sync::Mutex<BTreeSet<(String, String)>>>);
+pub struct Claims(Arc<std::sync::Mutex<BTreeSet<Claim>>>);
+
+/// One claimed object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Claim {
+    Pod { namespace: String, name: String },
+    Node(String),
+}
+
+impl Claim {
+    fn pod(p: &PodInfo) -> Self {
+        Claim::Pod {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
 
 /// Releases an experiment's claims when dropped (also on an early return or a panic).
 #[derive(Debug)]
 struct Claimed {
     claims: Claims,
-    keys: Vec<(String, String)>,
+    keys: Vec<Claim>,
 }
 
 impl Drop for Claimed {
@@ -90,8 +105,8 @@ impl Drop for Claimed {
 }
 
 impl Claims {
-    /// Chooses the plan with other experiments' claimed pods counted as gone, and claims
-    /// the pods this plan disrupts, atomically.
+    /// Chooses the plan with other experiments' claimed pods counted as gone and their
+    /// nodes as cordoned, and claims what this plan disrupts, atomically.
     fn choose(
         &self,
         policy: &Policy,
@@ -102,22 +117,26 @@ impl Claims {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if !set.is_empty() {
             for p in snapshot.pods.iter_mut() {
-                if set.contains(&(p.namespace.clone(), p.name.clone())) {
+                if set.contains(&Claim::pod(p)) {
                     p.terminating = true;
                     p.ready = false;
                 }
             }
+            for n in snapshot.nodes.iter_mut() {
+                if set.contains(&Claim::Node(n.name.clone())) {
+                    n.unschedulable = true;
+                }
+            }
         }
         let plan = Plan::choose(policy, snapshot, guards, rng)?;
-        let keys: Vec<(String, String)> = match &plan {
-            Plan::Pods(_, pods) => pods
-                .iter()
-                .map(|p| (p.namespace.clone(), p.name.clone()))
-                .collect(),
+        let keys: Vec<Claim> = match &plan {
+            Plan::Pods(_, pods) => pods.iter().map(Claim::pod).collect(),
             Plan::Drain { nodes, .. } => nodes
                 .iter()
-                .flat_map(|(_, pods)| pods.iter())
-                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .flat_map(|t| {
+                    std::iter::once(Claim::Node(t.node.name.clone()))
+                        .chain(t.evict.iter().map(Claim::pod))
+                })
                 .collect(),
             _ => Vec::new(),
         };
@@ -228,10 +247,11 @@ enum Plan {
     Pods(PodFault, Vec<PodInfo>),
     Drain {
         timeout: Duration,
-        nodes: Vec<(NodeInfo, Vec<PodInfo>)>,
+        nodes: Vec<DrainTarget>,
     },
     Scale {
         replicas: u32,
+        allow_volume_deletion: bool,
         workloads: Vec<WorkloadInfo>,
     },
     Partition {
@@ -274,19 +294,28 @@ impl Plan {
                 let nodes = chosen(select_nodes(rule, snapshot, guards, now, rng))?;
                 Plan::Drain {
                     timeout: *timeout,
-                    nodes: nodes
-                        .into_iter()
-                        .map(|n| {
-                            let pods = evictable(snapshot, &n.name, guards);
-                            (n, pods)
-                        })
-                        .collect(),
+                    nodes: drain_plan(snapshot, nodes, guards),
                 }
             }
-            Fault::Scale { replicas } => Plan::Scale {
-                replicas: *replicas,
-                workloads: chosen(select_workloads(rule, snapshot, guards, now, rng))?,
-            },
+            Fault::Scale {
+                replicas,
+                allow_volume_deletion,
+            } => {
+                let guard = ScaleGuard {
+                    set: *replicas,
+                    allow_volume_deletion: *allow_volume_deletion,
+                };
+                let sel = select_workloads(rule, snapshot, guards, guard, now, rng);
+                if sel.chosen.is_empty() && sel.dropped.contains_key(VOLUME_LOSS) {
+                    // Its own reason code: the data-loss guard, not an empty cluster.
+                    return Err(SkipReason::WouldDeleteVolumes(sel.why_empty()));
+                }
+                Plan::Scale {
+                    replicas: *replicas,
+                    allow_volume_deletion: *allow_volume_deletion,
+                    workloads: chosen(sel)?,
+                }
+            }
             Fault::NetworkPartition { direction } => Plan::Partition {
                 direction: *direction,
                 workloads: chosen(select_partitions(rule, snapshot, guards, now, rng))?,
@@ -323,10 +352,10 @@ impl Plan {
                 .collect(),
             Plan::Drain { nodes, .. } => nodes
                 .iter()
-                .map(|(n, _)| ObjectRef {
+                .map(|t| ObjectRef {
                     kind: "Node".into(),
                     namespace: None,
-                    name: n.name.clone(),
+                    name: t.node.name.clone(),
                 })
                 .collect(),
             Plan::Scale { workloads, .. } | Plan::Partition { workloads, .. } => {
@@ -338,27 +367,33 @@ impl Plan {
                 .collect(),
         }
     }
+
+    /// How long injecting may take beyond its requests: a drain's evictions.
+    fn injection_time(&self) -> Duration {
+        match self {
+            Plan::Drain { timeout, .. } => *timeout,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// Injects into target `i` of the plan: the record of that target, and what is held.
 async fn inject_one(
-    env: &Env,
+    m: &Mutator,
     plan: &Plan,
     i: usize,
     stamp: &Stamp,
     dry_run: bool,
 ) -> (TargetRecord, Result<Option<Held>, FaultError>) {
-    let client = &env.client;
-    let target = |o: ObjectRef| TargetRecord {
-        kind: o.kind,
-        namespace: o.namespace,
-        name: o.name,
+    let object = plan.objects().swap_remove(i);
+    let mut record = TargetRecord {
+        kind: object.kind,
+        namespace: object.namespace,
+        name: object.name,
         outcome: TargetOutcome::Skipped,
         detail: None,
         revert: None,
     };
-    let object = plan.objects().swap_remove(i);
-    let mut record = target(object);
     let result: Result<Injection, FaultError> = match plan {
         Plan::Pods(fault, pods) => {
             let p = &pods[i];
@@ -370,36 +405,42 @@ async fn inject_one(
                     held: None,
                 })
             } else {
-                let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
-                crate::fault::pod::inject(&api, &p.name, *fault)
+                crate::fault::pod::inject(m, &p.namespace, &p.name, *fault)
                     .await
                     .map(|outcome| Injection {
                         outcome,
                         detail: None,
                         held: None,
                     })
-                    .map_err(FaultError::from)
             }
         }
         Plan::Drain { timeout, nodes } => {
-            let (node, pods) = &nodes[i];
-            crate::fault::node::inject(client, node, pods, *timeout, stamp, dry_run).await
+            crate::fault::node::inject(m, &nodes[i], *timeout, stamp, dry_run).await
         }
         Plan::Scale {
             replicas,
+            allow_volume_deletion,
             workloads,
-        } => crate::fault::scale::inject(client, &workloads[i], *replicas, stamp, dry_run).await,
+        } => {
+            crate::fault::scale::inject(
+                m,
+                &workloads[i],
+                *replicas,
+                *allow_volume_deletion,
+                stamp,
+                dry_run,
+            )
+            .await
+        }
         Plan::Partition {
             direction,
             workloads,
-        } => {
-            crate::fault::partition::inject(client, &workloads[i], *direction, stamp, dry_run).await
-        }
+        } => crate::fault::partition::inject(m, &workloads[i], *direction, stamp, dry_run).await,
         Plan::Http {
             api,
             fault,
             services,
-        } => crate::fault::http::inject(client, api, &services[i], fault, stamp, dry_run).await,
+        } => crate::fault::http::inject(m, api, &services[i], fault, stamp, dry_run).await,
     };
     match result {
         Ok(inj) => {
@@ -407,6 +448,11 @@ async fn inject_one(
             record.outcome = outcome;
             record.detail = why.or(inj.detail);
             (record, Ok(inj.held))
+        }
+        // Not sent: the experiment was stopped or this replica was demoted.
+        Err(e @ (FaultError::Cancelled | FaultError::Fenced)) => {
+            record.detail = Some(e.to_string());
+            (record, Err(e))
         }
         Err(e) => {
             record.outcome = TargetOutcome::Errored;
@@ -416,18 +462,98 @@ async fn inject_one(
     }
 }
 
+/// What the injection did: a record per target (in plan order), what is held, and why
+/// it ended early, if it did.
+#[derive(Debug, Default)]
+struct Injected {
+    targets: Vec<TargetRecord>,
+    /// Index into `targets`, and the change.
+    held: Vec<(usize, Held)>,
+    failure: Option<ErrorReason>,
+}
+
+/// Injects into every target of the plan, one after the other. Stops at the first error;
+/// stops without an error when `m` is interrupted (the caller knows why) — the targets
+/// not reached are recorded as skipped, so the record names every planned target.
+async fn inject_all(
+    m: &Mutator,
+    policy: &Policy,
+    plan: &Plan,
+    stamp: &Stamp,
+    dry_run: bool,
+) -> Injected {
+    let mut out = Injected::default();
+    let planned = plan.objects();
+    for i in 0..planned.len() {
+        if let Some(stop) = out.failure.is_none().then(|| m.refusal()).flatten()
+            && !dry_run
+        {
+            if matches!(stop, FaultError::Fenced) {
+                out.failure = Some(ErrorReason::Demoted);
+            }
+            for o in &planned[i..] {
+                out.targets.push(TargetRecord {
+                    kind: o.kind.clone(),
+                    namespace: o.namespace.clone(),
+                    name: o.name.clone(),
+                    outcome: TargetOutcome::Skipped,
+                    detail: Some(format!("not attempted: {stop}")),
+                    revert: None,
+                });
+            }
+            break;
+        }
+        if out.failure.is_some() {
+            break;
+        }
+        let (target, result) = inject_one(m, plan, i, stamp, dry_run).await;
+        let label = format!(
+            "{} {}/{}",
+            policy.fault.name(),
+            target.namespace.as_deref().unwrap_or("-"),
+            target.name
+        );
+        out.targets.push(target);
+        match result {
+            Ok(Some(h)) => out.held.push((out.targets.len() - 1, h)),
+            Ok(None) | Err(FaultError::Cancelled) => {}
+            Err(FaultError::Fenced) => out.failure = Some(ErrorReason::Demoted),
+            Err(e) => out.failure = Some(ErrorReason::Injection(format!("{label}: {e}"))),
+        }
+    }
+    out
+}
+
 /// How often a held change's revert is tried within the experiment (1 s, 2 s, 4 s
 /// apart); after that the recovery sweep keeps trying.
 const REVERT_ATTEMPTS: u32 = 4;
 
-/// Reverts one held change, retrying with backoff; never gives up early on shutdown.
-pub async fn revert_with_retries(env: &Env, held: &Held) -> TargetRevert {
+/// Reverts one held change through `m`, retrying transient failures with backoff; never
+/// gives up early on shutdown. Not retried: a refusal for lack of permission
+/// (`forbidden`: reported, the sweep tries again rarely), and a lapsed fence
+/// (`handedOver`: the next leader reverts it).
+pub async fn revert_with_retries(
+    m: &Mutator,
+    metrics: Option<&Metrics>,
+    held: &Held,
+) -> TargetRevert {
     let mut delay = Duration::from_secs(1);
     let mut attempt = 0;
     let (result, detail) = loop {
         attempt += 1;
-        match crate::fault::revert(&env.client, held).await {
+        match crate::fault::revert(m, held).await {
             Ok(r) => break (revert_result(&r), r.detail().map(str::to_string)),
+            Err(e @ FaultError::Fenced) => {
+                tracing::warn!(object = ?held.object, "revert not sent: this replica is no longer the leader; the next leader reverts it");
+                break (RevertResult::HandedOver, Some(e.to_string()));
+            }
+            Err(e) if e.is_forbidden() => {
+                tracing::error!(object = ?held.object, error = %e, "revert refused by the API server (RBAC): havoc may no longer undo this change; run `havoc revert --all` with enough permissions, or give havoc's ServiceAccount its revert permissions back");
+                break (
+                    RevertResult::Forbidden,
+                    Some(format!("forbidden by the API server (RBAC): {e}")),
+                );
+            }
             Err(e) if attempt < REVERT_ATTEMPTS => {
                 tracing::warn!(object = ?held.object, attempt, error = %e, "revert failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -439,7 +565,7 @@ pub async fn revert_with_retries(env: &Env, held: &Held) -> TargetRevert {
             }
         }
     };
-    if let Some(m) = &env.metrics {
+    if let Some(m) = metrics {
         m.revert(result);
     }
     TargetRevert {
@@ -459,6 +585,9 @@ pub fn revert_result(r: &Reverted) -> RevertResult {
         Reverted::LeftAsIs(_) => RevertResult::LeftAsIs,
     }
 }
+
+/// Watching health for this long is "until the injection ends" (it always ends first).
+const UNTIL_INJECTED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Runs one experiment to its verdict. Cluster and health errors never escape: they
 /// become `skipped` (before injection), `errored` (after), or `rollbackFailed`.
@@ -514,9 +643,7 @@ pub async fn execute(
     }
 
     // 3. intent: journaled before any mutation, so that a crash loses no record.
-    let deadline = Utc::now()
-        + chrono::Duration::from_std(policy.duration).unwrap_or_default()
-        + DEADLINE_GRACE;
+    let stamp = Stamp::new(&record.id, &policy.name, policy.duration, &env.owner);
     if !dry_run {
         if !env.leader.is_leader() {
             record.skip(&SkipReason::NotLeader);
@@ -531,7 +658,8 @@ pub async fn execute(
                 trigger,
                 started_at: record.started_at,
                 targets: plan.objects(),
-                deadline,
+                deadline: stamp.deadline
+                    + chrono::Duration::from_std(plan.injection_time()).unwrap_or_default(),
             };
             if let Err(e) = journal.started(&intent) {
                 record.skip(&SkipReason::JournalUnwritable(e.to_string()));
@@ -540,55 +668,66 @@ pub async fn execute(
         }
     }
 
-    // 4. inject, target by target, re-checking leadership before each mutation
-    let stamp = Stamp {
-        experiment: record.id.clone(),
-        policy: policy.name.clone(),
-        deadline,
-        owner: env.owner.clone(),
+    // 4. inject, target by target, every mutation fenced. Health is watched meanwhile: a
+    //    deviation, unreadable health, a stop, a demotion or a shutdown interrupts the
+    //    injection at once (no further request is sent, a drain stops evicting) and what
+    //    is held is reverted.
+    let interrupt = opts.cancel.child_token();
+    let m = Mutator::new(env.client.clone(), env.leader.clone(), interrupt.clone());
+    let began = Utc::now();
+    let observing = Instant::now();
+    let mut judge = Judge::new(began, &baseline, fail_closed);
+    let mut watch = Observer {
+        env,
+        policy,
+        cancel: &opts.cancel,
+        last_read: gate_read,
     };
-    let mut held: Vec<(usize, Held)> = Vec::new();
-    let mut failure: Option<ErrorReason> = None;
-    for i in 0..plan.objects().len() {
-        if !dry_run && !env.leader.is_leader() {
-            failure = Some(ErrorReason::Demoted);
-            break;
+    let injecting = inject_all(&m, policy, &plan, &stamp, dry_run);
+    tokio::pin!(injecting);
+    let raced = tokio::select! {
+        biased;
+        done = &mut injecting => Ok(done),
+        stop = watch.observe(&mut judge, UNTIL_INJECTED, Until::Deviation) => Err(stop),
+    };
+    let (injected, cut) = match raced {
+        Ok(done) => (done, None),
+        Err(stop) => {
+            tracing::warn!(?stop, id = %record.id, "interrupting the injection");
+            interrupt.cancel();
+            (injecting.await, Some(stop))
         }
-        let (target, result) = inject_one(env, &plan, i, &stamp, dry_run).await;
-        let label = format!(
-            "{} {}/{}",
-            policy.fault.name(),
-            target.namespace.as_deref().unwrap_or("-"),
-            target.name
-        );
-        record.targets.push(target);
-        match result {
-            Ok(Some(h)) => held.push((record.targets.len() - 1, h)),
-            Ok(None) => {}
-            Err(e) => {
-                failure = Some(ErrorReason::Injection(format!("{label}: {e}")));
-                break;
-            }
-        }
-    }
+    };
+    record.targets = injected.targets;
     let reached = record
         .targets
         .iter()
         .filter(|t| matches!(t.outcome, TargetOutcome::Injected | TargetOutcome::DryRun))
         .count();
+    let live = record.injected().count();
     if reached > 0 {
-        record.injected_at = Some(Utc::now());
-        if let Some(m) = &env.metrics {
-            m.fault_injected(&policy.name, policy.fault.name(), reached as u64);
+        record.injected_at = Some(began);
+        if let Some(metrics) = &env.metrics
+            && live > 0
+        {
+            metrics.fault_injected(&policy.name, policy.fault.name(), live as u64);
         }
         if let Some(ev) = &env.events {
             ev.injected(&record);
         }
     }
-    if let Some(why) = failure {
-        // Nothing more is injected; what is held is reverted at once.
-        revert_all(env, &mut record, &held).await;
-        conclude_reverts(&mut record, Conclusion::Errored(why)).apply(&mut record);
+    let held = injected.held;
+    if let Some(why) = injected.failure {
+        // Nothing more is injected; what is held is reverted at once. A deviation seen
+        // meanwhile says more than the error it may have caused.
+        revert_all(env, &m, &mut record, &held).await;
+        let conclusion = match judge.verdict(None) {
+            deviated @ Conclusion::Deviated(_) => deviated,
+            _ => Conclusion::Errored(why),
+        };
+        record.alerts = judge.alerts();
+        record.slos = judge.slos();
+        conclude_reverts(&mut record, conclusion).apply(&mut record);
         return record;
     }
     if reached == 0 {
@@ -604,20 +743,17 @@ pub async fn execute(
 
     // 5. observe while the fault is held; a deviation, unreadable health, shutdown or
     //    demotion ends the hold early
-    let injected_at = record.injected_at.unwrap_or_else(Utc::now);
-    let mut judge = Judge::new(injected_at, &baseline, fail_closed);
-    let observing = Instant::now();
-    let mut watch = Observer {
-        env,
-        policy,
-        cancel: &opts.cancel,
-        last_read: gate_read,
+    let mut stop = match cut {
+        Some(stop) => stop,
+        None => {
+            watch
+                .observe(&mut judge, policy.duration, Until::Deviation)
+                .await
+        }
     };
-    let mut stop = watch
-        .observe(&mut judge, policy.duration, Until::Deviation)
-        .await;
-    // 6. revert: always, also on deviation, error, shutdown and demotion
-    revert_all(env, &mut record, &held).await;
+    // 6. revert: always, also on deviation, error, shutdown and demotion (a demoted
+    //    replica sends nothing: the leader that follows reverts the records)
+    revert_all(env, &m, &mut record, &held).await;
     record.reverted_at = Some(Utc::now());
     // 7. settle: also after a deviation (the fault was reverted early): the alerts that a
     //    breach sets off arrive seconds later, and the record should name them.
@@ -652,9 +788,13 @@ pub async fn execute(
     record
 }
 
-/// Reverts every held change and notes the result on its target.
-async fn revert_all(env: &Env, record: &mut ExperimentRecord, held: &[(usize, Held)]) {
-    let reverts = held.iter().map(|(_, h)| revert_with_retries(env, h));
+/// Reverts every held change (through the experiment's fence, not its interruption) and
+/// notes the result on its target.
+async fn revert_all(env: &Env, m: &Mutator, record: &mut ExperimentRecord, held: &[(usize, Held)]) {
+    let m = m.for_revert();
+    let reverts = held
+        .iter()
+        .map(|(_, h)| revert_with_retries(&m, env.metrics.as_ref(), h));
     let results = futures::future::join_all(reverts).await;
     for ((i, _), r) in held.iter().zip(results) {
         record.targets[*i].revert = Some(r);
@@ -667,7 +807,7 @@ fn conclude_reverts(record: &mut ExperimentRecord, conclusion: Conclusion) -> Co
         .targets
         .iter()
         .filter_map(|t| t.revert.as_ref())
-        .filter(|r| r.result == RevertResult::Failed)
+        .filter(|r| r.result.is_failure())
         .map(|r| {
             format!(
                 "{} {}: {}",
@@ -1017,22 +1157,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_injection_is_followed_by_a_reading_at_once() {
-        // Polled every 5 s; the injection takes 7 s (as a drain evicting for minutes
-        // would): the gate's reading is more than an interval old when the hold begins, so
-        // the hold reads at once and sees the alert, not 5 s into the fault.
+    async fn a_slow_injection_is_watched_while_it_runs() {
+        // Polled every 2 s; the delete is answered after 3 s (as a drain evicting for
+        // minutes would take long): health is read during the injection, the alert at 2 s
+        // ends it (no hold), and the settle reads once at its end.
         let alert = firing(
             "KubeDeploymentUnavailable",
             Utc::now() + chrono::Duration::hours(1),
         );
         let health = Scripted::new(vec![healthy(), alert]);
-        let (env, mut handle) = env_polling_every(health.clone(), 5);
+        let (env, mut handle) = env_polling_every(health.clone(), 2);
         let server = tokio::spawn(async move {
             let (_, send) = handle.next_request().await.expect("the delete");
-            tokio::time::sleep(Duration::from_secs(7)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
             let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "web-0", "namespace": "d"}});
             send.send_response(Response::new(Body::from(pod.to_string().into_bytes())));
+            assert_no_request(&mut handle).await;
         });
         let long = fixtures::policy("p")
             .namespaces(&["d"])
@@ -1042,14 +1183,67 @@ mod tests {
             .build();
         let began = Instant::now();
         let r = execute(&env, &two_pods(), &long, manual(), opts()).await;
-        server.await.expect("scripted");
         assert_eq!(r.verdict, Verdict::Deviated, "{r:?}");
-        // 7 s of injection, the hold's reading at once, 1 s of settle (read one interval
-        // after a reading at the start of the hold would be 5 s later)
+        assert_eq!(r.targets[0].outcome, TargetOutcome::Injected, "{r:?}");
+        // 3 s of injection (its request was in flight: answered, not abandoned), no hold,
+        // 1 s of settle.
         let took = began.elapsed();
         assert!(
-            took >= Duration::from_secs(8) && took < Duration::from_secs(9),
+            took >= Duration::from_secs(4) && took < Duration::from_secs(5),
             "took {took:?}"
+        );
+        assert_eq!(health.reads(), 3, "gate, the alert during the injection, settle");
+        server.await.expect("scripted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_a_multi_target_injection_sends_nothing_more() {
+        let (env, mut handle) = env(Scripted::new(vec![healthy()]));
+        let cancel = CancellationToken::new();
+        let stopper = cancel.clone();
+        let server = tokio::spawn(async move {
+            let (_, send) = handle.next_request().await.expect("the first delete");
+            // The stop comes while the first request is in flight.
+            stopper.cancel();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "namespace": "d"}});
+            send.send_response(Response::new(Body::from(pod.to_string().into_bytes())));
+            assert_no_request(&mut handle).await;
+        });
+        let two = fixtures::policy("p")
+            .namespaces(&["d"])
+            .live()
+            .count(2)
+            .duration_secs(10)
+            .settle_secs(1)
+            .build();
+        let three = Fixed(targets::snapshot("d", "web", 3));
+        let shutdown = CancellationToken::new();
+        let r = execute(
+            &env,
+            &three,
+            &two,
+            manual(),
+            RunOptions {
+                cancel,
+                shutdown: Some(shutdown),
+                ..opts()
+            },
+        )
+        .await;
+        server.await.expect("no second delete");
+        assert_eq!(r.verdict, Verdict::Errored, "{r:?}");
+        assert_eq!(r.reason_code.as_deref(), Some("stopped"), "{r:?}");
+        assert_eq!(r.targets.len(), 2, "{r:?}");
+        assert_eq!(r.targets[0].outcome, TargetOutcome::Injected);
+        assert_eq!(r.targets[1].outcome, TargetOutcome::Skipped);
+        assert!(
+            r.targets[1]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("not attempted")),
+            "{r:?}"
         );
     }
 

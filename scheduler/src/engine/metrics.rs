@@ -76,6 +76,7 @@ pub struct Metrics {
     faults: Family<PolicyFault, Counter>,
     reverts: Family<ResultLabel, Counter>,
     faults_held: Gauge<i64, AtomicI64>,
+    reverts_forbidden: Gauge<i64, AtomicI64>,
     leader: Gauge<i64, AtomicI64>,
     next_run: Family<PolicyLabel, Gauge<f64, AtomicU64>>,
     active: Gauge<i64, AtomicI64>,
@@ -125,7 +126,7 @@ impl Metrics {
         let reverts = Family::<ResultLabel, Counter>::default();
         r.register(
             "reverts",
-            "Reverts of reversible faults by result (restored, gone, notOurs, leftAsIs, failed)",
+            "Reverts of reversible faults by result (restored, gone, notOurs, leftAsIs, failed, forbidden, handedOver)",
             reverts.clone(),
         );
         let faults_held = Gauge::<i64, AtomicI64>::default();
@@ -133,6 +134,12 @@ impl Metrics {
             "faults_held",
             "Reversible changes held in the cluster now (havoc revert records seen)",
             faults_held.clone(),
+        );
+        let reverts_forbidden = Gauge::<i64, AtomicI64>::default();
+        r.register(
+            "reverts_forbidden",
+            "Revert records the leader cannot revert because the API server refuses it (RBAC): faults stranded until someone with the permission reverts them",
+            reverts_forbidden.clone(),
         );
         let leader = Gauge::<i64, AtomicI64>::default();
         r.register("leader", "1 while this replica leads", leader.clone());
@@ -194,6 +201,7 @@ impl Metrics {
             faults,
             reverts,
             faults_held,
+            reverts_forbidden,
             leader,
             next_run,
             active,
@@ -260,6 +268,11 @@ impl Metrics {
     /// Reversible changes held in the cluster now (havoc revert records seen).
     pub fn faults_held(&self, n: usize) {
         self.faults_held.set(n as i64);
+    }
+
+    /// Revert records whose revert the API server refuses (403) now.
+    pub fn reverts_forbidden(&self, n: usize) {
+        self.reverts_forbidden.set(n as i64);
     }
 
     /// 1 while this replica leads.

@@ -4,7 +4,11 @@
 //! experiment is not running in this process (havoc restarted, or a revert failed), and
 //! anyone's records past their deadline. A revert that fails is retried with backoff
 //! (doubling up to [`MAX_BACKOFF`]), counted in `havoc_reverts_total{result}`, and
-//! published as a Kubernetes Event once per failure streak.
+//! published as a Kubernetes Event once per failure streak. A revert the API server
+//! refuses (403: havoc's RBAC no longer allows it) is not a transient failure: it is
+//! logged as an error on every attempt, published as a `ChaosRevertFailed` Event, counted
+//! in `havoc_reverts_forbidden` (the chart's PrometheusRule alerts on it) and tried again
+//! only every [`MAX_BACKOFF`], in case the permission comes back.
 //!
 //! Before its first sweep the leader lists the Nodes once for records written without
 //! their label ([`recovery::mark_unlabelled`]): the Node watch selects that label.
@@ -29,7 +33,7 @@ use super::{
     policies::Policies,
 };
 use crate::{
-    fault::{Held, recovery},
+    fault::{Held, Mutator, recovery},
     journal::{Intent, Journal},
     leader::Leadership,
     record::{ObjectRef, RevertResult, TargetRevert},
@@ -59,9 +63,20 @@ pub struct Sweeper {
 struct Failing {
     next: Instant,
     backoff: Duration,
+    /// Refused for lack of permission (last attempt).
+    forbidden: bool,
 }
 
 impl Sweeper {
+    /// Reverts go through the leader's fence (a demoted leader sends none).
+    fn mutator(&self) -> Mutator {
+        Mutator::new(
+            self.env.client.clone(),
+            self.leader.clone(),
+            CancellationToken::new(),
+        )
+    }
+
     /// Sweeps until `stop`.
     pub async fn run(self) {
         let mut synced = self.caches_synced();
@@ -108,7 +123,7 @@ impl Sweeper {
     /// whether that list succeeded. A failure never holds up the sweep of the records the
     /// watches see: the next round tries again.
     async fn adopt_unlabelled(&self, found: &mut recovery::Found) -> bool {
-        let old = match recovery::mark_unlabelled(&self.env.client).await {
+        let old = match recovery::mark_unlabelled(&self.mutator()).await {
             Ok(old) => old,
             Err(e) => {
                 tracing::warn!(error = %e, "recovery: listing Nodes for unlabelled records failed; the next sweep tries again");
@@ -154,9 +169,10 @@ impl Sweeper {
         let present: BTreeSet<&ObjectRef> = held.iter().map(|h| &h.object).collect();
         failing.retain(|o, _| present.contains(o));
         let mut out = Vec::new();
+        let m = self.mutator();
         for h in due {
             tracing::info!(object = ?h.object, experiment = %h.record.experiment, owner = %h.record.owner, "recovery: reverting an orphaned record");
-            let r = revert_with_retries(&self.env, h).await;
+            let r = revert_with_retries(&m, self.env.metrics.as_ref(), h).await;
             let note = format!(
                 "havoc recovery: {} of experiment {} (policy {}): {}{}",
                 h.record.fault,
@@ -168,16 +184,23 @@ impl Sweeper {
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default()
             );
-            if r.result == RevertResult::Failed {
+            if r.result.is_failure() {
+                let forbidden = r.result == RevertResult::Forbidden;
                 let entry = failing.entry(h.object.clone()).or_insert(Failing {
                     next: Instant::now(),
                     backoff: self.interval,
+                    forbidden,
                 });
-                if entry.backoff == self.interval {
-                    // The first failure of a streak: say it once.
+                if entry.backoff == self.interval || forbidden != entry.forbidden {
+                    // The first failure of a streak (or a new kind of failure): say it.
                     if let Some(ev) = &self.env.events {
                         ev.revert(&h.object, false, note);
                     }
+                }
+                entry.forbidden = forbidden;
+                // A missing permission does not come back by itself within seconds.
+                if forbidden {
+                    entry.backoff = MAX_BACKOFF;
                 }
                 entry.next = Instant::now() + entry.backoff;
                 entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
@@ -187,6 +210,9 @@ impl Sweeper {
                 ev.revert(&h.object, true, note);
             }
             out.push((h.record.experiment.clone(), r));
+        }
+        if let Some(metrics) = &self.env.metrics {
+            metrics.reverts_forbidden(failing.values().filter(|f| f.forbidden).count());
         }
         out
     }

@@ -19,7 +19,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::{
-    FaultError, Held, Injection, Reverted, bounded,
+    FaultError, Held, Injection, Mutator, Reverted, bounded,
     revert::{Stamp, clear_annotation, merge, object_name, precondition, record_of, still_ours},
     with_conflict_retries,
 };
@@ -97,14 +97,14 @@ pub fn with_fault_routes(
 
 /// Inserts the fault routes (or, in a dry run, says exactly what it would insert).
 pub async fn inject(
-    client: &Client,
+    m: &Mutator,
     ar: &ApiResource,
     target: &VirtualServiceInfo,
     fault: &HttpFault,
     stamp: &Stamp,
     dry_run: bool,
 ) -> Result<Injection, FaultError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &target.namespace, ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(m.client().clone(), &target.namespace, ar);
     let name = &target.name;
     let object = ObjectRef::namespaced("VirtualService", &target.namespace, name);
     let istio = istio_fault(fault);
@@ -139,7 +139,8 @@ pub async fn inject(
             ),
             json!({"spec": {"http": http}}),
         );
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         Ok(Injection::injected(
             change,
             Held {
@@ -152,12 +153,12 @@ pub async fn inject(
 }
 
 /// Removes exactly the routes the record names, and the record.
-pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
-    let Some(ar) = discover(client).await? else {
+pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
+    let Some(ar) = discover(m.client()).await? else {
         return Ok(Reverted::Gone);
     };
     let ns = held.object.namespace.as_deref().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(m.client().clone(), ns, &ar);
     let name = &held.object.name;
     let ours: Vec<String> = held.record.original["routes"]
         .as_array()
@@ -190,7 +191,8 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
         if recorded.is_ok() {
             patch = merge(patch, clear_annotation());
         }
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         tracing::info!(virtualservice = %name, namespace = %ns, removed = all.len() - kept.len(), "HTTP fault removed");
         Ok(Reverted::Restored)
     })

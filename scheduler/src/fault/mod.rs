@@ -13,6 +13,11 @@
 //!
 //! A reversible change in place is a [`Held`]: the object and its record, everything a
 //! revert needs — in this process, its successor, or `havoc revert --all`.
+//!
+//! Every mutation goes through a [`Mutator`]: it is sent only while this replica's fence
+//! holds (checked at send time, also before each retry) and while the experiment has not
+//! been stopped, and it is bounded by [`MUTATION_TIMEOUT`], shorter than the margin
+//! between the fence and the earliest takeover by another replica.
 
 pub mod http;
 pub mod node;
@@ -26,9 +31,13 @@ use std::time::Duration;
 
 use kube::Client;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use self::revert::RevertRecord;
-use crate::record::{ObjectRef, TargetOutcome};
+use crate::{
+    leader::{LEASE_DURATION, Leadership, RENEW_DEADLINE},
+    record::{ObjectRef, TargetOutcome},
+};
 
 /// What happened to one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,12 +153,123 @@ pub enum FaultError {
     UnknownFault(String),
     #[error("{0}")]
     Invalid(String),
+    /// Not sent: this replica's fence does not hold (it is not, or no longer surely, the
+    /// leader). The leader that follows reverts what this one held.
+    #[error("not sent: this replica is not the leader (its lease could not be renewed in time)")]
+    Fenced,
+    /// Not sent: the experiment was stopped (stop, deviation, demotion, shutdown).
+    #[error("not sent: the experiment was stopped")]
+    Cancelled,
+}
+
+impl FaultError {
+    /// The API server refused the request for lack of permission (RBAC).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, FaultError::Api(kube::Error::Api(s)) if s.code == 403)
+    }
 }
 
 /// How often an API call is tried before the fault counts as errored (409, 5xx, timeouts).
 pub const API_ATTEMPTS: u32 = 3;
-/// Timeout of one API call.
+/// Timeout of one API call that reads.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of one mutation. A leader's fence ends [`RENEW_DEADLINE`] after its last
+/// successful renewal began; a follower takes over no sooner than [`LEASE_DURATION`]
+/// after it saw that renewal. A mutation is sent only while the fence holds and is
+/// abandoned after this long, so it is over before any follower may take over.
+pub const MUTATION_TIMEOUT: Duration = Duration::from_secs(4);
+const _: () = assert!(
+    MUTATION_TIMEOUT.as_millis() < LEASE_DURATION.as_millis() - RENEW_DEADLINE.as_millis(),
+    "a mutation must end within the margin between the fence and a takeover"
+);
+
+/// What every mutation goes through: the client, the fence checked right before each
+/// request is sent (retries included), and the token that interrupts an injection (a
+/// stop, a deviation, a demotion, a shutdown). Cheap to clone.
+#[derive(Clone)]
+pub struct Mutator {
+    client: Client,
+    fence: Leadership,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Mutator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mutator")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mutator {
+    pub fn new(client: Client, fence: Leadership, cancel: CancellationToken) -> Self {
+        Mutator {
+            client,
+            fence,
+            cancel,
+        }
+    }
+
+    /// A mutator for a process that is the only actor (`havoc run`, `havoc revert`,
+    /// tests): always fenced in, never cancelled.
+    pub fn unfenced(client: Client) -> Self {
+        Mutator::new(client, Leadership::always(), CancellationToken::new())
+    }
+
+    /// The same fence, without the interruption: a revert runs to its end when the
+    /// experiment was stopped (that is what a stop asks for).
+    pub fn for_revert(&self) -> Self {
+        Mutator::new(
+            self.client.clone(),
+            self.fence.clone(),
+            CancellationToken::new(),
+        )
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Cancelled when the injection must stop.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Why a mutation may not be sent now, if it may not.
+    pub fn refusal(&self) -> Option<FaultError> {
+        if self.cancel.is_cancelled() {
+            Some(FaultError::Cancelled)
+        } else if !self.fence.is_leader() {
+            Some(FaultError::Fenced)
+        } else {
+            None
+        }
+    }
+
+    /// Sends one mutation: only if the experiment goes on and the fence holds now, and
+    /// bounded by [`MUTATION_TIMEOUT`]. (`call` is a future: nothing is sent before it is
+    /// polled here.)
+    pub async fn send<T>(
+        &self,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, FaultError> {
+        if let Some(no) = self.refusal() {
+            return Err(no);
+        }
+        match tokio::time::timeout(MUTATION_TIMEOUT, call).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(FaultError::Timeout(MUTATION_TIMEOUT)),
+        }
+    }
+
+    /// Sleeps `d`, or less if the injection is interrupted meanwhile; whether it was.
+    pub async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = self.cancel.cancelled() => true,
+            () = tokio::time::sleep(d) => self.cancel.is_cancelled(),
+        }
+    }
+}
 
 /// Whether an API error is worth retrying.
 pub fn is_transient(e: &kube::Error) -> bool {
@@ -181,8 +301,9 @@ pub async fn bounded<T>(
 }
 
 /// Read-modify-write with a resourceVersion precondition: `attempt` reads the object,
-/// decides, and writes with the version it read; a conflict (someone wrote in between)
-/// reads again, at most [`API_ATTEMPTS`] times.
+/// decides, and writes with the version it read (through a [`Mutator`], which checks the
+/// fence again for every attempt); a conflict (someone wrote in between) reads again, at
+/// most [`API_ATTEMPTS`] times.
 pub async fn with_conflict_retries<T, F, Fut>(mut attempt: F) -> Result<T, FaultError>
 where
     F: FnMut() -> Fut,
@@ -203,12 +324,12 @@ where
 
 /// Undoes one held change from its record alone: what the experiment does on time,
 /// what recovery does for records nobody holds, what `havoc revert --all` does.
-pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
+pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
     let result = match held.record.fault.as_str() {
-        "nodeDrain" => node::revert(client, held).await,
-        "scale" => scale::revert(client, held).await,
-        "networkPartition" => partition::revert(client, held).await,
-        "httpFault" => http::revert(client, held).await,
+        "nodeDrain" => node::revert(m, held).await,
+        "scale" => scale::revert(m, held).await,
+        "networkPartition" => partition::revert(m, held).await,
+        "httpFault" => http::revert(m, held).await,
         other => Err(FaultError::UnknownFault(other.to_string())),
     };
     match result {

@@ -7,26 +7,35 @@
 //! precondition). The revert uncordons — only if havoc's own record is still on the node:
 //! a node someone else cordoned is never chosen (selection) and never uncordoned here.
 //!
+//! The pods it evicts obey every guard pod faults obey (protected and paused namespaces,
+//! havoc's own pods, `minAvailableReplicas` per workload): the plan comes from
+//! [`crate::target::drain_plan`]. A stop, a deviation, a demotion or a shutdown interrupts
+//! the evictions at once ([`Mutator`]).
+//!
 //! RBAC: `patch` on `nodes`, `create` on `pods/eviction`.
 
 use std::time::Duration;
 
+use chrono::Utc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
-    Api, Client,
+    Api,
     api::{EvictParams, Patch, PatchParams},
 };
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::{
-    FaultError, Held, Injection, Reverted, bounded,
-    revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
+    FaultError, Held, Injection, Mutator, Reverted, bounded,
+    revert::{
+        REVERT_ANNOTATION, RevertRecord, Stamp, clear_annotation, merge, precondition, record_of,
+        still_ours,
+    },
     with_conflict_retries,
 };
 use crate::{
     record::ObjectRef,
-    target::{NodeInfo, PodInfo},
+    target::{DrainTarget, PodInfo},
 };
 
 pub const FAULT: &str = "nodeDrain";
@@ -37,12 +46,13 @@ const EVICTION_RETRY: Duration = Duration::from_secs(2);
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Drained {
     pub evicted: Vec<String>,
-    /// Still refused (by a PodDisruptionBudget, or an error) when the timeout passed.
+    /// Still refused (by a PodDisruptionBudget, or an error) when the timeout passed, or
+    /// not evicted because the drain was stopped.
     pub refused: Vec<(String, String)>,
 }
 
 impl Drained {
-    fn describe(&self) -> String {
+    fn describe(&self, kept: &[(PodInfo, &'static str)]) -> String {
         let mut s = format!("evicted {} pod(s)", self.evicted.len());
         if !self.refused.is_empty() {
             let r: Vec<String> = self
@@ -50,37 +60,50 @@ impl Drained {
                 .iter()
                 .map(|(p, why)| format!("{p} ({why})"))
                 .collect();
-            s.push_str(&format!("; left after the timeout: {}", r.join(", ")));
+            s.push_str(&format!("; not evicted: {}", r.join(", ")));
+        }
+        if !kept.is_empty() {
+            let k: Vec<String> = kept
+                .iter()
+                .map(|(p, why)| format!("{}/{} ({why})", p.namespace, p.name))
+                .collect();
+            s.push_str(&format!("; kept by the guards: {}", k.join(", ")));
         }
         s
     }
 }
 
-/// Cordons `node`, then evicts `pods` (the node's pods that may be evicted; the caller
-/// has filtered DaemonSet, mirror, protected and havoc's own pods out).
+/// Cordons the target's node, then evicts the pods the plan chose (the guards have
+/// filtered DaemonSet, mirror, protected, paused and havoc's own pods out, and kept each
+/// workload at `minAvailableReplicas`).
+///
+/// The cordon's revert record first gets a deadline that covers the evictions (`timeout`
+/// more than the hold); when the evictions end, the deadline is set from then: a drain
+/// that evicts for minutes is not orphaned before its hold has even begun.
 pub async fn inject(
-    client: &Client,
-    node: &NodeInfo,
-    pods: &[PodInfo],
+    m: &Mutator,
+    target: &DrainTarget,
     timeout: Duration,
     stamp: &Stamp,
     dry_run: bool,
 ) -> Result<Injection, FaultError> {
-    let api: Api<Node> = Api::all(client.clone());
-    let name = &node.name;
-    let names: Vec<String> = pods
+    let api: Api<Node> = Api::all(m.client().clone());
+    let name = &target.node.name;
+    let names: Vec<String> = target
+        .evict
         .iter()
         .map(|p| format!("{}/{}", p.namespace, p.name))
         .collect();
     let change = format!(
         "cordon node {name} and evict {} pod(s){}",
-        pods.len(),
+        target.evict.len(),
         if names.is_empty() {
             String::new()
         } else {
             format!(": {}", names.join(", "))
         }
     );
+    let covering = stamp.deadline + chrono::Duration::from_std(timeout).unwrap_or_default();
     let cordoned = with_conflict_retries(|| async {
         let Some(current) = bounded(api.get_opt(name)).await? else {
             return Ok(Err("the node is gone"));
@@ -94,7 +117,8 @@ pub async fn inject(
         if dry_run {
             return Ok(Ok(None));
         }
-        let record = stamp.record(FAULT, json!({"unschedulable": false}));
+        let mut record = stamp.record(FAULT, json!({"unschedulable": false}));
+        record.deadline = covering;
         let patch = merge(
             merge(
                 precondition(current.metadata.resource_version.clone()),
@@ -102,16 +126,25 @@ pub async fn inject(
             ),
             json!({"spec": {"unschedulable": true}}),
         );
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         Ok(Ok(Some(record)))
     })
     .await?;
     let record = match cordoned {
         Err(why) => return Ok(Injection::skipped(why)),
-        Ok(None) => return Ok(Injection::dry_run(change)),
+        Ok(None) => {
+            let mut dry = Injection::dry_run(change);
+            if !target.kept.is_empty() {
+                dry.detail = dry
+                    .detail
+                    .map(|d| format!("{d}; {}", Drained::default().describe(&target.kept)));
+            }
+            return Ok(dry);
+        }
         Ok(Some(r)) => r,
     };
-    let held = Held {
+    let mut held = Held {
         object: ObjectRef {
             kind: "Node".into(),
             namespace: None,
@@ -120,39 +153,81 @@ pub async fn inject(
         record,
     };
     // Cordoned and recorded: from here on the node is held, whatever the evictions do.
-    let drained = drain(client, pods, timeout).await;
+    let drained = drain(m, &target.evict, timeout).await;
+    if m.refusal().is_none() {
+        let deadline = Utc::now() + stamp.hold;
+        match restamp(m, name, &held.record, deadline).await {
+            Ok(r) => held.record = r,
+            // The record keeps its later deadline: reverted later, never earlier.
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "cannot move the drain's revert deadline; it keeps the one covering the evictions")
+            }
+        }
+    }
     let mut injection = Injection::injected(change, held);
-    injection.detail = Some(format!("cordoned node {name}; {}", drained.describe()));
+    injection.detail = Some(format!(
+        "cordoned node {name}; {}",
+        drained.describe(&target.kept)
+    ));
     Ok(injection)
 }
 
-/// Evicts every pod, retrying refusals until `timeout`; all pods at once.
-pub async fn drain(client: &Client, pods: &[PodInfo], timeout: Duration) -> Drained {
+/// Rewrites the record on `node` with a new deadline, only if the record on the node is
+/// still exactly `record` (a JSON patch `test`: node status updates in between do not
+/// conflict, a record that changed or went away is never written back).
+async fn restamp(
+    m: &Mutator,
+    node: &str,
+    record: &RevertRecord,
+    deadline: chrono::DateTime<Utc>,
+) -> Result<RevertRecord, FaultError> {
+    let api: Api<Node> = Api::all(m.client().clone());
+    let mut next = record.clone();
+    next.deadline = deadline;
+    let path = format!(
+        "/metadata/annotations/{}",
+        REVERT_ANNOTATION.replace('/', "~1")
+    );
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": path, "value": record.encode()},
+        {"op": "replace", "path": path, "value": next.encode()},
+    ]))
+    .map_err(|e| FaultError::Invalid(e.to_string()))?;
+    m.send(api.patch(node, &PatchParams::default(), &Patch::<()>::Json(ops)))
+        .await?;
+    Ok(next)
+}
+
+/// Evicts every pod, retrying refusals until `timeout`; all pods at once. Stops at once
+/// (no further eviction is sent) when the injection is interrupted or the fence lapses.
+pub async fn drain(m: &Mutator, pods: &[PodInfo], timeout: Duration) -> Drained {
     let deadline = Instant::now() + timeout;
     let evictions = pods.iter().map(|p| async move {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace);
+        let api: Api<Pod> = Api::namespaced(m.client().clone(), &p.namespace);
         let name = format!("{}/{}", p.namespace, p.name);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(
-                left.min(super::API_TIMEOUT),
-                api.evict(&p.name, &EvictParams::default()),
-            )
-            .await;
+            let attempt =
+                tokio::time::timeout(left, m.send(api.evict(&p.name, &EvictParams::default())))
+                    .await;
             let why = match attempt {
                 Ok(Ok(_)) => return Ok(name),
-                Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(name),
-                Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
+                Ok(Err(FaultError::Api(kube::Error::Api(s)))) if s.code == 404 => {
+                    return Ok(name);
+                }
+                Ok(Err(FaultError::Api(kube::Error::Api(s)))) if s.code == 429 => {
                     format!("refused by a PodDisruptionBudget: {}", s.message)
                 }
-                Ok(Err(e)) if super::is_transient(&e) => e.to_string(),
+                Ok(Err(FaultError::Api(e))) if super::is_transient(&e) => e.to_string(),
+                Ok(Err(FaultError::Timeout(_))) | Err(_) => "no answer".to_string(),
                 Ok(Err(e)) => return Err((name, e.to_string())),
-                Err(_) => "no answer".to_string(),
             };
             if Instant::now() + EVICTION_RETRY >= deadline {
                 return Err((name, why));
             }
-            tokio::time::sleep(EVICTION_RETRY).await;
+            if m.pause(EVICTION_RETRY).await {
+                return Err((name, FaultError::Cancelled.to_string()));
+            }
         }
     });
     let mut drained = Drained::default();
@@ -166,8 +241,8 @@ pub async fn drain(client: &Client, pods: &[PodInfo], timeout: Duration) -> Drai
 }
 
 /// Uncordons the node if havoc's record is still on it.
-pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
-    let api: Api<Node> = Api::all(client.clone());
+pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
+    let api: Api<Node> = Api::all(m.client().clone());
     let name = &held.object.name;
     with_conflict_retries(|| async {
         let Some(current) = bounded(api.get_opt(name)).await? else {
@@ -181,13 +256,15 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
             clear_annotation(),
         );
         if current.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
-            bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear))).await?;
+            m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear)))
+                .await?;
             return Ok(Reverted::LeftAsIs(
                 "someone else uncordoned the node during the experiment".into(),
             ));
         }
         let patch = merge(clear, json!({"spec": {"unschedulable": false}}));
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         tracing::info!(node = %name, "node uncordoned");
         Ok(Reverted::Restored)
     })

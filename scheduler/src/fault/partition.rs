@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, PostParams, Preconditions},
 };
 use serde_json::json;
 
 use super::{
-    FaultError, Held, Injection, Reverted, bounded,
+    FaultError, Held, Injection, Mutator, Reverted, bounded,
     revert::{REVERT_ANNOTATION, REVERT_LABEL, Stamp, object_name, record_of, still_ours},
 };
 use crate::{
@@ -72,7 +72,7 @@ pub fn network_policy(
 
 /// Creates the partition (or, in a dry run, says exactly which one it would create).
 pub async fn inject(
-    client: &Client,
+    m: &Mutator,
     target: &WorkloadInfo,
     direction: Direction,
     stamp: &Stamp,
@@ -98,12 +98,12 @@ pub async fn inject(
     if dry_run {
         return Ok(Injection::dry_run(change));
     }
-    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &target.namespace);
+    let api: Api<NetworkPolicy> = Api::namespaced(m.client().clone(), &target.namespace);
     let record = match record_of(&np) {
         Some(Ok(r)) => r,
         _ => return Err(FaultError::Invalid("no record on the NetworkPolicy".into())),
     };
-    match bounded(api.create(&PostParams::default(), &np)).await {
+    match m.send(api.create(&PostParams::default(), &np)).await {
         Ok(_) => {}
         // Ours already (a retried request that did arrive): fine; anyone else's: an error.
         Err(FaultError::Api(kube::Error::Api(s))) if s.code == 409 => {
@@ -126,9 +126,9 @@ pub async fn inject(
 }
 
 /// Deletes the NetworkPolicy if it is still this experiment's.
-pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
+pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
     let ns = held.object.namespace.as_deref().unwrap_or_default();
-    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let api: Api<NetworkPolicy> = Api::namespaced(m.client().clone(), ns);
     let name = &held.object.name;
     let Some(current) = bounded(api.get_opt(name)).await? else {
         return Ok(Reverted::Gone);
@@ -143,7 +143,7 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
         }),
         ..DeleteParams::default()
     };
-    match bounded(api.delete(name, &dp)).await {
+    match m.send(api.delete(name, &dp)).await {
         Ok(_) => {}
         Err(e) if super::is_not_found(&e) => return Ok(Reverted::Gone),
         Err(e) => return Err(e),

@@ -8,7 +8,7 @@ use kube::{
     api::{DeleteParams, EvictParams},
 };
 
-use super::{API_ATTEMPTS, API_TIMEOUT, Outcome, is_transient};
+use super::{API_ATTEMPTS, FaultError, Mutator, Outcome, is_transient};
 
 /// Which pod fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,54 +17,66 @@ pub enum PodFault {
     Evict { grace: Option<Duration> },
 }
 
-/// Applies a pod fault with bounded retries. A pod already gone (404) is skipped; an
+/// Applies a pod fault with bounded retries, each sent through the [`Mutator`] (fence
+/// and stop checked before every attempt). A pod already gone (404) is skipped; an
 /// eviction refused by a PodDisruptionBudget (429) is skipped for that pod.
-pub async fn inject(api: &Api<Pod>, name: &str, fault: PodFault) -> Result<Outcome, kube::Error> {
+pub async fn inject(
+    m: &Mutator,
+    namespace: &str,
+    name: &str,
+    fault: PodFault,
+) -> Result<Outcome, FaultError> {
+    let api: Api<Pod> = Api::namespaced(m.client().clone(), namespace);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let call = async {
-            match fault {
-                PodFault::Delete { grace } => {
-                    let dp = DeleteParams {
+        let result = match fault {
+            PodFault::Delete { grace } => {
+                let dp = DeleteParams {
+                    grace_period_seconds: grace.map(|g| g.as_secs() as u32),
+                    ..DeleteParams::default()
+                };
+                m.send(api.delete(name, &dp)).await.map(|_| ())
+            }
+            PodFault::Evict { grace } => {
+                let ep = EvictParams {
+                    delete_options: Some(DeleteParams {
                         grace_period_seconds: grace.map(|g| g.as_secs() as u32),
                         ..DeleteParams::default()
-                    };
-                    api.delete(name, &dp).await.map(|_| ())
-                }
-                PodFault::Evict { grace } => {
-                    let ep = EvictParams {
-                        delete_options: Some(DeleteParams {
-                            grace_period_seconds: grace.map(|g| g.as_secs() as u32),
-                            ..DeleteParams::default()
-                        }),
-                        ..EvictParams::default()
-                    };
-                    api.evict(name, &ep).await.map(|_| ())
-                }
+                    }),
+                    ..EvictParams::default()
+                };
+                m.send(api.evict(name, &ep)).await.map(|_| ())
             }
         };
-        let result = match tokio::time::timeout(API_TIMEOUT, call).await {
-            Ok(r) => r,
-            Err(_) => Err(kube::Error::Service(
-                format!("timed out after {API_TIMEOUT:?}").into(),
-            )),
-        };
-        match result {
+        let e = match result {
             Ok(()) => return Ok(Outcome::Injected),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
+            Err(e) => e,
+        };
+        match &e {
+            FaultError::Api(kube::Error::Api(s)) if s.code == 404 => {
                 return Ok(Outcome::Skipped("pod already gone".to_string()));
             }
-            Err(kube::Error::Api(s))
+            FaultError::Api(kube::Error::Api(s))
                 if s.code == 429 && matches!(fault, PodFault::Evict { .. }) =>
             {
                 return Ok(Outcome::Skipped(format!("eviction refused: {}", s.message)));
             }
-            Err(e) if attempt < API_ATTEMPTS && is_transient(&e) => {
-                tracing::warn!(pod = name, attempt, error = %e, "retrying pod fault");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            }
-            Err(e) => return Err(e),
+            _ => {}
+        }
+        let transient = match &e {
+            FaultError::Api(api) => is_transient(api),
+            FaultError::Timeout(_) => true,
+            _ => false,
+        };
+        if !transient || attempt >= API_ATTEMPTS {
+            return Err(e);
+        }
+        tracing::warn!(pod = name, attempt, error = %e, "retrying pod fault");
+        if m.pause(Duration::from_millis(200 * u64::from(attempt)))
+            .await
+        {
+            return Err(FaultError::Cancelled);
         }
     }
 }
@@ -95,9 +107,9 @@ mod tests {
             .expect("response")
     }
 
-    fn mock_api() -> (Api<Pod>, Handle) {
+    fn mock_api() -> (Mutator, Handle) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        (Api::namespaced(Client::new(service, "ns"), "ns"), handle)
+        (Mutator::unfenced(Client::new(service, "ns")), handle)
     }
 
     /// Answers the next requests with `answers`, checking method and path.
@@ -128,6 +140,7 @@ mod tests {
         ));
         let out = inject(
             &api,
+            "ns",
             "p",
             PodFault::Delete {
                 grace: Some(Duration::ZERO),
@@ -148,7 +161,7 @@ mod tests {
             "/api/v1/namespaces/ns/pods/p",
             vec![status(404, "NotFound")],
         ));
-        let out = inject(&api, "p", PodFault::Delete { grace: None })
+        let out = inject(&api, "ns", "p", PodFault::Delete { grace: None })
             .await
             .expect("no error");
         assert!(matches!(out, Outcome::Skipped(r) if r.contains("gone")));
@@ -164,7 +177,7 @@ mod tests {
             "/api/v1/namespaces/ns/pods/p/eviction",
             vec![status(429, "TooManyRequests")],
         ));
-        let out = inject(&api, "p", PodFault::Evict { grace: None })
+        let out = inject(&api, "ns", "p", PodFault::Evict { grace: None })
             .await
             .expect("no error");
         assert!(matches!(out, Outcome::Skipped(r) if r.contains("eviction refused")));
@@ -181,10 +194,10 @@ mod tests {
                 status(500, "InternalError"),
             ],
         ));
-        let err = inject(&api, "p", PodFault::Delete { grace: None })
+        let err = inject(&api, "ns", "p", PodFault::Delete { grace: None })
             .await
             .expect_err("gives up");
-        assert!(matches!(err, kube::Error::Api(s) if s.code == 500));
+        assert!(matches!(err, FaultError::Api(kube::Error::Api(s)) if s.code == 500));
         server.await.expect("scripted after exactly 3 attempts");
 
         let (api, handle) = mock_api();
@@ -195,7 +208,7 @@ mod tests {
             vec![status(403, "Forbidden")],
         ));
         assert!(
-            inject(&api, "p", PodFault::Delete { grace: None })
+            inject(&api, "ns", "p", PodFault::Delete { grace: None })
                 .await
                 .is_err(),
             "403 is not retried"

@@ -35,6 +35,9 @@ use crate::{
 pub struct Found {
     pub held: Vec<Held>,
     pub unreadable: Vec<(ObjectRef, String)>,
+    /// Kinds that could not be listed (`havoc revert --all`), with why: records of
+    /// these kinds may be left.
+    pub unlisted: Vec<(String, String)>,
 }
 
 impl Found {
@@ -103,8 +106,8 @@ const NODE_PAGE: u32 = 25;
 /// its resourceVersion as precondition, so a record removed meanwhile is not relabelled),
 /// so the watch follows it from then on, and its record is returned for this sweep. Any
 /// failure (a conflict included) is returned: the caller tries again on its next round.
-pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError> {
-    let api = Api::<Node>::all(client.clone());
+pub async fn mark_unlabelled(m: &super::Mutator) -> Result<Found, super::FaultError> {
+    let api = Api::<Node>::all(m.client().clone());
     let mut page = ListParams::default()
         .labels(&format!("!{}", REVERT_LABEL.0))
         .limit(NODE_PAGE);
@@ -125,7 +128,9 @@ pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError
     for n in nodes {
         let patch = merge(precondition(n.metadata.resource_version.clone()), label());
         let name = n.name_any();
-        match super::bounded(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await
+        match m
+            .send(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await
         {
             Ok(_) => found.add("Node", &n),
             Err(super::FaultError::Api(kube::Error::Api(s))) if s.code == 404 => {}
@@ -136,40 +141,69 @@ pub async fn mark_unlabelled(client: &Client) -> Result<Found, super::FaultError
     Ok(found)
 }
 
-/// The records in the cluster, by listing (`havoc revert --all`).
-pub async fn in_cluster(client: &Client) -> Result<Found, kube::Error> {
+/// Objects per page when `havoc revert --all` lists the cluster.
+const LIST_PAGE: u32 = 250;
+
+/// Every object of a kind, in pages, each page bounded in time.
+async fn list_all<K>(api: &Api<K>, lp: &ListParams) -> Result<Vec<K>, super::FaultError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut page = lp.clone().limit(LIST_PAGE);
+    let mut out = Vec::new();
+    loop {
+        let list = super::bounded(api.list(&page)).await?;
+        out.extend(list.items);
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => page = page.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The records in the cluster, by listing (`havoc revert --all`). Each kind is listed
+/// in pages; a kind that cannot be listed (no permission, no answer) is reported in
+/// [`Found::unlisted`] and the other kinds are still listed.
+pub async fn in_cluster(client: &Client) -> Found {
     let lp = ListParams::default();
     let mut found = Found::default();
-    for n in Api::<Node>::all(client.clone()).list(&lp).await? {
-        found.add("Node", &n);
+    let failed = |kind: &str, e: super::FaultError| {
+        tracing::error!(kind, error = %e, "cannot list for havoc records");
+        (kind.to_string(), e.to_string())
+    };
+    match list_all(&Api::<Node>::all(client.clone()), &lp).await {
+        Ok(items) => items.iter().for_each(|n| found.add("Node", n)),
+        Err(e) => found.unlisted.push(failed("Node", e)),
     }
-    for d in Api::<Deployment>::all(client.clone()).list(&lp).await? {
-        found.add("Deployment", &d);
+    match list_all(&Api::<Deployment>::all(client.clone()), &lp).await {
+        Ok(items) => items.iter().for_each(|d| found.add("Deployment", d)),
+        Err(e) => found.unlisted.push(failed("Deployment", e)),
     }
-    for s in Api::<StatefulSet>::all(client.clone()).list(&lp).await? {
-        found.add("StatefulSet", &s);
+    match list_all(&Api::<StatefulSet>::all(client.clone()), &lp).await {
+        Ok(items) => items.iter().for_each(|s| found.add("StatefulSet", s)),
+        Err(e) => found.unlisted.push(failed("StatefulSet", e)),
     }
     let managed = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    for n in Api::<NetworkPolicy>::all(client.clone())
-        .list(&managed)
-        .await?
-    {
-        found.add("NetworkPolicy", &n);
+    match list_all(&Api::<NetworkPolicy>::all(client.clone()), &managed).await {
+        Ok(items) => items.iter().for_each(|n| found.add("NetworkPolicy", n)),
+        Err(e) => found.unlisted.push(failed("NetworkPolicy", e)),
     }
-    if let Some(ar) = super::http::discover(client).await? {
-        for v in Api::<DynamicObject>::all_with(client.clone(), &ar)
-            .list(&lp)
-            .await?
-        {
-            found.add("VirtualService", &v);
+    match super::bounded(super::http::discover(client)).await {
+        Ok(Some(ar)) => {
+            match list_all(&Api::<DynamicObject>::all_with(client.clone(), &ar), &lp).await {
+                Ok(items) => items.iter().for_each(|v| found.add("VirtualService", v)),
+                Err(e) => found.unlisted.push(failed("VirtualService", e)),
+            }
         }
+        Ok(None) => {}
+        Err(e) => found.unlisted.push(failed("VirtualService", e)),
     }
     tracing::debug!(
         records = found.held.len(),
         annotation = REVERT_ANNOTATION,
         "records listed"
     );
-    Ok(found)
+    found
 }
 
 #[cfg(test)]
@@ -274,7 +308,9 @@ mod tests {
             send.send_response(respond(json!({"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "kwok-b", "resourceVersion": "10"}})));
         });
-        let found = mark_unlabelled(&client).await.expect("listed");
+        let found = mark_unlabelled(&crate::fault::Mutator::unfenced(client))
+            .await
+            .expect("listed");
         server.await.expect("scripted");
         assert_eq!(found.held.len(), 1, "{found:?}");
         assert_eq!(found.held[0].object.name, "kwok-b");

@@ -67,11 +67,28 @@ impl RevertRecord {
 pub struct Stamp {
     pub experiment: String,
     pub policy: String,
+    /// The deadline of a change made now.
     pub deadline: DateTime<Utc>,
+    /// How long after a change is in place its record expires (the hold plus
+    /// [`DEADLINE_GRACE`]): a change that takes long to complete (a drain's evictions)
+    /// moves its deadline to this long after it completed.
+    pub hold: chrono::Duration,
     pub owner: String,
 }
 
 impl Stamp {
+    /// The stamp of an experiment that holds its faults for `hold`, starting now.
+    pub fn new(experiment: &str, policy: &str, hold: std::time::Duration, owner: &str) -> Self {
+        let hold = chrono::Duration::from_std(hold).unwrap_or_default() + DEADLINE_GRACE;
+        Stamp {
+            experiment: experiment.to_string(),
+            policy: policy.to_string(),
+            deadline: Utc::now() + hold,
+            hold,
+            owner: owner.to_string(),
+        }
+    }
+
     pub fn record(&self, fault: &str, original: Value) -> RevertRecord {
         RevertRecord {
             experiment: self.experiment.clone(),

@@ -6,6 +6,12 @@
 //! pipeline), havoc does not fight — it removes its record and says so. Workloads scaled
 //! by a HorizontalPodAutoscaler are never chosen (selection skips them).
 //!
+//! A StatefulSet whose `persistentVolumeClaimRetentionPolicy.whenScaled` is `Delete` loses
+//! the PersistentVolumeClaims of the ordinals it scales away: scaling back up gives empty
+//! volumes. havoc never scales such a StatefulSet below its current replicas unless the
+//! policy says `allowVolumeDeletion: true` (selection skips it with the reason code
+//! `wouldDeleteVolumes`; the injection checks the live object again).
+//!
 //! RBAC: `patch` on `deployments` / `statefulsets` (not the `/scale` subresource, which
 //! cannot carry the record in the same request).
 
@@ -14,10 +20,12 @@ use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
+
+pub use crate::target::deletes_volumes_when_scaled;
 use serde_json::json;
 
 use super::{
-    FaultError, Held, Injection, Reverted, bounded,
+    FaultError, Held, Injection, Mutator, Reverted, bounded,
     revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
     with_conflict_retries,
 };
@@ -43,16 +51,22 @@ fn replicas(o: &DynamicObject) -> i64 {
     o.data["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
+/// Why a StatefulSet may not be scaled down to `set`: it would delete volumes.
+pub const VOLUME_LOSS: &str = "scaling it down would delete the PersistentVolumeClaims of the ordinals scaled away (persistentVolumeClaimRetentionPolicy.whenScaled: Delete); the policy does not allow volume deletion";
+
 /// Scales `target` to `set` replicas (or, in a dry run, says exactly what it would do).
+/// `allow_volume_deletion`: the policy accepts that a StatefulSet with `whenScaled:
+/// Delete` loses the volumes of the ordinals scaled away.
 pub async fn inject(
-    client: &Client,
+    m: &Mutator,
     target: &WorkloadInfo,
     set: u32,
+    allow_volume_deletion: bool,
     stamp: &Stamp,
     dry_run: bool,
 ) -> Result<Injection, FaultError> {
     let object = target.object();
-    let api = api(client, &object)?;
+    let api = api(m.client(), &object)?;
     let name = &object.name;
     with_conflict_retries(|| async {
         let current = match bounded(api.get_opt(name)).await? {
@@ -65,6 +79,13 @@ pub async fn inject(
         let was = replicas(&current);
         if was == i64::from(set) {
             return Ok(Injection::skipped(format!("already at {set} replicas")));
+        }
+        if i64::from(set) < was
+            && !allow_volume_deletion
+            && object.kind == "StatefulSet"
+            && deletes_volumes_when_scaled(&current.data["spec"])
+        {
+            return Ok(Injection::skipped(VOLUME_LOSS));
         }
         let change = format!(
             "scale {} {}/{} from {was} to {set} replicas",
@@ -81,7 +102,8 @@ pub async fn inject(
             ),
             json!({"spec": {"replicas": set}}),
         );
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         Ok(Injection::injected(
             change,
             Held {
@@ -94,8 +116,8 @@ pub async fn inject(
 }
 
 /// Restores the original count if the count is still the one havoc set.
-pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError> {
-    let api = api(client, &held.object)?;
+pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
+    let api = api(m.client(), &held.object)?;
     let name = &held.object.name;
     with_conflict_retries(|| async {
         let Some(current) = bounded(api.get_opt(name)).await? else {
@@ -115,14 +137,16 @@ pub async fn revert(client: &Client, held: &Held) -> Result<Reverted, FaultError
             clear_annotation(),
         );
         if set != Some(now) {
-            bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear))).await?;
+            m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear)))
+                .await?;
             return Ok(Reverted::LeftAsIs(format!(
                 "replicas were changed by someone else to {now} during the experiment; left as is (havoc set {}, the original was {was})",
                 set.map_or("?".to_string(), |s| s.to_string())
             )));
         }
         let patch = merge(clear, json!({"spec": {"replicas": was}}));
-        bounded(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await?;
+        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
         tracing::info!(workload = ?held.object, replicas = was, "scale reverted");
         Ok(Reverted::Restored)
     })

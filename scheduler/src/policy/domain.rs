@@ -138,11 +138,23 @@ pub struct RolloutRule {
 /// The one fault of a policy, with its parameters resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
-    PodDelete { grace: Option<Duration> },
-    PodEvict { grace: Option<Duration> },
-    NodeDrain { timeout: Duration },
-    Scale { replicas: u32 },
-    NetworkPartition { direction: Direction },
+    PodDelete {
+        grace: Option<Duration>,
+    },
+    PodEvict {
+        grace: Option<Duration>,
+    },
+    NodeDrain {
+        timeout: Duration,
+    },
+    Scale {
+        replicas: u32,
+        /// Destructive opt-in: StatefulSets with `whenScaled: Delete` may be scaled down.
+        allow_volume_deletion: bool,
+    },
+    NetworkPartition {
+        direction: Direction,
+    },
     HttpFault(HttpFault),
 }
 

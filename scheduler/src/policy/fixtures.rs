@@ -67,6 +67,10 @@ impl PolicyFixture {
         self.set("/fault", fault)
     }
 
+    pub fn count(self, n: u32) -> Self {
+        self.set("/target/count", json!(n))
+    }
+
     pub fn duration_secs(self, secs: u64) -> Self {
         self.set("/duration", json!(format!("{secs}s")))
     }

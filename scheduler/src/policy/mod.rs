@@ -55,6 +55,19 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// The line of a warning: as the error's, with `warning:`.
+    pub fn warning_line(&self) -> String {
+        format!(
+            "{}:{}:{}: warning: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message
+        )
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -76,6 +89,9 @@ pub struct FileReport {
     pub policies: Vec<(Policy, Pos)>,
     pub configs: Vec<Config>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Valid but worth a second look (e.g. a destructive opt-in): printed, never a
+    /// reason to reject the file.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl FileReport {
@@ -94,6 +110,11 @@ impl LoadReport {
     /// Every problem, in file order.
     pub fn diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
         self.files.iter().flat_map(|f| f.diagnostics.iter())
+    }
+
+    /// Every warning, in file order.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.files.iter().flat_map(|f| f.warnings.iter())
     }
 
     pub fn is_valid(&self) -> bool {
@@ -384,6 +405,18 @@ fn load_document(
             let Some(policy) = policy else {
                 return Err(issues);
             };
+            for w in validate::policy_warnings(&policy) {
+                let pos = if w.at_key {
+                    locations.key(&w.pointer)
+                } else {
+                    locations.value(&w.pointer)
+                };
+                report.warnings.push(Diagnostic {
+                    file: path.to_path_buf(),
+                    pos,
+                    message: w.message,
+                });
+            }
             match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
                 Ok(p) if issues.is_empty() => {
                     let pos = locations.value("/metadata/name");

@@ -338,6 +338,13 @@ pub struct NodeDrain {
 pub struct Scale {
     /// Replica count while the fault is held.
     pub replicas: u32,
+    /// DESTRUCTIVE. Allows scaling down a StatefulSet whose
+    /// `persistentVolumeClaimRetentionPolicy.whenScaled` is `Delete`: Kubernetes deletes
+    /// the PersistentVolumeClaims of the ordinals scaled away, and scaling back up gives
+    /// them empty volumes. Default false: such StatefulSets are skipped
+    /// (`wouldDeleteVolumes`). `havoc validate` warns when it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_volume_deletion: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

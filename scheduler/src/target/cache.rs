@@ -181,7 +181,14 @@ fn statefulset_row(mut s: StatefulSet) -> Option<StatefulSet> {
     s.status = None;
     if let Some(spec) = s.spec.as_mut() {
         spec.template = Default::default();
-        spec.volume_claim_templates = None;
+        // Whether it has templates is all selection reads (scale's volume guard).
+        if spec
+            .volume_claim_templates
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
+        {
+            spec.volume_claim_templates = Some(vec![Default::default()]);
+        }
     }
     Some(s)
 }

@@ -149,13 +149,23 @@ pub fn deployment_info(d: &Deployment, autoscaled: &BTreeSet<ObjectRef>) -> Work
 
 pub fn statefulset_info(s: &StatefulSet, autoscaled: &BTreeSet<ObjectRef>) -> WorkloadInfo {
     let spec = s.spec.as_ref();
-    workload_info(
+    let mut info = workload_info(
         "StatefulSet",
         &s.metadata,
         spec.and_then(|s| s.replicas).unwrap_or(1),
         spec.and_then(|s| match_labels(&s.selector)),
         autoscaled,
-    )
+    );
+    info.volumes_at_risk = spec.is_some_and(|s| {
+        s.persistent_volume_claim_retention_policy
+            .as_ref()
+            .and_then(|p| p.when_scaled.as_deref())
+            == Some("Delete")
+            && s.volume_claim_templates
+                .as_ref()
+                .is_some_and(|t| !t.is_empty())
+    });
+    info
 }
 
 fn workload_info(
@@ -177,6 +187,7 @@ fn workload_info(
         replicas,
         selector,
         has_record: has_record(meta),
+        volumes_at_risk: false,
     }
 }
 

@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 
 pub use self::{
     select::{
-        Selection, evictable, select_nodes, select_partitions, select_pods,
-        select_virtual_services, select_workloads,
+        DrainTarget, ScaleGuard, Selection, drain_plan, select_nodes, select_partitions,
+        select_pods, select_virtual_services, select_workloads,
     },
     snapshot::{Snapshot, SnapshotError, SnapshotSource, VirtualServices},
 };
@@ -89,12 +89,26 @@ pub struct WorkloadInfo {
     pub autoscaled: bool,
     /// Carries a havoc revert record.
     pub has_record: bool,
+    /// A StatefulSet with volume claim templates whose PersistentVolumeClaims are
+    /// deleted when it scales down (`persistentVolumeClaimRetentionPolicy.whenScaled:
+    /// Delete`): scaling it down destroys data.
+    pub volumes_at_risk: bool,
 }
 
 impl WorkloadInfo {
     pub fn object(&self) -> ObjectRef {
         ObjectRef::namespaced(&self.kind, &self.namespace, &self.name)
     }
+}
+
+/// Whether a StatefulSet's `spec` (as JSON) deletes the PersistentVolumeClaims of the
+/// ordinals it scales away: `persistentVolumeClaimRetentionPolicy.whenScaled: Delete`
+/// with volume claim templates.
+pub fn deletes_volumes_when_scaled(spec: &serde_json::Value) -> bool {
+    spec["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
+        && spec["volumeClaimTemplates"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
 }
 
 /// What selection needs to know about an Istio VirtualService.

@@ -335,32 +335,103 @@ pub fn select_nodes(
     sel
 }
 
-/// The pods a drain of `node` evicts: not DaemonSet pods (they would come straight
-/// back), not mirror pods, not pods in protected namespaces, not havoc's own, not pods
-/// already terminating.
-pub fn evictable(snapshot: &Snapshot, node: &str, guards: &Guards) -> Vec<PodInfo> {
+/// One node of a drain: the node, the pods it evicts, and the pods the guards keep on it
+/// (with why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainTarget {
+    pub node: NodeInfo,
+    pub evict: Vec<PodInfo>,
+    pub kept: Vec<(PodInfo, &'static str)>,
+}
+
+/// Why a drain keeps a pod: evicting it would take its workload below the floor.
+pub const KEPT_FOR_FLOOR: &str = "would leave its workload below minAvailableReplicas";
+/// Why a drain keeps a pod: its namespace is paused (`havoc.dev/paused=true`).
+pub const KEPT_PAUSED: &str = "its namespace is paused";
+
+/// The pods each drain of `nodes` evicts, under every guard a pod fault obeys: not
+/// DaemonSet pods (they would come straight back), not mirror pods, not pods in
+/// protected namespaces, not havoc's own, not pods already terminating (all skipped
+/// silently: a drain never evicts them); not pods of paused namespaces, and no pod whose
+/// eviction would leave its workload with fewer ready pods than `minAvailableReplicas`
+/// (counting every pod of the snapshot and the evictions planned before it, across all
+/// the nodes of the plan) — those are kept and named in the record. A bare pod is a
+/// workload of one.
+pub fn drain_plan(snapshot: &Snapshot, nodes: Vec<NodeInfo>, guards: &Guards) -> Vec<DrainTarget> {
     let own = Own::find(&snapshot.pods, guards);
-    snapshot
-        .pods
-        .iter()
-        .filter(|p| p.node.as_deref() == Some(node))
-        .filter(|p| {
-            !p.is_daemon()
+    let mut ready: BTreeMap<Option<&ObjectRef>, u32> = BTreeMap::new();
+    for p in snapshot.pods.iter().filter(|p| p.ready && !p.terminating) {
+        *ready.entry(p.owner.as_ref()).or_default() += 1;
+    }
+    let paused = |ns: &str| {
+        snapshot
+            .namespaces
+            .get(ns)
+            .is_some_and(NamespaceInfo::paused)
+    };
+    let mut plan = Vec::new();
+    for node in nodes {
+        let mut target = DrainTarget {
+            node,
+            evict: Vec::new(),
+            kept: Vec::new(),
+        };
+        for p in snapshot.pods.iter().filter(|p| {
+            p.node.as_deref() == Some(target.node.name.as_str())
+                && !p.is_daemon()
                 && !p.mirror
                 && !p.terminating
                 && !guards.protected_namespaces.contains(&p.namespace)
                 && !own.is_havoc(p, guards)
-        })
-        .cloned()
-        .collect()
+        }) {
+            if paused(&p.namespace) {
+                target.kept.push((p.clone(), KEPT_PAUSED));
+                continue;
+            }
+            if p.ready {
+                let budget = match &p.owner {
+                    Some(_) => ready.get(&p.owner.as_ref()).copied().unwrap_or(0),
+                    None => 1,
+                };
+                let after = budget.saturating_sub(1);
+                if after < guards.min_available_replicas {
+                    target.kept.push((p.clone(), KEPT_FOR_FLOOR));
+                    continue;
+                }
+                if p.owner.is_some() {
+                    ready.insert(p.owner.as_ref(), after);
+                }
+            }
+            target.evict.push(p.clone());
+        }
+        plan.push(target);
+    }
+    plan
 }
 
+/// What a scale fault sets, for the volume guard of [`select_workloads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleGuard {
+    /// The replica count the fault sets.
+    pub set: u32,
+    /// The policy accepts that a StatefulSet with `whenScaled: Delete` loses the volumes
+    /// of the ordinals scaled away.
+    pub allow_volume_deletion: bool,
+}
+
+/// Why selection drops a StatefulSet that would lose volumes.
+pub const VOLUME_LOSS: &str =
+    "would delete their PersistentVolumeClaims when scaled down (whenScaled: Delete)";
+
 /// Picks Deployments or StatefulSets (the policy's target kind) to scale: never one a
-/// HorizontalPodAutoscaler manages, never havoc's own, never one already held.
+/// HorizontalPodAutoscaler manages, never havoc's own, never one already held, never a
+/// StatefulSet that would delete volumes when scaled below its replicas (unless the policy
+/// allows it).
 pub fn select_workloads(
     rule: &TargetRule,
     snapshot: &Snapshot,
     guards: &Guards,
+    scale: ScaleGuard,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Selection<WorkloadInfo> {
@@ -381,7 +452,14 @@ pub fn select_workloads(
         guards,
         now,
         &mut sel,
-        |w| workload_rule(w, own_workload.as_ref()),
+        |w| {
+            workload_rule(w, own_workload.as_ref()).or_else(|| {
+                (w.volumes_at_risk
+                    && i64::from(scale.set) < i64::from(w.replicas)
+                    && !scale.allow_volume_deletion)
+                    .then_some(VOLUME_LOSS)
+            })
+        },
     );
     let want = wanted(rule.pick, eligible.len());
     eligible.shuffle(rng);
@@ -837,6 +915,7 @@ mod tests {
             selector: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
             autoscaled: false,
             has_record: false,
+            volumes_at_risk: false,
         }
     }
 
@@ -858,7 +937,18 @@ mod tests {
         let mut r = rule();
         r.kind = crate::policy::model::TargetKind::Deployment;
         r.pick = Pick::Percent(100);
-        let sel = select_workloads(&r, &s, &guards(1), now(), &mut ChaCha8Rng::seed_from_u64(4));
+        let scale = ScaleGuard {
+            set: 0,
+            allow_volume_deletion: false,
+        };
+        let sel = select_workloads(
+            &r,
+            &s,
+            &guards(1),
+            scale,
+            now(),
+            &mut ChaCha8Rng::seed_from_u64(4),
+        );
         assert_eq!(names_of(&sel.chosen), ["go-demo-8"]);
         assert_eq!(sel.matched, 3, "the StatefulSet is another kind");
         assert_eq!(

@@ -14,7 +14,10 @@ use chrono::NaiveDateTime;
 use chrono_tz::Tz;
 use regex::Regex;
 
-pub use self::{config::validate_config, policy::validate_policy};
+pub use self::{
+    config::validate_config,
+    policy::{policy_warnings, validate_policy},
+};
 pub use super::domain::Context;
 use super::{
     Invalid,

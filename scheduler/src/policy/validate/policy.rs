@@ -69,6 +69,21 @@ impl Checker {
 }
 
 /// Validates a policy. Returns the domain policy, or every issue found.
+/// What is valid but deserves a second look: each a warning (`FILE:LINE:COL: warning:`),
+/// never a reason to reject the policy.
+pub fn policy_warnings(p: &ChaosPolicy) -> Vec<Issue> {
+    let mut out = Vec::new();
+    if let Some(scale) = &p.spec.fault.scale
+        && scale.allow_volume_deletion == Some(true)
+    {
+        out.push(Issue::key(
+            "/spec/fault/scale/allowVolumeDeletion",
+            "allowVolumeDeletion is destructive: a StatefulSet whose persistentVolumeClaimRetentionPolicy.whenScaled is Delete loses the PersistentVolumeClaims (and their data) of the ordinals this fault scales away",
+        ));
+    }
+    out
+}
+
 pub fn validate_policy(
     p: &ChaosPolicy,
     file: PathBuf,
@@ -521,6 +536,7 @@ fn fault(c: &mut Checker, f: &model::Fault) -> Option<Fault> {
             "scale",
             Fault::Scale {
                 replicas: x.replicas,
+                allow_volume_deletion: x.allow_volume_deletion.unwrap_or(false),
             },
         ));
     }
