@@ -30,6 +30,10 @@ use crate::labels::MANAGED_BY;
 
 /// The ConfigMap's key holding the state as JSON.
 pub const KEY: &str = "state.json";
+/// The key of "all chaos" in [`Doc::resumed`].
+pub const ALL: &str = "*";
+/// How long a resume is remembered (longer than any sensible circuit breaker cooldown).
+const RESUME_MEMORY: chrono::Duration = chrono::Duration::days(30);
 /// Bound of one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Writes retried on conflicts (someone else wrote in between).
@@ -73,6 +77,10 @@ pub struct Doc {
     /// The last `POST /api/v1/stop`: the leader ends every experiment it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<DateTime<Utc>>,
+    /// When each policy ([`ALL`]: everything) was last resumed: a circuit breaker
+    /// restored after a restart never re-pauses what a human resumed since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resumed: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl Doc {
@@ -83,6 +91,7 @@ impl Doc {
         }
         self.policies.retain(|_, p| p.active(now));
         self.runs.retain(|_, r| now < r.until);
+        self.resumed.retain(|_, at| now - *at < RESUME_MEMORY);
     }
 }
 

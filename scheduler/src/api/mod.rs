@@ -555,9 +555,11 @@ async fn resume(
     Ok(Json(view).into_response())
 }
 
-/// `POST /api/v1/stop`, the emergency stop: pauses all chaos (until resumed, in the
-/// shared state: every replica obeys it) and cuts every running experiment short, so that
-/// each reverts what it holds now.
+/// `POST /api/v1/stop`, the emergency stop: cuts every running experiment short first, so
+/// that each reverts what it holds now, then pauses all chaos until resumed (in the shared
+/// state: every replica obeys it). It answers within about a second whatever the API
+/// server does: `200` when the pause is written, `202` when it is obeyed here and still on
+/// its way to the shared state (retried until it lands).
 async fn stop(
     State(app): Shared,
     headers: HeaderMap,
@@ -574,12 +576,21 @@ async fn stop(
         .reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "emergency stop through the HTTP API".to_string());
-    let reverted = app.arbiter.stop_all(reason).await.map_err(unavailable)?;
+    let stopped = app.arbiter.stop_all(reason).await;
     let pauses = app.arbiter.pauses();
-    Ok(Json(json!({
-        "all": pauses.all,
-        "policies": pauses.policies,
-        "reverted": reverted,
-    }))
-    .into_response())
+    let status = if stopped.written {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "all": pauses.all,
+            "policies": pauses.policies,
+            "reverted": stopped.ids,
+            "written": stopped.written,
+        })),
+    )
+        .into_response())
 }

@@ -98,6 +98,8 @@ impl Fixture {
             stop: tokio_util::sync::CancellationToken::new(),
             seed: Some(1),
         });
+        // As `havoc serve` does: decided pauses (stop, circuit breaker) are written.
+        tokio::spawn(arbiter.clone().keep_pauses_written());
         let mut policy = fixtures::policy("p").namespaces(&["d"]).build();
         policy.file = PathBuf::from("/etc/havoc/policies/..2026_01_01/p.yaml");
         let policies = Policies::default();

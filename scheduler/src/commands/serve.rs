@@ -268,6 +268,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .start();
     engine.tasks.spawn(reloader.run());
     engine.tasks.spawn(arbiter.clone().follow_stops());
+    engine.tasks.spawn(arbiter.clone().keep_pauses_written());
     engine
         .tasks
         .spawn(arbiter.clone().keep_journal_writing(Duration::from_secs(5)));

@@ -46,9 +46,15 @@ pub enum Start {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Pauses written here and not yet seen in the shared state (a circuit breaker's,
-    /// while its write is on its way): obeyed at once.
+    /// Pauses (and a stop) decided here and not yet seen in the shared state — an
+    /// emergency stop's, a circuit breaker's — while their write is on its way: obeyed
+    /// here at once, written by [`Arbiter::keep_pauses_written`] until it lands.
     pending: Doc,
+    /// What each policy does on a deviation (from the last policy set).
+    on_deviation: BTreeMap<String, OnDeviation>,
+    /// The circuit breakers of deviations whose pause may not have landed (the journal's
+    /// records) have been restored: until then nothing is admitted.
+    breakers_restored: bool,
     /// Running experiments: id -> (policy, what cuts it short).
     running: BTreeMap<String, Running>,
     /// The last emergency stop acted on.
@@ -105,7 +111,27 @@ pub struct Arbiter {
     experiments: TaskTracker,
     notifications: TaskTracker,
     seed: Option<u64>,
+    /// Wakes [`Arbiter::keep_pauses_written`].
+    write_pauses: tokio::sync::Notify,
 }
+
+/// What an emergency stop did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The experiments cut short here.
+    pub ids: Vec<String>,
+    /// Whether the pause landed in the shared state before the answer (else it is
+    /// retried until it lands, and obeyed here meanwhile).
+    pub written: bool,
+}
+
+/// How long a stop waits for its pause to land before it answers.
+pub const STOP_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Backoff of pause writes that failed: from the first to the last.
+const PAUSE_RETRY: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(10),
+);
 
 impl std::fmt::Debug for Arbiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +156,7 @@ impl Arbiter {
             experiments: TaskTracker::new(),
             notifications,
             seed: parts.seed,
+            write_pauses: tokio::sync::Notify::new(),
         })
     }
 
@@ -149,6 +176,11 @@ impl Arbiter {
         st.pending
             .policies
             .retain(|name, _| set.policies.contains_key(name));
+        st.on_deviation = set
+            .policies
+            .iter()
+            .map(|(name, p)| (name.clone(), p.on_deviation))
+            .collect();
         drop(st);
         self.pauses();
     }
@@ -162,25 +194,183 @@ impl Arbiter {
             .collect()
     }
 
-    /// The emergency stop: pauses all chaos (in the shared state, so every replica and
-    /// `havoc run` obey it) and cuts every experiment running here short, so that each
-    /// reverts what it holds now; the leader of another replica does the same when it
-    /// sees the stop. The ids of the experiments stopped here.
-    pub async fn stop_all(&self, reason: String) -> Result<Vec<String>, StateError> {
+    /// The emergency stop: cuts every experiment running here short first (each reverts
+    /// what it holds now), then pauses all chaos — obeyed here at once, written to the
+    /// shared state (so every replica and `havoc run` obey it, and the leader of another
+    /// replica cuts its experiments short too) in the background, retried until it lands.
+    /// Waits at most [`STOP_WRITE_WAIT`] for the write: a slow or unreachable API server
+    /// never delays the stop itself.
+    pub async fn stop_all(&self, reason: String) -> Stopped {
         let now = Utc::now();
+        let ids = self.cut_short(now);
         let pause = Pause {
             since: now,
             until: None,
-            reason: reason.clone(),
+            reason,
         };
-        self.state().pending.all = Some(pause.clone());
-        self.shared
-            .update(|d| {
-                d.all = Some(pause.clone());
-                d.stopped_at = Some(now);
-            })
-            .await?;
-        Ok(self.cut_short(now))
+        {
+            let mut st = self.state();
+            st.pending.all = Some(pause.clone());
+            st.pending.stopped_at = Some(now);
+        }
+        self.metrics.paused(true, self.pauses().policies.len());
+        self.write_pauses.notify_one();
+        let mut changes = self.shared.changes();
+        let landed =
+            async {
+                loop {
+                    if self.shared.doc().is_some_and(|d| {
+                        d.all.as_ref() == Some(&pause) && d.stopped_at >= Some(now)
+                    }) {
+                        return;
+                    }
+                    if changes.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+        let written = tokio::time::timeout(STOP_WRITE_WAIT, landed).await.is_ok();
+        if !written {
+            tracing::warn!(
+                "stop: the pause is not in the shared state yet; it is obeyed here and written as soon as the API server answers"
+            );
+        }
+        Stopped { ids, written }
+    }
+
+    /// What is decided here and not yet in the shared state.
+    fn unwritten(&self) -> Option<Doc> {
+        let shared = self.shared.doc().unwrap_or_default();
+        let mut st = self.state();
+        st.pending.prune(Utc::now());
+        let mut want = Doc::default();
+        if let Some(p) = &st.pending.all
+            && shared.all.as_ref() != Some(p)
+        {
+            want.all = Some(p.clone());
+        }
+        for (k, v) in &st.pending.policies {
+            if shared.policies.get(k) != Some(v) {
+                want.policies.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(at) = st.pending.stopped_at
+            && shared.stopped_at.is_none_or(|s| s < at)
+        {
+            want.stopped_at = Some(at);
+        }
+        (want != Doc::default()).then_some(want)
+    }
+
+    /// Writes what is decided here (stops, circuit breakers) to the shared state until it
+    /// lands: woken by each new decision, retried with backoff (0.5 s doubling to 10 s)
+    /// while the API server refuses or does not answer. At shutdown, one last attempt.
+    pub async fn keep_pauses_written(self: Arc<Self>) {
+        let mut backoff = PAUSE_RETRY.0;
+        loop {
+            let Some(want) = self.unwritten() else {
+                backoff = PAUSE_RETRY.0;
+                tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    () = self.write_pauses.notified() => continue,
+                }
+            };
+            let written = self
+                .shared
+                .update(|d| {
+                    if let Some(p) = &want.all {
+                        d.all = Some(p.clone());
+                    }
+                    d.policies.extend(want.policies.clone());
+                    if let Some(at) = want.stopped_at {
+                        d.stopped_at = Some(d.stopped_at.map_or(at, |s| s.max(at)));
+                    }
+                })
+                .await;
+            match written {
+                Ok(_) => {
+                    tracing::info!(all = want.all.is_some(), policies = ?want.policies.keys().collect::<Vec<_>>(), "pause written to the shared state");
+                    backoff = PAUSE_RETRY.0;
+                    self.pauses();
+                }
+                Err(e) => {
+                    if self.stop.is_cancelled() {
+                        tracing::error!(error = %e, "shutting down with a pause not written to the shared state");
+                        return;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot write a pause to the shared state; it holds here meanwhile");
+                    tokio::select! {
+                        () = self.stop.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(PAUSE_RETRY.1);
+                }
+            }
+        }
+    }
+
+    /// The circuit breakers of recent deviations whose pause may never have landed (the
+    /// process died before its write): re-decided from the journal's records, once, as
+    /// soon as the shared state is known. A pause already in the shared state, a resume
+    /// after the deviation, or a cooldown that is over leaves it alone. Whether it ran.
+    fn restore_breakers(&self) -> bool {
+        let Some(doc) = self.shared.doc() else {
+            return false;
+        };
+        let now = Utc::now();
+        let cooldown = chrono::Duration::from_std(self.env.config.circuit_breaker_cooldown)
+            .unwrap_or_default();
+        let on_deviation = self.state().on_deviation.clone();
+        let mut newest: BTreeMap<Option<String>, ExperimentRecord> = BTreeMap::new();
+        for r in self.journal.newest(usize::MAX) {
+            if r.verdict != Verdict::Deviated || r.ended_at + cooldown <= now {
+                continue;
+            }
+            let scope = match on_deviation.get(&r.policy) {
+                Some(OnDeviation::PausePolicy) => Some(r.policy.clone()),
+                Some(OnDeviation::PauseAll) => None,
+                Some(OnDeviation::Continue) | None => continue,
+            };
+            if newest
+                .get(&scope)
+                .is_none_or(|seen| seen.ended_at < r.ended_at)
+            {
+                newest.insert(scope, r);
+            }
+        }
+        let resumed = |key: &str, at: DateTime<Utc>| doc.resumed.get(key).is_some_and(|t| *t >= at);
+        let mut st = self.state();
+        for (scope, r) in newest {
+            let key = scope.as_deref().unwrap_or(crate::state::ALL);
+            if resumed(key, r.ended_at) || resumed(crate::state::ALL, r.ended_at) {
+                continue;
+            }
+            let until = r.ended_at + cooldown;
+            let covered = |p: Option<&Pause>| p.is_some_and(|p| p.until.is_none_or(|u| u >= until));
+            let pause = Pause {
+                since: r.ended_at,
+                until: Some(until),
+                reason: format!(
+                    "circuit breaker: experiment {} deviated ({}) [restored at start-up]",
+                    r.id, r.reason
+                ),
+            };
+            match scope {
+                None if !covered(doc.all.as_ref()) => {
+                    tracing::warn!(experiment = %r.id, "restoring the circuit breaker's pause of all chaos");
+                    st.pending.all = Some(pause);
+                }
+                Some(p) if !covered(doc.policies.get(&p)) => {
+                    tracing::warn!(experiment = %r.id, policy = %p, "restoring the circuit breaker's pause of the policy");
+                    st.pending.policies.insert(p, pause);
+                }
+                _ => {}
+            }
+        }
+        st.breakers_restored = true;
+        drop(st);
+        self.write_pauses.notify_one();
+        true
     }
 
     /// Ends every experiment running here (each reverts what it holds).
@@ -229,10 +419,14 @@ impl Arbiter {
     /// ends the experiments running here too.
     pub async fn follow_stops(self: Arc<Self>) {
         let mut changes = self.shared.changes();
+        let mut restored = self.restore_breakers();
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return,
                 changed = changes.changed() => if changed.is_err() { return },
+            }
+            if !restored {
+                restored = self.restore_breakers();
             }
             let stopped = self.shared.doc().and_then(|d| d.stopped_at);
             let seen = self.state().stopped_at;
@@ -286,15 +480,20 @@ impl Arbiter {
                 }
             }
         }
+        let now = Utc::now();
         self.shared
-            .update(|d| match policy {
-                None => {
-                    d.all = None;
-                    d.policies.clear();
+            .update(|d| {
+                match policy {
+                    None => {
+                        d.all = None;
+                        d.policies.clear();
+                    }
+                    Some(p) => {
+                        d.policies.remove(p);
+                    }
                 }
-                Some(p) => {
-                    d.policies.remove(p);
-                }
+                d.resumed
+                    .insert(policy.unwrap_or(crate::state::ALL).to_string(), now);
             })
             .await?;
         Ok(self.pauses())
@@ -309,6 +508,13 @@ impl Arbiter {
         // A pending pause is done once the shared state has it.
         if st.pending.all.is_some() && shared.all == st.pending.all {
             st.pending.all = None;
+        }
+        if st
+            .pending
+            .stopped_at
+            .is_some_and(|at| shared.stopped_at >= Some(at))
+        {
+            st.pending.stopped_at = None;
         }
         let seen: Vec<String> = st
             .pending
@@ -332,8 +538,8 @@ impl Arbiter {
         view
     }
 
-    /// A circuit breaker's pause: obeyed here at once, written to the shared state in
-    /// the background (retried by the next write if it fails).
+    /// A circuit breaker's pause: obeyed here at once, written to the shared state by
+    /// [`Arbiter::keep_pauses_written`], retried until it lands.
     fn pause_in_background(&self, policy: Option<String>, until: DateTime<Utc>, reason: String) {
         let pause = Pause {
             since: Utc::now(),
@@ -344,31 +550,22 @@ impl Arbiter {
         {
             let mut st = self.state();
             match &policy {
-                None => st.pending.all = Some(pause.clone()),
+                None => st.pending.all = Some(pause),
                 Some(p) => {
-                    st.pending.policies.insert(p.clone(), pause.clone());
+                    st.pending.policies.insert(p.clone(), pause);
                 }
             }
         }
-        let shared = self.shared.clone();
-        self.notifications.spawn(async move {
-            let written = shared
-                .update(|d| match &policy {
-                    None => d.all = Some(pause.clone()),
-                    Some(p) => {
-                        d.policies.insert(p.clone(), pause.clone());
-                    }
-                })
-                .await;
-            if let Err(e) = written {
-                tracing::error!(error = %e, "cannot write the circuit breaker's pause to the shared state; it holds in this process only");
-            }
-        });
+        self.write_pauses.notify_one();
+        self.pauses();
     }
 
     /// Why `policy` may not start now, if it may not; reserves a slot (with the token
     /// that cuts it short) if it may.
     fn admit(&self, policy: &Policy, id: &str, cancel: &CancellationToken) -> Option<SkipReason> {
+        if !self.state().breakers_restored {
+            self.restore_breakers();
+        }
         let known = self.shared.doc();
         let pauses = self.pauses();
         let external = known.as_ref().map_or(0, |d| d.runs.len());
@@ -380,7 +577,7 @@ impl Arbiter {
         } else if let Some(why) = self.journal.write_error() {
             // Nothing is changed unrecorded: chaos waits until the journal writes again.
             Some(SkipReason::JournalUnwritable(why))
-        } else if known.is_none() {
+        } else if known.is_none() || !st.breakers_restored {
             Some(SkipReason::StateUnknown)
         } else if let Some(p) = &pauses.all {
             Some(SkipReason::PausedAll(p.reason.clone()))
@@ -625,6 +822,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        engine::policies::PolicySet,
         policy::fixtures,
         target::{Guards, Snapshot, SnapshotError, fixtures as targets},
     };
@@ -651,6 +849,21 @@ mod tests {
         config: crate::policy::Config,
         source: Arc<dyn SnapshotSource>,
     ) -> (Arc<Arbiter>, crate::leader::Publisher, Arc<Journal>) {
+        arbiter_sharing(
+            config,
+            source,
+            SharedState::in_memory(),
+            Arc::new(Journal::in_memory(100)),
+        )
+    }
+
+    /// An arbiter on this shared state and journal (a restarted process).
+    fn arbiter_sharing(
+        config: crate::policy::Config,
+        source: Arc<dyn SnapshotSource>,
+        shared: SharedState,
+        journal: Arc<Journal>,
+    ) -> (Arc<Arbiter>, crate::leader::Publisher, Arc<Journal>) {
         let (svc, _handle) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
@@ -659,7 +872,6 @@ mod tests {
         let config = Arc::new(config);
         let (publisher, leader) = crate::leader::channel();
         publisher.publish(true);
-        let journal = Arc::new(Journal::in_memory(100));
         let a = Arbiter::new(Parts {
             env: Env {
                 guards: Guards {
@@ -678,7 +890,7 @@ mod tests {
             notifier,
             metrics: Metrics::new(),
             leader,
-            shared: SharedState::in_memory(),
+            shared,
             stop: CancellationToken::new(),
             seed: Some(1),
         });
@@ -790,5 +1002,47 @@ mod tests {
         assert!(arbiter.running().is_empty(), "the slot is free");
         // With maxConcurrentExperiments 1, the next run still starts.
         assert!(matches!(arbiter.start(b, manual()), Start::Started { .. }));
+    }
+
+    /// A deviation whose breaker pause never reached the shared state (the process was
+    /// killed first): the next process pauses the policy from the journal's record, unless
+    /// someone resumed it after the deviation.
+    #[tokio::test(start_paused = true)]
+    async fn a_breaker_pause_that_never_landed_is_restored_from_the_journal() {
+        let (a, b) = policies();
+        let set = PolicySet::new([(*a).clone(), (*b).clone()]);
+        let journal = Arc::new(Journal::in_memory(100));
+        let mut deviated = crate::record::tests::record("e-dev", Verdict::Deviated);
+        deviated.policy = "a".into();
+        deviated.ended_at = Utc::now() - chrono::Duration::minutes(1);
+        journal.append(&deviated).expect("journaled");
+        let shared = SharedState::in_memory();
+
+        let config = || fixtures::config().build();
+        let (restarted, _l, _) =
+            arbiter_sharing(config(), Arc::new(TwoPods), shared.clone(), journal.clone());
+        restarted.policies_changed(&set);
+        let refused = restarted.start(a.clone(), manual());
+        assert!(
+            matches!(&refused, Start::Skipped { reason: SkipReason::PausedPolicy(r), .. } if r.contains("e-dev")),
+            "{refused:?}"
+        );
+        assert!(
+            matches!(restarted.start(b.clone(), manual()), Start::Started { .. }),
+            "another policy is not paused"
+        );
+        // Written to the shared state by the writer.
+        tokio::spawn(restarted.clone().keep_pauses_written());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(shared.doc().expect("known").policies.contains_key("a"));
+
+        // Resumed by a human after the deviation: a later restart leaves it resumed.
+        restarted.resume(Some("a")).await.expect("resumed");
+        let (again, _l, _) =
+            arbiter_sharing(config(), Arc::new(TwoPods), shared.clone(), journal.clone());
+        again.policies_changed(&set);
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        let started = again.start(a, manual());
+        assert!(matches!(started, Start::Started { .. }), "{started:?}");
     }
 }

@@ -1192,7 +1192,11 @@ mod tests {
             took >= Duration::from_secs(4) && took < Duration::from_secs(5),
             "took {took:?}"
         );
-        assert_eq!(health.reads(), 3, "gate, the alert during the injection, settle");
+        assert_eq!(
+            health.reads(),
+            3,
+            "gate, the alert during the injection, settle"
+        );
         server.await.expect("scripted");
     }
 
