@@ -26,10 +26,11 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::{Api, Client, api::PostParams};
+use serde::Serialize;
 
 use crate::policy::{
     Diagnostic, LoadReport,
-    domain::{Fault, NamespaceScope, Policy},
+    domain::{NamespaceScope, Policy},
     model::TargetKind,
 };
 
@@ -60,55 +61,274 @@ impl fmt::Display for Permission {
     }
 }
 
+/// One RBAC rule as the chart renders it: what havoc does, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub api_groups: Vec<&'static str>,
+    pub resources: Vec<&'static str>,
+    pub verbs: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<&'static str>,
+    /// Why havoc needs it (a comment in the rendered RBAC).
+    pub why: &'static str,
+    /// Only needed for policies on this target kind (`scale` of a Deployment needs no
+    /// StatefulSet permission); the chart grants it with the fault anyway.
+    #[serde(skip)]
+    pub for_kind: Option<TargetKind>,
+}
+
+fn rule(
+    groups: &[&'static str],
+    resources: &[&'static str],
+    verbs: &[&'static str],
+    why: &'static str,
+) -> Rule {
+    Rule {
+        api_groups: groups.to_vec(),
+        resources: resources.to_vec(),
+        verbs: verbs.to_vec(),
+        resource_names: Vec::new(),
+        why,
+        for_kind: None,
+    }
+}
+
+/// What one fault needs beyond what havoc always has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAccess {
+    /// Mutations in the namespaces its policies target: a Role per namespace when the
+    /// chart confines mutations (`rbac.scope: namespaces`), else the ClusterRole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaced: Vec<Rule>,
+    /// Mutations that are cluster-wide whatever the chart's scope (nodes; evictions of a
+    /// drained node's pods, which can be in any namespace).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<Rule>,
+    /// Reads only this fault needs (the ClusterRole).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<Rule>,
+}
+
+/// Every fault havoc knows, by its policy field name.
+pub const FAULTS: &[&str] = &[
+    "podDelete",
+    "podEvict",
+    "nodeDrain",
+    "scale",
+    "networkPartition",
+    "httpFault",
+];
+
+/// What `fault` (a policy field name) needs of the API server, beyond [`always`].
+pub fn fault_access(fault: &str) -> FaultAccess {
+    let mut a = FaultAccess::default();
+    match fault {
+        "podDelete" => a
+            .namespaced
+            .push(rule(&[""], &["pods"], &["delete"], "podDelete")),
+        "podEvict" => a.namespaced.push(rule(
+            &[""],
+            &["pods/eviction"],
+            &["create"],
+            "podEvict: the Eviction API (honours PodDisruptionBudgets)",
+        )),
+        "nodeDrain" => {
+            a.cluster.push(rule(
+                &[""],
+                &["nodes"],
+                &["patch"],
+                "nodeDrain: cordon and uncordon, with the revert record in the same patch",
+            ));
+            a.cluster.push(rule(
+                &[""],
+                &["pods/eviction"],
+                &["create"],
+                "nodeDrain: a drained node's pods can be in any namespace",
+            ));
+        }
+        "scale" => {
+            // The replica count and the revert record go in one patch of the workload
+            // itself (the scale subresource cannot carry an annotation).
+            for (resource, kind) in [
+                ("deployments", TargetKind::Deployment),
+                ("statefulsets", TargetKind::StatefulSet),
+            ] {
+                a.namespaced.push(Rule {
+                    for_kind: Some(kind),
+                    ..rule(
+                        &["apps"],
+                        &[resource],
+                        &["patch"],
+                        "scale: the replica count and the revert record in one patch",
+                    )
+                });
+            }
+            a.reads.push(rule(
+                &["autoscaling"],
+                &["horizontalpodautoscalers"],
+                &["get", "list", "watch"],
+                "scale: workloads managed by a HorizontalPodAutoscaler are skipped",
+            ));
+        }
+        "networkPartition" => a.namespaced.push(rule(
+            &["networking.k8s.io"],
+            &["networkpolicies"],
+            &["create", "delete"],
+            "networkPartition: havoc's own NetworkPolicy, carrying its revert record",
+        )),
+        "httpFault" => a.namespaced.push(rule(
+            &["networking.istio.io"],
+            &["virtualservices"],
+            &["patch"],
+            "httpFault: havoc's routes, with their revert record",
+        )),
+        _ => {}
+    }
+    a
+}
+
+/// What havoc always needs, whatever faults are on: the watch caches, recovery's view of
+/// every revert record, and Events (the ClusterRole).
+pub fn always() -> Vec<Rule> {
+    vec![
+        rule(
+            &[""],
+            &["pods"],
+            &["get", "list", "watch"],
+            "target selection, the replica guards and havoc's own pods",
+        ),
+        rule(
+            &[""],
+            &["namespaces"],
+            &["get", "list", "watch"],
+            "namespace selectors, the havoc.dev/paused label, protected namespaces",
+        ),
+        rule(
+            &[""],
+            &["nodes"],
+            &["get", "list", "watch"],
+            "recovery finds every revert record on nodes, also one left while nodeDrain was on",
+        ),
+        rule(
+            &["apps"],
+            &["replicasets"],
+            &["list", "watch"],
+            "a pod's owner chain (pod -> ReplicaSet -> Deployment) for the replica guards",
+        ),
+        rule(
+            &["apps"],
+            &["deployments", "statefulsets", "daemonsets"],
+            &["get", "list", "watch"],
+            "rollout triggers, the replica guards, and recovery of scale's records",
+        ),
+        rule(
+            &["networking.k8s.io"],
+            &["networkpolicies"],
+            &["get", "list", "watch"],
+            "recovery finds havoc's own NetworkPolicies, also those left while networkPartition was on",
+        ),
+        rule(
+            &["networking.istio.io"],
+            &["virtualservices"],
+            &["get", "list", "watch"],
+            "recovery finds havoc's routes, also those left while httpFault was on",
+        ),
+        rule(
+            &["", "events.k8s.io"],
+            &["events"],
+            &["create", "patch"],
+            "Kubernetes Events on each target (ChaosInjected, the verdict, reverts)",
+        ),
+    ]
+}
+
+/// What havoc needs in its own namespace: its Lease and its state ConfigMap, by name
+/// (`$LEASE` and `$STATE` stand for the names the chart gives them; the chart creates
+/// both, so havoc needs no `create`), never its own config or policies.
+pub fn own_namespace() -> Vec<Rule> {
+    vec![
+        Rule {
+            resource_names: vec!["$LEASE"],
+            ..rule(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "update", "patch"],
+                "leader election",
+            )
+        },
+        Rule {
+            resource_names: vec!["$STATE"],
+            ..rule(
+                &[""],
+                &["configmaps"],
+                &["get", "list", "watch", "update", "patch"],
+                "durable shared state: pauses, circuit breakers, stops, havoc run's runs",
+            )
+        },
+    ]
+}
+
+/// The RBAC table the chart renders (`havoc schema rbac`, checked in as
+/// `deploy/helm/havoc/files/rbac.json`).
+pub fn rbac_table() -> serde_json::Value {
+    let faults: serde_json::Map<String, serde_json::Value> = FAULTS
+        .iter()
+        .map(|f| {
+            (
+                f.to_string(),
+                serde_json::to_value(fault_access(f)).unwrap_or_default(),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "comment": "Generated by `havoc schema rbac` from havoc's own table (scheduler/src/access.rs); templates/rbac.yaml renders it and tests/install/run checks the API server against it. Do not edit: regenerate with HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema.",
+        "always": always(),
+        "ownNamespace": own_namespace(),
+        "faults": faults,
+    })
+}
+
 /// The mutations `policy`'s fault makes, deduplicated and in a stable order.
 pub fn required(policy: &Policy) -> Vec<Permission> {
     let namespaces: Vec<Option<String>> = match &policy.target.namespaces {
         NamespaceScope::Names(names) => names.iter().cloned().map(Some).collect(),
         NamespaceScope::All | NamespaceScope::Selector(_) => vec![None],
     };
-    let each = |verb, group, resource, subresource: Option<&'static str>| {
-        namespaces
-            .iter()
-            .map(move |ns| Permission {
-                verb,
-                group,
-                resource,
-                subresource,
-                namespace: ns.clone(),
-            })
-            .collect::<Vec<_>>()
-    };
-    let cluster = |verb, group, resource, subresource| Permission {
-        verb,
-        group,
-        resource,
-        subresource,
-        namespace: None,
-    };
-    let mut out = match &policy.fault {
-        Fault::PodDelete { .. } => each("delete", "", "pods", None),
-        Fault::PodEvict { .. } => each("create", "", "pods", Some("eviction")),
-        // A drained node's pods can live in any namespace.
-        Fault::NodeDrain { .. } => vec![
-            cluster("patch", "", "nodes", None),
-            cluster("create", "", "pods", Some("eviction")),
-        ],
-        Fault::Scale { .. } => {
-            // The replica count and the revert record go in one patch of the workload
-            // itself (the scale subresource cannot carry an annotation).
-            let resource = match policy.target.kind {
-                TargetKind::StatefulSet => "statefulsets",
-                _ => "deployments",
+    let access = fault_access(policy.fault.name());
+    let permissions = |r: &Rule, namespaces: &[Option<String>]| {
+        let mut out = Vec::new();
+        if r.for_kind.is_some_and(|k| k != policy.target.kind) {
+            return out;
+        }
+        for (group, resource, verb) in r.api_groups.iter().flat_map(|g| {
+            r.resources
+                .iter()
+                .flat_map(move |res| r.verbs.iter().map(move |v| (*g, *res, *v)))
+        }) {
+            let (resource, subresource) = match resource.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (resource, None),
             };
-            each("patch", "apps", resource, None)
+            for ns in namespaces {
+                out.push(Permission {
+                    verb,
+                    group,
+                    resource,
+                    subresource,
+                    namespace: ns.clone(),
+                });
+            }
         }
-        Fault::NetworkPartition { .. } => {
-            let mut v = each("create", "networking.k8s.io", "networkpolicies", None);
-            v.extend(each("delete", "networking.k8s.io", "networkpolicies", None));
-            v
-        }
-        Fault::HttpFault(_) => each("patch", "networking.istio.io", "virtualservices", None),
+        out
     };
+    let mut out: Vec<Permission> = access
+        .namespaced
+        .iter()
+        .flat_map(|r| permissions(r, &namespaces))
+        .chain(access.cluster.iter().flat_map(|r| permissions(r, &[None])))
+        .collect();
     out.sort();
     out.dedup();
     out

@@ -36,7 +36,8 @@ enum Command {
     /// The long-running service: scheduled chaos, judged by global health, with the
     /// HTTP API and metrics on `server.listen`. Stops on SIGTERM/SIGINT.
     Serve(ServeArgs),
-    /// Print the JSON Schema of policy and config files.
+    /// Print the JSON Schema of policy and config files, or (`rbac`) the RBAC table the
+    /// chart renders.
     Schema(SchemaArgs),
     /// Emergency stop without the service: undo every havoc fault in the cluster
     /// (uncordon, restore replicas, delete partitions, remove HTTP fault routes).
@@ -62,8 +63,9 @@ pub struct RevertArgs {
     /// off.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<String>,
-    /// Pause that installation's chaos first, for this long (needs `--owner`): its leader
-    /// starts nothing new while the faults are reverted (the chart's upgrade hook).
+    /// When there is something to revert, pause that installation's chaos first, for
+    /// this long (needs `--owner`): its leader starts nothing new while the faults are
+    /// reverted (the chart's upgrade hook).
     #[arg(long, value_name = "DURATION")]
     pub pause_for: Option<HumanDuration>,
     /// The reason written with `--pause-for`.
@@ -173,6 +175,8 @@ pub enum SchemaKind {
     All,
     Policy,
     Config,
+    /// The permissions havoc needs, per fault (the chart's `files/rbac.json`).
+    Rbac,
 }
 
 /// At most this many runtime worker threads, however many cores the node has.

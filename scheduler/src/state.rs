@@ -245,14 +245,38 @@ impl SharedState {
 
     /// Changes the state with `change`, atomically against other writers.
     pub async fn update(&self, change: impl Fn(&mut Doc)) -> Result<Doc, StateError> {
+        self.try_update(|d| {
+            change(d);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .await
+        .map(|r| match r {
+            Ok(doc) => doc,
+            Err(never) => match never {},
+        })
+    }
+
+    /// Decides on the state as it is now and changes it, atomically against other
+    /// writers: `change` sees the current state (read again after a conflict) and either
+    /// changes it (`Ok`) or refuses (`Err`, nothing is written). Two writers that decide
+    /// on the same state cannot both win: the second's write conflicts, and it decides
+    /// again on the first's result.
+    pub async fn try_update<E>(
+        &self,
+        change: impl Fn(&mut Doc) -> Result<(), E>,
+    ) -> Result<Result<Doc, E>, StateError> {
         let now = Utc::now();
         let (api, name) = match &self.backend {
             Backend::Memory(m) => {
                 let mut doc = m.lock().unwrap_or_else(|e| e.into_inner());
                 doc.prune(now);
-                change(&mut doc);
+                let mut next = doc.clone();
+                if let Err(refused) = change(&mut next) {
+                    return Ok(Err(refused));
+                }
+                *doc = next;
                 self.tx.send_replace(Some(doc.clone()));
-                return Ok(doc.clone());
+                return Ok(Ok(doc.clone()));
             }
             Backend::Cluster { api, name, .. } => (api, name),
         };
@@ -263,7 +287,9 @@ impl SharedState {
                 None => Doc::default(),
             };
             doc.prune(now);
-            change(&mut doc);
+            if let Err(refused) = change(&mut doc) {
+                return Ok(Err(refused));
+            }
             let text = serde_json::to_string_pretty(&doc)?;
             let written = match existing {
                 Some(mut cm) => {
@@ -290,7 +316,7 @@ impl SharedState {
             match written {
                 Ok(_) => {
                     self.tx.send_replace(Some(doc.clone()));
-                    return Ok(doc);
+                    return Ok(Ok(doc));
                 }
                 Err(StateError::Api(kube::Error::Api(s))) if s.code == 409 => continue,
                 Err(e) => return Err(e),

@@ -25,6 +25,26 @@ fn checked_in_schema_matches_the_model() {
     );
 }
 
+/// The chart renders its RBAC from `files/rbac.json`, generated from havoc's own table.
+#[test]
+fn checked_in_rbac_table_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/havoc/files/rbac.json");
+    let generated = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&havoc::access::rbac_table()).expect("json")
+    );
+    if std::env::var_os("HAVOC_UPDATE_SCHEMA").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&path, &generated).expect("write the RBAC table");
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "deploy/helm/havoc/files/rbac.json drifted from scheduler/src/access.rs; run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
+    );
+}
+
 #[test]
 fn schema_describes_the_examples_shape() {
     let schema = havoc::policy::schema::policy_schema().to_value();

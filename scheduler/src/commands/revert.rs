@@ -39,10 +39,22 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<ExitCode> {
     }
     let client = client::client(args.kubeconfig.as_deref(), Purpose::Requests, None).await?;
     let mut failed = 0;
-    if let (Some(pause_for), Some((ns, lease)), false) =
-        (args.pause_for, installation, args.dry_run)
-    {
-        // Before any revert: the installation's leader admits nothing new meanwhile.
+    let mut found = recovery::in_cluster(&client).await;
+    if let Some(owner) = &args.owner {
+        found.held.retain(|h| h.record.owner == *owner);
+    }
+    if !args.faults.is_empty() {
+        found.held.retain(|h| args.faults.contains(&h.record.fault));
+    }
+    // Only when there is something to revert: the installation's leader then admits
+    // nothing new while its faults are reverted (and its RBAC changes, in the chart's
+    // upgrade hook).
+    if let (Some(pause_for), Some((ns, lease)), false, false) = (
+        args.pause_for,
+        installation,
+        args.dry_run,
+        found.held.is_empty(),
+    ) {
         let shared = SharedState::cluster(client.clone(), ns, &format!("{lease}-state"));
         let now = chrono::Utc::now();
         let pause = Pause {
@@ -57,13 +69,6 @@ pub async fn revert(args: RevertArgs) -> anyhow::Result<ExitCode> {
                 println!("cannot pause {ns}/{lease}: {e}");
             }
         }
-    }
-    let mut found = recovery::in_cluster(&client).await;
-    if let Some(owner) = &args.owner {
-        found.held.retain(|h| h.record.owner == *owner);
-    }
-    if !args.faults.is_empty() {
-        found.held.retain(|h| args.faults.contains(&h.record.fault));
     }
     for (kind, why) in &found.unlisted {
         failed += 1;

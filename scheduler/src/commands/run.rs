@@ -32,7 +32,10 @@ pub fn exit_code(v: Verdict) -> u8 {
 }
 
 /// Why this run may not start now (pauses, the circuit breaker, the concurrency limit
-/// shared with the service), or `None` after registering it in the shared state.
+/// shared with the service), or `None` after registering it in the shared state. The
+/// decision and the registration are one write (read-modify-write with the state's
+/// resourceVersion): two `havoc run`s that start together cannot both be admitted past
+/// the limit — the second's write conflicts and it decides again on the first's.
 async fn admit(
     shared: &SharedState,
     client: &kube::Client,
@@ -40,19 +43,6 @@ async fn admit(
     policy: &crate::policy::Policy,
     id: &str,
 ) -> Option<SkipReason> {
-    let doc = match shared.read().await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the shared state");
-            return Some(SkipReason::StateUnknown);
-        }
-    };
-    if let Some(p) = &doc.all {
-        return Some(SkipReason::PausedAll(p.reason.clone()));
-    }
-    if let Some(p) = doc.policies.get(&policy.name) {
-        return Some(SkipReason::PausedPolicy(p.reason.clone()));
-    }
     let service = match crate::leader::leader_running(client, &config.leader_election).await {
         Ok(n) => n,
         Err(e) => {
@@ -61,10 +51,6 @@ async fn admit(
         }
     };
     let limit = config.limits.max_concurrent_experiments;
-    let running = service + doc.runs.len();
-    if running >= limit as usize {
-        return Some(SkipReason::Limit { limit, running });
-    }
     let until = chrono::Utc::now()
         + chrono::Duration::from_std(policy.duration + policy.health.settle).unwrap_or_default()
         + crate::fault::revert::DEADLINE_GRACE;
@@ -72,17 +58,46 @@ async fn admit(
         policy: policy.name.clone(),
         until,
     };
-    match shared
-        .update(|d| {
+    let decided = shared
+        .try_update(|d| {
+            if let Some(p) = &d.all {
+                return Err(SkipReason::PausedAll(p.reason.clone()));
+            }
+            if let Some(p) = d.policies.get(&policy.name) {
+                return Err(SkipReason::PausedPolicy(p.reason.clone()));
+            }
+            let running = service + d.runs.len();
+            if running >= limit as usize {
+                return Err(SkipReason::Limit { limit, running });
+            }
             d.runs.insert(id.to_string(), run.clone());
+            Ok(())
         })
-        .await
-    {
-        Ok(_) => None,
+        .await;
+    match decided {
+        Ok(Ok(_)) => None,
+        Ok(Err(refused)) => Some(refused),
         Err(e) => {
             tracing::warn!(error = %e, "cannot register this run in the shared state");
             Some(SkipReason::StateUnknown)
         }
+    }
+}
+
+/// SIGTERM or SIGINT: a cancelled CI job. Installed when called.
+fn interrupted() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        if let Ok(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -160,9 +175,24 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             r
         }
         None => {
+            // SIGINT/SIGTERM (a cancelled pipeline) interrupts the experiment like a
+            // shutdown of the service: no further mutation, what is held is reverted, the
+            // record says `interrupted`.
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let signal = interrupted();
+            let on_signal = {
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    signal.await;
+                    eprintln!("havoc run: interrupted: reverting what this run holds");
+                    cancel.cancel();
+                })
+            };
             let opts = experiment::RunOptions {
                 id: id.clone(),
                 seed: args.seed,
+                cancel: cancel.clone(),
+                shutdown: Some(cancel),
                 ..Default::default()
             };
             let r = experiment::execute(
@@ -176,6 +206,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
                 opts,
             )
             .await;
+            on_signal.abort();
             if let Err(e) = shared
                 .update(|d| {
                     d.runs.remove(&id);

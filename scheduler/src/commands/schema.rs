@@ -1,5 +1,5 @@
-//! `havoc schema [all|policy|config] [--write DIR]`: the JSON Schema of policy and config
-//! files, generated from the wire model.
+//! `havoc schema [all|policy|config|rbac] [--write DIR]`: the JSON Schema of policy and
+//! config files, generated from the wire model; `rbac`: the RBAC table the chart renders.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,7 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
         SchemaKind::All => schema::combined_schema(),
         SchemaKind::Policy => schema::policy_schema().to_value(),
         SchemaKind::Config => schema::config_schema().to_value(),
+        SchemaKind::Rbac => crate::access::rbac_table(),
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(ExitCode::SUCCESS)

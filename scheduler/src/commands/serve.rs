@@ -117,6 +117,57 @@ fn signal() -> impl Future<Output = ()> {
     }
 }
 
+/// Another running replica of this pod's workload, when havoc runs in a pod
+/// (`POD_NAMESPACE`, `POD_NAME`): without leader election, two would both inject. A pod
+/// of a ReplicaSet belongs to its Deployment (the ReplicaSet's name without its hash), so
+/// the old replica of a rolling update counts too. A failure to look is logged and not a
+/// refusal (the chart's schema refuses the configuration already; this catches a
+/// Deployment scaled by hand).
+async fn another_replica(client: &kube::Client) -> Option<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::{Api, ResourceExt, api::ListParams};
+    let ns = std::env::var("POD_NAMESPACE").ok()?;
+    let me = std::env::var("POD_NAME").ok()?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let look = async {
+        let mine = pods.get(&me).await?;
+        let Some(owner) = mine
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let all = pods.list(&ListParams::default()).await?;
+        Ok::<_, kube::Error>(
+            all.items
+                .into_iter()
+                .filter(|p| p.name_any() != me && p.metadata.deletion_timestamp.is_none())
+                .filter(|p| workload(p).as_ref() == Some(&owner))
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|ph| ph == "Running" || ph == "Pending")
+                })
+                .map(|p| format!("{ns}/{}", p.name_any()))
+                .next(),
+        )
+    };
+    match tokio::time::timeout(Duration::from_secs(10), look).await {
+        Ok(Ok(other)) => other,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot look for other replicas");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("cannot look for other replicas: no answer within 10s");
+            None
+        }
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = load_config(&args.sources.config) else {
         return Ok(ExitCode::from(EXIT_INVALID));
@@ -141,6 +192,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening the journal {}", p.display()))?,
         None => Journal::in_memory(JOURNAL_KEEP),
     });
+    if !config.leader_election.enabled
+        && let Some(other) = another_replica(&requests).await
+    {
+        eprintln!(
+            "error: leaderElection.enabled is false, and another replica of this Deployment runs ({other}): both would inject faults at once. Run one replica, or turn leader election on."
+        );
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     let listen = config.server.listen;
     let listener = api::bind(listen)
         .await
