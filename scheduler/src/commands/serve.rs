@@ -131,12 +131,18 @@ async fn another_replica(client: &kube::Client) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let look = async {
         let mine = pods.get(&me).await?;
-        let Some(owner) = mine
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true))
-            .cloned()
-        else {
+        let workload = |p: &Pod| {
+            p.owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .map(|o| match o.name.rsplit_once('-') {
+                    Some((deployment, _)) if o.kind == "ReplicaSet" => {
+                        ("Deployment".to_string(), deployment.to_string())
+                    }
+                    _ => (o.kind.clone(), o.name.clone()),
+                })
+        };
+        let Some(owner) = workload(&mine) else {
             return Ok(None);
         };
         let all = pods.list(&ListParams::default()).await?;
