@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod fixtures;
+pub mod identity;
 pub mod serve;
 pub mod workloads;
 
@@ -284,6 +285,27 @@ pub async fn wait_alert_gone(
         .then_some(()))
     })
     .await
+}
+
+/// Posts a firing alert `HavocE2EDeviation` (severity warning) scoped to `namespace` to
+/// Alertmanager; it resolves at `ends` (post it again with `ends` now to resolve it).
+pub async fn post_deviation_alert(
+    env: &Env,
+    namespace: &str,
+    starts: chrono::DateTime<chrono::Utc>,
+    ends: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", env.alertmanager()?))
+        .json(&serde_json::json!([{
+            "labels": {"alertname": "HavocE2EDeviation", "severity": "warning", "namespace": namespace},
+            "startsAt": starts.to_rfc3339(),
+            "endsAt": ends.to_rfc3339(),
+        }]))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 /// Everything the notification sink received, in order.

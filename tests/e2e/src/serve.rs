@@ -225,6 +225,16 @@ impl Serve {
         if let Some(p) = &setup.pod_name {
             envs.push(("POD_NAME".to_string(), p.clone()));
         }
+        if in_cluster {
+            // tests/install/in-cluster mints the ServiceAccount's token with kubectl and
+            // the cluster's admin kubeconfig (which havoc itself then does not see).
+            envs.push(("KUBECONFIG".to_string(), env.get("KUBECONFIG")?.to_string()));
+            let path = std::env::var("PATH").unwrap_or_default();
+            envs.push((
+                "PATH".to_string(),
+                format!("{}:{path}", env.get("HAVOC_BIN_DIR")?),
+            ));
+        }
         let child = spawn(&command, &envs, d, 0)?;
         let mut serve = Serve {
             child,

@@ -343,26 +343,6 @@ async fn drain_scenario(
     Ok(())
 }
 
-/// Posts a firing alert scoped to `namespace` to Alertmanager (it resolves at `ends`).
-async fn post_alert(
-    env: &Env,
-    namespace: &str,
-    starts: chrono::DateTime<chrono::Utc>,
-    ends: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<()> {
-    reqwest::Client::new()
-        .post(format!("{}/api/v2/alerts", env.alertmanager()?))
-        .json(&json!([{
-            "labels": {"alertname": "HavocE2EDeviation", "severity": "warning", "namespace": namespace},
-            "startsAt": starts.to_rfc3339(),
-            "endsAt": ends.to_rfc3339(),
-        }]))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
     let env = Env::load()?;
@@ -379,7 +359,7 @@ async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
         })
         .await?;
         let starts = chrono::Utc::now();
-        post_alert(&env, &ns, starts, starts + chrono::Duration::minutes(2)).await?;
+        post_deviation_alert(&env, &ns, starts, starts + chrono::Duration::minutes(2)).await?;
         let posted = Instant::now();
         let restored = poll(
             Duration::from_secs(60),
@@ -387,7 +367,7 @@ async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
             || async { Ok((replicas(&api.get("web").await?) == 2).then(|| posted.elapsed())) },
         )
         .await;
-        post_alert(&env, &ns, starts, chrono::Utc::now()).await?;
+        post_deviation_alert(&env, &ns, starts, chrono::Utc::now()).await?;
         let restored = restored?;
         eprintln!(
             "deviation to revert: {:.1} s (alert posted to replicas restored)",
