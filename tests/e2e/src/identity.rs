@@ -122,15 +122,26 @@ impl Identity {
             .create(&pp, &own_binding)
             .await?;
         // The chart creates both; the Role reaches them by name and grants no `create`.
+        // (Another replica's identity of the same installation may have made them.)
+        fn exists<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+            match r {
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                other => other.map(|_| ()),
+            }
+        }
         let l: Lease = serde_json::from_value(json!({"metadata": {"name": lease}}))?;
-        Api::<Lease>::namespaced(client.clone(), ns)
-            .create(&pp, &l)
-            .await?;
+        exists(
+            Api::<Lease>::namespaced(client.clone(), ns)
+                .create(&pp, &l)
+                .await,
+        )?;
         let cm: ConfigMap =
             serde_json::from_value(json!({"metadata": {"name": format!("{lease}-state")}}))?;
-        Api::<ConfigMap>::namespaced(client.clone(), ns)
-            .create(&pp, &cm)
-            .await?;
+        exists(
+            Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .create(&pp, &cm)
+                .await,
+        )?;
         Ok(Identity {
             namespace: ns.to_string(),
             name: name.to_string(),

@@ -287,6 +287,19 @@ pub async fn wait_alert_gone(
     .await
 }
 
+/// A command that runs `COMMAND...` (added by the caller) as ServiceAccount `sa` of
+/// namespace `ns` with in-cluster configuration (tests/install/in-cluster), as a pod of
+/// that identity would.
+pub fn in_cluster(env: &Env, ns: &str, sa: &str) -> anyhow::Result<tokio::process::Command> {
+    let mut cmd = tokio::process::Command::new(repo_root().join("tests/install/in-cluster"));
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.args(["-n", ns, "-s", sa, "--"])
+        .env("KUBECONFIG", env.get("KUBECONFIG")?)
+        .env("PATH", format!("{}:{path}", env.get("HAVOC_BIN_DIR")?))
+        .stdin(std::process::Stdio::null());
+    Ok(cmd)
+}
+
 /// Posts a firing alert `HavocE2EDeviation` (severity warning) scoped to `namespace` to
 /// Alertmanager; it resolves at `ends` (post it again with `ends` now to resolve it).
 pub async fn post_deviation_alert(

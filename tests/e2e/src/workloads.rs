@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node, networking::v1::NetworkPolicy};
+use k8s_openapi::api::{
+    apps::v1::Deployment, core::v1::Node, networking::v1::NetworkPolicy,
+    policy::v1::PodDisruptionBudget,
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{
@@ -85,6 +88,65 @@ pub async fn deployment_on(
         "deployment available",
     )
     .await
+}
+
+/// A Deployment `name` (label `app=name`) of `replicas` pods pinned to `node` of the
+/// test's node `pool` (see [`node_pool`]), Ready about a second after they start.
+pub async fn deployment_pinned(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    pool: &str,
+    node: &str,
+) -> anyhow::Result<Deployment> {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": {
+                    "pod-ready.stage.kwok.x-k8s.io/delay": "1s",
+                    "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "1s",
+                }},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "tolerations": [{"key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"}],
+                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+                }
+            }
+        }
+    }))?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), &d).await?;
+    wait_for_object(
+        api,
+        name,
+        deployment_available(),
+        Duration::from_secs(90),
+        "pinned deployment available",
+    )
+    .await
+}
+
+/// A PodDisruptionBudget keeping `min_available` pods of `app=app` in `ns`: with all of
+/// them required, every eviction is refused (429).
+pub async fn disruption_budget(
+    client: &Client,
+    ns: &str,
+    app: &str,
+    min_available: i32,
+) -> anyhow::Result<()> {
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": app, "namespace": ns},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": app}}},
+    }))?;
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pdb)
+        .await?;
+    Ok(())
 }
 
 pub fn virtual_services(client: &Client, ns: &str) -> Api<DynamicObject> {

@@ -1,7 +1,9 @@
 //! havoc when what it depends on fails: the API server frozen (SIGSTOP) for 30 s, then
 //! killed and restarted from its own command line; two replicas over many scheduled
 //! fires (one injector at a time, a pause sent to either holds for both and survives
-//! restarting both); the journal on a full file system.
+//! restarting both); the journal on a full file system; the emergency stop answering at
+//! once while the API server is frozen; the fence of each request while the API server
+//! is slowed in bursts and leadership changes (checked in the API server's audit log).
 //!
 //! These stop the API server and mount file systems: run them alone (tests/run does).
 
@@ -13,9 +15,12 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use chrono::{DateTime, Utc};
-use havoc_e2e::{fixtures, serve::*, workloads::*, *};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
+use havoc_e2e::{fixtures, identity::Identity, serve::*, workloads::*, *};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Namespace, Node},
+};
+use kube::{Api, api::PostParams};
 use serde_json::{Value, json};
 
 /// A live pod-delete policy firing every 1-2 s on `app=web` in `ns`.
@@ -487,4 +492,331 @@ async fn a_full_journal_file_system_pauses_chaos_and_space_resumes_it() -> anyho
         Ok(())
     })
     .await
+}
+
+/// Sends SIGCONT to the API server when dropped: a test that fails while it is frozen
+/// never leaves the cluster frozen for the tests after it.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = signal(self.0, "-CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_answers_at_once_while_the_api_server_is_frozen() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("stop-frozen", move |client, ns| async move {
+        deployment(&client, &ns, "web", 2).await?;
+        let policy = fixtures::policy("hold")
+            .manual_only(&ns)
+            .set(
+                "/target",
+                json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"}),
+            )
+            .fault(json!({"scale": {"replicas": 0}}))
+            .duration("5m")
+            .settle("1s")
+            .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""]);
+        let serve = Serve::start(&env, setup(&ns, vec![("p.yaml", policy.yaml())])).await?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let id = serve.run_now("hold").await?;
+        poll(Duration::from_secs(20), "held", || async {
+            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
+        })
+        .await?;
+
+        let pid = apiserver_pid()?;
+        signal(pid, "-STOP")?;
+        let thaw = Thaw(pid);
+        let frozen = Utc::now();
+        let asked = std::time::Instant::now();
+        let (status, body) = serve
+            .post(
+                "/api/v1/stop",
+                Some(TOKEN),
+                json!({"reason": "e2e: frozen API server"}),
+            )
+            .await?;
+        let answered = asked.elapsed();
+        // The outage itself (the acceptance asks for 10 s), not a wait for a condition.
+        wait_past(frozen + chrono::Duration::seconds(10)).await;
+        drop(thaw);
+        eprintln!(
+            "stop answered in {:.2} s with the API server frozen",
+            answered.as_secs_f64()
+        );
+        ensure!(
+            answered < Duration::from_secs(2),
+            "the stop waited for the API server: {answered:?}"
+        );
+        ensure!(
+            status == 202 && body["written"] == false && body["reverted"][0] == id.as_str(),
+            "cut short first, the pause still on its way: {status} {body}"
+        );
+        ensure!(
+            body["all"]["reason"] == "e2e: frozen API server",
+            "obeyed at once: {body}"
+        );
+        // Once it answers again: the pause lands, the fault is reverted.
+        let lease = serve_lease(&serve)?;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "havoc-system");
+        poll(
+            Duration::from_secs(60),
+            "the pause in the shared state",
+            || async {
+                let cm = cms.get(&format!("{lease}-state")).await?;
+                let text = cm
+                    .data
+                    .unwrap_or_default()
+                    .get("state.json")
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(text.contains("e2e: frozen API server").then_some(()))
+            },
+        )
+        .await?;
+        poll(Duration::from_secs(60), "replicas restored", || async {
+            Ok((replicas(&api.get("web").await?) == 2).then_some(()))
+        })
+        .await?;
+        let r = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(r["reasonCode"] == "stopped", "{r:#}");
+        serve.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The Lease of a test's `havoc serve` (its config's leaderElection.lease).
+fn serve_lease(serve: &Serve) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(serve.dir.path().join("havoc.yaml"))?;
+    let lease = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("lease:"))
+        .context("a lease in the config")?;
+    Ok(lease.trim().trim_matches('"').to_string())
+}
+
+/// One mutation in the API server's audit log.
+#[derive(Debug)]
+struct Mutation {
+    user: String,
+    at: DateTime<Utc>,
+    what: String,
+}
+
+/// The chaos mutations (not Events, Leases, the state ConfigMap or access reviews) of
+/// `users` in the audit log, from `since`.
+fn mutations(log: &Path, users: &[&str], since: DateTime<Utc>) -> anyhow::Result<Vec<Mutation>> {
+    let text = std::fs::read_to_string(log)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let user = e["user"]["username"].as_str().unwrap_or_default();
+        if !users.contains(&user) || e["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let verb = e["verb"].as_str().unwrap_or_default();
+        let resource = e["objectRef"]["resource"].as_str().unwrap_or_default();
+        let chaos = matches!(
+            resource,
+            "pods"
+                | "nodes"
+                | "deployments"
+                | "statefulsets"
+                | "networkpolicies"
+                | "virtualservices"
+        );
+        if !chaos || !matches!(verb, "create" | "update" | "patch" | "delete") {
+            continue;
+        }
+        let at: DateTime<Utc> = e["requestReceivedTimestamp"]
+            .as_str()
+            .context("requestReceivedTimestamp")?
+            .parse()?;
+        if at < since {
+            continue;
+        }
+        out.push(Mutation {
+            user: user.to_string(),
+            at,
+            what: format!(
+                "{verb} {resource}{} {}/{} ({})",
+                e["objectRef"]["subresource"]
+                    .as_str()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default(),
+                e["objectRef"]["namespace"].as_str().unwrap_or("-"),
+                e["objectRef"]["name"].as_str().unwrap_or("-"),
+                e["responseStatus"]["code"]
+            ),
+        });
+    }
+    out.sort_by_key(|m| m.at);
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_write_of_a_demoted_leader_lands_after_its_successor_took_over() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("fence", move |client, ns| async move {
+        let pool = ns.clone();
+        let nodes = node_pool(&client, &pool, 2).await?;
+        // The API server's audit log records the requests of ServiceAccounts in this
+        // namespace (deploy/local/kwok/audit-policy.yaml): one identity per replica.
+        let home = "havoc-footprint";
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": home}}))?;
+        match Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &n)
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            other => drop(other?),
+        }
+        let lease = format!("fence-{}", &ns[ns.len() - 6..]);
+        let a =
+            Identity::create(&client, home, &format!("{lease}-a"), &["nodeDrain"], &lease).await?;
+        let b =
+            Identity::create(&client, home, &format!("{lease}-b"), &["nodeDrain"], &lease).await?;
+        let result = fence(&env, &client, &ns, &pool, &nodes[0], &a, &b).await;
+        a.delete(&client).await?;
+        b.delete(&client).await?;
+        let _ = cordon(&client, &nodes[0], false).await;
+        delete_node_pool(&client, &pool).await?;
+        result
+    })
+    .await
+}
+
+async fn fence(
+    env: &Env,
+    client: &kube::Client,
+    ns: &str,
+    pool: &str,
+    victim: &str,
+    a: &Identity,
+    b: &Identity,
+) -> anyhow::Result<()> {
+    let audit = PathBuf::from(env.get("HAVOC_AUDIT_LOG")?);
+    let since = Utc::now();
+    // A drain that keeps evicting: every eviction is refused by the budget and retried.
+    deployment_pinned(client, ns, "held", 2, pool, victim).await?;
+    disruption_budget(client, ns, "held", 2).await?;
+    let drain = fixtures::policy("drain")
+        .manual_only(ns)
+        .set(
+            "/target",
+            json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")}),
+        )
+        .fault(json!({"nodeDrain": {"timeout": "5m"}}))
+        .duration("5m")
+        .settle("1s")
+        .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
+        .on_deviation("continue");
+    let setup = |identity: &'static Identity, pod: &str, leader: bool| Setup {
+        dry_run: false,
+        extra: json!({"limits": {"minAvailableReplicas": 0, "maxUnschedulableNodes": 5}}),
+        receivers: &["hook"],
+        policies: vec![("drain.yaml", drain.yaml())],
+        identity: Some(identity.setup()),
+        lease: Some(identity.lease.clone()),
+        pod_name: Some(pod.to_string()),
+        wait_leader: leader,
+        ..Setup::default()
+    };
+    // Leaked for the setups' lifetime ('static identities in a test process are fine).
+    let a: &'static Identity = Box::leak(Box::new(a.clone()));
+    let b: &'static Identity = Box::leak(Box::new(b.clone()));
+    let first = Serve::start(env, setup(a, "fence-a", true)).await?;
+    let second = Serve::start(env, setup(b, "fence-b", false)).await?;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    first.run_now("drain").await?;
+    poll(
+        Duration::from_secs(20),
+        "the victim cordoned by the first",
+        || async {
+            let n = nodes_api.get(victim).await?;
+            Ok((unschedulable(&n) && has_record(&n)).then_some(()))
+        },
+    )
+    .await?;
+    // The API server slowed in bursts (3 s frozen, 2 s answering) while the drain retries
+    // its evictions: requests time out, arrive late, renewals fail.
+    let pid = apiserver_pid()?;
+    for _ in 0..4 {
+        signal(pid, "-STOP")?;
+        let thaw = Thaw(pid);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(thaw);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The first replica is starved (its process stopped) until the second takes over,
+    // then goes on where it was: mid-drain, its fence long gone.
+    async fn led(s: &Serve) -> anyhow::Result<bool> {
+        Ok(s.get("/api/v1/policies").await?["leader"] == true)
+    }
+    let first_pid = first.child.id().context("first alive")?;
+    if !led(&second).await.unwrap_or(false) {
+        signal(first_pid, "-STOP")?;
+        let took_over = poll(Duration::from_secs(60), "the second leads", || async {
+            Ok(led(&second).await?.then_some(()))
+        })
+        .await;
+        let back = signal(first_pid, "-CONT");
+        took_over?;
+        back?;
+    }
+    // The successor's sweep reverts the dead leader's cordon: its first mutation.
+    poll(
+        Duration::from_secs(60),
+        "uncordoned by the second",
+        || async {
+            let n = nodes_api.get(victim).await?;
+            Ok((!unschedulable(&n) && !has_record(&n)).then_some(()))
+        },
+    )
+    .await?;
+    // Time for the first to do whatever it would (its drain retries every 2 s).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (mut first, mut second) = (first, second);
+    let _ = first.stop().await;
+    let _ = second.stop().await;
+    let ua = format!("system:serviceaccount:{}:{}", a.namespace, a.name);
+    let ub = format!("system:serviceaccount:{}:{}", b.namespace, b.name);
+    let all = poll(Duration::from_secs(30), "the audit log written", || async {
+        let m = mutations(&audit, &[&ua, &ub], since)?;
+        Ok(m.iter().any(|m| m.user == ub).then_some(m))
+    })
+    .await?;
+    let takeover = all
+        .iter()
+        .find(|m| m.user == ub)
+        .context("the second's first mutation")?;
+    let late: Vec<&Mutation> = all
+        .iter()
+        .filter(|m| m.user == ua && m.at > takeover.at)
+        .collect();
+    let before = all
+        .iter()
+        .filter(|m| m.user == ua && m.at <= takeover.at)
+        .count();
+    eprintln!(
+        "fence: the first replica made {before} mutation(s) before the second's first ({} at {}), {} after",
+        takeover.what,
+        takeover.at,
+        late.len()
+    );
+    ensure!(
+        late.is_empty(),
+        "a demoted leader's writes landed after its successor took over: {late:#?}"
+    );
+    ensure!(
+        before >= 1,
+        "the first replica did mutate (the cordon): {all:#?}"
+    );
+    Ok(())
 }

@@ -4,6 +4,10 @@
 //! over from a killed leader and reverts what the leader held; and a record written
 //! without its label (as a havoc older than the label did) still found after a kill.
 //!
+//! `revert --all` run by an identity that may not list one kind still reverts the others
+//! and says what it could not see; two drains started together never cordon more nodes
+//! than `maxUnschedulableNodes`.
+//!
 //! These tests revert cluster-wide (`revert --all`) and drain nodes: run them alone
 //! (tests/run does, after the others).
 
@@ -525,6 +529,160 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
         }
         .await;
         delete_node_pool(&client, &s.pool).await?;
+        result
+    })
+    .await
+}
+
+/// `havoc revert --all` as a ServiceAccount that may list and revert everything but
+/// VirtualServices: the kind it cannot list is reported, the others are still reverted,
+/// and the exit status says something may be left.
+#[tokio::test(flavor = "multi_thread")]
+async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("revertsome", move |client, ns| async move {
+        let s = scene(&env, &client, &ns, false).await?;
+        let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
+        serve.run_now("scale").await?;
+        poll(Duration::from_secs(30), "the scale held", || async {
+            Ok((leftovers(&client, &s).await?.len() == 1).then_some(()))
+        })
+        .await?;
+        serve.kill().await?;
+        let role = format!("{ns}-reverter");
+        let rbac = json!({
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "patch"]},
+                {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "patch"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "delete"]},
+            ]
+        });
+        let sa: k8s_openapi::api::core::v1::ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "reverter"}}))?;
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+            .create(&Default::default(), &sa)
+            .await?;
+        let cr: k8s_openapi::api::rbac::v1::ClusterRole =
+            serde_json::from_value(json!({"metadata": {"name": role}, "rules": rbac["rules"]}))?;
+        let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone());
+        roles.create(&Default::default(), &cr).await?;
+        let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "reverter", "namespace": ns}],
+        }))?;
+        let bindings = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone());
+        bindings.create(&Default::default(), &crb).await?;
+        let out = in_cluster(&env, &ns, "reverter")?
+            .arg(repo_root().join("target/debug/havoc"))
+            .args(["revert", "--all"])
+            .output()
+            .await;
+        let _ = bindings.delete(&role, &Default::default()).await;
+        let _ = roles.delete(&role, &Default::default()).await;
+        let out = out?;
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        ensure!(
+            out.status.code() == Some(1),
+            "exit {:?}: {said}\n{err}",
+            out.status.code()
+        );
+        ensure!(
+            said.lines().any(|l| l.starts_with("VirtualService: CANNOT LIST")),
+            "the kind it cannot list is reported:\n{said}\n{err}"
+        );
+        ensure!(
+            said.lines()
+                .any(|l| l.starts_with("Deployment") && l.contains(&s.ns) && l.ends_with("restored")),
+            "the others are still reverted:\n{said}\n{err}"
+        );
+        undisturbed(&client, &s).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Two drains started together, with room for one more cordoned node: the second sees
+/// the first's claim (the watch has not seen its cordon yet) and is skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("twodrains", move |client, ns| async move {
+        let pool = ns.clone();
+        let pool_nodes = node_pool(&client, &pool, 3).await?;
+        let result = async {
+            let cordoned_now = nodes(&client)
+                .await?
+                .iter()
+                .filter(|n| unschedulable(n))
+                .count();
+            let drain = |name: &str| {
+                fixtures::policy(name)
+                    .manual_only(&ns)
+                    .set(
+                        "/target",
+                        json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
+                    )
+                    .fault(json!({"nodeDrain": {"timeout": "5s"}}))
+                    .duration("8s")
+                    .settle("1s")
+                    .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
+                    .on_deviation("continue")
+                    .yaml()
+            };
+            let serve = Serve::start(
+                &env,
+                Setup {
+                    dry_run: false,
+                    extra: json!({"limits": {
+                        "maxConcurrentExperiments": 2,
+                        "minAvailableReplicas": 0,
+                        "maxUnschedulableNodes": cordoned_now + 1,
+                    }}),
+                    receivers: &["hook"],
+                    policies: vec![("a.yaml", drain("drain-a")), ("b.yaml", drain("drain-b"))],
+                    ..Setup::default()
+                },
+            )
+            .await?;
+            let (a, b) = tokio::join!(serve.run_now("drain-a"), serve.run_now("drain-b"));
+            let ids = [a?, b?];
+            let nodes_api: Api<Node> = Api::all(client.clone());
+            let cordoned_in_pool = || async {
+                let mut n = 0;
+                for name in &pool_nodes {
+                    n += usize::from(unschedulable(&nodes_api.get(name).await?));
+                }
+                Ok::<_, anyhow::Error>(n)
+            };
+            poll(
+                Duration::from_secs(20),
+                "one pool node cordoned",
+                || async { Ok((cordoned_in_pool().await? == 1).then_some(())) },
+            )
+            .await?;
+            assert_quiet_for(Duration::from_secs(5), "never two cordoned", || async {
+                Ok(cordoned_in_pool().await? <= 1)
+            })
+            .await?;
+            let mut verdicts = Vec::new();
+            for id in &ids {
+                let r = serve.record(id, Duration::from_secs(60)).await?;
+                verdicts.push((r["verdict"].clone(), r["reason"].clone()));
+            }
+            ensure!(
+                verdicts.iter().filter(|(v, _)| v == "passed").count() == 1
+                    && verdicts.iter().any(|(v, r)| v == "skipped"
+                        && r.as_str()
+                            .is_some_and(|r| r.contains("maxUnschedulableNodes"))),
+                "one drain, one skipped for the limit: {verdicts:?}"
+            );
+            ensure!(cordoned_in_pool().await? == 0, "uncordoned");
+            Ok(())
+        }
+        .await;
+        delete_node_pool(&client, &pool).await?;
         result
     })
     .await

@@ -78,47 +78,6 @@ async fn on_node(client: &Client, ns: &str, app: &str, node: &str) -> anyhow::Re
         .count())
 }
 
-/// A Deployment `name` of `replicas` pods pinned to one node of the test's `pool`.
-async fn pinned(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    replicas: i32,
-    pool: &str,
-    node: &str,
-) -> anyhow::Result<()> {
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": {
-                    "pod-ready.stage.kwok.x-k8s.io/delay": "1s",
-                    "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "1s",
-                }},
-                "spec": {
-                    "terminationGracePeriodSeconds": 0,
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "tolerations": [{"key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"}],
-                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
-                }
-            }
-        }
-    }))?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &d).await?;
-    wait_for_object(
-        api,
-        name,
-        deployment_available(),
-        Duration::from_secs(90),
-        "pinned deployment available",
-    )
-    .await?;
-    Ok(())
-}
-
 fn statefulset(name: &str, when_scaled: &str) -> anyhow::Result<StatefulSet> {
     Ok(serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app": name}},
@@ -297,9 +256,9 @@ async fn drain_guards(
         "havoc.dev/e2e": "true", "havoc.dev/paused": "true"}}}))?;
     namespaces.create(&PostParams::default(), &p).await?;
     // Every replica of web on the victim: the floor (1) keeps one of them there.
-    pinned(client, ns, "web", 2, pool, victim).await?;
+    deployment_pinned(client, ns, "web", 2, pool, victim).await?;
     // A paused namespace's pods are never evicted, whatever the floor would allow.
-    pinned(client, paused, "quiet", 3, pool, victim).await?;
+    deployment_pinned(client, paused, "quiet", 3, pool, victim).await?;
     let target = json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")});
     let drain = manual(
         "drain",
@@ -355,14 +314,8 @@ async fn stuck_drain(
     pool: &str,
     victim: &str,
 ) -> anyhow::Result<Serve> {
-    pinned(client, ns, "held", 2, pool, victim).await?;
-    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
-        "metadata": {"name": "held", "namespace": ns},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "held"}}},
-    }))?;
-    Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &pdb)
-        .await?;
+    deployment_pinned(client, ns, "held", 2, pool, victim).await?;
+    disruption_budget(client, ns, "held", 2).await?;
     let target = json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")});
     let drain = manual(
         "drain",
