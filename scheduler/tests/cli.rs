@@ -257,3 +257,32 @@ fn schema_prints_both_kinds() {
         .collect();
     assert_eq!(titles, ["ChaosPolicy", "HavocConfig"]);
 }
+
+#[test]
+fn a_destructive_opt_in_is_valid_with_a_located_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("volumes.yaml");
+    let policy = "apiVersion: havoc.dev/v1alpha1
+kind: ChaosPolicy
+metadata:
+  name: shrink-db
+spec:
+  schedule: {cron: \"@hourly\"}
+  target: {kind: StatefulSet, namespaces: [shop], selector: app=db}
+  fault:
+    scale:
+      replicas: 1
+      allowVolumeDeletion: true
+  duration: 1m
+";
+    std::fs::write(&path, policy).expect("write");
+    let out = havoc(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let want = format!(
+        "{}:11:7: warning: allowVolumeDeletion is destructive",
+        path.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert!(text(&out.stdout).contains("ok (1 policy)"));
+}

@@ -70,6 +70,10 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     for d in report.diagnostics() {
         eprintln!("{d}");
     }
+    // A destructive opt-in (scale's allowVolumeDeletion) is said next to the plan too.
+    for w in report.warnings() {
+        eprintln!("{}", w.warning_line());
+    }
     let seed = seed.unwrap_or_else(rand::random);
     let policies: Vec<_> = report.policies().collect();
     let scheduled = policies
