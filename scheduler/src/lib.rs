@@ -12,8 +12,8 @@
 //!   with one `label()`); [`journal`] persists them; [`history`] is how readers query
 //!   them (summaries, filters).
 //! - [`labels`]: the labels and annotations havoc reads and writes.
-//! - [`target`]: target selection and the safety rules (pure), the cluster
-//!   [`target::Snapshot`] they read, and where snapshots come from (watch caches,
+//! - [`targets`]: target selection and the safety rules (pure), the cluster
+//!   [`targets::Snapshot`] they read, and where snapshots come from (watch caches,
 //!   listing).
 //! - [`fault`]: faults through the Kubernetes API and their revert records.
 //! - [`engine`]: the arbiter, the clock, and the experiment lifecycle;
@@ -45,5 +45,5 @@ pub mod record;
 pub mod reload;
 pub mod schedule;
 pub mod state;
-pub mod target;
+pub mod targets;
 pub mod trigger;

@@ -31,7 +31,7 @@ use crate::{
     leader::Publisher,
     policy::{duration::HumanDuration, fixtures},
     record::{ObjectRef, TriggerInfo, Verdict, tests::record},
-    target::{Snapshot, SnapshotError, SnapshotSource},
+    targets::{Snapshot, SnapshotError, SnapshotSource},
     trigger::RecentTriggers,
 };
 

@@ -19,7 +19,7 @@ use crate::{
     policy::{self, Expect},
     record::{SkipReason, TriggerInfo, Verdict},
     state::SharedState,
-    target::{Guards, kube::ListSource},
+    targets::{Guards, kube::ListSource},
 };
 
 /// The exit code of a verdict: 0 passed, 1 deviated, 2 anything else.
@@ -199,7 +199,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
                 &env,
                 &ListSource {
                     client: client.clone(),
-                    own_namespace: crate::target::own_namespace(&config),
+                    own_namespace: crate::targets::own_namespace(&config),
                 },
                 &policy,
                 trigger,

@@ -34,7 +34,7 @@ use crate::{
     leader::{self, Leadership},
     reload::Reloader,
     state::SharedState,
-    target::{Guards, cache::Caches},
+    targets::{Guards, cache::Caches},
     trigger::{RecentTriggers, Rollouts},
 };
 
@@ -215,7 +215,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let lease_stop = CancellationToken::new();
     let caches = Caches::start(
         &watches_client,
-        &crate::target::own_namespace(&config),
+        &crate::targets::own_namespace(&config),
         &watches.stop,
         &watches.tasks,
     );

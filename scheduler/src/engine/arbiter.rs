@@ -28,7 +28,7 @@ use crate::{
         TriggerInfo, Verdict,
     },
     state::{Doc, SharedState, StateError},
-    target::{Restriction, SnapshotSource},
+    targets::{Restriction, SnapshotSource},
 };
 
 pub use crate::state::Pause;
@@ -824,7 +824,7 @@ mod tests {
     use crate::{
         engine::policies::PolicySet,
         policy::fixtures,
-        target::{Guards, Snapshot, SnapshotError, fixtures as targets},
+        targets::{Guards, Snapshot, SnapshotError, fixtures as targets},
     };
 
     /// Two Running, Ready pods of one workload, forever.

@@ -32,7 +32,7 @@ use crate::{
         ErrorReason, ExperimentRecord, ObjectRef, RevertResult, SkipReason, TargetOutcome,
         TargetRecord, TargetRevert, TriggerInfo, Verdict,
     },
-    target::{
+    targets::{
         DrainTarget, Guards, PodInfo, Restriction, ScaleGuard, Selection, Snapshot, SnapshotSource,
         VirtualServiceInfo, WorkloadInfo, drain_plan, select::VOLUME_LOSS, select_nodes,
         select_partitions, select_pods, select_virtual_services, select_workloads,
@@ -939,7 +939,7 @@ mod tests {
         engine::verdict::Observation,
         policy::{domain::PolicyHealth, fixtures},
         record::AlertRecord,
-        target::{Snapshot, SnapshotError, fixtures as targets},
+        targets::{Snapshot, SnapshotError, fixtures as targets},
     };
 
     type Handle = mock::Handle<Request<Body>, Response<Body>>;

@@ -37,7 +37,7 @@ use crate::{
     journal::{Intent, Journal},
     leader::Leadership,
     record::{ObjectRef, RevertResult, TargetRevert},
-    target::cache::Caches,
+    targets::cache::Caches,
 };
 
 /// Default time between two sweeps.

@@ -23,7 +23,7 @@ use super::{
     revert::{Stamp, clear_annotation, merge, object_name, precondition, record_of, still_ours},
     with_conflict_retries,
 };
-use crate::{policy::domain::HttpFault, record::ObjectRef, target::VirtualServiceInfo};
+use crate::{policy::domain::HttpFault, record::ObjectRef, targets::VirtualServiceInfo};
 
 pub const FAULT: &str = "httpFault";
 pub const GROUP: &str = "networking.istio.io";

@@ -9,7 +9,7 @@
 //!
 //! The pods it evicts obey every guard pod faults obey (protected and paused namespaces,
 //! havoc's own pods, `minAvailableReplicas` per workload): the plan comes from
-//! [`crate::target::drain_plan`]. A stop, a deviation, a demotion or a shutdown interrupts
+//! [`crate::targets::drain_plan`]. A stop, a deviation, a demotion or a shutdown interrupts
 //! the evictions at once ([`Mutator`]).
 //!
 //! RBAC: `patch` on `nodes`, `create` on `pods/eviction`.
@@ -35,7 +35,7 @@ use super::{
 };
 use crate::{
     record::ObjectRef,
-    target::{DrainTarget, PodInfo},
+    targets::{DrainTarget, PodInfo},
 };
 
 pub const FAULT: &str = "nodeDrain";

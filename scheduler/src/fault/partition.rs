@@ -24,7 +24,7 @@ use crate::{
     labels::{EXPERIMENT_LABEL, MANAGED_BY},
     policy::model::Direction,
     record::ObjectRef,
-    target::WorkloadInfo,
+    targets::WorkloadInfo,
 };
 
 pub const FAULT: &str = "networkPartition";

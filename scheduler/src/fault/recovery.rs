@@ -26,7 +26,7 @@ use super::{
 use crate::{
     labels::{MANAGED_BY, REVERT_ANNOTATION, REVERT_LABEL},
     record::ObjectRef,
-    target::cache::Caches,
+    targets::cache::Caches,
 };
 
 /// Every havoc record found, and the objects whose record does not parse (a human

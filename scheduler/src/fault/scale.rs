@@ -21,7 +21,7 @@ use kube::{
     api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
 
-pub use crate::target::deletes_volumes_when_scaled;
+pub use crate::targets::deletes_volumes_when_scaled;
 use serde_json::json;
 
 use super::{
@@ -29,7 +29,7 @@ use super::{
     revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
     with_conflict_retries,
 };
-use crate::{record::ObjectRef, target::WorkloadInfo};
+use crate::{record::ObjectRef, targets::WorkloadInfo};
 
 pub const FAULT: &str = "scale";
 

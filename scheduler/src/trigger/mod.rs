@@ -31,7 +31,7 @@ use crate::{
     labels::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH},
     policy::{Policy, domain::RolloutRule, model::WorkloadKind},
     record::{ObjectRef, TriggerInfo},
-    target::{
+    targets::{
         Restriction,
         cache::Caches,
         in_scope,
@@ -468,7 +468,7 @@ mod tests {
         journal::Journal,
         policy::fixtures,
         state::SharedState,
-        target::fixtures::{Seen, api_server, requested, until},
+        targets::fixtures::{Seen, api_server, requested, until},
     };
 
     fn triggered(name: &str, rollout: serde_json::Value) -> Policy {

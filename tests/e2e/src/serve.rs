@@ -82,6 +82,15 @@ fn identity() -> Option<(String, String)> {
     Some((ns.to_string(), sa.to_string()))
 }
 
+/// `HAVOC_E2E_LEASE`: with `HAVOC_E2E_IDENTITY`, the installation's Lease (the chart's
+/// Role reaches only its own Lease and state ConfigMap, by name): every `havoc serve` uses
+/// it, one at a time.
+fn identity_lease() -> Option<String> {
+    std::env::var("HAVOC_E2E_LEASE")
+        .ok()
+        .filter(|l| !l.is_empty())
+}
+
 /// A running `havoc serve`, stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Serve {
@@ -156,7 +165,7 @@ impl Serve {
                 json!({
                     "enabled": true,
                     "namespace": identity.as_ref().map_or("havoc-system", |(ns, _)| ns.as_str()),
-                    "lease": setup.lease.clone().unwrap_or_else(|| format!("havoc-e2e-{port}")),
+                    "lease": setup.lease.clone().or_else(identity_lease).unwrap_or_else(|| format!("havoc-e2e-{port}")),
                 }),
             )
             .merge(&setup.extra);

@@ -617,7 +617,7 @@ mod tests {
     use super::*;
     use crate::{
         policy::fixtures,
-        target::fixtures::{Seen, api_server as cluster, requested, until},
+        targets::fixtures::{Seen, api_server as cluster, requested, until},
     };
 
     fn pod(ns: &str, name: &str, rs: &str) -> Value {

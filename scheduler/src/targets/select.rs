@@ -554,7 +554,7 @@ mod tests {
     use super::*;
     use crate::{
         policy::{domain::NamespaceScope, selector::LabelSelector},
-        target::PAUSED_LABEL,
+        targets::PAUSED_LABEL,
     };
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
