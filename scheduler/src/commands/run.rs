@@ -200,5 +200,14 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&record)?);
-    Ok(ExitCode::from(exit_code(record.verdict)))
+    // A report of this one run, for the pipeline (its JUnit test results, a PDF for the
+    // change ticket). Written whatever the verdict: a failing run is what CI must show.
+    let records = [record];
+    let query = crate::history::Query::default();
+    let report = crate::report::Report::new(&records, &query, chrono::Utc::now());
+    for (format, path) in &args.reports {
+        let bytes = crate::report::render(*format, &report)?;
+        super::report::write_out(Some(path), &bytes)?;
+    }
+    Ok(ExitCode::from(exit_code(records[0].verdict)))
 }
