@@ -230,6 +230,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         arbiter: arbiter.clone(),
         policies: policies.clone(),
         journal: journal.clone(),
+        history: journal.clone(),
         metrics: metrics.clone(),
         next_fires: next_fires.clone(),
         triggers: triggers.clone(),

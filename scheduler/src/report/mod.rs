@@ -114,18 +114,28 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// The [`Query`] these filters mean, relative times counted back from `now`.
+    /// The [`Query`] these filters mean, relative times counted back from `now` (the
+    /// forms of [`parse_time`]: for people).
     pub fn query(&self, now: DateTime<Utc>) -> Result<Query, ReportError> {
-        let since = self
-            .since
-            .as_deref()
-            .map(|s| parse_time(s, now))
-            .transpose()?;
-        let until = self
-            .until
-            .as_deref()
-            .map(|s| parse_time(s, now))
-            .transpose()?;
+        self.query_with(|s| parse_time(s, now))
+    }
+
+    /// The [`Query`] these filters mean, times in RFC 3339 only (for the HTTP API, whose
+    /// OpenAPI document says `date-time`: a machine's form, one meaning).
+    pub fn query_rfc3339(&self) -> Result<Query, ReportError> {
+        self.query_with(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ReportError::Time(s.chars().take(100).collect()))
+        })
+    }
+
+    fn query_with(
+        &self,
+        parse: impl Fn(&str) -> Result<DateTime<Utc>, ReportError>,
+    ) -> Result<Query, ReportError> {
+        let since = self.since.as_deref().map(&parse).transpose()?;
+        let until = self.until.as_deref().map(&parse).transpose()?;
         if let (Some(a), Some(b)) = (since, until)
             && a >= b
         {
