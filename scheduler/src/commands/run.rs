@@ -117,6 +117,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
+    let annotations = crate::engine::annotations::Annotations::from_config(&config, None)?;
     let journal = args
         .sources
         .journal
@@ -141,6 +142,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         owner: format!("havoc-run/{host}-{}", std::process::id()),
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),
+        annotations: annotations.clone(),
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
@@ -189,6 +191,11 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(j) = &journal {
         j.append(&record).context("writing the journal")?;
+    }
+    annotations.ended(&record);
+    let annotated = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    if !annotations.close(annotated).await {
+        eprintln!("grafana: annotations still unsent after 30 s; given up");
     }
     for d in notifier.notify(&policy.notify, &record).await {
         eprintln!(

@@ -20,6 +20,7 @@ use crate::{
     cli::ServeArgs,
     client::{self, Purpose},
     engine::{
+        annotations::Annotations,
         arbiter::{Arbiter, Parts},
         clock::{Clock, NextFires},
         events::Events,
@@ -123,7 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let config = Arc::new(config);
     let paths = args.sources.policy_paths(&config.policies);
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_cluster(config.cluster_name.as_deref());
     let kubeconfig = args.sources.kubeconfig.as_deref();
     let requests = client::client(kubeconfig, Purpose::Requests, Some(&metrics)).await?;
     let watches_client = client::client(kubeconfig, Purpose::Watches, Some(&metrics)).await?;
@@ -136,6 +137,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("server.token")?;
     let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
     let notifier = Arc::new(Notifier::from_config(&config)?);
+    let annotations = Annotations::from_config(&config, Some(metrics.clone()))?;
     let journal = Arc::new(match &args.sources.journal {
         Some(p) => Journal::open(p, JOURNAL_KEEP, Rotation::default())
             .with_context(|| format!("opening the journal {}", p.display()))?,
@@ -183,6 +185,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         owner: config.owner(),
         leader: leader.clone(),
         claims: Default::default(),
+        annotations: annotations.clone(),
     };
     // The shared state lives beside the Lease: one per installation.
     let shared = SharedState::cluster(
@@ -292,6 +295,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // 1. The engine: experiments complete their records and notify, then every other
     //    engine task (clock, triggers, reload, Event publishes) ends.
     let mut clean = arbiter.shut_down(deadline).await;
+    //    The experiments' last annotations are sent (or given up) within the deadline.
+    clean &= annotations.close(deadline).await;
     clean &= engine.stop(deadline, "engine").await;
     // 2. The watch caches.
     clean &= watches.stop(deadline, "watches").await;

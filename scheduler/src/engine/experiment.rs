@@ -62,6 +62,8 @@ pub struct Env {
     pub leader: Leadership,
     /// Pods that running experiments of this process have taken.
     pub claims: Claims,
+    /// Live experiments marked on dashboards (gauge, Grafana); a no-op by default.
+    pub annotations: super::annotations::Annotations,
 }
 
 /// The pods (namespace, name) that running experiments have chosen to delete, evict or
@@ -152,6 +154,7 @@ impl Env {
             owner: "test/havoc".into(),
             leader,
             claims: Claims::default(),
+            annotations: Default::default(),
         }
     }
 }
@@ -584,6 +587,7 @@ pub async fn execute(
         if let Some(ev) = &env.events {
             ev.injected(&record);
         }
+        env.annotations.injected(&record, policy);
     }
     if let Some(why) = failure {
         // Nothing more is injected; what is held is reverted at once.
@@ -884,6 +888,7 @@ mod tests {
             owner: "test/havoc".into(),
             leader: crate::leader::Leadership::always(),
             claims: Default::default(),
+            annotations: Default::default(),
         };
         (env, handle)
     }
