@@ -495,3 +495,85 @@ async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> an
     })
     .await
 }
+
+/// `havoc run --once --report FORMAT:FILE`: a pipeline's one-shot run writes its JUnit
+/// results and a Markdown summary, and annotates Grafana like the service.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("report-run", move |client, ns| async move {
+        deployment(&client, &ns, "web", 3).await?;
+        let grafana = FakeGrafana::start(TOKEN).await?;
+        let dir = tempfile::tempdir()?;
+        let token = dir.path().join("grafana-token");
+        std::fs::write(&token, format!("{TOKEN}\n"))?;
+        // Its own Lease and shared state: no other `havoc run` counts against its limit.
+        let lease = format!("havoc-e2e-report-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let config = fixtures::config()
+            .set("/dryRun", json!(true))
+            .set("/liveNamespaces", json!([ns]))
+            .set("/clusterName", json!(CLUSTER))
+            .set("/grafana", json!({"url": grafana.url, "token": {"file": token}}))
+            .set(
+                "/health",
+                json!({
+                    "interval": "2s",
+                    "alertmanager": {"url": env.alertmanager()?, "matchers": ["severity=~\"critical|warning\""]},
+                }),
+            )
+            .set("/leaderElection", json!({"namespace": "havoc-system", "lease": lease}))
+            .yaml();
+        std::fs::write(dir.path().join("havoc.yaml"), config)?;
+        std::fs::create_dir(dir.path().join("policies"))?;
+        let pods = json!({"kind": "Pod", "namespaces": [ns], "selector": "app=web"});
+        std::fs::write(
+            dir.path().join("policies/web.yaml"),
+            manual("web-kill", &ns, pods, json!({"podDelete": {"gracePeriod": "0s"}}), "1s").yaml(),
+        )?;
+        let junit = dir.path().join("results.xml");
+        let markdown = dir.path().join("summary.md");
+        let out = tokio::process::Command::new(repo_root().join("target/debug/havoc"))
+            .args(["run", "web-kill", "--once", "--config"])
+            .arg(dir.path().join("havoc.yaml"))
+            .arg("--policies")
+            .arg(dir.path().join("policies"))
+            .arg("--kubeconfig")
+            .arg(env.get("KUBECONFIG")?)
+            .arg("--report")
+            .arg(format!("junit:{}", junit.display()))
+            .arg("--report")
+            .arg(format!("markdown:{}", markdown.display()))
+            .output()
+            .await?;
+        let states: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client.clone(), "havoc-system");
+        let _ = states
+            .delete(&format!("{lease}-state"), &Default::default())
+            .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.code() == Some(0), "exit {:?}: {stderr}", out.status.code());
+        let record: Value = serde_json::from_slice(&out.stdout)?;
+        let id = record["id"].as_str().context("id")?;
+        let xsd = repo_root().join("tests/fixtures/junit/junit.xsd");
+        tool("xmllint", &["--noout", "--schema", &xsd.to_string_lossy(), &junit.to_string_lossy()])?;
+        let xml = std::fs::read_to_string(&junit)?;
+        ensure!(attribute(&xml, "testsuites", "tests") == Some(1), "{xml}");
+        ensure!(attribute(&xml, "testsuites", "failures") == Some(0), "{xml}");
+        ensure!(xml.contains(&format!("<testcase name=\"{id}\"")), "{xml}");
+        let md = std::fs::read_to_string(&markdown)?;
+        ensure!(md.contains(id) && md.contains("passed"), "{md}");
+        // The region was created and closed before the process exited.
+        let accepted = grafana.accepted();
+        ensure!(grafana.problems().is_empty(), "{:?}", grafana.problems());
+        let methods: Vec<&str> = accepted.iter().map(|a| a.method.as_str()).collect();
+        ensure!(methods == ["POST", "PATCH"], "{accepted:#?}");
+        ensure!(
+            accepted[0].body["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!(format!("cluster:{CLUSTER}")))),
+            "{accepted:#?}"
+        );
+        Ok(())
+    })
+    .await
+}
