@@ -39,6 +39,9 @@ use crate::{
     trigger::{RecentTriggers, Rollouts},
 };
 
+/// How long the last Grafana annotations may take at shutdown.
+const ANNOTATIONS_GRACE: Duration = Duration::from_secs(5);
+
 /// Records kept in memory for the API (the journal file keeps all of them).
 pub const JOURNAL_KEEP: usize = 1000;
 
@@ -295,8 +298,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // 1. The engine: experiments complete their records and notify, then every other
     //    engine task (clock, triggers, reload, Event publishes) ends.
     let mut clean = arbiter.shut_down(deadline).await;
-    //    The experiments' last annotations are sent (or given up) within the deadline.
-    clean &= annotations.close(deadline).await;
+    //    The experiments' last annotations get a few seconds, not the whole deadline: a
+    //    Grafana that is down must not hold up (or fail) havoc's exit.
+    let annotated = deadline.min(Instant::now() + ANNOTATIONS_GRACE);
+    if !annotations.close(annotated).await {
+        tracing::warn!("shutdown: Grafana annotations still unsent; given up");
+    }
     clean &= engine.stop(deadline, "engine").await;
     // 2. The watch caches.
     clean &= watches.stop(deadline, "watches").await;
