@@ -193,9 +193,11 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         j.append(&record).context("writing the journal")?;
     }
     annotations.ended(&record);
-    let annotated = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    // A few seconds for the region's end, no more: a Grafana that is down must not hold
+    // up the pipeline (the verdict is known).
+    let annotated = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     if !annotations.close(annotated).await {
-        eprintln!("grafana: annotations still unsent after 30 s; given up");
+        eprintln!("grafana: annotations still unsent after 5 s; given up");
     }
     for d in notifier.notify(&policy.notify, &record).await {
         eprintln!(
