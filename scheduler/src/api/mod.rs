@@ -381,7 +381,7 @@ async fn report(
 ) -> Result<Response, ApiError> {
     use crate::report::{Filters, Format};
     const USAGE: &str = "invalid report query: format is one of html, pdf, markdown, junit, json; \
-         since and until are RFC 3339 times, since before until; verdict is one of passed, \
+         since and until are RFC 3339 times; verdict is one of passed, \
          deviated, skipped, errored, rollbackFailed; nothing else is accepted";
     let Query(q) = query.map_err(|_| bad_request(USAGE))?;
     let format = match q.format.as_deref() {

@@ -305,7 +305,7 @@ async fn every_answer_is_documented_and_conforms() {
             "/api/v1/report?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
             None,
             None,
-            400,
+            200,
         ),
         (Method::POST, "/api/v1/policies/p/run", None, None, 401),
         (Method::POST, "/api/v1/policies/nope/run", t, None, 404),

@@ -117,11 +117,23 @@ impl Filters {
     /// The [`Query`] these filters mean, relative times counted back from `now` (the
     /// forms of [`parse_time`]: for people).
     pub fn query(&self, now: DateTime<Utc>) -> Result<Query, ReportError> {
-        self.query_with(|s| parse_time(s, now))
+        let q = self.query_with(|s| parse_time(s, now))?;
+        // A person who writes a range that holds nothing most likely swapped its ends.
+        if let (Some(a), Some(b)) = (q.since, q.until)
+            && a >= b
+        {
+            return Err(ReportError::EmptyRange {
+                since: time(a),
+                until: time(b),
+            });
+        }
+        Ok(q)
     }
 
     /// The [`Query`] these filters mean, times in RFC 3339 only (for the HTTP API, whose
-    /// OpenAPI document says `date-time`: a machine's form, one meaning).
+    /// OpenAPI document says `date-time`: a machine's form, one meaning). A range that
+    /// holds nothing (`since` not before `until`) is a valid query with an empty report:
+    /// the document cannot say that one parameter must precede another.
     pub fn query_rfc3339(&self) -> Result<Query, ReportError> {
         self.query_with(|s| {
             DateTime::parse_from_rfc3339(s)
@@ -136,14 +148,6 @@ impl Filters {
     ) -> Result<Query, ReportError> {
         let since = self.since.as_deref().map(&parse).transpose()?;
         let until = self.until.as_deref().map(&parse).transpose()?;
-        if let (Some(a), Some(b)) = (since, until)
-            && a >= b
-        {
-            return Err(ReportError::EmptyRange {
-                since: time(a),
-                until: time(b),
-            });
-        }
         let verdict = self
             .verdict
             .as_deref()
