@@ -29,7 +29,8 @@ pub fn push_xml(out: &mut String, s: &str) {
 
 /// Text for a Markdown table cell (GitHub-flavoured Markdown, which also renders inline
 /// HTML): one line, every character with a meaning in Markdown or HTML escaped, so that
-/// a value shows as written and can neither end the cell nor add markup or links.
+/// a value shows as written and can neither end the cell nor add markup or a link of its
+/// own making (a bare URL in a reason stays a URL, which GitHub shows as a link).
 pub fn markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
@@ -38,7 +39,9 @@ pub fn markdown(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '|' => out.push_str("\\|"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '!' | '~' | '{' | '}' => {
+            // Emphasis, code, links (a link needs `[...]`), strikethrough; `#` and `!`
+            // matter only at a line's start or before `[`, which a cell never has.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -90,7 +93,7 @@ mod tests {
         assert_eq!(m.matches('|').count(), m.matches("\\|").count());
         assert_eq!(
             m,
-            "a\\|b \\*c\\* \\[l\\]\\(http://x\\) &lt;b&gt;\\`d\\`&lt;/b&gt;"
+            "a\\|b \\*c\\* \\[l\\](http://x) &lt;b&gt;\\`d\\`&lt;/b&gt;"
         );
     }
 

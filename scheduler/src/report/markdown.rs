@@ -275,7 +275,7 @@ mod tests {
             assert!(text.contains(r.verdict.label()));
         }
         assert!(!text.contains("<script>"));
-        assert!(!text.contains("](http"));
+        assert!(!text.replace("\\]", "").contains("]("), "an unescaped link");
         assert!(!text.contains(HOSTILE));
         assert!(text.contains("KubeDeploymentUnavailable"));
         assert!(text.contains("| alertsFiring | 1 |"), "{text}");
