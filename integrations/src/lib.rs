@@ -1,5 +1,5 @@
 //! Typed clients for the systems havoc judges by and reports to: Prometheus and
-//! Alertmanager (health), Slack and webhooks (notifications). They know nothing of the
+//! Alertmanager (health), Slack and webhooks (notifications), Grafana (annotations). They know nothing of the
 //! engine: they take URLs, secrets and timeouts, and return typed values or typed errors.
 //!
 //! # Layout
@@ -13,6 +13,7 @@
 //! - [`webhook`]: JSON `POST` signed with a timestamped HMAC-SHA256
 //!   (`X-Havoc-Signature: t=<unix seconds>,v1=<hex>`), and [`webhook::verify`], the check
 //!   a receiver makes.
+//! - [`grafana`]: annotations through Grafana's HTTP API (create a region, patch its end).
 //! - [`retry`](mod@retry): exponential backoff for notifications, honouring `Retry-After`
 //!   up to the backoff's maximum.
 //! - [`error`]: [`Error`] (health sources, configuration, secrets) and [`NotifyError`]
@@ -36,6 +37,7 @@
 
 pub mod alertmanager;
 pub mod error;
+pub mod grafana;
 mod http;
 pub mod prometheus;
 pub mod retry;

@@ -42,6 +42,42 @@ enum Command {
     /// Emergency stop without the service: undo every havoc fault in the cluster
     /// (uncordon, restore replicas, delete partitions, remove HTTP fault routes).
     Revert(RevertArgs),
+    /// Write a report of experiments (HTML, PDF, Markdown, JUnit XML or JSON) from the
+    /// cluster's history or from journals.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Experiments started at or after: RFC 3339, YYYY-MM-DD[THH:MM[:SS]] (UTC), `now`,
+    /// or -DURATION before now (e.g. -7d).
+    #[arg(long, allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Experiments started before (same forms as --since).
+    #[arg(long, allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Only this policy.
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Only experiments with a target in this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only this verdict (passed, deviated, skipped, errored, rollbackFailed).
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Read these journals (and their rotated files) instead of the cluster's history;
+    /// several are merged, a record in more than one counted once.
+    #[arg(long, num_args = 1..)]
+    pub journal: Vec<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: crate::report::Format,
+    /// Write here instead of to stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Kubeconfig, for the cluster's history (default: $KUBECONFIG, ~/.kube/config, or
+    /// in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +178,26 @@ pub struct RunArgs {
     /// Seed of the random target choice.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Also write a report of this run, as FORMAT:FILE (html, pdf, markdown, junit or
+    /// json; e.g. junit:havoc.xml for the pipeline's test results). May be repeated.
+    #[arg(long = "report", value_name = "FORMAT:FILE", value_parser = parse_report_target)]
+    pub reports: Vec<(crate::report::Format, PathBuf)>,
+}
+
+/// `FORMAT:FILE` of `havoc run --report`.
+fn parse_report_target(s: &str) -> Result<(crate::report::Format, PathBuf), String> {
+    let (format, file) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected FORMAT:FILE (e.g. junit:report.xml), got {s:?}"))?;
+    if file.is_empty() {
+        return Err(format!("no file after {format}:"));
+    }
+    Ok((
+        format
+            .parse()
+            .map_err(|e: crate::report::ReportError| e.to_string())?,
+        PathBuf::from(file),
+    ))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -220,6 +276,9 @@ impl Cli {
             }
             Command::Revert(args) => {
                 runtime().and_then(|rt| rt.block_on(commands::revert::revert(args)))
+            }
+            Command::Report(args) => {
+                runtime().and_then(|rt| rt.block_on(commands::report::report(args)))
             }
         };
         match result {

@@ -22,6 +22,7 @@
 //! - [`leader`]: leader election (Lease) with a validity deadline (the fence).
 //! - [`state`]: durable shared state (pauses, `havoc run`s, stops) in a ConfigMap.
 //! - [`reload`]: hot reload of the policy directory.
+//! - [`report`]: reports of experiments (HTML, PDF, Markdown, JUnit XML, JSON), pure.
 //! - [`api`]: the HTTP layer of the service (metrics, probes, `/api/v1`).
 //! - [`client`]: the one place kube clients are built.
 //! - [`commands`]: one module per command (`validate`, `plan`, `schema`, `run`, `serve`);
@@ -43,6 +44,7 @@ pub mod logging;
 pub mod policy;
 pub mod record;
 pub mod reload;
+pub mod report;
 pub mod schedule;
 pub mod state;
 pub mod targets;

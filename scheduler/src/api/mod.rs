@@ -15,7 +15,8 @@
 //!   request (path, body), so an unauthenticated caller learns nothing from the answer.
 //! - **Everything else is unauthenticated** and read-only, for dashboards, probes and
 //!   Prometheus: `/metrics`, `/healthz`, `/readyz` (its reasons are fixed texts), the
-//!   OpenAPI document, `GET /api/v1/policies` and `GET /api/v1/experiments`. These show
+//!   OpenAPI document, `GET /api/v1/policies`, `GET /api/v1/experiments` and
+//!   `GET /api/v1/report` (the same records as a report). These show
 //!   policy names, fault kinds, schedules, pauses with their reasons, and experiment
 //!   records: targets, verdicts and reasons. They never show a directory: a policy's
 //!   `file` is its file name only (the mount path and a ConfigMap's `..data` links stay
@@ -84,6 +85,9 @@ pub struct App {
     pub arbiter: Arc<Arbiter>,
     pub policies: Policies,
     pub journal: Arc<Journal>,
+    /// Where reports read experiments from (the journal today; the cluster's history
+    /// once it holds it).
+    pub history: Arc<dyn crate::history::History>,
     pub metrics: Metrics,
     pub next_fires: NextFires,
     pub triggers: RecentTriggers,
@@ -114,6 +118,7 @@ fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
             post(run_policy),
         ),
         (Method::GET, "/api/v1/experiments", get(experiments)),
+        (Method::GET, "/api/v1/report", get(report)),
         (Method::POST, "/api/v1/pause", post(pause)),
         (Method::POST, "/api/v1/resume", post(resume)),
         (Method::POST, "/api/v1/stop", post(stop)),
@@ -353,6 +358,78 @@ async fn experiments(
         return Err(invalid());
     }
     Ok(Json(app.journal.newest(limit)).into_response())
+}
+
+/// The query of `GET /api/v1/report`: the format and the filters of `havoc report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    format: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    policy: Option<String>,
+    namespace: Option<String>,
+    verdict: Option<String>,
+}
+
+/// `GET /api/v1/report?format=...`: the report `havoc report` writes, over the history
+/// this service reads, with the same filters (times in RFC 3339). HTML is shown in the
+/// browser, the other formats are downloads named after the time of generation.
+async fn report(
+    State(app): Shared,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use crate::report::{Filters, Format};
+    const USAGE: &str = "invalid report query: format is one of html, pdf, markdown, junit, json; \
+         since and until are RFC 3339 times; verdict is one of passed, \
+         deviated, skipped, errored, rollbackFailed; nothing else is accepted";
+    let Query(q) = query.map_err(|_| bad_request(USAGE))?;
+    let format = match q.format.as_deref() {
+        None => Format::Html,
+        Some(f) => f.parse::<Format>().map_err(|_| bad_request(USAGE))?,
+    };
+    let filters = Filters {
+        since: q.since,
+        until: q.until,
+        policy: q.policy,
+        namespace: q.namespace,
+        verdict: q.verdict,
+    };
+    let query = filters.query_rfc3339().map_err(|_| bad_request(USAGE))?;
+    let records = app.history.records(&query).await.map_err(|e| {
+        tracing::warn!(error = %e, "report: cannot read the history");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the experiment history cannot be read right now",
+        )
+    })?;
+    let now = Utc::now();
+    let bytes = crate::report::render(format, &crate::report::Report::new(&records, &query, now))
+        .map_err(|e| {
+        tracing::error!(error = %e, "report: cannot render");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the report could not be made",
+        )
+    })?;
+    let disposition = format!(
+        "{}; filename=\"havoc-report-{}.{}\"",
+        if format == Format::Html {
+            "inline"
+        } else {
+            "attachment"
+        },
+        now.format("%Y%m%dT%H%M%SZ"),
+        format.extension()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 fn unknown_policy(name: &str) -> ApiError {

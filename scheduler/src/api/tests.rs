@@ -125,6 +125,7 @@ impl Fixture {
             app: Some(App {
                 arbiter: arbiter.clone(),
                 policies,
+                history: journal.clone(),
                 journal,
                 metrics: metrics.clone(),
                 next_fires: NextFires::new(metrics),
@@ -267,6 +268,46 @@ async fn every_answer_is_documented_and_conforms() {
             None,
             None,
             400,
+        ),
+        (Method::GET, "/api/v1/report", None, None, 200),
+        (Method::GET, "/api/v1/report?format=json", None, None, 200),
+        (Method::GET, "/api/v1/report?format=pdf", None, None, 200),
+        (
+            Method::GET,
+            "/api/v1/report?format=markdown",
+            None,
+            None,
+            200,
+        ),
+        (
+            Method::GET,
+            "/api/v1/report?format=junit&verdict=deviated&since=2026-01-01T00:00:00Z",
+            None,
+            None,
+            200,
+        ),
+        (Method::GET, "/api/v1/report?format=docx", None, None, 400),
+        (
+            Method::GET,
+            "/api/v1/report?since=yesterday",
+            None,
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            "/api/v1/report?verdict=failed",
+            None,
+            None,
+            400,
+        ),
+        (Method::GET, "/api/v1/report?colour=red", None, None, 400),
+        (
+            Method::GET,
+            "/api/v1/report?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            None,
+            None,
+            200,
         ),
         (Method::POST, "/api/v1/policies/p/run", None, None, 401),
         (Method::POST, "/api/v1/policies/nope/run", t, None, 404),
@@ -587,4 +628,88 @@ fn the_pause_for_form_is_the_documented_pattern() {
     let longest = "999d9999h999999m99999999s9999999999ms";
     assert!(pause_for_form(longest));
     assert!(longest.parse::<HumanDuration>().is_ok(), "within ten years");
+}
+
+#[tokio::test]
+async fn reports_come_in_every_format_with_their_media_type_and_file_name() {
+    let mut f = Fixture::new(Some(TOKEN));
+    let r = f.router();
+    for (format, media, inline) in [
+        ("html", "text/html", true),
+        ("pdf", "application/pdf", false),
+        ("markdown", "text/markdown", false),
+        ("junit", "application/xml", false),
+        ("json", "application/json", false),
+    ] {
+        let a = send(
+            &r,
+            Method::GET,
+            &format!("/api/v1/report?format={format}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!((a.status, a.media.as_str()), (200, media), "{format}");
+        let disposition = a
+            .headers
+            .get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .expect("Content-Disposition");
+        assert_eq!(disposition.starts_with("inline;"), inline, "{disposition}");
+        let ext = crate::report::Format::ALL
+            .into_iter()
+            .find(|f| f.label() == format)
+            .map(|f| f.extension())
+            .expect("format");
+        assert!(
+            disposition.contains("filename=\"havoc-report-")
+                && disposition.ends_with(&format!(".{ext}\"")),
+            "{disposition}"
+        );
+        for id in ["r-schedule", "r-rollout", "r-manual"] {
+            assert!(a.text.contains(id), "{format}: {id}");
+        }
+    }
+    // The filters of havoc report: one record is deviated.
+    let a = send(
+        &r,
+        Method::GET,
+        "/api/v1/report?format=json&verdict=deviated",
+        None,
+        None,
+    )
+    .await;
+    let ids: Vec<Value> = a
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("r-schedule")]);
+    let a = send(
+        &r,
+        Method::GET,
+        "/api/v1/report?format=junit&policy=p",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        a.text
+            .contains("<testsuites name=\"havoc\" tests=\"3\" failures=\"1\" errors=\"0\""),
+        "{}",
+        a.text
+    );
+    // A bad filter is a fixed message: the input is not echoed.
+    let a = send(
+        &r,
+        Method::GET,
+        "/api/v1/report?since=%3Cscript%3E",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert!(!a.text.contains("script"), "{}", a.text);
 }

@@ -3,6 +3,7 @@
 //! at the edge, and nowhere below.
 
 pub mod plan;
+pub mod report;
 pub mod revert;
 pub mod run;
 pub mod schema;

@@ -132,6 +132,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
+    let annotations = crate::engine::annotations::Annotations::from_config(&config, None)?;
     let journal = args
         .sources
         .journal
@@ -156,6 +157,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         owner: format!("havoc-run/{host}-{}", std::process::id()),
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),
+        annotations: annotations.clone(),
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
@@ -221,6 +223,13 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(j) = &journal {
         j.append(&record).context("writing the journal")?;
     }
+    annotations.ended(&record);
+    // A few seconds for the region's end, no more: a Grafana that is down must not hold
+    // up the pipeline (the verdict is known).
+    let annotated = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    if !annotations.close(annotated).await {
+        eprintln!("grafana: annotations still unsent after 5 s; given up");
+    }
     for d in notifier.notify(&policy.notify, &record).await {
         eprintln!(
             "notification to {}: {} after {} attempt(s){}",
@@ -231,5 +240,14 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&record)?);
-    Ok(ExitCode::from(exit_code(record.verdict)))
+    // A report of this one run, for the pipeline (its JUnit test results, a PDF for the
+    // change ticket). Written whatever the verdict: a failing run is what CI must show.
+    let records = [record];
+    let query = crate::history::Query::default();
+    let report = crate::report::Report::new(&records, &query, chrono::Utc::now());
+    for (format, path) in &args.reports {
+        let bytes = crate::report::render(*format, &report)?;
+        super::report::write_out(Some(path), &bytes)?;
+    }
+    Ok(ExitCode::from(exit_code(records[0].verdict)))
 }

@@ -20,6 +20,7 @@ use crate::{
     cli::ServeArgs,
     client::{self, Purpose},
     engine::{
+        annotations::Annotations,
         arbiter::{Arbiter, Parts},
         clock::{Clock, NextFires},
         events::Events,
@@ -37,6 +38,9 @@ use crate::{
     targets::{Guards, cache::Caches},
     trigger::{RecentTriggers, Rollouts},
 };
+
+/// How long the last Grafana annotations may take at shutdown.
+const ANNOTATIONS_GRACE: Duration = Duration::from_secs(5);
 
 /// Records kept in memory for the API (the journal file keeps all of them).
 pub const JOURNAL_KEEP: usize = 1000;
@@ -180,7 +184,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let config = Arc::new(config);
     let paths = args.sources.policy_paths(&config.policies);
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_cluster(config.cluster_name.as_deref());
     let kubeconfig = args.sources.kubeconfig.as_deref();
     let requests = client::client(kubeconfig, Purpose::Requests, Some(&metrics)).await?;
     let watches_client = client::client(kubeconfig, Purpose::Watches, Some(&metrics)).await?;
@@ -193,6 +197,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("server.token")?;
     let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
     let notifier = Arc::new(Notifier::from_config(&config)?);
+    let annotations = Annotations::from_config(&config, Some(metrics.clone()))?;
     let journal = Arc::new(match &args.sources.journal {
         Some(p) => Journal::open(p, JOURNAL_KEEP, Rotation::default())
             .with_context(|| format!("opening the journal {}", p.display()))?,
@@ -248,6 +253,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         owner: config.owner(),
         leader: leader.clone(),
         claims: Default::default(),
+        annotations: annotations.clone(),
     };
     // The shared state lives beside the Lease: one per installation.
     let shared = SharedState::cluster(
@@ -295,6 +301,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         arbiter: arbiter.clone(),
         policies: policies.clone(),
         journal: journal.clone(),
+        history: journal.clone(),
         metrics: metrics.clone(),
         next_fires: next_fires.clone(),
         triggers: triggers.clone(),
@@ -357,6 +364,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // 1. The engine: experiments complete their records and notify, then every other
     //    engine task (clock, triggers, reload, Event publishes) ends.
     let mut clean = arbiter.shut_down(deadline).await;
+    //    The experiments' last annotations get a few seconds, not the whole deadline: a
+    //    Grafana that is down must not hold up (or fail) havoc's exit.
+    let annotated = deadline.min(Instant::now() + ANNOTATIONS_GRACE);
+    if !annotations.close(annotated).await {
+        tracing::warn!("shutdown: Grafana annotations still unsent; given up");
+    }
     clean &= engine.stop(deadline, "engine").await;
     // 2. The watch caches.
     clean &= watches.stop(deadline, "watches").await;

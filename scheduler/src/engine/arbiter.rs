@@ -744,6 +744,7 @@ impl Arbiter {
 
     /// Journal, metrics, Events, circuit breaker, and notifications (in the background).
     fn emit(&self, policy: Option<&Policy>, record: ExperimentRecord) {
+        self.env.annotations.ended(&record);
         tracing::info!(
             id = %record.id,
             policy = %record.policy,

@@ -59,6 +59,8 @@ pub struct Env {
     pub leader: Leadership,
     /// Pods that running experiments of this process have taken.
     pub claims: Claims,
+    /// Live experiments marked on dashboards (gauge, Grafana); a no-op by default.
+    pub annotations: super::annotations::Annotations,
 }
 
 /// What running experiments of this process have taken: the pods they delete, evict or
@@ -171,6 +173,7 @@ impl Env {
             owner: "test/havoc".into(),
             leader,
             claims: Claims::default(),
+            annotations: Default::default(),
         }
     }
 }
@@ -715,6 +718,7 @@ pub async fn execute(
         if let Some(ev) = &env.events {
             ev.injected(&record);
         }
+        env.annotations.injected(&record, policy);
     }
     let held = injected.held;
     if let Some(why) = injected.failure {
@@ -1024,6 +1028,7 @@ mod tests {
             owner: "test/havoc".into(),
             leader: crate::leader::Leadership::always(),
             claims: Default::default(),
+            annotations: Default::default(),
         };
         (env, handle)
     }

@@ -61,6 +61,13 @@ struct SourceResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunningLabels {
+    policy: String,
+    fault: String,
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerbLabel {
     verb: String,
     resource: String,
@@ -87,6 +94,8 @@ pub struct Metrics {
     policies: Gauge<i64, AtomicI64>,
     reloads: Family<ResultLabel, Counter>,
     kube_requests: Family<VerbLabel, Counter>,
+    experiment_running: Family<RunningLabels, Gauge<i64, AtomicI64>>,
+    grafana_annotations: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -97,7 +106,22 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut r = Registry::with_prefix("havoc");
+        Self::with_cluster(None)
+    }
+
+    /// With `clusterName`: every metric carries the label `cluster="NAME"`, so that one
+    /// Prometheus (or dashboard) over several clusters tells their havocs apart.
+    pub fn with_cluster(cluster: Option<&str>) -> Self {
+        let mut r = match cluster {
+            Some(c) => Registry::with_prefix_and_labels(
+                "havoc",
+                std::iter::once((
+                    std::borrow::Cow::Borrowed("cluster"),
+                    std::borrow::Cow::Owned(c.to_string()),
+                )),
+            ),
+            None => Registry::with_prefix("havoc"),
+        };
         let experiments = Family::<PolicyVerdict, Counter>::default();
         r.register(
             "experiments",
@@ -193,8 +217,22 @@ impl Metrics {
             "Requests sent to the Kubernetes API, by HTTP method",
             kube_requests.clone(),
         );
+        let experiment_running = Family::<RunningLabels, Gauge<i64, AtomicI64>>::default();
+        r.register(
+            "experiment_running",
+            "1 while a live experiment's fault is in or settling, by policy, fault and namespace (for Prometheus-based Grafana annotations)",
+            experiment_running.clone(),
+        );
+        let grafana_annotations = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "grafana_annotations",
+            "Grafana annotation requests by result (created, closed, failed, dropped)",
+            grafana_annotations.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
+            experiment_running,
+            grafana_annotations,
             experiments,
             skips,
             duration,
@@ -340,6 +378,29 @@ impl Metrics {
             .inc();
     }
 
+    /// A live experiment's series of `havoc_experiment_running`: 1 while it runs, removed
+    /// after.
+    pub fn experiment_running(&self, policy: &str, fault: &str, namespace: &str, running: bool) {
+        let key = RunningLabels {
+            policy: policy.to_string(),
+            fault: fault.to_string(),
+            namespace: namespace.to_string(),
+        };
+        if running {
+            self.experiment_running.get_or_create(&key).set(1);
+        } else {
+            self.experiment_running.remove(&key);
+        }
+    }
+
+    pub fn grafana_annotation(&self, result: crate::engine::annotations::Outcome) {
+        self.grafana_annotations
+            .get_or_create(&ResultLabel {
+                result: result.label().to_string(),
+            })
+            .inc();
+    }
+
     /// One request to the API server: `verb` and `resource` as the API server's own
     /// `apiserver_request_total` names them ([`crate::client::classify`]).
     pub fn kube_request(&self, verb: &str, resource: &str) {
@@ -355,6 +416,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_label_is_on_every_metric_when_named() {
+        let m = Metrics::with_cluster(Some("prod-eu"));
+        m.paused(true, 0);
+        m.grafana_annotation(crate::engine::annotations::Outcome::Failed);
+        let text = m.encode();
+        assert!(
+            text.contains("havoc_paused{cluster=\"prod-eu\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "havoc_grafana_annotations_total{cluster=\"prod-eu\",result=\"failed\"} 1"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn exposes_the_design_names() {

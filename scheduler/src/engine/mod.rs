@@ -9,10 +9,12 @@
 //! - [`events`]: Kubernetes Events on targets.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`notify`]: failure-only notifications to Slack and webhooks.
+//! - [`annotations`]: live experiments marked on dashboards (a gauge, Grafana regions).
 //! - [`health`]: reads Alertmanager and Prometheus into observations (behind the
 //!   [`health::HealthSource`] trait).
 //! - [`verdict`]: gate, observation and verdict rules (pure).
 
+pub mod annotations;
 pub mod arbiter;
 pub mod clock;
 pub mod events;

@@ -126,6 +126,26 @@ impl Summary {
 #[error("the experiment history cannot be read: {0}")]
 pub struct HistoryError(pub String);
 
+/// Why a history could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The experiment objects in the cluster do not hold the history yet.
+    #[error("the cluster history is not available in this build; pass --journal")]
+    ClusterUnavailable,
+}
+
+/// The history kept in the cluster, as `havoc report` reads it without `--journal`.
+///
+/// The one place the cluster history is opened: it answers
+/// [`OpenError::ClusterUnavailable`] until the experiment objects hold the history, and
+/// will then return their [`History`] (reading through `kubeconfig`).
+pub async fn cluster(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<dyn History>, OpenError> {
+    let _ = kubeconfig;
+    Err(OpenError::ClusterUnavailable)
+}
+
 /// Where experiment records are read from.
 pub trait History: Send + Sync {
     /// Summaries matching `query`, newest first.

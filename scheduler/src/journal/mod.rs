@@ -131,6 +131,34 @@ impl JournalError {
     }
 }
 
+/// The final records of the journal at `path` and its rotated files (`path.1` ...),
+/// oldest first, and how many lines could not be read; intents are skipped. For offline
+/// readers (`havoc report --journal`): it only reads, creates nothing and takes no lock,
+/// so it also reads the journal of a running service, or a copy.
+pub fn read_records(path: &Path) -> Result<(Vec<ExperimentRecord>, u64), JournalError> {
+    let read_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| JournalError::Read { path, source }
+    };
+    let mut files: Vec<PathBuf> = file::rotated(path)
+        .map_err(read_error(path))?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    files.push(path.to_path_buf());
+    let mut records = Vec::new();
+    let mut unreadable = 0;
+    for f in &files {
+        unreadable += line::read_file(f, |l| {
+            if let line::Line::Record(r) = l {
+                records.push(*r);
+            }
+        })
+        .map_err(read_error(f))?;
+    }
+    Ok((records, unreadable))
+}
+
 /// Intents and final records, in a JSON-lines file or in memory only.
 #[derive(Debug)]
 pub struct Journal {

@@ -227,6 +227,22 @@ pub struct Config {
     pub event_verdicts: Vec<NotifyOn>,
     pub server: ServerConfig,
     pub leader_election: LeaderElection,
+    /// `clusterName`: a label on the metrics, a tag on annotations.
+    pub cluster_name: Option<String>,
+    pub grafana: Option<Grafana>,
+}
+
+/// Grafana annotations, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grafana {
+    pub url: String,
+    pub token: SecretRef,
+    pub dashboard_uid: Option<String>,
+    /// The configured extra tags.
+    pub tags: Vec<String>,
+    /// The console's base URL, without a trailing `/`.
+    pub console_url: Option<String>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

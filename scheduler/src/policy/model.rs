@@ -500,6 +500,44 @@ pub struct ConfigSpec {
     pub server: ServerConfig,
     #[serde(default)]
     pub leader_election: LeaderElection,
+    /// This cluster's name: a `cluster` label on every metric and a `cluster:NAME` tag on
+    /// every Grafana annotation, so that a dashboard over several clusters tells them
+    /// apart. Required with `grafana`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// Grafana annotations: a region on the dashboards for every live experiment, from
+    /// its injection to the end of its settle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<GrafanaConfig>,
+}
+
+/// Where and how havoc annotates Grafana.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrafanaConfig {
+    /// Grafana's base URL, e.g. `https://grafana.example` (a path prefix is kept).
+    pub url: String,
+    /// A Grafana service account token with the annotations:write permission.
+    pub token: SecretRef,
+    /// The dashboard the annotations belong to; without it they are organization
+    /// annotations, which any dashboard shows by tag (`havoc`).
+    #[serde(
+        default,
+        rename = "dashboardUID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dashboard_uid: Option<String>,
+    /// More tags on every annotation (havoc always adds `havoc`, `policy:`, `fault:`,
+    /// `namespace:`, `cluster:` and, at the end, `verdict:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// havoc's console as Grafana's users reach it: the annotation's text links to the
+    /// experiment there (`CONSOLE/experiments/ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+    /// Per-request timeout (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
 
 impl Default for ConfigSpec {
@@ -518,6 +556,8 @@ impl Default for ConfigSpec {
             events: Events::default(),
             server: ServerConfig::default(),
             leader_election: LeaderElection::default(),
+            cluster_name: None,
+            grafana: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod fixtures;
+pub mod grafana;
 pub mod identity;
 pub mod serve;
 pub mod workloads;

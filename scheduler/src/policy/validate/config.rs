@@ -109,6 +109,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             );
         }
     }
+    let grafana = grafana(&mut c, s);
     let listen = c.take(
         "/spec/server/listen",
         s.server.listen.parse::<SocketAddr>().map_err(|_| {
@@ -155,6 +156,8 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
                 namespace: s.leader_election.namespace.clone(),
                 lease: s.leader_election.lease.clone(),
             },
+            cluster_name: s.cluster_name.clone(),
+            grafana,
         }),
         _ => None,
     };
@@ -293,4 +296,60 @@ fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Rece
         }
     }
     receivers
+}
+
+/// `clusterName` and `grafana`: the name is a metric label value and an annotation tag, so
+/// printable, without `,` (Grafana's tag separator in its UI) and at most 63 characters;
+/// annotations without it would land on every cluster's graphs alike.
+fn grafana(c: &mut Checker, s: &model::ConfigSpec) -> Option<super::super::domain::Grafana> {
+    if let Some(name) = &s.cluster_name
+        && (name.is_empty()
+            || name.chars().count() > 63
+            || name
+                .chars()
+                .any(|ch| ch.is_control() || ch.is_whitespace() || ch == ','))
+    {
+        c.value(
+            "/spec/clusterName",
+            format!(
+                "invalid clusterName {name:?}: 1 to 63 characters, no spaces, commas or control characters"
+            ),
+        );
+    }
+    let g = s.grafana.as_ref()?;
+    url(c, "/spec/grafana/url", &g.url);
+    c.secret("/spec/grafana/token", &g.token);
+    if let Some(u) = &g.console_url {
+        url(c, "/spec/grafana/consoleUrl", u);
+    }
+    if s.cluster_name.is_none() {
+        c.key(
+            "/spec/grafana",
+            "grafana annotations need clusterName: every annotation is tagged with the cluster, so that it lands only on that cluster's graphs",
+        );
+    }
+    for (i, t) in g.tags.iter().enumerate() {
+        if t.trim().is_empty() || t.chars().any(char::is_control) {
+            c.value(
+                &format!("/spec/grafana/tags/{i}"),
+                format!("invalid tag {t:?}: empty or with control characters"),
+            );
+        }
+    }
+    if let Some(t) = g.timeout
+        && t.0.is_zero()
+    {
+        c.value("/spec/grafana/timeout", "timeout must be more than 0s");
+    }
+    Some(super::super::domain::Grafana {
+        url: g.url.clone(),
+        token: g.token.clone(),
+        dashboard_uid: g.dashboard_uid.clone().filter(|d| !d.is_empty()),
+        tags: g.tags.clone(),
+        console_url: g
+            .console_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+        timeout: g.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |t| t.0),
+    })
 }
