@@ -11,7 +11,8 @@
 //! - [`record`]: the records everything shares (verdicts, targets, typed reasons, each
 //!   with one `label()`); [`journal`] persists them; [`history`] is how readers query
 //!   them (summaries, filters).
-//! - [`labels`]: the labels and annotations havoc reads and writes.
+//! - [`labels`]: the labels and annotations havoc reads and writes; [`kinds`]: the object
+//!   kinds it reads and changes, typed.
 //! - [`targets`]: target selection and the safety rules (pure), the cluster
 //!   [`targets::Snapshot`] they read, and where snapshots come from (watch caches,
 //!   listing).
@@ -38,6 +39,7 @@ pub mod engine;
 pub mod fault;
 pub mod history;
 pub mod journal;
+pub mod kinds;
 pub mod labels;
 pub mod leader;
 pub mod logging;

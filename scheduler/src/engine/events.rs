@@ -47,15 +47,8 @@ pub fn verdict_reason(v: Verdict) -> &'static str {
 }
 
 fn reference(kind: &str, namespace: Option<&str>, name: &str) -> ObjectReference {
-    let api_version = match kind {
-        "Pod" | "Node" => "v1",
-        "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "NetworkPolicy" => "networking.k8s.io/v1",
-        "VirtualService" => "networking.istio.io/v1",
-        _ => "v1",
-    };
     ObjectReference {
-        api_version: Some(api_version.to_string()),
+        api_version: Some(crate::kinds::api_version(kind)),
         kind: Some(kind.to_string()),
         namespace: namespace.map(str::to_string),
         name: Some(name.to_string()),

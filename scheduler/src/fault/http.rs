@@ -12,9 +12,8 @@
 //! RBAC: `get`, `list`, `watch`, `patch` on `virtualservices.networking.istio.io`.
 
 use kube::{
-    Api, Client,
+    Api,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
-    discovery::Discovery,
 };
 use serde_json::{Value, json};
 
@@ -26,20 +25,6 @@ use super::{
 use crate::{policy::domain::HttpFault, record::ObjectRef, targets::VirtualServiceInfo};
 
 pub const FAULT: &str = "httpFault";
-pub const GROUP: &str = "networking.istio.io";
-
-/// The VirtualService API of the cluster, if Istio's CRD is installed.
-pub async fn discover(client: &Client) -> Result<Option<ApiResource>, kube::Error> {
-    let discovery = Discovery::new(client.clone())
-        .filter(&[GROUP])
-        .run()
-        .await?;
-    Ok(discovery
-        .groups()
-        .find(|g| g.name() == GROUP)
-        .and_then(|g| g.recommended_kind("VirtualService"))
-        .map(|(ar, _)| ar))
-}
 
 /// The Istio `fault` of a route.
 pub fn istio_fault(f: &HttpFault) -> Value {
@@ -154,7 +139,7 @@ pub async fn inject(
 
 /// Removes exactly the routes the record names, and the record.
 pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
-    let Some(ar) = discover(m.client()).await? else {
+    let Some(ar) = crate::kinds::virtual_services(m.client()).await? else {
         return Ok(Reverted::Gone);
     };
     let ns = held.object.namespace.as_deref().unwrap_or_default();

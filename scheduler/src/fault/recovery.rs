@@ -188,7 +188,7 @@ pub async fn in_cluster(client: &Client) -> Found {
         Ok(items) => items.iter().for_each(|n| found.add("NetworkPolicy", n)),
         Err(e) => found.unlisted.push(failed("NetworkPolicy", e)),
     }
-    match super::bounded(super::http::discover(client)).await {
+    match super::bounded(crate::kinds::virtual_services(client)).await {
         Ok(Some(ar)) => {
             match list_all(&Api::<DynamicObject>::all_with(client.clone(), &ar), &lp).await {
                 Ok(items) => items.iter().for_each(|v| found.add("VirtualService", v)),

@@ -15,7 +15,6 @@
 //! RBAC: `patch` on `deployments` / `statefulsets` (not the `/scale` subresource, which
 //! cannot carry the record in the same request).
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
@@ -34,11 +33,10 @@ use crate::{record::ObjectRef, targets::WorkloadInfo};
 pub const FAULT: &str = "scale";
 
 fn resource(kind: &str) -> Result<ApiResource, FaultError> {
-    match kind {
-        "Deployment" => Ok(ApiResource::erase::<Deployment>(&())),
-        "StatefulSet" => Ok(ApiResource::erase::<StatefulSet>(&())),
-        other => Err(FaultError::Invalid(format!("cannot scale a {other}"))),
-    }
+    crate::kinds::Kind::named(kind)
+        .filter(|k| k.api.group == "apps" && k.api.kind != "DaemonSet")
+        .map(|k| k.api)
+        .ok_or_else(|| FaultError::Invalid(format!("cannot scale a {kind}")))
 }
 
 fn api(client: &Client, object: &ObjectRef) -> Result<Api<DynamicObject>, FaultError> {

@@ -382,7 +382,7 @@ impl Caches {
             (self.clone(), client.clone(), stop.clone(), tasks.clone());
         async move {
             let ar = loop {
-                match crate::fault::http::discover(&client).await {
+                match crate::kinds::virtual_services(&client).await {
                     Ok(ar) => break ar?,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot discover VirtualServices; retrying");

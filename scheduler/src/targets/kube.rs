@@ -340,7 +340,7 @@ pub async fn list_snapshot(client: &Client, needs: &Needs) -> Result<Snapshot, k
             .collect();
     }
     if needs.virtual_services {
-        snapshot.virtual_services = match crate::fault::http::discover(client).await? {
+        snapshot.virtual_services = match crate::kinds::virtual_services(client).await? {
             Some(api) => Some(VirtualServices {
                 items: Api::<DynamicObject>::all_with(client.clone(), &api)
                     .list(&lp)
