@@ -3,17 +3,14 @@
 //! and the last good set keeps running: half-applying an edit that touches several files
 //! could run a combination nobody wrote.
 
+use crate::policy::set::{Policies, PolicySet};
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     access::{self, AccessReviewer},
-    engine::{
-        arbiter::Arbiter,
-        metrics::Metrics,
-        policies::{Policies, PolicySet},
-    },
+    engine::{arbiter::Arbiter, metrics::Metrics},
     policy::{self, Context, Expect},
     schedule::stable_hash,
 };

@@ -33,6 +33,7 @@ pub mod openapi;
 #[cfg(test)]
 mod tests;
 
+use crate::policy::set::Policies;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
@@ -57,7 +58,6 @@ use crate::{
         arbiter::{Arbiter, Pause, Start},
         clock::NextFires,
         metrics::Metrics,
-        policies::Policies,
     },
     journal::Journal,
     leader::Leadership,

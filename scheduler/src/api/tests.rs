@@ -1,6 +1,7 @@
 //! The API through its router: authorization, what unauthenticated callers see, input
 //! checks, and every answer held against the OpenAPI document.
 
+use crate::policy::set::{Policies, PolicySet};
 use std::{
     path::PathBuf,
     sync::{
@@ -25,7 +26,6 @@ use crate::{
         experiment::Env,
         metrics::Metrics,
         notify::Notifier,
-        policies::{Policies, PolicySet},
     },
     journal::Journal,
     leader::Publisher,

@@ -7,6 +7,7 @@
 //! caches, then the Lease — released last, so that no other replica starts injecting
 //! while this one still completes what it holds.
 
+use crate::policy::set::Policies;
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -28,7 +29,6 @@ use crate::{
         health::Health,
         metrics::Metrics,
         notify::Notifier,
-        policies::Policies,
         sweeper::{SWEEP_INTERVAL, Sweeper},
     },
     journal::{Journal, Rotation},

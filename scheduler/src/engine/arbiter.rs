@@ -2,6 +2,7 @@
 //! trigger (clock, manual, rollout). It owns the pause switches, the concurrency limit,
 //! the circuit breaker, and emitting records (journal, metrics, Events, notifications).
 
+use crate::policy::set::PolicySet;
 use std::{
     collections::BTreeMap,
     panic::AssertUnwindSafe,
@@ -17,7 +18,6 @@ use super::{
     experiment::{self, Env, RunOptions},
     metrics::Metrics,
     notify::{Notifier, Queues},
-    policies::PolicySet,
 };
 use crate::{
     journal::{Intent, Journal},
@@ -823,7 +823,6 @@ mod tests {
 
     use super::*;
     use crate::{
-        engine::policies::PolicySet,
         policy::fixtures,
         targets::{Guards, Snapshot, SnapshotError, fixtures as targets},
     };

@@ -2,6 +2,7 @@
 //! hands due fires to the arbiter. A fire that comes too late (the process was stopped or
 //! starved, or it was down) is recorded as skipped, never run late in a burst.
 
+use crate::policy::set::{Policies, PolicySet};
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -11,11 +12,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    arbiter::Arbiter,
-    metrics::Metrics,
-    policies::{Policies, PolicySet},
-};
+use super::{arbiter::Arbiter, metrics::Metrics};
 use crate::{
     journal::Journal,
     leader::Leadership,

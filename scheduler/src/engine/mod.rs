@@ -3,7 +3,6 @@
 //!
 //! - [`arbiter`]: decides whether an experiment starts (pauses, limits, circuit breaker)
 //!   and emits its record.
-//! - [`policies`]: the policy set the service runs, replaced whole on reload.
 //! - [`clock`]: clock triggers in the service; missed fires are recorded, not run late.
 //! - [`experiment`]: one experiment from gate to verdict.
 //! - [`events`]: Kubernetes Events on targets.
@@ -22,6 +21,5 @@ pub mod experiment;
 pub mod health;
 pub mod metrics;
 pub mod notify;
-pub mod policies;
 pub mod sweeper;
 pub mod verdict;

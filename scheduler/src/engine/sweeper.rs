@@ -17,6 +17,7 @@
 //! short): one final record each, `errored` (reasonCode `crashed`) naming what its revert
 //! did, or `rollbackFailed` if it could not be undone.
 
+use crate::policy::set::Policies;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
@@ -30,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use super::{
     arbiter::Arbiter,
     experiment::{Env, revert_with_retries},
-    policies::Policies,
 };
 use crate::{
     fault::{Held, Mutator, recovery},

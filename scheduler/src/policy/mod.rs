@@ -19,6 +19,7 @@ pub mod fixtures;
 pub mod model;
 pub mod schema;
 pub mod selector;
+pub mod set;
 pub mod validate;
 pub mod yaml;
 

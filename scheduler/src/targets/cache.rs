@@ -21,6 +21,7 @@
 //! [`PodInfo`] (no spec, status or annotations kept), a ReplicaSet and a Namespace come
 //! as metadata only (`PartialObjectMeta`: the API server never sends their spec).
 
+use crate::policy::set::{Policies, PolicySet};
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
@@ -55,7 +56,6 @@ use super::{
     watches::{Index, Unserved, WatchSet, cluster, index_set, namespaced},
 };
 use crate::{
-    engine::policies::{Policies, PolicySet},
     labels::{DEPLOYMENT_REVISION, MANAGED_BY, POD_TEMPLATE_HASH, REVERT_ANNOTATION, REVERT_LABEL},
     policy::Policy,
     record::ObjectRef,

@@ -5,6 +5,7 @@
 
 pub mod rollout;
 
+use crate::policy::set::{Policies, PolicySet};
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{Arc, Mutex},
@@ -24,10 +25,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::rollout::{Completion, RolloutState, Seen, Tracker};
 use crate::{
-    engine::{
-        arbiter::{Arbiter, Start},
-        policies::{Policies, PolicySet},
-    },
+    engine::arbiter::{Arbiter, Start},
     labels::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH},
     policy::{Policy, domain::RolloutRule, model::WorkloadKind},
     record::{ObjectRef, TriggerInfo},
