@@ -17,8 +17,11 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use super::view::{PolicyView, RunningView, VERDICTS, severity, symbol};
 use crate::{history::Summary, record::Verdict};
 
-/// The width of one experiment group.
-pub const BUCKET_MINUTES: i64 = 10;
+/// The widths an experiment group may have: the narrowest that keeps the picture within
+/// [`MAX_GROUPS`] groups.
+pub const BUCKET_MINUTES: [i64; 5] = [10, 20, 30, 60, 120];
+/// Most groups (bars) in one picture: about 200 bytes each.
+pub const MAX_GROUPS: usize = 400;
 const WIDTH: f64 = 1200.0;
 const LABEL: f64 = 200.0;
 const RIGHT: f64 = 16.0;
@@ -130,9 +133,14 @@ pub fn svg(
         height - 6.0,
         now.format("%H:%M")
     );
+    let past: Vec<&Summary> = summaries
+        .iter()
+        .filter(|s| s.started_at >= axis.start)
+        .collect();
+    let minutes = bucket_minutes(&axis, &past);
     let mut by_policy: BTreeMap<&str, BTreeMap<i64, Group>> = BTreeMap::new();
-    for s in summaries.iter().filter(|s| s.started_at >= axis.start) {
-        let bucket = (s.started_at - axis.start).num_minutes() / BUCKET_MINUTES;
+    for s in past {
+        let bucket = (s.started_at - axis.start).num_minutes() / minutes;
         by_policy
             .entry(&s.policy)
             .or_default()
@@ -179,14 +187,13 @@ pub fn svg(
             let (x1, x2) = (axis.x(start), nx);
             let _ = write!(
                 o,
-                r#"<a href="experiments/{}" aria-label="{} running since {}"><rect class="running" x="{x1:.1}" y="{:.1}" width="{:.1}" height="{:.1}"/><title>{} running</title></a>"#,
+                r#"<a href="experiments/{}"><title>{} running since {}</title><rect class="running" x="{x1:.1}" y="{:.1}" width="{:.1}" height="{:.1}"/></a>"#,
                 query_value(&r.id),
                 esc(&r.id),
                 start.format("%H:%M:%S UTC"),
                 y + 8.0,
                 (x2 - x1).max(3.0),
                 ROW - 22.0,
-                esc(&r.id)
             );
         }
         if let Some(p) = policy {
@@ -196,6 +203,25 @@ pub fn svg(
     }
     o.push_str("</svg>");
     o
+}
+
+/// The narrowest group width that keeps the bars within [`MAX_GROUPS`].
+fn bucket_minutes(axis: &Axis, past: &[&Summary]) -> i64 {
+    for minutes in BUCKET_MINUTES {
+        let groups: std::collections::BTreeSet<(&str, i64)> = past
+            .iter()
+            .map(|s| {
+                (
+                    s.policy.as_str(),
+                    (s.started_at - axis.start).num_minutes() / minutes,
+                )
+            })
+            .collect();
+        if groups.len() <= MAX_GROUPS {
+            return minutes;
+        }
+    }
+    BUCKET_MINUTES[BUCKET_MINUTES.len() - 1]
 }
 
 fn shorten(s: &str, n: usize) -> String {
@@ -276,10 +302,11 @@ fn bar(o: &mut String, axis: &Axis, y: f64, policy: &str, g: &Group) {
             ),
         ),
     };
+    // The <title> names the link (SVG accessibility mapping): no aria-label copy of it.
     let label = esc(&label);
     let _ = write!(
         o,
-        r#"<a href="{href}" aria-label="{label}"><rect class="bar v-{}" x="{x1:.1}" y="{:.1}" width="{w:.1}" height="{:.1}"/><text class="glyph" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><title>{label}</title></a>"#,
+        r#"<a href="{href}"><title>{label}</title><rect class="bar v-{}" x="{x1:.1}" y="{:.1}" width="{w:.1}" height="{:.1}"/><text class="glyph" x="{:.1}" y="{:.1}">{}</text></a>"#,
         worst.label(),
         y + 8.0,
         ROW - 22.0,
@@ -287,33 +314,46 @@ fn bar(o: &mut String, axis: &Axis, y: f64, policy: &str, g: &Group) {
         y + ROW - 3.0,
         symbol(worst),
     );
-    for s in g.items.iter().filter(|s| s.trigger == "rollout") {
+    // One triangle per group that a rollout triggered.
+    let rollouts = g.items.iter().filter(|s| s.trigger == "rollout").count();
+    if let Some(s) = g.items.iter().find(|s| s.trigger == "rollout") {
         let x = axis.x(s.started_at);
         let _ = write!(
             o,
-            r#"<path class="rollout" d="M{:.1} {:.1} l4 -7 l4 7 z"><title>{}: triggered by a rollout</title></path>"#,
+            r#"<path class="rollout" d="M{:.1} {:.1}l4 -7l4 7z"><title>{rollouts} triggered by a rollout</title></path>"#,
             x - 4.0,
             y + 8.0,
-            esc(&s.id)
         );
     }
 }
 
+/// The planned fires of one policy: one path of ticks (at most one per pixel column),
+/// titled with how many and the next ones.
 fn fires(o: &mut String, axis: &Axis, y: f64, p: &PolicyView) {
-    let mut last_x = f64::MIN;
-    for f in &p.fires {
-        let x = axis.x(f.to_utc());
-        if x - last_x < 1.0 {
-            continue;
+    if let Some(first) = p.fires.first() {
+        let mut d = String::new();
+        let mut last_x = f64::MIN;
+        for f in &p.fires {
+            let x = axis.x(f.to_utc());
+            if x - last_x < 1.0 {
+                continue;
+            }
+            last_x = x;
+            let _ = write!(d, "M{x:.1} {:.1}v{:.0}", y + 8.0, ROW - 18.0);
         }
-        last_x = x;
+        let next: Vec<String> = p
+            .fires
+            .iter()
+            .take(5)
+            .map(|f| f.format("%H:%M:%S").to_string())
+            .collect();
         let _ = write!(
             o,
-            r#"<line class="fire" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"><title>{} fires at {}</title></line>"#,
-            y + 8.0,
-            y + ROW - 10.0,
+            r#"<path class="fire" d="{d}"><title>{}: {} planned fire(s) in the next 24 hours, next at {} ({})</title></path>"#,
             esc(&p.name),
-            f.format("%Y-%m-%d %H:%M:%S %:z")
+            p.fires.len(),
+            next.join(", "),
+            first.format("%:z")
         );
     }
     if p.random {
@@ -400,8 +440,9 @@ mod tests {
             .collect();
         let big = svg(now, &views, &many, &[]);
         let bars = big.matches("class=\"bar ").count();
-        assert!(bars <= (24 * 60 / BUCKET_MINUTES + 1) as usize, "{bars}");
-        assert!(big.matches("class=\"rollout\"").count() >= 10);
+        assert!(bars <= MAX_GROUPS && bars <= 24 * 60 / 10 + 1, "{bars}");
+        let rollouts = big.matches("class=\"rollout\"").count();
+        assert!((1..=10).contains(&rollouts), "{rollouts}");
         assert!(big.contains("experiments?policy=web&amp;since="));
     }
 

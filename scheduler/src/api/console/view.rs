@@ -362,6 +362,9 @@ pub fn start_of_day(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
 /// `3 min ago`, `in 2 h 5 min`.
 pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (t - now).num_seconds();
+    if secs == 0 {
+        return "just now".to_string();
+    }
     let text = span(secs.unsigned_abs());
     if secs < 0 {
         format!("{text} ago")

@@ -17,6 +17,7 @@
 
   function relative(iso) {
     var secs = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    if (secs === 0) return 'just now';
     return secs < 0 ? span(-secs) + ' ago' : 'in ' + span(secs);
   }
 
