@@ -39,7 +39,7 @@ fn policy_yaml(i: usize) -> String {
         2 => "  schedule:\n    cron: \"0 * * * *\"\n    blackouts:\n      - date: \"12-24\"\n".to_string(),
         _ => "  triggers:\n    - rollout: {kinds: [Deployment], namespaces: [shop], selector: \"app=web\"}\n".to_string(),
     };
-    let fault = if i % 2 == 0 {
+    let fault = if i.is_multiple_of(2) {
         "  target: {kind: Pod, namespaces: [shop], selector: \"app=web\"}\n  fault: {podDelete: {}}\n"
     } else {
         "  target: {kind: Deployment, namespaces: [shop], selector: \"app=web\"}\n  fault: {scale: {replicas: 0}}\n  duration: 2m\n"
@@ -150,14 +150,14 @@ fn held(i: usize, now: DateTime<Utc>) -> HeldView {
                 fault: "scale".to_string(),
                 original: serde_json::json!({"replicas": 3, "set": 0}),
                 deadline: now + chrono::Duration::minutes(3),
-                owner: if i % 2 == 0 {
+                owner: if i.is_multiple_of(2) {
                     "havoc-system/havoc".to_string()
                 } else {
                     "havoc-run/host-1".to_string()
                 },
             },
         },
-        holder: if i % 2 == 0 {
+        holder: if i.is_multiple_of(2) {
             Holder::Orphaned
         } else {
             Holder::Foreign

@@ -164,17 +164,17 @@ def test_without_login_the_mutating_controls_are_absent_and_forged_posts_get_403
     page = context.new_page()
     for path in ["", "policies", "faults"]:
         page.goto(URL + path)
-        for action in ["actions/stop", "actions/resume", "actions/pause", "actions/revert", "actions/cut", "logout"]:
-            expect(page.locator(f'form[action$="{action}"]')).to_have_count(0)
+        for action in ["stop", "resume", "pause", "revert", "end", "logout"]:
+            expect(page.locator(f'form[action="./{action}"]')).to_have_count(0)
         expect(page.get_by_role("link", name="Log in").first).to_be_visible()
     # Forged: no cookie.
-    r = context.request.post(URL + "actions/stop", form={"reason": "forged"}, max_redirects=0)
+    r = context.request.post(URL + "stop", form={"reason": "forged"}, max_redirects=0)
     assert r.status == 403, r.status
     # A real session, but no CSRF token.
     login(page, "forger")
-    r = context.request.post(URL + "actions/stop", form={"reason": "forged"}, max_redirects=0)
+    r = context.request.post(URL + "stop", form={"reason": "forged"}, max_redirects=0)
     assert r.status == 403, r.status
-    r = context.request.post(URL + "actions/stop", form={"reason": "forged", "csrf": "guess"}, max_redirects=0)
+    r = context.request.post(URL + "stop", form={"reason": "forged", "csrf": "guess"}, max_redirects=0)
     assert r.status == 403, r.status
     page.goto(URL)
     expect(page.locator("#status")).to_contain_text("Chaos is running")
@@ -197,7 +197,7 @@ def test_the_emergency_stop_reverts_the_held_fault_latches_and_resume_works(brow
     login(page, "e2e-sre")
     # The held fault, with its countdown and a revert button.
     expect(page.locator("#main")).to_contain_text(HELD_ID)
-    expect(page.locator('#main form[action$="actions/revert"]')).to_have_count(1)
+    expect(page.locator('#main form[action="./revert"]')).to_have_count(1)
     page.screenshot(path=str(SHOTS / "now-logged-in.png"), full_page=True)
     # A second tab on the faults page: it must update by itself.
     other = Watched(context)
@@ -208,16 +208,20 @@ def test_the_emergency_stop_reverts_the_held_fault_latches_and_resume_works(brow
     # Keyboard only: the reason field, then the stop button.
     page.get_by_label("Reason").fill("browser test: INC-0 rehearsal")
     page.get_by_label("Reason").press("Tab")
+    pressed = time.monotonic()
     page.keyboard.press("Enter")
+    # The other tab shows the stop by itself: the event stream checks 4 times a second
+    # and the page fetches itself (within 1 s; 2 s allowed here for a loaded CI machine).
+    expect(other.page.locator("#status")).to_contain_text("EMERGENCY STOP", timeout=2000)
+    print(f"\nthe other tab showed the stop {time.monotonic() - pressed:.2f} s after the click")
     expect(page.locator("#status")).to_contain_text("EMERGENCY STOP")
+    # The one-time message of the redirect (its cookie reaches the page it leads to).
+    expect(page.locator(".flash")).to_contain_text("Emergency stop: all chaos paused")
     expect(page.locator("#status")).to_contain_text("browser test: INC-0 rehearsal [stopped by e2e-sre (console login from")
     # Checked with the API server: the replicas are back and the record is gone.
     wait_for(lambda: replicas() == (2, False), 30, "replicas restored")
-    # The other tab says so without a reload.
-    started = time.monotonic()
-    expect(other.page.locator("#status")).to_contain_text("EMERGENCY STOP", timeout=5000)
-    expect(other.page.locator("#main")).to_contain_text("No fault is held", timeout=10000)
-    print(f"live update seen after {time.monotonic() - started:.2f} s")
+    # The other tab (the faults page) sees the record gone without a reload.
+    expect(other.page.locator("#main")).to_contain_text("No fault is held", timeout=5000)
     page.goto(URL)
     expect(page.locator("#main")).to_contain_text("No fault is held")
     page.screenshot(path=str(SHOTS / "stopped.png"), full_page=True)

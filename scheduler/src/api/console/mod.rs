@@ -5,10 +5,10 @@
 //!   ([`view`]) and one SVG ([`timeline`]): `/` (now), `/timeline`, `/experiments`,
 //!   `/experiments/{id}`, `/policies`, `/faults`, `/login`.
 //! - Actions (POST, logged-in session and CSRF token required, see [`auth`]):
-//!   `/actions/stop` (the emergency stop: `Arbiter::stop_all`), `/actions/resume` (all, or
-//!   one policy; asks for confirmation), `/actions/pause` (one policy, for a chosen
-//!   duration), `/actions/cut` (end one running experiment: it reverts now),
-//!   `/actions/revert` (a held fault: its experiment is ended if it runs here, an
+//!   `/stop` (the emergency stop: `Arbiter::stop_all`), `/resume` (all, or one policy;
+//!   asks for confirmation), `/pause` (one policy, for a chosen duration), `/end` (end
+//!   one running experiment: it reverts now), `/revert` (a held fault: its experiment
+//!   is ended if it runs here, an
 //!   orphaned record is reverted through [`crate::fault::revert`]), `/login`, `/logout`.
 //!   Each answers with a redirect to a page (a one-time message in a cookie).
 //! - Live updates: `/events` is a Server-Sent Events stream that says when what the pages
@@ -75,6 +75,8 @@ use crate::{
 
 /// How often the event stream checks whether anything shown changed.
 pub const LIVE_CHECK: Duration = Duration::from_millis(250);
+/// The event stream reads the history every this many checks (once a second).
+const HISTORY_CHECKS: u32 = 4;
 /// An event stream ends after this; the browser reconnects at once. Shorter than the
 /// server's connection lifetime (60 s), which would otherwise cut it.
 pub const STREAM_LIFETIME: Duration = Duration::from_secs(45);
@@ -181,11 +183,13 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/faults", get(faults_page))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
-        .route("/actions/stop", post(stop))
-        .route("/actions/resume", post(resume))
-        .route("/actions/pause", post(pause))
-        .route("/actions/cut", post(cut))
-        .route("/actions/revert", post(revert))
+        // Actions sit at the top level, beside the pages: a cookie set by their answer
+        // (the one-time message) has the pages' default path, under any prefix.
+        .route("/stop", post(stop))
+        .route("/resume", post(resume))
+        .route("/pause", post(pause))
+        .route("/end", post(cut))
+        .route("/revert", post(revert))
         .route("/events", get(events))
         .route("/assets/{name}", get(asset))
         .layer(middleware::from_fn(security_headers))
@@ -287,6 +291,12 @@ fn redirect(location: &str, flash: Option<&str>, tls: bool) -> Response {
 
 /// Reads everything the pages show that is not the history.
 pub fn live(app: &App) -> Live {
+    live_with(app, true)
+}
+
+/// [`live`]; `with_policies: false` leaves out the policies' views (their next 24 hours
+/// of fires cost the most, and the event stream's checks do not need them).
+fn live_with(app: &App, with_policies: bool) -> Live {
     let now = Utc::now();
     let c = &app.console;
     let pauses = app.arbiter.pauses();
@@ -317,11 +327,14 @@ pub fn live(app: &App) -> Live {
     };
     let (rejected, applied_at) = c.reload.get();
     let set = app.policies.current();
-    let policies = set
-        .policies
-        .values()
-        .map(|p| view::policy_view(p, app.next_fires.get(&p.name), now))
-        .collect();
+    let policies = if with_policies {
+        set.policies
+            .values()
+            .map(|p| view::policy_view(p, app.next_fires.get(&p.name), now))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Live {
         now,
         tz: c.config.timezone,
@@ -344,9 +357,12 @@ pub fn live(app: &App) -> Live {
 
 /// A fingerprint of what the pages show: when it changes, the event stream says so.
 pub async fn digest(app: &App) -> String {
-    let live = live(app);
-    let newest = app
-        .history
+    digest_with(app, &newest(app).await)
+}
+
+/// The newest experiment in the history (id and verdict): a new record changes it.
+pub async fn newest(app: &App) -> Option<(String, &'static str)> {
+    app.history
         .list(&HistoryQuery {
             limit: Some(1),
             ..HistoryQuery::default()
@@ -354,7 +370,12 @@ pub async fn digest(app: &App) -> String {
         .await
         .ok()
         .and_then(|v| v.into_iter().next())
-        .map(|s| (s.id, s.verdict.label()));
+        .map(|s| (s.id, s.verdict.label()))
+}
+
+/// [`digest`] with the history's newest experiment already read.
+fn digest_with(app: &App, newest: &Option<(String, &'static str)>) -> String {
+    let live = live_with(app, false);
     let held: Vec<(&ObjectRef, &str, String)> = live
         .held
         .iter()
@@ -1202,26 +1223,35 @@ async fn events(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let deadline = tokio::time::Instant::now() + STREAM_LIFETIME;
-    let stream = futures::stream::unfold((app, None::<String>), move |(app, last)| async move {
-        let mut wait = last.is_some();
-        loop {
-            if wait {
-                if tokio::time::Instant::now() >= deadline {
-                    return None;
+    // The live state is checked every LIVE_CHECK; the history (a list query) every
+    // HISTORY_CHECKS of them, at most a second apart. A finished experiment also leaves
+    // the running list at once; only skipped ones are seen by the history check alone.
+    let stream = futures::stream::unfold(
+        (app, None::<String>, None, 0u32),
+        move |(app, last, mut newest_seen, mut tick)| async move {
+            loop {
+                if last.is_some() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(LIVE_CHECK).await;
                 }
-                tokio::time::sleep(LIVE_CHECK).await;
+                if last.is_none() || tick % HISTORY_CHECKS == 0 {
+                    newest_seen = newest(&app).await;
+                }
+                tick = tick.wrapping_add(1);
+                let d = digest_with(&app, &newest_seen);
+                if last.as_ref() != Some(&d) {
+                    let event = Event::default()
+                        .event("change")
+                        .data(d.clone())
+                        .retry(Duration::from_secs(1));
+                    let next = (app, Some(d), newest_seen, tick);
+                    return Some((Ok::<_, std::convert::Infallible>(event), next));
+                }
             }
-            wait = true;
-            let d = digest(&app).await;
-            if last.as_ref() != Some(&d) {
-                let event = Event::default()
-                    .event("change")
-                    .data(d.clone())
-                    .retry(Duration::from_secs(1));
-                return Some((Ok::<_, std::convert::Infallible>(event), (app, Some(d))));
-            }
-        }
-    });
+        },
+    );
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

@@ -182,7 +182,7 @@ fn banner(v: &Viewer, live: &Live) -> Markup {
                     }
                 } @else {
                     @if matches!(live.chaos, Chaos::Running | Chaos::Paused(_)) {
-                        form.stop method="post" action=(v.href("actions/stop")) {
+                        form.stop method="post" action=(v.href("stop")) {
                             (v.csrf())
                             label for="stop-reason" { "Reason" }
                             input #stop-reason type="text" name="reason" required maxlength="500" placeholder="e.g. incident INC-123";
@@ -190,7 +190,7 @@ fn banner(v: &Viewer, live: &Live) -> Markup {
                         }
                     }
                     @if matches!(live.chaos, Chaos::Paused(_) | Chaos::Stopped(_)) {
-                        form.resume method="post" action=(v.href("actions/resume")) {
+                        form.resume method="post" action=(v.href("resume")) {
                             (v.csrf())
                             input #resume-confirm type="checkbox" name="confirm" value="yes" required;
                             label for="resume-confirm" { "I confirm: resume all chaos on every replica" }
@@ -229,7 +229,7 @@ fn revert_form(v: &Viewer, h: &HeldView, live: &Live) -> Markup {
     }
     let o = &h.held.object;
     html! {
-        form.inline method="post" action=(v.href("actions/revert")) {
+        form.inline method="post" action=(v.href("revert")) {
             (v.csrf())
             input type="hidden" name="kind" value=(o.kind);
             input type="hidden" name="namespace" value=(o.namespace.clone().unwrap_or_default());
@@ -330,7 +330,7 @@ pub fn now_page(v: &Viewer, live: &Live, today: &[Summary], today_since: DateTim
                                 td { @if let Some(t) = r.started { (when(t, now)) } }
                                 td {
                                     @if v.session.is_some() {
-                                        form.inline method="post" action=(v.href("actions/cut")) {
+                                        form.inline method="post" action=(v.href("end")) {
                                             (v.csrf())
                                             input type="hidden" name="experiment" value=(r.id);
                                             button type="submit" aria-label={"End " (r.id) " and revert its faults now"} { "End and revert now" }
@@ -741,7 +741,7 @@ pub fn policies_page(v: &Viewer, live: &Live, rows: &[PolicyRow]) -> Markup {
                                     @if let Some(u) = pause.until { " until " (stamp(u)) } @else { " until resumed" }
                                     br; small { (pause.reason) }
                                     @if v.session.is_some() {
-                                        form.inline method="post" action=(v.href("actions/resume")) {
+                                        form.inline method="post" action=(v.href("resume")) {
                                             (v.csrf())
                                             input type="hidden" name="policy" value=(p.name);
                                             input type="hidden" name="confirm" value="yes";
@@ -751,7 +751,7 @@ pub fn policies_page(v: &Viewer, live: &Live, rows: &[PolicyRow]) -> Markup {
                                 } @else {
                                     "▶ active"
                                     @if v.session.is_some() {
-                                        form.pause method="post" action=(v.href("actions/pause")) {
+                                        form.pause method="post" action=(v.href("pause")) {
                                             (v.csrf())
                                             input type="hidden" name="policy" value=(p.name);
                                             label for={"for-" (p.name)} { "Pause for" }

@@ -247,14 +247,13 @@ fn fixture(read_requires_token: bool) -> Fixture {
 }
 
 /// Every form that changes something, by its action.
-const MUTATIONS: [&str; 6] = [
-    "actions/stop",
-    "actions/resume",
-    "actions/pause",
-    "actions/revert",
-    "actions/cut",
-    "logout",
-];
+const MUTATIONS: [&str; 6] = ["stop", "resume", "pause", "revert", "end", "logout"];
+
+/// Whether a page has a form posting to `action`.
+fn has_form(html: &str, action: &str) -> bool {
+    html.contains(&format!("action=\"./{action}\""))
+        || html.contains(&format!("action=\"../{action}\""))
+}
 
 #[tokio::test]
 async fn without_login_every_page_renders_and_no_mutating_control_is_there() {
@@ -288,7 +287,7 @@ async fn without_login_every_page_renders_and_no_mutating_control_is_there() {
         assert!(!a.text.contains("style=\""), "{path}: no inline style");
         for m in MUTATIONS {
             assert!(
-                !a.text.contains(&format!("{m}\"")),
+                !has_form(&a.text, m),
                 "{path}: the control {m} is shown without a login"
             );
         }
@@ -323,7 +322,7 @@ async fn forged_posts_are_refused_and_change_nothing() {
     assert_ne!(csrf, other_csrf);
     for bad in ["", "nonsense", other_csrf.as_str()] {
         let a = user
-            .post(&r, "/actions/stop", &[("csrf", bad), ("reason", "forged")])
+            .post(&r, "/stop", &[("csrf", bad), ("reason", "forged")])
             .await;
         assert_eq!(a.status, 403, "csrf {bad:?}");
     }
@@ -331,11 +330,7 @@ async fn forged_posts_are_refused_and_change_nothing() {
     let mut cross = user.clone();
     cross.headers.push(("sec-fetch-site", "cross-site".into()));
     let a = cross
-        .post(
-            &r,
-            "/actions/stop",
-            &[("csrf", &csrf), ("reason", "forged")],
-        )
+        .post(&r, "/stop", &[("csrf", &csrf), ("reason", "forged")])
         .await;
     assert_eq!(a.status, 403);
     assert!(arbiter.pauses().all.is_none(), "nothing was paused");
@@ -384,7 +379,7 @@ async fn login_sets_a_strict_http_only_cookie_and_is_rate_limited() {
     assert!(!session.contains(TOKEN));
     let page = b.get(&r, "/").await;
     assert!(page.text.contains("alice (console login from 10.0.0.9)"));
-    assert!(page.text.contains("actions/stop\""), "the stop is offered");
+    assert!(has_form(&page.text, "stop"), "the stop is offered");
     // Guessing: the sixth attempt from one address within the window is refused.
     let mut guesser = Browser::from("10.0.0.66");
     let mut statuses = Vec::new();
@@ -405,7 +400,7 @@ async fn login_sets_a_strict_http_only_cookie_and_is_rate_limited() {
     let out = b.post(&r, "/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, 303);
     let after = b.get(&r, "/").await;
-    assert!(!after.text.contains("actions/stop\""));
+    assert!(!has_form(&after.text, "stop"));
 }
 
 #[tokio::test]
@@ -416,19 +411,19 @@ async fn the_stop_latches_with_who_and_why_and_resume_asks_for_confirmation() {
     let mut b = Browser::from("10.1.1.1");
     let csrf = b.login(&r, "alice").await;
     let empty = b
-        .post(&r, "/actions/stop", &[("csrf", &csrf), ("reason", "  ")])
+        .post(&r, "/stop", &[("csrf", &csrf), ("reason", "  ")])
         .await;
     assert_eq!(empty.status, 303);
     assert!(arbiter.pauses().all.is_none(), "a stop needs a reason");
     let a = b
         .post(
             &r,
-            "/actions/stop",
+            "/stop",
             &[("csrf", &csrf), ("reason", "INC-42 payments down")],
         )
         .await;
     assert_eq!(a.status, 303);
-    assert_eq!(a.location(), "../", "back to the console's root");
+    assert_eq!(a.location(), "./", "back to the console's root");
     let pause = arbiter.pauses().all.expect("paused");
     assert!(pause.until.is_none());
     assert_eq!(
@@ -442,21 +437,17 @@ async fn the_stop_latches_with_who_and_why_and_resume_asks_for_confirmation() {
         page.text.contains("Emergency stop: all chaos paused"),
         "the flash"
     );
-    assert!(page.text.contains("actions/resume\""));
+    assert!(has_form(&page.text, "resume"));
     assert!(
-        !page.text.contains("actions/stop\""),
+        !has_form(&page.text, "stop"),
         "stopped: only resume is offered"
     );
     // Resume without the confirmation: nothing changes.
-    let a = b.post(&r, "/actions/resume", &[("csrf", &csrf)]).await;
+    let a = b.post(&r, "/resume", &[("csrf", &csrf)]).await;
     assert_eq!(a.status, 303);
     assert!(arbiter.pauses().all.is_some());
     let a = b
-        .post(
-            &r,
-            "/actions/resume",
-            &[("csrf", &csrf), ("confirm", "yes")],
-        )
+        .post(&r, "/resume", &[("csrf", &csrf), ("confirm", "yes")])
         .await;
     assert_eq!(a.status, 303);
     assert!(arbiter.pauses().all.is_none());
@@ -472,11 +463,11 @@ async fn a_policy_pauses_for_a_chosen_duration_and_resumes() {
     let mut b = Browser::from("10.1.1.2");
     let csrf = b.login(&r, "").await;
     let page = b.get(&r, "/policies").await;
-    assert!(page.text.contains("actions/pause\""));
+    assert!(has_form(&page.text, "pause"));
     for bad in ["1 hour", "-1h"] {
         b.post(
             &r,
-            "/actions/pause",
+            "/pause",
             &[("csrf", &csrf), ("policy", "p"), ("for", bad)],
         )
         .await;
@@ -485,7 +476,7 @@ async fn a_policy_pauses_for_a_chosen_duration_and_resumes() {
     let a = b
         .post(
             &r,
-            "/actions/pause",
+            "/pause",
             &[
                 ("csrf", &csrf),
                 ("policy", "p"),
@@ -495,7 +486,7 @@ async fn a_policy_pauses_for_a_chosen_duration_and_resumes() {
         )
         .await;
     assert_eq!(a.status, 303);
-    assert_eq!(a.location(), "../policies");
+    assert_eq!(a.location(), "./policies");
     let p = arbiter.pauses().policies.get("p").cloned().expect("paused");
     let left = p.until.expect("timed") - Utc::now();
     assert!(
@@ -507,7 +498,7 @@ async fn a_policy_pauses_for_a_chosen_duration_and_resumes() {
     assert!(page.text.contains("⏸ paused"));
     b.post(
         &r,
-        "/actions/resume",
+        "/resume",
         &[("csrf", &csrf), ("policy", "p"), ("confirm", "yes")],
     )
     .await;
@@ -614,7 +605,7 @@ fn links_are_relative_to_the_page() {
     assert_eq!(root("/"), "./");
     assert_eq!(root("/timeline"), "./");
     assert_eq!(root("/experiments/x"), "../");
-    assert_eq!(root("/actions/stop"), "../");
+    assert_eq!(root("/stop"), "./");
 }
 
 #[test]
