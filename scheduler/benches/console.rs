@@ -4,12 +4,13 @@
 //! readings, reversible ones with their reverts) and 20 revert records in the cluster.
 //!
 //! Each measurement is what a request costs after the live state is read: the history
-//! queries the page makes (through the `History` trait, the journal's in-memory kind
-//! here) plus building its views and rendering the HTML. The sizes are printed once.
+//! queries the page makes (through the `History` trait, implemented by the journal as
+//! the service keeps it: its newest 1,000 records in memory) plus building its views and
+//! rendering the HTML. The sizes are printed once.
 //!
 //! Run: `cargo bench -p havoc --bench console`.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -21,7 +22,8 @@ use havoc::{
     },
     engine::health::Reading,
     fault::{Held, revert::RevertRecord},
-    history::{History, InMemory, Query},
+    history::{History, Query},
+    journal::Journal,
     policy::{Context, Expect, Policy, load_str},
     record::{
         AlertRecord, ExperimentRecord, ObjectRef, RevertResult, SloRecord, TargetOutcome,
@@ -209,7 +211,13 @@ fn viewer() -> Viewer {
 }
 
 /// Every page, rendered as the handler does after reading the live state.
-fn render(page: &str, history: &InMemory, live: &Live, rt: &tokio::runtime::Runtime) -> String {
+fn render(
+    page: &str,
+    history: &Journal,
+    probe: &str,
+    live: &Live,
+    rt: &tokio::runtime::Runtime,
+) -> String {
     let v = viewer();
     rt.block_on(async {
         match page {
@@ -244,8 +252,7 @@ fn render(page: &str, history: &InMemory, live: &Live, rt: &tokio::runtime::Runt
                 pages::experiments_page(&v, live, &filter, &names, &rows, more, None).into_string()
             }
             "experiment" => {
-                let id = history.0[500].id.clone();
-                let r = history.get(&id).await.expect("get").expect("found");
+                let r = history.get(probe).await.expect("get").expect("found");
                 pages::experiment_page(&v, live, &r).into_string()
             }
             "policies" => {
@@ -283,14 +290,18 @@ const PAGES: [&str; 7] = [
 fn bench(c: &mut Criterion) {
     let now = Utc::now();
     let policies = policies();
-    let history = InMemory((0..EXPERIMENTS).map(|i| record(i, now)).collect());
+    // Appended oldest first, as the service appends them.
+    let history = Journal::in_memory(EXPERIMENTS);
+    for i in (0..EXPERIMENTS).rev() {
+        history.append(&record(i, now)).expect("in memory");
+    }
+    let probe = record(EXPERIMENTS / 2, now).id;
     let live = live(now, &policies);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let history = Arc::new(history);
     for page in PAGES {
-        let html = render(page, &history, &live, &rt);
+        let html = render(page, &history, &probe, &live, &rt);
         eprintln!(
             "console page {page:<28} {:>7.1} KB ({} bytes)",
             html.len() as f64 / 1024.0,
@@ -300,7 +311,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("console page, 1,000 experiments");
     group.sample_size(20);
     for page in PAGES {
-        group.bench_function(page, |b| b.iter(|| render(page, &history, &live, &rt)));
+        group.bench_function(page, |b| {
+            b.iter(|| render(page, &history, &probe, &live, &rt))
+        });
     }
     group.finish();
 }

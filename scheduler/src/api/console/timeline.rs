@@ -105,13 +105,15 @@ pub fn svg(
     );
     o.push_str(r##"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>"##);
     // Hour grid every 3 hours, labelled in UTC.
+    let nx = axis.x(now);
     let mut h = (axis.start + Duration::hours(1))
         .with_minute(0)
         .and_then(|t| t.with_second(0))
         .and_then(|t| t.with_nanosecond(0))
         .unwrap_or(axis.start);
     while h < axis.end {
-        if h.hour().is_multiple_of(3) {
+        // Every 3 hours, but no label under the "now" line's.
+        if h.hour().is_multiple_of(3) && (axis.x(h) - nx).abs() > 30.0 {
             let x = axis.x(h);
             let _ = write!(
                 o,
@@ -124,7 +126,6 @@ pub fn svg(
         }
         h += Duration::hours(1);
     }
-    let nx = axis.x(now);
     let _ = write!(
         o,
         r#"<line class="now" x1="{nx:.1}" y1="{}" x2="{nx:.1}" y2="{:.1}"/><text class="now-label" x="{nx:.1}" y="{:.1}" text-anchor="middle">now (UTC {})</text>"#,
