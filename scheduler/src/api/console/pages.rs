@@ -271,7 +271,10 @@ fn held_table(v: &Viewer, live: &Live, caption: &str, all: bool) -> Markup {
                             td { code { (h.held.record.fault) } }
                             td { a href=(v.href(&format!("experiments/{}", super::timeline::query_value(&h.held.record.experiment)))) { (h.held.record.experiment) } }
                             @if all {
-                                td { code { (h.held.record.owner) } }
+                                td {
+                                    code { (h.held.record.owner) }
+                                    @if matches!(h.holder, Holder::Running { .. } | Holder::Orphaned) { br; small { "this installation" } }
+                                }
                                 td { (stamp(h.held.record.deadline)) " (" (countdown(h.held.record.deadline, now)) ")" }
                                 td { code { (h.held.record.original.to_string()) } }
                             }
