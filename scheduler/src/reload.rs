@@ -4,8 +4,13 @@
 //! could run a combination nobody wrote.
 
 use crate::policy::set::{Policies, PolicySet};
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -28,6 +33,64 @@ pub struct Reloader {
     /// Reviews each policy's permissions on every load (`None`: not checked, as in tests
     /// without an API server).
     pub access: Option<Arc<dyn AccessReviewer>>,
+    /// What the last loads refused, for the console.
+    pub status: ReloadStatus,
+}
+
+/// Problems of a load: a reload refused whole, or files left out at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub at: DateTime<Utc>,
+    /// `FILE:LINE:COL: error: MESSAGE`, the file without its directory (as the API shows
+    /// policy files: the mount path stays private).
+    pub diagnostics: Vec<String>,
+    /// At start-up the invalid files are left out and the rest runs; a reload with any
+    /// problem is refused whole.
+    pub at_startup: bool,
+}
+
+/// The last refused load and the last applied one: a read-only view for the console.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus(Arc<Mutex<Loads>>);
+
+#[derive(Debug, Clone, Default)]
+struct Loads {
+    rejected: Option<Rejected>,
+    applied: Option<DateTime<Utc>>,
+}
+
+impl ReloadStatus {
+    /// The last load with problems, and when a set was last applied.
+    pub fn get(&self) -> (Option<Rejected>, Option<DateTime<Utc>>) {
+        let l = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (l.rejected.clone(), l.applied)
+    }
+
+    pub fn rejected(&self, report: &policy::LoadReport, at_startup: bool) {
+        let diagnostics: Vec<String> = report
+            .diagnostics()
+            .map(|d| {
+                let file = d
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{file}:{}:{}: error: {}", d.pos.line, d.pos.col, d.message)
+            })
+            .collect();
+        if diagnostics.is_empty() {
+            return;
+        }
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).rejected = Some(Rejected {
+            at: Utc::now(),
+            diagnostics,
+            at_startup,
+        });
+    }
+
+    fn applied(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).applied = Some(Utc::now());
+    }
 }
 
 /// The valid policies of a load report.
@@ -65,6 +128,7 @@ impl Reloader {
         for w in report.warnings() {
             tracing::warn!(diagnostic = %w.warning_line(), "policy warning");
         }
+        self.status.rejected(&report, true);
         self.apply(policy_set(&report));
     }
 
@@ -88,6 +152,7 @@ impl Reloader {
         self.metrics.policies_loaded(set.policies.len());
         self.arbiter.policies_changed(&set);
         self.policies.replace(set);
+        self.status.applied();
     }
 
     /// Re-reads the policies when the files change, until `stop`.
@@ -116,6 +181,7 @@ impl Reloader {
                 for d in report.diagnostics() {
                     tracing::error!(diagnostic = %d, "invalid policy");
                 }
+                self.status.rejected(&report, false);
                 tracing::error!(
                     running = self.policies.current().policies.len(),
                     "policy reload rejected: the last good policies keep running"

@@ -28,10 +28,11 @@
 //!   caller's own input (a policy name, cut to 100 characters) or a JSON parse error's
 //!   position; never an internal path or an error chain.
 
+pub mod console;
 pub mod limits;
 pub mod openapi;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::policy::set::Policies;
 use std::{net::SocketAddr, sync::Arc};
@@ -94,6 +95,8 @@ pub struct App {
     pub leader: Leadership,
     pub token: Option<SecretString>,
     pub readiness: Arc<dyn Readiness>,
+    /// The console at `/` and what it reads besides the above.
+    pub console: console::Console,
 }
 
 impl std::fmt::Debug for App {
@@ -130,16 +133,41 @@ pub fn router(app: App) -> Router {
     router_with(app, &Limits::default())
 }
 
-/// The router with the per-request limits (body size, request timeout) of `limits`.
+/// The router with the per-request limits (body size, request timeout) of `limits`: the
+/// API's endpoints, and the console's pages beside them.
 pub fn router_with(app: App, limits: &Limits) -> Router {
-    let routes = endpoints()
+    let app = Arc::new(app);
+    let api = endpoints()
         .into_iter()
         .fold(Router::new(), |r, (_, path, handler)| {
             r.route(path, handler)
         })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            read_guard,
+        ));
+    let routes = api
+        .merge(console::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(Arc::new(app));
+        .with_state(app);
     limits::harden(routes, limits)
+}
+
+/// With `server.readRequiresToken`, every `GET /api/v1/...` needs the bearer token too;
+/// `/metrics`, `/healthz` and `/readyz` stay open (scrapers and probes).
+async fn read_guard(
+    State(app): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.console.read_requires_token()
+        && req.method() == Method::GET
+        && req.uri().path().starts_with("/api/v1/")
+        && let Err(e) = authorize(&app, req.headers())
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 /// Serves with the default [`Limits`] until `stop` is cancelled.
@@ -200,7 +228,7 @@ fn quote(input: &str) -> String {
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -554,7 +582,7 @@ pub const PAUSE_FOR_PATTERN: &str =
     "^([0-9]{1,3}d)?([0-9]{1,4}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?([0-9]{1,10}ms)?$";
 
 /// Whether `s` matches [`PAUSE_FOR_PATTERN`] and is not empty.
-fn pause_for_form(s: &str) -> bool {
+pub(crate) fn pause_for_form(s: &str) -> bool {
     const UNITS: [(&str, usize); 5] = [("d", 3), ("h", 4), ("m", 6), ("s", 8), ("ms", 10)];
     let mut rest = s;
     let mut allowed = 0; // the first unit still allowed

@@ -299,12 +299,21 @@ mod tests {
                     "{method} {path} {status}: media type and schema"
                 );
             }
-            let mutating = method == "post";
-            assert_eq!(
-                op.get("security").is_some(),
-                mutating,
-                "{method} {path}: exactly the mutating endpoints need the token"
-            );
+            // The mutating endpoints need the token; `GET /api/v1/...` may need it
+            // (`server.readRequiresToken`: security lists "none" too); the rest is open.
+            let security = &op["security"];
+            if method == "post" {
+                assert_eq!(security, &json!([{"bearerAuth": []}]), "{method} {path}");
+            } else if path.starts_with("/api/v1/") {
+                assert_eq!(
+                    security,
+                    &json!([{}, {"bearerAuth": []}]),
+                    "{method} {path}"
+                );
+                assert!(responses.contains_key("401"), "{method} {path}: 401");
+            } else {
+                assert!(security.is_null(), "{method} {path}: open");
+            }
         }
     }
 

@@ -39,7 +39,7 @@ const TOKEN: &str = "s3cret-token";
 
 /// A readiness that tests switch.
 #[derive(Default)]
-struct Switch(AtomicBool);
+pub(crate) struct Switch(AtomicBool);
 
 impl Readiness for Switch {
     fn not_ready(&self) -> Vec<String> {
@@ -64,16 +64,30 @@ impl SnapshotSource for Unsynced {
 }
 
 /// An API over one policy `p` (from a file deep in a directory) and a few records.
-struct Fixture {
-    app: Option<App>,
-    leader: Publisher,
-    ready: Arc<Switch>,
-    arbiter: Arc<Arbiter>,
+pub(crate) struct Fixture {
+    pub(crate) app: Option<App>,
+    pub(crate) leader: Publisher,
+    pub(crate) ready: Arc<Switch>,
+    pub(crate) arbiter: Arc<Arbiter>,
+    pub(crate) journal: Arc<Journal>,
 }
 
 impl Fixture {
     fn new(token: Option<&str>) -> Fixture {
-        let config = Arc::new(fixtures::config().build());
+        Fixture::custom(
+            token,
+            fixtures::config().build(),
+            Arc::new(crate::fault::recovery::Found::default()),
+        )
+    }
+
+    /// With `config` (the console reads it) and the revert records `faults`.
+    pub(crate) fn custom(
+        token: Option<&str>,
+        config: crate::policy::Config,
+        faults: Arc<dyn super::console::ClusterFaults>,
+    ) -> Fixture {
+        let config = Arc::new(config);
         let (svc, _handle) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
@@ -82,6 +96,7 @@ impl Fixture {
         publisher.publish(true);
         let journal = Arc::new(Journal::in_memory(100));
         let metrics = Metrics::new();
+        let shared = crate::state::SharedState::in_memory();
         let arbiter = Arbiter::new(Parts {
             env: Env::for_tests(
                 kube::Client::new(svc, "default"),
@@ -94,7 +109,7 @@ impl Fixture {
             notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),
             metrics: metrics.clone(),
             leader: leader.clone(),
-            shared: crate::state::SharedState::in_memory(),
+            shared: shared.clone(),
             stop: tokio_util::sync::CancellationToken::new(),
             seed: Some(1),
         });
@@ -121,26 +136,40 @@ impl Fixture {
             journal.append(&r).expect("in memory");
         }
         let ready = Arc::new(Switch::default());
+        let console = super::console::Console::new(
+            super::console::Parts {
+                config: config.clone(),
+                shared,
+                faults,
+                health: crate::engine::health::Readings::default(),
+                reload: crate::reload::ReloadStatus::default(),
+                client: None,
+                pod: Some("havoc-0".into()),
+            },
+            token,
+        );
         Fixture {
             app: Some(App {
                 arbiter: arbiter.clone(),
                 policies,
-                history: journal.clone(),
-                journal,
+                journal: journal.clone(),
                 metrics: metrics.clone(),
                 next_fires: NextFires::new(metrics),
                 triggers: RecentTriggers::default(),
                 leader,
                 token: token.map(havoc_integrations::SecretString::new),
                 readiness: ready.clone(),
+                history: journal.clone(),
+                console,
             }),
             leader: publisher,
             ready,
             arbiter,
+            journal,
         }
     }
 
-    fn router(&mut self) -> axum::Router {
+    pub(crate) fn router(&mut self) -> axum::Router {
         router(self.app.take().expect("one router per fixture"))
     }
 }
@@ -712,4 +741,40 @@ async fn reports_come_in_every_format_with_their_media_type_and_file_name() {
     .await;
     assert_eq!(a.status, 400);
     assert!(!a.text.contains("script"), "{}", a.text);
+}
+
+/// `server.readRequiresToken`: every `GET /api/v1/...` needs the bearer token (a
+/// documented 401 without it); metrics and probes stay open.
+#[tokio::test]
+async fn reading_needs_the_token_when_the_config_says_so() {
+    let doc = check::document();
+    let config = fixtures::config()
+        .set("/server/token", json!({"env": "HAVOC_API_TOKEN"}))
+        .set("/server/readRequiresToken", json!(true))
+        .build();
+    let mut f = Fixture::custom(
+        Some(TOKEN),
+        config,
+        Arc::new(crate::fault::recovery::Found::default()),
+    );
+    let r = f.router();
+    let t = bearer();
+    for path in [
+        "/api/v1/policies",
+        "/api/v1/experiments",
+        "/api/v1/openapi.json",
+    ] {
+        let a = send(&r, Method::GET, path, None, None).await;
+        assert_eq!(a.status, 401, "{path}: {}", a.text);
+        conforms(&doc, &Method::GET, path, &a);
+        let a = send(&r, Method::GET, path, Some("Bearer wrong"), None).await;
+        assert_eq!(a.status, 401, "{path}");
+        let a = send(&r, Method::GET, path, Some(&t), None).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+    }
+    for (path, status) in [("/metrics", 200), ("/healthz", 200), ("/readyz", 503)] {
+        let a = send(&r, Method::GET, path, None, None).await;
+        assert_eq!(a.status, status, "{path} stays open");
+    }
+    assert_eq!(f.journal.newest(10).len(), 3);
 }

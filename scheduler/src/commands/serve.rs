@@ -33,7 +33,7 @@ use crate::{
     },
     journal::{Journal, Rotation},
     leader::{self, Leadership},
-    reload::Reloader,
+    reload::{ReloadStatus, Reloader},
     state::SharedState,
     targets::{Guards, cache::Caches},
     trigger::{RecentTriggers, Rollouts},
@@ -195,7 +195,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|t| t.resolve())
         .transpose()
         .context("server.token")?;
-    let health = Arc::new(Health::from_config(&config)?.with_metrics(metrics.clone()));
+    let health = Health::from_config(&config)?.with_metrics(metrics.clone());
+    let readings = health.readings();
+    let health = Arc::new(health);
     let notifier = Arc::new(Notifier::from_config(&config)?);
     let annotations = Annotations::from_config(&config, Some(metrics.clone()))?;
     let journal = Arc::new(match &args.sources.journal {
@@ -283,7 +285,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         interval: args.reload_interval.0,
         stop: engine.stop.clone(),
         access: Some(Arc::new(ApiReviewer::new(requests.clone()))),
+        status: ReloadStatus::default(),
     };
+    let reload_status = reloader.status.clone();
     let shutdown = signal();
     reloader.load_initial().await;
     // The policy-dependent watches start from the loaded set, and follow every reload.
@@ -297,11 +301,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let next_fires = NextFires::new(metrics.clone());
     let triggers = RecentTriggers::default();
+    let console = api::console::Console::new(
+        api::console::Parts {
+            config: config.clone(),
+            shared: shared.clone(),
+            faults: Arc::new(caches.clone()),
+            health: readings,
+            reload: reload_status,
+            client: Some(requests.clone()),
+            pod: std::env::var("POD_NAME").ok(),
+        },
+        token.as_ref().map(|t| t.expose()),
+    );
     let router = api::router(App {
         arbiter: arbiter.clone(),
         policies: policies.clone(),
         journal: journal.clone(),
-        history: journal.clone(),
         metrics: metrics.clone(),
         next_fires: next_fires.clone(),
         triggers: triggers.clone(),
@@ -312,6 +327,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             leader: leader.clone(),
             shared,
         }),
+        history: journal.clone(),
+        console,
     });
     let server_stop = CancellationToken::new();
     let server_task = tokio::spawn(api::serve(listener, router, server_stop.clone()));

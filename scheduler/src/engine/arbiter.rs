@@ -384,6 +384,18 @@ impl Arbiter {
         st.running.keys().cloned().collect()
     }
 
+    /// Ends one experiment running here ("revert now" in the console): it reverts what it
+    /// holds now, like an emergency stop, without pausing anything. Whether it ran here.
+    pub fn cut_short_one(&self, id: &str) -> bool {
+        let st = self.state();
+        let Some(r) = st.running.get(id) else {
+            return false;
+        };
+        tracing::warn!(id = %id, policy = %r.policy, "revert now: ending the experiment and reverting its faults");
+        r.cancel.cancel();
+        true
+    }
+
     /// Retries the journal's pending writes every `every` until shutdown; while it cannot
     /// write, chaos is paused with the reason (`journalUnwritable`), and resumes by itself
     /// when space returns.

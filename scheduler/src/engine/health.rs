@@ -5,7 +5,13 @@
 //! The engine reads health through the [`HealthSource`] trait, so that the experiment
 //! lifecycle can be tested with scripted observations.
 
-use chrono::Utc;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, future::BoxFuture};
 use havoc_integrations::{alertmanager, prometheus};
 
@@ -33,6 +39,38 @@ pub struct Health {
     matchers: Vec<String>,
     slos: Vec<Slo>,
     metrics: Option<Metrics>,
+    readings: Readings,
+}
+
+/// The last reading of one health source: when, how long it took, what it said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub at: DateTime<Utc>,
+    pub latency: Duration,
+    /// What was read (e.g. `2 alerts firing: A, B`), or why it could not be.
+    pub outcome: Result<String, String>,
+}
+
+/// The last reading of each health source (`alertmanager`, `slo/NAME`), as the
+/// experiments read them: a read-only view for the console. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Readings(Arc<Mutex<BTreeMap<String, Reading>>>);
+
+impl Readings {
+    /// Source name -> its last reading.
+    pub fn snapshot(&self) -> BTreeMap<String, Reading> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn record(&self, source: &str, started: Instant, outcome: Result<String, String>) {
+        let reading = Reading {
+            at: Utc::now(),
+            latency: started.elapsed(),
+            outcome,
+        };
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(source.to_string(), reading);
+    }
 }
 
 impl HealthSource for Health {
@@ -64,6 +102,7 @@ impl Health {
                 .collect(),
             slos: h.slos.clone(),
             metrics: None,
+            readings: Readings::default(),
         })
     }
 
@@ -77,6 +116,11 @@ impl Health {
         if let Some(m) = &self.metrics {
             m.health_check(source, ok);
         }
+    }
+
+    /// The last reading of each source (a handle that follows later reads).
+    pub fn readings(&self) -> Readings {
+        self.readings.clone()
     }
 
     /// Whether any source is configured at all.
@@ -110,8 +154,25 @@ impl Health {
             return Ok(Vec::new());
         };
         let matchers: Vec<String> = self.matchers.iter().chain(extra).cloned().collect();
+        let started = Instant::now();
         let alerts = am.active_alerts(&matchers).await;
         self.count("alertmanager", alerts.is_ok());
+        self.readings.record(
+            "alertmanager",
+            started,
+            match &alerts {
+                Ok(a) if a.is_empty() => Ok("no alert firing".to_string()),
+                Ok(a) => Ok(format!(
+                    "{} firing: {}",
+                    a.len(),
+                    a.iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Err(e) => Err(e.to_string()),
+            },
+        );
         Ok(alerts?
             .into_iter()
             .map(|a| AlertRecord {
@@ -131,8 +192,18 @@ impl Health {
             let Some(prom) = &self.prometheus else {
                 return Err(format!("prometheus: not configured for SLO {}", slo.name));
             };
+            let started = Instant::now();
             let value = prom.slo_value(&slo.query).await;
             self.count("prometheus", value.is_ok());
+            self.readings.record(
+                &format!("slo/{}", slo.name),
+                started,
+                match &value {
+                    Ok(Some(v)) => Ok(format!("{v} (objective {})", slo.objective_text)),
+                    Ok(None) => Ok("no data".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
             match value {
                 Ok(value) => Ok(SloRecord {
                     name: slo.name.clone(),

@@ -45,6 +45,8 @@ pub struct Policy {
     pub name: String,
     /// The file it came from.
     pub file: PathBuf,
+    /// The line of its `metadata.name` in that file (0: not known).
+    pub line: usize,
     /// A stable hash of the policy as written: an unchanged policy keeps its next fire
     /// across reloads.
     pub fingerprint: u64,
@@ -303,6 +305,10 @@ pub enum Receiver {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub token: Option<SecretRef>,
+    /// `GET /api/v1/*` and the console's pages need the token (a login) too.
+    pub read_requires_token: bool,
+    /// Where the console links an experiment's time range.
+    pub grafana_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

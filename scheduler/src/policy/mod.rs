@@ -419,8 +419,9 @@ fn load_document(
                 });
             }
             match validate::validate_policy(&policy, path.to_path_buf(), ctx) {
-                Ok(p) if issues.is_empty() => {
+                Ok(mut p) if issues.is_empty() => {
                     let pos = locations.value("/metadata/name");
+                    p.line = pos.line;
                     report.policies.push((p, pos));
                     Ok(())
                 }

@@ -792,6 +792,16 @@ pub struct ServerConfig {
     /// Bearer token for mutating endpoints; without it they are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretRef>,
+    /// Reading needs the token too: `GET /api/v1/*` needs `Authorization: Bearer`, and the
+    /// console's pages need a login (`/metrics`, `/healthz`, `/readyz` stay open). Default
+    /// false: reading is open, as for dashboards and scrapers. Needs `token`.
+    #[serde(default)]
+    pub read_requires_token: bool,
+    /// A Grafana dashboard URL (e.g. `https://grafana.example.com/d/havoc/havoc`): the
+    /// console links each experiment to it with the experiment's time range (`from`,
+    /// `to`). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -799,6 +809,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             token: None,
+            read_requires_token: false,
+            grafana_url: None,
         }
     }
 }

@@ -100,6 +100,21 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
     if let Some(t) = &s.server.token {
         c.secret("/spec/server/token", t);
     }
+    if let Some(url) = &s.server.grafana_url
+        && !grafana_url_ok(url)
+    {
+        c.value(
+            "/spec/server/grafanaUrl",
+            // Not quoted: it may hold credentials.
+            "invalid grafanaUrl: expected an http:// or https:// URL without credentials, query or fragment",
+        );
+    }
+    if s.server.read_requires_token && s.server.token.is_none() {
+        c.value(
+            "/spec/server/readRequiresToken",
+            "readRequiresToken needs server.token: without a token nobody could read the API or the console",
+        );
+    }
     for (i, on) in s.events.verdicts.iter().flatten().enumerate() {
         if *on == NotifyOn::Started {
             c.value(
@@ -150,6 +165,12 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             server: ServerConfig {
                 listen,
                 token: s.server.token.clone(),
+                read_requires_token: s.server.read_requires_token,
+                grafana_url: s
+                    .server
+                    .grafana_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_string()),
             },
             leader_election: LeaderElection {
                 enabled: s.leader_election.enabled,
@@ -162,6 +183,22 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
         _ => None,
     };
     c.finish(value)
+}
+
+/// A Grafana link target: http(s), a host, no user info (it would show in every page),
+/// and no query or fragment (the console appends the time range).
+fn grafana_url_ok(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && !host.contains('@')
+        && !url.contains(['?', '#', '"', '<', '>', ' '])
+        && url.chars().all(|c| c.is_ascii_graphic())
 }
 
 fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {

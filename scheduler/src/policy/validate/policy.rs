@@ -154,6 +154,7 @@ pub fn validate_policy(
         (Some(target), Some(fault)) => Some(Policy {
             name: name.clone(),
             file,
+            line: 0,
             fingerprint: stable_hash(&serde_json::to_string(spec).unwrap_or_default()),
             dry_run: is_dry_run(spec.dry_run, &target.namespaces, ctx),
             schedule,
