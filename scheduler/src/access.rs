@@ -26,12 +26,12 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::{Api, Client, api::PostParams};
-use serde::Serialize;
+
+use crate::fault::access::{FaultAccess, Rule, rule};
 
 use crate::policy::{
     Diagnostic, LoadReport,
     domain::{NamespaceScope, Policy},
-    model::TargetKind,
 };
 
 /// One request havoc makes: `verb` on `resource[/subresource]` of `group`, in `namespace`
@@ -59,134 +59,6 @@ impl fmt::Display for Permission {
             None => write!(f, " in every namespace"),
         }
     }
-}
-
-/// One RBAC rule as the chart renders it: what havoc does, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    pub api_groups: Vec<&'static str>,
-    pub resources: Vec<&'static str>,
-    pub verbs: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub resource_names: Vec<&'static str>,
-    /// Why havoc needs it (a comment in the rendered RBAC).
-    pub why: &'static str,
-    /// Only needed for policies on this target kind (`scale` of a Deployment needs no
-    /// StatefulSet permission); the chart grants it with the fault anyway.
-    #[serde(skip)]
-    pub for_kind: Option<TargetKind>,
-}
-
-fn rule(
-    groups: &[&'static str],
-    resources: &[&'static str],
-    verbs: &[&'static str],
-    why: &'static str,
-) -> Rule {
-    Rule {
-        api_groups: groups.to_vec(),
-        resources: resources.to_vec(),
-        verbs: verbs.to_vec(),
-        resource_names: Vec::new(),
-        why,
-        for_kind: None,
-    }
-}
-
-/// What one fault needs beyond what havoc always has.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FaultAccess {
-    /// Mutations in the namespaces its policies target: a Role per namespace when the
-    /// chart confines mutations (`rbac.scope: namespaces`), else the ClusterRole.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub namespaced: Vec<Rule>,
-    /// Mutations that are cluster-wide whatever the chart's scope (nodes; evictions of a
-    /// drained node's pods, which can be in any namespace).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub cluster: Vec<Rule>,
-    /// Reads only this fault needs (the ClusterRole).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reads: Vec<Rule>,
-}
-
-/// Every fault havoc knows, by its policy field name.
-pub const FAULTS: &[&str] = &[
-    "podDelete",
-    "podEvict",
-    "nodeDrain",
-    "scale",
-    "networkPartition",
-    "httpFault",
-];
-
-/// What `fault` (a policy field name) needs of the API server, beyond [`always`].
-pub fn fault_access(fault: &str) -> FaultAccess {
-    let mut a = FaultAccess::default();
-    match fault {
-        "podDelete" => a
-            .namespaced
-            .push(rule(&[""], &["pods"], &["delete"], "podDelete")),
-        "podEvict" => a.namespaced.push(rule(
-            &[""],
-            &["pods/eviction"],
-            &["create"],
-            "podEvict: the Eviction API (honours PodDisruptionBudgets)",
-        )),
-        "nodeDrain" => {
-            a.cluster.push(rule(
-                &[""],
-                &["nodes"],
-                &["patch"],
-                "nodeDrain: cordon and uncordon, with the revert record in the same patch",
-            ));
-            a.cluster.push(rule(
-                &[""],
-                &["pods/eviction"],
-                &["create"],
-                "nodeDrain: a drained node's pods can be in any namespace",
-            ));
-        }
-        "scale" => {
-            // The replica count and the revert record go in one patch of the workload
-            // itself (the scale subresource cannot carry an annotation).
-            for (resource, kind) in [
-                ("deployments", TargetKind::Deployment),
-                ("statefulsets", TargetKind::StatefulSet),
-            ] {
-                a.namespaced.push(Rule {
-                    for_kind: Some(kind),
-                    ..rule(
-                        &["apps"],
-                        &[resource],
-                        &["patch"],
-                        "scale: the replica count and the revert record in one patch",
-                    )
-                });
-            }
-            a.reads.push(rule(
-                &["autoscaling"],
-                &["horizontalpodautoscalers"],
-                &["get", "list", "watch"],
-                "scale: workloads managed by a HorizontalPodAutoscaler are skipped",
-            ));
-        }
-        "networkPartition" => a.namespaced.push(rule(
-            &["networking.k8s.io"],
-            &["networkpolicies"],
-            &["create", "delete"],
-            "networkPartition: havoc's own NetworkPolicy, carrying its revert record",
-        )),
-        "httpFault" => a.namespaced.push(rule(
-            &["networking.istio.io"],
-            &["virtualservices"],
-            &["patch"],
-            "httpFault: havoc's routes, with their revert record",
-        )),
-        _ => {}
-    }
-    a
 }
 
 /// What havoc always needs, whatever faults are on: the watch caches, recovery's view of
@@ -273,12 +145,12 @@ pub fn own_namespace() -> Vec<Rule> {
 /// The RBAC table the chart renders (`havoc schema rbac`, checked in as
 /// `deploy/helm/havoc/files/rbac.json`).
 pub fn rbac_table() -> serde_json::Value {
-    let faults: serde_json::Map<String, serde_json::Value> = FAULTS
+    let faults: serde_json::Map<String, serde_json::Value> = crate::fault::registry()
         .iter()
         .map(|f| {
             (
-                f.to_string(),
-                serde_json::to_value(fault_access(f)).unwrap_or_default(),
+                f.name().to_string(),
+                serde_json::to_value(f.access()).unwrap_or_default(),
             )
         })
         .collect();
@@ -296,7 +168,8 @@ pub fn required(policy: &Policy) -> Vec<Permission> {
         NamespaceScope::Names(names) => names.iter().cloned().map(Some).collect(),
         NamespaceScope::All | NamespaceScope::Selector(_) => vec![None],
     };
-    let access = fault_access(policy.fault.name());
+    let access =
+        crate::fault::kind(policy.fault.name()).map_or_else(FaultAccess::default, |k| k.access());
     let permissions = |r: &Rule, namespaces: &[Option<String>]| {
         let mut out = Vec::new();
         if r.for_kind.is_some_and(|k| k != policy.target.kind) {

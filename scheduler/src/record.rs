@@ -174,7 +174,9 @@ pub enum TriggerInfo {
 }
 
 /// A Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
     pub kind: String,
@@ -334,7 +336,59 @@ pub struct ExperimentRecord {
     pub slos: Vec<SloRecord>,
 }
 
+/// A new experiment id: policy name, UTC start time, and a random suffix.
+pub fn new_id(policy: &str, at: DateTime<Utc>) -> String {
+    use rand::Rng;
+    format!(
+        "{policy}-{}-{:04x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        rand::rng().random::<u16>()
+    )
+}
+
+/// What a record of an experiment starts from: its policy's name, fault and dry run.
+#[derive(Debug, Clone, Copy)]
+pub struct Of<'a> {
+    pub policy: &'a str,
+    pub fault: &'a str,
+    pub dry_run: bool,
+}
+
 impl ExperimentRecord {
+    /// The record of an experiment that starts now (verdict `skipped` until decided); a
+    /// new id when `id` is empty.
+    pub fn start(of: Of<'_>, trigger: TriggerInfo, id: String) -> Self {
+        let started_at = Utc::now();
+        ExperimentRecord {
+            id: if id.is_empty() {
+                new_id(of.policy, started_at)
+            } else {
+                id
+            },
+            policy: of.policy.to_string(),
+            verdict: Verdict::Skipped,
+            reason: String::new(),
+            reason_code: None,
+            dry_run: of.dry_run,
+            trigger,
+            targets: Vec::new(),
+            fault: of.fault.to_string(),
+            started_at,
+            injected_at: None,
+            reverted_at: None,
+            ended_at: started_at,
+            alerts: Vec::new(),
+            slos: Vec::new(),
+        }
+    }
+
+    /// A `skipped` record for a run that never started (paused, limit reached, missed).
+    pub fn skipped(of: Of<'_>, trigger: TriggerInfo, why: &SkipReason) -> Self {
+        let mut r = ExperimentRecord::start(of, trigger, String::new());
+        r.skip(why);
+        r
+    }
+
     /// Ends the record with a verdict and a reason.
     pub fn finish(&mut self, verdict: Verdict, reason: String, code: Option<&'static str>) {
         self.verdict = verdict;

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     access::{self, AccessReviewer},
-    engine::{arbiter::Arbiter, metrics::Metrics},
+    engine::metrics::Metrics,
     policy::{self, Context, Expect},
     schedule::stable_hash,
+    targets::FollowsPolicies,
 };
 
 /// What the reload loop reads and replaces.
@@ -26,7 +27,11 @@ pub struct Reloader {
     pub paths: Vec<PathBuf>,
     pub ctx: Context,
     pub policies: Policies,
-    pub arbiter: Arc<Arbiter>,
+    /// What follows the policy set: the watch caches, the rollout watches, the arbiter
+    /// (the clock watches [`Policies`] itself: it sleeps until the next fire or a change).
+    pub followers: Vec<Arc<dyn FollowsPolicies>>,
+    /// havoc's own namespace (what the policies read includes its pods).
+    pub own_namespace: String,
     pub metrics: Metrics,
     pub interval: Duration,
     pub stop: CancellationToken,
@@ -148,9 +153,17 @@ impl Reloader {
         report
     }
 
+    /// The one place that follows a new policy set: every follower learns it (with what
+    /// it needs), then the clock, the API and the triggers see it.
     fn apply(&self, set: PolicySet) {
         self.metrics.policies_loaded(set.policies.len());
-        self.arbiter.policies_changed(&set);
+        let needs = crate::fault::needs_of(
+            set.policies.values().map(AsRef::as_ref),
+            &self.own_namespace,
+        );
+        for f in &self.followers {
+            f.policies_changed(&set, &needs);
+        }
         self.policies.replace(set);
         self.status.applied();
     }

@@ -57,7 +57,7 @@ struct Unsynced;
 impl SnapshotSource for Unsynced {
     fn snapshot<'a>(
         &'a self,
-        _: &'a crate::policy::Policy,
+        _: &'a crate::targets::scope::Needs,
     ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
         futures::future::ready(Err(SnapshotError::NotSynced { what: "Pod".into() })).boxed()
     }

@@ -17,7 +17,7 @@ use crate::{
     },
     journal::{Journal, Rotation},
     policy::{self, Expect},
-    record::{SkipReason, TriggerInfo, Verdict},
+    record::{ExperimentRecord, SkipReason, TriggerInfo, Verdict},
     state::SharedState,
     targets::{Guards, kube::ListSource},
 };
@@ -162,7 +162,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),
     };
-    let id = experiment::new_id(&policy.name, chrono::Utc::now());
+    let id = crate::record::new_id(&policy.name, chrono::Utc::now());
     // The service's pauses, circuit breaker and limit hold for `havoc run` too.
     let shared = SharedState::cluster(
         client.clone(),
@@ -172,7 +172,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let refusal = admit(&shared, &client, &config, &policy, &id).await;
     let record = match refusal {
         Some(why) => {
-            let mut r = experiment::new_record(&policy, trigger, id.clone());
+            let mut r = ExperimentRecord::start(policy.record_of(), trigger, id.clone());
             r.skip(&why);
             r
         }
@@ -220,17 +220,45 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             r
         }
     };
-    if let Some(j) = &journal {
-        j.append(&record).context("writing the journal")?;
+    // The same emit as the service's: journal, the annotation's end, the breaker, whom to
+    // notify.
+    let emitter = crate::engine::emit::Emitter {
+        config: config.clone(),
+        journal: journal.clone(),
+        metrics: None,
+        events: None,
+        annotations: annotations.clone(),
+    };
+    let emitted = emitter.emit(Some(&policy), &record);
+    if let Some(e) = journal.as_ref().and_then(|j| j.write_error()) {
+        anyhow::bail!("writing the journal: {e}");
     }
-    annotations.ended(&record);
+    if let Some(b) = emitted.breaker {
+        // Written before this process ends: the service and the next run obey it.
+        let pause = crate::state::Pause {
+            since: chrono::Utc::now(),
+            until: Some(b.until),
+            reason: b.reason,
+        };
+        let written = shared
+            .update(|d| match &b.policy {
+                None => d.all = Some(pause.clone()),
+                Some(p) => {
+                    d.policies.insert(p.clone(), pause.clone());
+                }
+            })
+            .await;
+        if let Err(e) = written {
+            eprintln!("circuit breaker: cannot write the pause to the shared state: {e}");
+        }
+    }
     // A few seconds for the region's end, no more: a Grafana that is down must not hold
     // up the pipeline (the verdict is known).
     let annotated = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     if !annotations.close(annotated).await {
         eprintln!("grafana: annotations still unsent after 5 s; given up");
     }
-    for d in notifier.notify(&policy.notify, &record).await {
+    for d in notifier.send_to(&emitted.receivers, &record).await {
         eprintln!(
             "notification to {}: {} after {} attempt(s){}",
             d.receiver,

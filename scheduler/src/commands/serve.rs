@@ -220,12 +220,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let (engine, watches) = (Layer::default(), Layer::default());
     let lease_stop = CancellationToken::new();
-    let caches = Caches::start(
-        &watches_client,
-        &crate::targets::own_namespace(&config),
-        &watches.stop,
-        &watches.tasks,
-    );
+    let caches = Caches::start(&watches_client, &watches.stop, &watches.tasks);
     let (publisher, leader) = leader::channel();
     let publisher = publisher.with_metrics(metrics.clone());
     let lease_task = if config.leader_election.enabled {
@@ -276,11 +271,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     });
     let policies = Policies::default();
+    let triggers = RecentTriggers::default();
+    let rollouts = Rollouts {
+        arbiter: arbiter.clone(),
+        policies: policies.clone(),
+        caches: caches.clone(),
+        client: watches_client,
+        protected_namespaces: config.protected_namespaces.clone(),
+        recent: triggers.clone(),
+        stop: engine.stop.clone(),
+        tasks: engine.tasks.clone(),
+    }
+    .start();
+    // The one place that follows the policy set: the watch caches, the rollout watches
+    // and the arbiter learn each new set from the reloader.
     let reloader = Reloader {
         paths,
         ctx: config.context(),
         policies: policies.clone(),
-        arbiter: arbiter.clone(),
+        followers: vec![Arc::new(caches.clone()), rollouts, arbiter.clone()],
+        own_namespace: crate::targets::own_namespace(&config),
         metrics: metrics.clone(),
         interval: args.reload_interval.0,
         stop: engine.stop.clone(),
@@ -290,8 +300,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let reload_status = reloader.status.clone();
     let shutdown = signal();
     reloader.load_initial().await;
-    // The policy-dependent watches start from the loaded set, and follow every reload.
-    caches.follow(&policies, &watches.stop, &watches.tasks);
     tracing::info!(
         policies = policies.current().policies.len(),
         dry_run = config.dry_run,
@@ -300,7 +308,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
 
     let next_fires = NextFires::new(metrics.clone());
-    let triggers = RecentTriggers::default();
     let console = api::console::Console::new(
         api::console::Parts {
             config: config.clone(),
@@ -344,17 +351,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         .drive(),
     );
-    Rollouts {
-        arbiter: arbiter.clone(),
-        policies: policies.clone(),
-        caches: caches.clone(),
-        client: watches_client,
-        protected_namespaces: config.protected_namespaces.clone(),
-        recent: triggers,
-        stop: engine.stop.clone(),
-        tasks: engine.tasks.clone(),
-    }
-    .start();
     engine.tasks.spawn(reloader.run());
     engine.tasks.spawn(arbiter.clone().follow_stops());
     engine.tasks.spawn(arbiter.clone().keep_pauses_written());

@@ -162,7 +162,6 @@ mod tests {
 
     use super::*;
     use crate::{
-        engine::experiment::new_record,
         policy::{domain::DEFAULT_NOTIFY_ON, fixtures},
         record::{TargetOutcome, TriggerInfo},
     };
@@ -172,7 +171,7 @@ mod tests {
         let trigger = TriggerInfo::Manual {
             source: "test".into(),
         };
-        let mut r = new_record(&p, trigger, "p-1".into());
+        let mut r = crate::record::ExperimentRecord::start(p.record_of(), trigger, "p-1".into());
         r.verdict = verdict;
         r.injected_at = Some(chrono::Utc::now());
         r.targets.push(TargetRecord {

@@ -5,6 +5,8 @@
 //!   and emits its record.
 //! - [`clock`]: clock triggers in the service; missed fires are recorded, not run late.
 //! - [`experiment`]: one experiment from gate to verdict.
+//! - [`emit`]: a final record emitted (journal, metrics, Events), the same for the service
+//!   and `havoc run`; the breaker's decision and the receivers for the caller.
 //! - [`events`]: Kubernetes Events on targets.
 //! - [`metrics`]: the Prometheus metrics.
 //! - [`notify`]: failure-only notifications to Slack and webhooks.
@@ -16,6 +18,7 @@
 pub mod annotations;
 pub mod arbiter;
 pub mod clock;
+pub mod emit;
 pub mod events;
 pub mod experiment;
 pub mod health;

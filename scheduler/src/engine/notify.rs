@@ -157,8 +157,14 @@ impl Notifier {
 
     /// Sends a record to its receivers, concurrently, each with bounded retries.
     pub async fn notify(&self, rule: &NotifyRule, record: &ExperimentRecord) -> Vec<Delivery> {
-        let names = Self::route(rule, record);
-        let sends = names.into_iter().map(|name| self.deliver(name, record));
+        self.send_to(&Self::route(rule, record), record).await
+    }
+
+    /// Sends a record to these receivers, concurrently, each with bounded retries.
+    pub async fn send_to(&self, receivers: &[String], record: &ExperimentRecord) -> Vec<Delivery> {
+        let sends = receivers
+            .iter()
+            .map(|name| self.deliver(name.clone(), record));
         futures::future::join_all(sends).await
     }
 

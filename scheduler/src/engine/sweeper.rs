@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     fault::{Held, Mutator, recovery},
-    journal::{Intent, Journal},
+    journal::Journal,
     leader::Leadership,
     record::{ObjectRef, RevertResult, TargetRevert},
     targets::cache::Caches,
@@ -234,20 +234,4 @@ impl Sweeper {
             self.arbiter.close_interrupted(&intent, policy, &mine);
         }
     }
-}
-
-/// What recovery did for one interrupted experiment, in words.
-pub fn recovery_summary(intent: &Intent, reverts: &[&TargetRevert]) -> String {
-    if reverts.is_empty() {
-        return if intent.fault == "podDelete" || intent.fault == "podEvict" {
-            "nothing to revert (pod faults are not reversible)".to_string()
-        } else {
-            "no revert record of it was left in the cluster".to_string()
-        };
-    }
-    let parts: Vec<String> = reverts
-        .iter()
-        .map(|r| format!("{} {}: {}", r.object.kind, r.object.name, r.result.label()))
-        .collect();
-    format!("recovery: {}", parts.join(", "))
 }

@@ -11,20 +11,151 @@
 //!
 //! RBAC: `get`, `list`, `watch`, `patch` on `virtualservices.networking.istio.io`.
 
+use chrono::Utc;
+use futures::future::BoxFuture;
 use kube::{
     Api,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use super::{
-    FaultError, Held, Injection, Mutator, Reverted, bounded,
+    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    access::{FaultAccess, rule},
+    bounded,
+    recovery::RecordKind,
     revert::{Stamp, clear_annotation, merge, object_name, precondition, record_of, still_ours},
     with_conflict_retries,
 };
-use crate::{policy::domain::HttpFault, record::ObjectRef, targets::VirtualServiceInfo};
+use crate::{
+    policy::{
+        Policy,
+        domain::{Fault, HttpFault},
+    },
+    record::{ObjectRef, SkipReason},
+    targets::{Guards, Snapshot, VirtualServiceInfo, scope::Needs, select_virtual_services},
+};
 
 pub const FAULT: &str = "httpFault";
+
+/// `httpFault`.
+#[derive(Debug)]
+pub struct Http;
+
+/// What an HTTP fault's revert record keeps.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code)] // the schema's shape; the record is written with `json!`
+struct Original {
+    /// The names of the routes havoc inserted: the revert removes exactly these.
+    routes: Vec<String>,
+}
+
+impl FaultKind for Http {
+    fn name(&self) -> &'static str {
+        FAULT
+    }
+
+    fn access(&self) -> FaultAccess {
+        FaultAccess {
+            namespaced: vec![rule(
+                &["networking.istio.io"],
+                &["virtualservices"],
+                &["patch"],
+                "httpFault: havoc's routes, with their revert record",
+            )],
+            ..FaultAccess::default()
+        }
+    }
+
+    fn records_on(&self) -> &'static [RecordKind] {
+        &[RecordKind::VirtualService]
+    }
+
+    fn needs(&self, _: &Policy, _: &str) -> Needs {
+        Needs {
+            virtual_services: true,
+            ..Needs::default()
+        }
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::HttpFault(fault) = &policy.fault else {
+            return Err(super::not_mine(self, policy));
+        };
+        let Some(vs) = &snapshot.virtual_services else {
+            return Err(SkipReason::Unavailable(
+                "the VirtualService CRD (networking.istio.io) is not installed".into(),
+            ));
+        };
+        let sel = select_virtual_services(
+            &policy.target,
+            &vs.items,
+            &snapshot.namespaces,
+            guards,
+            Utc::now(),
+            rng,
+        );
+        Ok(Box::new(HttpPlan {
+            api: vs.api.clone(),
+            fault: fault.clone(),
+            services: sel.into_chosen()?,
+        }))
+    }
+
+    fn revert<'a>(
+        &'a self,
+        m: &'a Mutator,
+        held: &'a Held,
+    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+        Box::pin(revert(m, held))
+    }
+
+    fn record_schema(&self) -> Option<schemars::Schema> {
+        Some(schemars::schema_for!(Original))
+    }
+}
+
+/// The VirtualServices an HTTP fault takes, and the fault.
+#[derive(Debug)]
+struct HttpPlan {
+    api: ApiResource,
+    fault: HttpFault,
+    services: Vec<VirtualServiceInfo>,
+}
+
+impl Planned for HttpPlan {
+    fn objects(&self) -> Vec<ObjectRef> {
+        self.services
+            .iter()
+            .map(|v| ObjectRef::namespaced("VirtualService", &v.namespace, &v.name))
+            .collect()
+    }
+
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        stamp: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+        Box::pin(inject(
+            m,
+            &self.api,
+            &self.services[i],
+            &self.fault,
+            stamp,
+            dry_run,
+        ))
+    }
+}
 
 /// The Istio `fault` of a route.
 pub fn istio_fault(f: &HttpFault) -> Value {

@@ -1,8 +1,18 @@
-//! Faults injected through the Kubernetes API, and their reverts.
+//! Faults injected through the Kubernetes API, and their reverts: **one fault, one file**.
+//!
+//! Each fault is one type implementing [`FaultKind`] — its name, what it needs of the API
+//! server ([`access`]: the RBAC the chart renders and the load-time checks), what its
+//! policies read (the watch caches follow it), how it chooses among the candidates beyond
+//! the shared guards of [`crate::targets`] ([`FaultKind::plan`], whose [`Planned`] injects
+//! target by target and says what it would do in a dry run), how it reverts, and its revert
+//! record's schema — registered once in [`registry`]. Nothing else in havoc matches on a
+//! fault's name: the engine, the recovery sweep, scope derivation, access checks and Event
+//! publishing go through this trait.
 //!
 //! - [`pod`]: `podDelete`, `podEvict` — not reversible: the owning workload replaces the
 //!   pod.
 //! - [`node`]: `nodeDrain` — cordon and evict; revert uncordons.
+//! - [`zone`]: `zoneOutage` — cordon and drain every node of one zone; revert uncordons.
 //! - [`scale`]: `scale` — set a workload's replicas; revert restores the count.
 //! - [`partition`]: `networkPartition` — a NetworkPolicy havoc owns; revert deletes it.
 //! - [`http`]: `httpFault` — routes with a fault inserted into an Istio VirtualService;
@@ -10,329 +20,180 @@
 //! - [`revert`]: the revert record (annotation `havoc.dev/revert`) every reversible
 //!   change carries, written in the same request as the change or on the object havoc
 //!   creates; [`recovery`] finds and reverts the records nobody is holding.
+//! - [`mutate`]: what a change is made of, and the [`Mutator`] every mutation goes through:
+//!   sent only while this replica's fence holds (checked at send time, also before each
+//!   retry) and the experiment has not been stopped, bounded by [`MUTATION_TIMEOUT`],
+//!   shorter than the margin between the fence and the earliest takeover.
 //!
 //! A reversible change in place is a [`Held`]: the object and its record, everything a
 //! revert needs — in this process, its successor, or `havoc revert --all`.
-//!
-//! Every mutation goes through a [`Mutator`]: it is sent only while this replica's fence
-//! holds (checked at send time, also before each retry) and while the experiment has not
-//! been stopped, and it is bounded by [`MUTATION_TIMEOUT`], shorter than the margin
-//! between the fence and the earliest takeover by another replica.
 
+pub mod access;
 pub mod http;
+pub mod mutate;
 pub mod node;
 pub mod partition;
 pub mod pod;
 pub mod recovery;
 pub mod revert;
 pub mod scale;
+#[cfg(test)]
+mod tests;
 
-use std::time::Duration;
+use std::{fmt::Debug, time::Duration};
 
-use kube::Client;
-use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
+use futures::future::BoxFuture;
+use rand_chacha::ChaCha8Rng;
 
-use self::revert::RevertRecord;
+pub use self::mutate::*;
+use self::{access::FaultAccess, recovery::RecordKind, revert::Stamp};
 use crate::{
-    leader::{LEASE_DURATION, Leadership, RENEW_DEADLINE},
-    record::{ObjectRef, TargetOutcome},
+    policy::Policy,
+    record::{ObjectRef, SkipReason},
+    targets::{Claim, Guards, Snapshot, scope::Needs},
 };
 
-/// What happened to one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Injected,
-    /// Dry run: only logged.
-    DryRun,
-    /// Not a failure: the target vanished, or a PodDisruptionBudget refused the eviction.
-    Skipped(String),
-}
+/// One kind of fault (one file under `fault/`).
+pub trait FaultKind: Send + Sync + Debug {
+    /// The policy field name, e.g. `scale` (records, metrics, logs).
+    fn name(&self) -> &'static str;
 
-impl Outcome {
-    /// The outcome as a record says it, with its detail.
-    pub fn target(&self) -> (TargetOutcome, Option<String>) {
-        match self {
-            Outcome::Injected => (TargetOutcome::Injected, None),
-            Outcome::DryRun => (TargetOutcome::DryRun, None),
-            Outcome::Skipped(why) => (TargetOutcome::Skipped, Some(why.clone())),
-        }
-    }
-}
-
-/// A reversible change in place: which object carries it, and its revert record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Held {
-    pub object: ObjectRef,
-    pub record: RevertRecord,
-}
-
-/// What one injection into one target did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Injection {
-    pub outcome: Outcome,
-    /// The exact change (made, or in a dry run: that would have been made).
-    pub detail: Option<String>,
-    /// Set when a reversible change is in place.
-    pub held: Option<Held>,
-}
-
-impl Injection {
-    fn skipped(why: impl Into<String>) -> Self {
-        Injection {
-            outcome: Outcome::Skipped(why.into()),
-            detail: None,
-            held: None,
-        }
+    /// Whether its change is held for `duration` and undone (`false`: nothing to undo,
+    /// e.g. a deleted pod that its workload replaces).
+    fn reversible(&self) -> bool {
+        !self.records_on().is_empty()
     }
 
-    fn dry_run(change: String) -> Self {
-        tracing::info!(%change, "dry run: would inject");
-        Injection {
-            outcome: Outcome::DryRun,
-            detail: Some(change),
-            held: None,
-        }
+    /// What it needs of the API server beyond what havoc always has.
+    fn access(&self) -> FaultAccess;
+
+    /// The kinds of objects its revert records are on (recovery finds them there).
+    fn records_on(&self) -> &'static [RecordKind] {
+        &[]
     }
 
-    fn injected(change: String, held: Held) -> Self {
-        tracing::info!(%change, experiment = %held.record.experiment, "fault injected");
-        Injection {
-            outcome: Outcome::Injected,
-            detail: Some(change),
-            held: Some(held),
-        }
-    }
-}
+    /// What a policy of this fault reads (the watch caches follow it). `own_namespace` is
+    /// havoc's: its pods tell which pods, workloads and nodes are havoc itself.
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs;
 
-/// What a revert did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", content = "detail", rename_all = "camelCase")]
-pub enum Reverted {
-    /// The original state is back and the record removed.
-    Restored,
-    /// The object no longer exists: nothing to undo.
-    Gone,
-    /// The record is no longer this experiment's (someone removed it, or another run
-    /// owns the object now): left alone.
-    NotOurs(String),
-    /// Someone else changed what havoc had set: havoc does not fight; only its record
-    /// was removed.
-    LeftAsIs(String),
-}
-
-impl Reverted {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Reverted::Restored => "restored",
-            Reverted::Gone => "gone",
-            Reverted::NotOurs(_) => "notOurs",
-            Reverted::LeftAsIs(_) => "leftAsIs",
-        }
-    }
-
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            Reverted::NotOurs(d) | Reverted::LeftAsIs(d) => Some(d),
-            _ => None,
-        }
-    }
-}
-
-/// Why a fault or its revert could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum FaultError {
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the object kept changing under havoc (conflicts after {0} attempts)")]
-    Conflicts(u32),
-    #[error("unknown fault {0:?} in a revert record")]
-    UnknownFault(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// Not sent: this replica's fence does not hold (it is not, or no longer surely, the
-    /// leader). The leader that follows reverts what this one held.
-    #[error("not sent: this replica is not the leader (its lease could not be renewed in time)")]
-    Fenced,
-    /// Not sent: the experiment was stopped (stop, deviation, demotion, shutdown).
-    #[error("not sent: the experiment was stopped")]
-    Cancelled,
-}
-
-impl FaultError {
-    /// The API server refused the request for lack of permission (RBAC).
-    pub fn is_forbidden(&self) -> bool {
-        matches!(self, FaultError::Api(kube::Error::Api(s)) if s.code == 403)
-    }
-}
-
-/// How often an API call is tried before the fault counts as errored (409, 5xx, timeouts).
-pub const API_ATTEMPTS: u32 = 3;
-/// Timeout of one API call that reads.
-pub const API_TIMEOUT: Duration = Duration::from_secs(10);
-/// Timeout of one mutation. A leader's fence ends [`RENEW_DEADLINE`] after its last
-/// successful renewal began; a follower takes over no sooner than [`LEASE_DURATION`]
-/// after it saw that renewal. A mutation is sent only while the fence holds and is
-/// abandoned after this long, so it is over before any follower may take over.
-pub const MUTATION_TIMEOUT: Duration = Duration::from_secs(4);
-const _: () = assert!(
-    MUTATION_TIMEOUT.as_millis() < LEASE_DURATION.as_millis() - RENEW_DEADLINE.as_millis(),
-    "a mutation must end within the margin between the fence and a takeover"
-);
-
-/// What every mutation goes through: the client, the fence checked right before each
-/// request is sent (retries included), and the token that interrupts an injection (a
-/// stop, a deviation, a demotion, a shutdown). Cheap to clone.
-#[derive(Clone)]
-pub struct Mutator {
-    client: Client,
-    fence: Leadership,
-    cancel: CancellationToken,
-}
-
-impl std::fmt::Debug for Mutator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mutator")
-            .field("cancelled", &self.cancel.is_cancelled())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Mutator {
-    pub fn new(client: Client, fence: Leadership, cancel: CancellationToken) -> Self {
-        Mutator {
-            client,
-            fence,
-            cancel,
-        }
-    }
-
-    /// A mutator for a process that is the only actor (`havoc run`, `havoc revert`,
-    /// tests): always fenced in, never cancelled.
-    pub fn unfenced(client: Client) -> Self {
-        Mutator::new(client, Leadership::always(), CancellationToken::new())
-    }
-
-    /// The same fence, without the interruption: a revert runs to its end when the
-    /// experiment was stopped (that is what a stop asks for).
-    pub fn for_revert(&self) -> Self {
-        Mutator::new(
-            self.client.clone(),
-            self.fence.clone(),
-            CancellationToken::new(),
-        )
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Cancelled when the injection must stop.
-    pub fn cancelled(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
-    /// Why a mutation may not be sent now, if it may not.
-    pub fn refusal(&self) -> Option<FaultError> {
-        if self.cancel.is_cancelled() {
-            Some(FaultError::Cancelled)
-        } else if !self.fence.is_leader() {
-            Some(FaultError::Fenced)
-        } else {
-            None
-        }
-    }
-
-    /// Sends one mutation: only if the experiment goes on and the fence holds now, and
-    /// bounded by [`MUTATION_TIMEOUT`]. (`call` is a future: nothing is sent before it is
-    /// polled here.)
-    pub async fn send<T>(
+    /// The targets of `policy` in `snapshot`, chosen under `guards` (the shared rules of
+    /// selection plus this fault's own), or why there are none.
+    fn plan(
         &self,
-        call: impl Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, FaultError> {
-        if let Some(no) = self.refusal() {
-            return Err(no);
-        }
-        match tokio::time::timeout(MUTATION_TIMEOUT, call).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(FaultError::Timeout(MUTATION_TIMEOUT)),
-        }
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason>;
+
+    /// Undoes one of its records (the record alone says what to restore).
+    fn revert<'a>(
+        &'a self,
+        _m: &'a Mutator,
+        held: &'a Held,
+    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+        let fault = held.record.fault.clone();
+        Box::pin(async move { Err(FaultError::UnknownFault(fault)) })
     }
 
-    /// Sleeps `d`, or less if the injection is interrupted meanwhile; whether it was.
-    pub async fn pause(&self, d: Duration) -> bool {
-        tokio::select! {
-            () = self.cancel.cancelled() => true,
-            () = tokio::time::sleep(d) => self.cancel.is_cancelled(),
-        }
-    }
-}
-
-/// Whether an API error is worth retrying.
-pub fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code == 409 || s.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+    /// The JSON Schema of its revert records' `original` (`None`: it holds nothing).
+    fn record_schema(&self) -> Option<schemars::Schema> {
+        None
     }
 }
 
-/// Whether an API error says the object does not exist.
-pub fn is_not_found(e: &FaultError) -> bool {
-    matches!(e, FaultError::Api(kube::Error::Api(s)) if s.code == 404)
-}
+/// A plan: the targets an experiment acts on, chosen for its fault.
+pub trait Planned: Send + Sync + Debug {
+    /// The objects it is about to change, in order (the intent line, the record).
+    fn objects(&self) -> Vec<ObjectRef>;
 
-/// Whether an API error is a resourceVersion conflict.
-pub fn is_conflict(e: &FaultError) -> bool {
-    matches!(e, FaultError::Api(kube::Error::Api(s)) if s.code == 409)
-}
-
-/// One API call with a timeout.
-pub async fn bounded<T>(
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, FaultError> {
-    match tokio::time::timeout(API_TIMEOUT, call).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(FaultError::Timeout(API_TIMEOUT)),
+    /// What it takes while it runs (other experiments count these as gone).
+    fn claims(&self) -> Vec<Claim> {
+        Vec::new()
     }
+
+    /// How long injecting may take beyond its requests (a drain's evictions).
+    fn injection_time(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Injects into target `i` (or, in a dry run, says exactly what it would do).
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        stamp: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>>;
 }
 
-/// Read-modify-write with a resourceVersion precondition: `attempt` reads the object,
-/// decides, and writes with the version it read (through a [`Mutator`], which checks the
-/// fence again for every attempt); a conflict (someone wrote in between) reads again, at
-/// most [`API_ATTEMPTS`] times.
-pub async fn with_conflict_retries<T, F, Fut>(mut attempt: F) -> Result<T, FaultError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, FaultError>>,
-{
-    for n in 1..=API_ATTEMPTS {
-        match attempt().await {
-            Err(e) if is_conflict(&e) && n < API_ATTEMPTS => {
-                tracing::debug!(attempt = n, "conflict: reading the object again");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(n))).await;
-            }
-            Err(e) if is_conflict(&e) => return Err(FaultError::Conflicts(n)),
-            other => return other,
-        }
-    }
-    Err(FaultError::Conflicts(API_ATTEMPTS))
+/// Every fault havoc knows, once.
+pub fn registry() -> &'static [&'static dyn FaultKind] {
+    &[
+        &pod::PodDelete,
+        &pod::PodEvict,
+        &node::NodeDrain,
+        &scale::Scale,
+        &partition::Partition,
+        &http::Http,
+    ]
+}
+
+/// The fault named `name` (a policy field name), if havoc knows it.
+pub fn kind(name: &str) -> Option<&'static dyn FaultKind> {
+    registry().iter().copied().find(|k| k.name() == name)
+}
+
+/// The fault of a (validated) policy.
+pub fn of(policy: &Policy) -> Result<&'static dyn FaultKind, SkipReason> {
+    kind(policy.fault.name()).ok_or_else(|| {
+        SkipReason::Unavailable(format!(
+            "fault {} is not supported by this version of havoc",
+            policy.fault.name()
+        ))
+    })
+}
+
+/// A policy handed to a fault that is not its own (a registry bug, never a user's).
+fn not_mine(kind: &dyn FaultKind, policy: &Policy) -> SkipReason {
+    SkipReason::Unavailable(format!(
+        "fault {} cannot plan policy {}'s {}",
+        kind.name(),
+        policy.name,
+        policy.fault.name()
+    ))
+}
+
+/// What every policy of a set reads together: each fault's needs, and the rollout
+/// triggers' workloads.
+pub fn needs_of<'a>(policies: impl IntoIterator<Item = &'a Policy>, own_namespace: &str) -> Needs {
+    policies
+        .into_iter()
+        .map(|p| {
+            let faults = kind(p.fault.name()).map(|k| k.needs(p, own_namespace));
+            faults.unwrap_or_default().union(Needs::of_triggers(p))
+        })
+        .fold(Needs::default(), Needs::union)
+}
+
+/// The kinds any fault's records can be on (recovery watches and lists these).
+pub fn record_kinds() -> Vec<RecordKind> {
+    let mut kinds: Vec<RecordKind> = registry()
+        .iter()
+        .flat_map(|k| k.records_on().iter().copied())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
 }
 
 /// Undoes one held change from its record alone: what the experiment does on time,
 /// what recovery does for records nobody holds, what `havoc revert --all` does.
 pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
-    let result = match held.record.fault.as_str() {
-        "nodeDrain" => node::revert(m, held).await,
-        "scale" => scale::revert(m, held).await,
-        "networkPartition" => partition::revert(m, held).await,
-        "httpFault" => http::revert(m, held).await,
-        other => Err(FaultError::UnknownFault(other.to_string())),
+    let Some(fault) = kind(&held.record.fault) else {
+        return Err(FaultError::UnknownFault(held.record.fault.clone()));
     };
-    match result {
+    match fault.revert(m, held).await {
         Err(e) if is_not_found(&e) => Ok(Reverted::Gone),
         other => other,
     }

@@ -17,16 +17,22 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api,
     api::{EvictParams, Patch, PatchParams},
 };
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::{
-    FaultError, Held, Injection, Mutator, Reverted, bounded,
+    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    access::{FaultAccess, rule},
+    bounded,
+    recovery::RecordKind,
     revert::{
         REVERT_ANNOTATION, RevertRecord, Stamp, clear_annotation, merge, precondition, record_of,
         still_ours,
@@ -34,11 +40,145 @@ use super::{
     with_conflict_retries,
 };
 use crate::{
-    record::ObjectRef,
-    targets::{DrainTarget, PodInfo},
+    policy::{Policy, domain::Fault},
+    record::{ObjectRef, SkipReason},
+    targets::{
+        Claim, DrainTarget, Guards, PodInfo, Snapshot, drain_plan,
+        scope::{Namespaces, Needs},
+        select_nodes,
+    },
 };
 
 pub const FAULT: &str = "nodeDrain";
+
+/// `nodeDrain`.
+#[derive(Debug)]
+pub struct NodeDrain;
+
+/// What a drain's revert record keeps: the node was schedulable.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code)] // the schema's shape; the record is written with `json!`
+struct Original {
+    /// Always `false`: havoc drains only nodes nobody cordoned.
+    unschedulable: bool,
+}
+
+/// The RBAC of node cordons and a drain's evictions, with the reasons (shared with
+/// `zoneOutage`).
+pub fn drain_access(patch: &'static str, evict: &'static str) -> FaultAccess {
+    FaultAccess {
+        cluster: vec![
+            rule(&[""], &["nodes"], &["patch"], patch),
+            rule(&[""], &["pods/eviction"], &["create"], evict),
+        ],
+        ..FaultAccess::default()
+    }
+}
+
+/// What a drain reads: every pod of the cluster (it evicts any pod of its node, and must
+/// know which nodes run havoc), and the nodes.
+pub fn drain_needs() -> Needs {
+    Needs {
+        pods: Some(Namespaces::All),
+        nodes: true,
+        ..Needs::default()
+    }
+}
+
+impl FaultKind for NodeDrain {
+    fn name(&self) -> &'static str {
+        FAULT
+    }
+
+    fn access(&self) -> FaultAccess {
+        drain_access(
+            "nodeDrain: cordon and uncordon, with the revert record in the same patch",
+            "nodeDrain: a drained node's pods can be in any namespace",
+        )
+    }
+
+    fn records_on(&self) -> &'static [RecordKind] {
+        &[RecordKind::Node]
+    }
+
+    fn needs(&self, _: &Policy, _: &str) -> Needs {
+        drain_needs()
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::NodeDrain { timeout } = policy.fault else {
+            return Err(super::not_mine(self, policy));
+        };
+        let nodes =
+            select_nodes(&policy.target, snapshot, guards, Utc::now(), rng).into_chosen()?;
+        Ok(Box::new(DrainPlan {
+            timeout,
+            nodes: drain_plan(snapshot, nodes, guards),
+        }))
+    }
+
+    fn revert<'a>(
+        &'a self,
+        m: &'a Mutator,
+        held: &'a Held,
+    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+        Box::pin(revert(m, held))
+    }
+
+    fn record_schema(&self) -> Option<schemars::Schema> {
+        Some(schemars::schema_for!(Original))
+    }
+}
+
+/// The nodes a drain cordons and the pods it evicts from them.
+#[derive(Debug)]
+pub struct DrainPlan {
+    pub timeout: Duration,
+    pub nodes: Vec<DrainTarget>,
+}
+
+impl Planned for DrainPlan {
+    fn objects(&self) -> Vec<ObjectRef> {
+        self.nodes
+            .iter()
+            .map(|t| ObjectRef {
+                kind: "Node".into(),
+                namespace: None,
+                name: t.node.name.clone(),
+            })
+            .collect()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.nodes
+            .iter()
+            .flat_map(|t| {
+                std::iter::once(Claim::Node(t.node.name.clone()))
+                    .chain(t.evict.iter().map(Claim::pod))
+            })
+            .collect()
+    }
+
+    fn injection_time(&self) -> Duration {
+        self.timeout
+    }
+
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        stamp: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+        Box::pin(inject(m, &self.nodes[i], self.timeout, stamp, dry_run))
+    }
+}
 /// Pause between two eviction attempts that a PodDisruptionBudget refused.
 const EVICTION_RETRY: Duration = Duration::from_secs(2);
 

@@ -9,25 +9,138 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
+use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, PostParams, Preconditions},
 };
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde_json::json;
 
 use super::{
-    FaultError, Held, Injection, Mutator, Reverted, bounded,
+    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    access::{FaultAccess, rule},
+    bounded,
+    recovery::RecordKind,
     revert::{REVERT_ANNOTATION, REVERT_LABEL, Stamp, object_name, record_of, still_ours},
 };
 use crate::{
     labels::{EXPERIMENT_LABEL, MANAGED_BY},
-    policy::model::Direction,
-    record::ObjectRef,
-    targets::WorkloadInfo,
+    policy::{Policy, domain::Fault, model::Direction},
+    record::{ObjectRef, SkipReason},
+    targets::{
+        Guards, Snapshot, WorkloadInfo,
+        scope::{Namespaces, Needs},
+        select_partitions,
+    },
 };
 
 pub const FAULT: &str = "networkPartition";
+
+/// `networkPartition`.
+#[derive(Debug)]
+pub struct Partition;
+
+/// What a partition's revert record keeps.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code)] // the schema's shape; the record is written with `json!`
+struct Original {
+    /// The workload whose pods the NetworkPolicy cuts off (the revert deletes the policy).
+    workload: ObjectRef,
+}
+
+impl FaultKind for Partition {
+    fn name(&self) -> &'static str {
+        FAULT
+    }
+
+    fn access(&self) -> FaultAccess {
+        FaultAccess {
+            namespaced: vec![rule(
+                &["networking.k8s.io"],
+                &["networkpolicies"],
+                &["create", "delete"],
+                "networkPartition: havoc's own NetworkPolicy, carrying its revert record",
+            )],
+            ..FaultAccess::default()
+        }
+    }
+
+    fn records_on(&self) -> &'static [RecordKind] {
+        &[RecordKind::NetworkPolicy]
+    }
+
+    /// A partition selects pods (and havoc's own, never cut off), then their workload.
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        let target = Namespaces::of(&policy.target.namespaces);
+        Needs {
+            pods: Some(target.clone().with(own_namespace)),
+            workloads: Some(target),
+            ..Needs::default()
+        }
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::NetworkPartition { direction } = policy.fault else {
+            return Err(super::not_mine(self, policy));
+        };
+        let sel = select_partitions(&policy.target, snapshot, guards, Utc::now(), rng);
+        Ok(Box::new(PartitionPlan {
+            direction,
+            workloads: sel.into_chosen()?,
+        }))
+    }
+
+    fn revert<'a>(
+        &'a self,
+        m: &'a Mutator,
+        held: &'a Held,
+    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+        Box::pin(revert(m, held))
+    }
+
+    fn record_schema(&self) -> Option<schemars::Schema> {
+        Some(schemars::schema_for!(Original))
+    }
+}
+
+/// The workloads a partition cuts off.
+#[derive(Debug)]
+struct PartitionPlan {
+    direction: Direction,
+    workloads: Vec<WorkloadInfo>,
+}
+
+impl Planned for PartitionPlan {
+    fn objects(&self) -> Vec<ObjectRef> {
+        self.workloads.iter().map(WorkloadInfo::object).collect()
+    }
+
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        stamp: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+        Box::pin(inject(
+            m,
+            &self.workloads[i],
+            self.direction,
+            stamp,
+            dry_run,
+        ))
+    }
+}
 
 fn policy_types(d: Direction) -> &'static [&'static str] {
     match d {

@@ -1,14 +1,186 @@
-//! `podDelete` and `podEvict`.
+//! `podDelete` and `podEvict`: not reversible, the owning workload replaces the pod.
+//! Selection never leaves a workload below `minAvailableReplicas` ready pods
+//! ([`crate::targets::select_pods`]); the pods chosen are claimed while the experiment runs.
+//!
+//! RBAC: `delete` on `pods` (`podDelete`), `create` on `pods/eviction` (`podEvict`), in
+//! the namespaces the policies target.
 
 use std::time::Duration;
 
+use chrono::Utc;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
     api::{DeleteParams, EvictParams},
 };
+use rand_chacha::ChaCha8Rng;
 
-use super::{API_ATTEMPTS, FaultError, Mutator, Outcome, is_transient};
+use super::{
+    API_ATTEMPTS, FaultError, FaultKind, Injection, Mutator, Outcome, Planned,
+    access::{FaultAccess, rule},
+    is_transient,
+    revert::Stamp,
+};
+use crate::{
+    policy::{Policy, domain::Fault},
+    record::{ObjectRef, SkipReason},
+    targets::{
+        Claim, Guards, PodInfo, Snapshot,
+        scope::{Namespaces, Needs},
+        select_pods,
+    },
+};
+
+/// `podDelete`.
+#[derive(Debug)]
+pub struct PodDelete;
+
+/// `podEvict`.
+#[derive(Debug)]
+pub struct PodEvict;
+
+/// What a pod fault's policy reads: the pods of its namespaces, and havoc's own (never a
+/// target, nor its workload).
+fn needs(policy: &Policy, own_namespace: &str) -> Needs {
+    Needs {
+        pods: Some(Namespaces::of(&policy.target.namespaces).with(own_namespace)),
+        ..Needs::default()
+    }
+}
+
+fn plan(
+    fault: PodFault,
+    policy: &Policy,
+    snapshot: &Snapshot,
+    guards: &Guards,
+    rng: &mut ChaCha8Rng,
+) -> Result<Box<dyn Planned>, SkipReason> {
+    let sel = select_pods(
+        &policy.target,
+        &snapshot.pods,
+        &snapshot.namespaces,
+        guards,
+        Utc::now(),
+        rng,
+    );
+    Ok(Box::new(PodPlan {
+        fault,
+        pods: sel.into_chosen()?,
+    }))
+}
+
+impl FaultKind for PodDelete {
+    fn name(&self) -> &'static str {
+        "podDelete"
+    }
+
+    fn access(&self) -> FaultAccess {
+        FaultAccess {
+            namespaced: vec![rule(&[""], &["pods"], &["delete"], "podDelete")],
+            ..FaultAccess::default()
+        }
+    }
+
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        needs(policy, own_namespace)
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::PodDelete { grace } = policy.fault else {
+            return Err(super::not_mine(self, policy));
+        };
+        plan(PodFault::Delete { grace }, policy, snapshot, guards, rng)
+    }
+}
+
+impl FaultKind for PodEvict {
+    fn name(&self) -> &'static str {
+        "podEvict"
+    }
+
+    fn access(&self) -> FaultAccess {
+        FaultAccess {
+            namespaced: vec![rule(
+                &[""],
+                &["pods/eviction"],
+                &["create"],
+                "podEvict: the Eviction API (honours PodDisruptionBudgets)",
+            )],
+            ..FaultAccess::default()
+        }
+    }
+
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        needs(policy, own_namespace)
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::PodEvict { grace } = policy.fault else {
+            return Err(super::not_mine(self, policy));
+        };
+        plan(PodFault::Evict { grace }, policy, snapshot, guards, rng)
+    }
+}
+
+/// The pods a pod fault takes.
+#[derive(Debug)]
+struct PodPlan {
+    fault: PodFault,
+    pods: Vec<PodInfo>,
+}
+
+impl Planned for PodPlan {
+    fn objects(&self) -> Vec<ObjectRef> {
+        self.pods
+            .iter()
+            .map(|p| ObjectRef::namespaced("Pod", &p.namespace, &p.name))
+            .collect()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.pods.iter().map(Claim::pod).collect()
+    }
+
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        _: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+        let p = &self.pods[i];
+        Box::pin(async move {
+            if dry_run {
+                tracing::info!(pod = %p.name, namespace = %p.namespace, fault = ?self.fault, "dry run: would inject");
+                return Ok(Injection {
+                    outcome: Outcome::DryRun,
+                    detail: None,
+                    held: None,
+                });
+            }
+            inject(m, &p.namespace, &p.name, self.fault)
+                .await
+                .map(|outcome| Injection {
+                    outcome,
+                    detail: None,
+                    held: None,
+                })
+        })
+    }
+}
 
 /// Which pod fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

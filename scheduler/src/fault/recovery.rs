@@ -57,6 +57,31 @@ impl Found {
     }
 }
 
+/// The kinds of objects that carry revert records. Each fault names its own
+/// ([`super::FaultKind::records_on`]); recovery watches and lists the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordKind {
+    Node,
+    Deployment,
+    StatefulSet,
+    /// havoc's own (label-selected).
+    NetworkPolicy,
+    /// When Istio's CRD is installed.
+    VirtualService,
+}
+
+impl RecordKind {
+    pub fn kind(self) -> &'static str {
+        match self {
+            RecordKind::Node => "Node",
+            RecordKind::Deployment => "Deployment",
+            RecordKind::StatefulSet => "StatefulSet",
+            RecordKind::NetworkPolicy => "NetworkPolicy",
+            RecordKind::VirtualService => crate::kinds::VIRTUAL_SERVICE,
+        }
+    }
+}
+
 /// Whether the sweep of `owner` (this installation, running `running`) reverts `record`
 /// at `now`.
 pub fn is_due(
@@ -72,24 +97,36 @@ pub fn is_due(
     }
 }
 
-/// The records in the service's watch caches.
+/// The records in the service's watch caches, on every kind a fault records on.
 pub fn in_caches(caches: &Caches) -> Found {
     let mut found = Found::default();
-    for n in caches.nodes() {
-        found.add("Node", n.as_ref());
-    }
-    for d in caches.deployments() {
-        found.add("Deployment", d.as_ref());
-    }
-    for s in caches.statefulsets() {
-        found.add("StatefulSet", s.as_ref());
-    }
-    for n in caches.network_policies() {
-        found.add("NetworkPolicy", n.as_ref());
-    }
-    if let Some(store) = caches.virtual_service_store() {
-        for v in store.state().iter() {
-            found.add("VirtualService", v.as_ref());
+    for kind in super::record_kinds() {
+        let name = kind.kind();
+        match kind {
+            RecordKind::Node => caches
+                .nodes()
+                .iter()
+                .for_each(|o| found.add(name, o.as_ref())),
+            RecordKind::Deployment => caches
+                .deployments()
+                .iter()
+                .for_each(|o| found.add(name, o.as_ref())),
+            RecordKind::StatefulSet => caches
+                .statefulsets()
+                .iter()
+                .for_each(|o| found.add(name, o.as_ref())),
+            RecordKind::NetworkPolicy => caches
+                .network_policies()
+                .iter()
+                .for_each(|o| found.add(name, o.as_ref())),
+            RecordKind::VirtualService => {
+                if let Some(store) = caches.virtual_service_store() {
+                    store
+                        .state()
+                        .iter()
+                        .for_each(|o| found.add(name, o.as_ref()));
+                }
+            }
         }
     }
     found
@@ -165,38 +202,63 @@ where
 /// in pages; a kind that cannot be listed (no permission, no answer) is reported in
 /// [`Found::unlisted`] and the other kinds are still listed.
 pub async fn in_cluster(client: &Client) -> Found {
-    let lp = ListParams::default();
     let mut found = Found::default();
-    let failed = |kind: &str, e: super::FaultError| {
-        tracing::error!(kind, error = %e, "cannot list for havoc records");
-        (kind.to_string(), e.to_string())
-    };
-    match list_all(&Api::<Node>::all(client.clone()), &lp).await {
-        Ok(items) => items.iter().for_each(|n| found.add("Node", n)),
-        Err(e) => found.unlisted.push(failed("Node", e)),
-    }
-    match list_all(&Api::<Deployment>::all(client.clone()), &lp).await {
-        Ok(items) => items.iter().for_each(|d| found.add("Deployment", d)),
-        Err(e) => found.unlisted.push(failed("Deployment", e)),
-    }
-    match list_all(&Api::<StatefulSet>::all(client.clone()), &lp).await {
-        Ok(items) => items.iter().for_each(|s| found.add("StatefulSet", s)),
-        Err(e) => found.unlisted.push(failed("StatefulSet", e)),
-    }
-    let managed = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    match list_all(&Api::<NetworkPolicy>::all(client.clone()), &managed).await {
-        Ok(items) => items.iter().for_each(|n| found.add("NetworkPolicy", n)),
-        Err(e) => found.unlisted.push(failed("NetworkPolicy", e)),
-    }
-    match super::bounded(crate::kinds::virtual_services(client)).await {
-        Ok(Some(ar)) => {
-            match list_all(&Api::<DynamicObject>::all_with(client.clone(), &ar), &lp).await {
-                Ok(items) => items.iter().for_each(|v| found.add("VirtualService", v)),
-                Err(e) => found.unlisted.push(failed("VirtualService", e)),
+    for kind in super::record_kinds() {
+        let name = kind.kind();
+        let listed = match kind {
+            RecordKind::Node => {
+                list_into(
+                    &Api::<Node>::all(client.clone()),
+                    &ListParams::default(),
+                    name,
+                    &mut found,
+                )
+                .await
             }
+            RecordKind::Deployment => {
+                list_into(
+                    &Api::<Deployment>::all(client.clone()),
+                    &ListParams::default(),
+                    name,
+                    &mut found,
+                )
+                .await
+            }
+            RecordKind::StatefulSet => {
+                list_into(
+                    &Api::<StatefulSet>::all(client.clone()),
+                    &ListParams::default(),
+                    name,
+                    &mut found,
+                )
+                .await
+            }
+            RecordKind::NetworkPolicy => {
+                let managed =
+                    ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+                list_into(
+                    &Api::<NetworkPolicy>::all(client.clone()),
+                    &managed,
+                    name,
+                    &mut found,
+                )
+                .await
+            }
+            RecordKind::VirtualService => {
+                match super::bounded(crate::kinds::virtual_services(client)).await {
+                    Ok(Some(ar)) => {
+                        let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+                        list_into(&api, &ListParams::default(), name, &mut found).await
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = listed {
+            tracing::error!(kind = name, error = %e, "cannot list for havoc records");
+            found.unlisted.push((name.to_string(), e.to_string()));
         }
-        Ok(None) => {}
-        Err(e) => found.unlisted.push(failed("VirtualService", e)),
     }
     tracing::debug!(
         records = found.held.len(),
@@ -204,6 +266,22 @@ pub async fn in_cluster(client: &Client) -> Found {
         "records listed"
     );
     found
+}
+
+/// Lists every object of `api` (in pages) into `found`.
+async fn list_into<K>(
+    api: &Api<K>,
+    lp: &ListParams,
+    kind: &str,
+    found: &mut Found,
+) -> Result<(), super::FaultError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for o in list_all(api, lp).await? {
+        found.add(kind, &o);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,22 +15,173 @@
 //! RBAC: `patch` on `deployments` / `statefulsets` (not the `/scale` subresource, which
 //! cannot carry the record in the same request).
 
+use chrono::Utc;
+use futures::future::BoxFuture;
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
-
-pub use crate::targets::deletes_volumes_when_scaled;
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde_json::json;
 
 use super::{
-    FaultError, Held, Injection, Mutator, Reverted, bounded,
+    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    access::{FaultAccess, Rule, rule},
+    bounded,
+    recovery::RecordKind,
     revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
     with_conflict_retries,
 };
-use crate::{record::ObjectRef, targets::WorkloadInfo};
+pub use crate::targets::deletes_volumes_when_scaled;
+use crate::{
+    policy::{Policy, domain::Fault, model::TargetKind},
+    record::{ObjectRef, SkipReason},
+    targets::{
+        Guards, ScaleGuard, Snapshot, WorkloadInfo,
+        scope::{Namespaces, Needs},
+        select::VOLUME_LOSS,
+        select_workloads,
+    },
+};
 
 pub const FAULT: &str = "scale";
+
+/// `scale`.
+#[derive(Debug)]
+pub struct Scale;
+
+/// What a scale's revert record keeps.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code)] // the schema's shape; the record is written with `json!`
+struct Original {
+    /// The replica count before the fault: what the revert restores.
+    replicas: i64,
+    /// The count havoc set: restored only if it is still this one.
+    set: i64,
+}
+
+impl FaultKind for Scale {
+    fn name(&self) -> &'static str {
+        FAULT
+    }
+
+    fn access(&self) -> FaultAccess {
+        // The replica count and the revert record go in one patch of the workload itself
+        // (the scale subresource cannot carry an annotation).
+        let patch = |resource, kind| Rule {
+            for_kind: Some(kind),
+            ..rule(
+                &["apps"],
+                &[resource],
+                &["patch"],
+                "scale: the replica count and the revert record in one patch",
+            )
+        };
+        FaultAccess {
+            namespaced: vec![
+                patch("deployments", TargetKind::Deployment),
+                patch("statefulsets", TargetKind::StatefulSet),
+            ],
+            reads: vec![rule(
+                &["autoscaling"],
+                &["horizontalpodautoscalers"],
+                &["get", "list", "watch"],
+                "scale: workloads managed by a HorizontalPodAutoscaler are skipped",
+            )],
+            ..FaultAccess::default()
+        }
+    }
+
+    fn records_on(&self) -> &'static [RecordKind] {
+        &[RecordKind::Deployment, RecordKind::StatefulSet]
+    }
+
+    /// The workloads and their autoscalers in the policy's namespaces; havoc's own pods
+    /// (never havoc's own workload: its pods tell which one that is).
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        let target = Namespaces::of(&policy.target.namespaces);
+        Needs {
+            pods: Some(Namespaces::names([own_namespace])),
+            workloads: Some(target.clone()),
+            autoscalers: Some(target),
+            ..Needs::default()
+        }
+    }
+
+    fn plan(
+        &self,
+        policy: &Policy,
+        snapshot: &Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Box<dyn Planned>, SkipReason> {
+        let Fault::Scale {
+            replicas,
+            allow_volume_deletion,
+        } = policy.fault
+        else {
+            return Err(super::not_mine(self, policy));
+        };
+        let guard = ScaleGuard {
+            set: replicas,
+            allow_volume_deletion,
+        };
+        let sel = select_workloads(&policy.target, snapshot, guards, guard, Utc::now(), rng);
+        if sel.chosen.is_empty() && sel.dropped.contains_key(VOLUME_LOSS) {
+            // Its own reason code: the data-loss guard, not an empty cluster.
+            return Err(SkipReason::WouldDeleteVolumes(sel.why_empty()));
+        }
+        Ok(Box::new(ScalePlan {
+            replicas,
+            allow_volume_deletion,
+            workloads: sel.into_chosen()?,
+        }))
+    }
+
+    fn revert<'a>(
+        &'a self,
+        m: &'a Mutator,
+        held: &'a Held,
+    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+        Box::pin(revert(m, held))
+    }
+
+    fn record_schema(&self) -> Option<schemars::Schema> {
+        Some(schemars::schema_for!(Original))
+    }
+}
+
+/// The workloads a scale sets, and to what.
+#[derive(Debug)]
+struct ScalePlan {
+    replicas: u32,
+    allow_volume_deletion: bool,
+    workloads: Vec<WorkloadInfo>,
+}
+
+impl Planned for ScalePlan {
+    fn objects(&self) -> Vec<ObjectRef> {
+        self.workloads.iter().map(WorkloadInfo::object).collect()
+    }
+
+    fn inject<'a>(
+        &'a self,
+        m: &'a Mutator,
+        i: usize,
+        stamp: &'a Stamp,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+        Box::pin(inject(
+            m,
+            &self.workloads[i],
+            self.replicas,
+            self.allow_volume_deletion,
+            stamp,
+            dry_run,
+        ))
+    }
+}
 
 fn resource(kind: &str) -> Result<ApiResource, FaultError> {
     crate::kinds::Kind::named(kind)
@@ -50,7 +201,7 @@ fn replicas(o: &DynamicObject) -> i64 {
 }
 
 /// Why a StatefulSet may not be scaled down to `set`: it would delete volumes.
-pub const VOLUME_LOSS: &str = "scaling it down would delete the PersistentVolumeClaims of the ordinals scaled away (persistentVolumeClaimRetentionPolicy.whenScaled: Delete); the policy does not allow volume deletion";
+pub const VOLUME_LOSS_AT_INJECTION: &str = "scaling it down would delete the PersistentVolumeClaims of the ordinals scaled away (persistentVolumeClaimRetentionPolicy.whenScaled: Delete); the policy does not allow volume deletion";
 
 /// Scales `target` to `set` replicas (or, in a dry run, says exactly what it would do).
 /// `allow_volume_deletion`: the policy accepts that a StatefulSet with `whenScaled:
@@ -83,7 +234,7 @@ pub async fn inject(
             && object.kind == "StatefulSet"
             && deletes_volumes_when_scaled(&current.data["spec"])
         {
-            return Ok(Injection::skipped(VOLUME_LOSS));
+            return Ok(Injection::skipped(VOLUME_LOSS_AT_INJECTION));
         }
         let change = format!(
             "scale {} {}/{} from {was} to {set} replicas",

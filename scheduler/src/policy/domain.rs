@@ -66,6 +66,17 @@ pub struct Policy {
     pub min_available_replicas: u32,
 }
 
+impl Policy {
+    /// What the record of one of its experiments starts from.
+    pub fn record_of(&self) -> crate::record::Of<'_> {
+        crate::record::Of {
+            policy: &self.name,
+            fault: self.fault.name(),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 /// What a policy judges by.
 #[derive(Debug, Clone)]
 pub struct PolicyHealth {

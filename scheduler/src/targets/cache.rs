@@ -21,7 +21,7 @@
 //! [`PodInfo`] (no spec, status or annotations kept), a ReplicaSet and a Namespace come
 //! as metadata only (`PartialObjectMeta`: the API server never sends their spec).
 
-use crate::policy::set::{Policies, PolicySet};
+use crate::policy::set::PolicySet;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
@@ -52,12 +52,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     NamespaceInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
     kube::{deployment_info, node_info, pod_info, statefulset_info, virtual_service_info},
-    scope::{Namespaces, Needs},
+    scope::{FollowsPolicies, Namespaces, Needs},
     watches::{Index, Unserved, WatchSet, cluster, index_set, namespaced},
 };
 use crate::{
     labels::{DEPLOYMENT_REVISION, MANAGED_BY, POD_TEMPLATE_HASH, REVERT_ANNOTATION, REVERT_LABEL},
-    policy::Policy,
     record::ObjectRef,
 };
 
@@ -96,8 +95,6 @@ pub struct Caches {
     virtual_services: Arc<RwLock<Option<VirtualServiceCache>>>,
     /// The VirtualService CRD was looked for and, if found, its watch has listed.
     virtual_services_synced: Arc<AtomicBool>,
-    /// havoc's own namespace: its pods are watched whenever pods are.
-    own_namespace: String,
 }
 
 impl std::fmt::Debug for Caches {
@@ -244,14 +241,9 @@ fn every<T: Send + Sync + 'static>(set: &WatchSet<Index<T>>) -> Vec<Arc<T>> {
 
 impl Caches {
     /// Starts the watches that do not depend on the policies, on `tasks`, until `stop`;
-    /// the others start with [`Caches::follow`]. VirtualServices are watched if their
-    /// CRD is installed.
-    pub fn start(
-        client: &Client,
-        own_namespace: &str,
-        stop: &CancellationToken,
-        tasks: &TaskTracker,
-    ) -> Self {
+    /// the others start with [`Caches::apply`]. VirtualServices are watched if their CRD
+    /// is installed.
+    pub fn start(client: &Client, stop: &CancellationToken, tasks: &TaskTracker) -> Self {
         let all = watcher::Config::default;
         let managed =
             watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
@@ -317,7 +309,6 @@ impl Caches {
             ),
             virtual_services: Arc::default(),
             virtual_services_synced: Arc::new(AtomicBool::new(false)),
-            own_namespace: own_namespace.to_string(),
         };
         caches.namespaces.set(Some(Namespaces::All));
         caches.node_records.set(Some(Namespaces::All));
@@ -342,32 +333,13 @@ impl Caches {
         caches
     }
 
-    /// Watches what the policies need, now and after every reload, until `stop`.
-    pub fn follow(&self, policies: &Policies, stop: &CancellationToken, tasks: &TaskTracker) {
-        let mut changes = policies.subscribe();
-        self.apply(&changes.borrow_and_update());
-        let (this, stop) = (self.clone(), stop.clone());
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
-                }
-                let set = changes.borrow_and_update().clone();
-                this.apply(&set);
-            }
-        });
-    }
-
-    /// Scopes the policy-dependent watches to what `set` needs.
-    pub fn apply(&self, set: &PolicySet) {
-        let needs = Needs::of_set(
-            set.policies.values().map(AsRef::as_ref),
-            &self.own_namespace,
-        );
+    /// Watches what the policies need (start-up and every reload: the reloader calls
+    /// this through [`FollowsPolicies`]); a watch no longer needed stops once those
+    /// replacing it have listed.
+    pub fn apply(&self, needs: &Needs) {
         self.pods.set(needs.pods.clone());
-        self.replicasets.set(needs.pods);
-        self.autoscalers.set(needs.autoscalers);
+        self.replicasets.set(needs.pods.clone());
+        self.autoscalers.set(needs.autoscalers.clone());
         self.nodes.set(needs.nodes.then_some(Namespaces::All));
     }
 
@@ -514,10 +486,9 @@ impl Caches {
         })
     }
 
-    /// What `policy` reads, from the watches that serve its namespaces; unreadable when
+    /// What `needs` names, from the watches that serve its namespaces; unreadable when
     /// one has not listed yet (a scope just added) or has been failing for too long.
-    fn read(&self, policy: &Policy) -> Result<Snapshot, SnapshotError> {
-        let needs = Needs::of_policy(policy, &self.own_namespace);
+    fn read(&self, needs: &Needs) -> Result<Snapshot, SnapshotError> {
         let all = Namespaces::All;
         let namespaces = collect(&self.namespaces, &all)?
             .iter()
@@ -596,11 +567,14 @@ fn resolve_owner(p: &mut PodInfo, owners: &BTreeMap<(&str, &str), &str>) {
 }
 
 impl SnapshotSource for Caches {
-    fn snapshot<'a>(
-        &'a self,
-        policy: &'a Policy,
-    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
-        futures::future::ready(self.read(policy)).boxed()
+    fn snapshot<'a>(&'a self, needs: &'a Needs) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        futures::future::ready(self.read(needs)).boxed()
+    }
+}
+
+impl FollowsPolicies for Caches {
+    fn policies_changed(&self, _: &PolicySet, needs: &Needs) {
+        self.apply(needs);
     }
 }
 
@@ -615,6 +589,7 @@ mod tests {
     use tower_test::mock;
 
     use super::*;
+    use crate::policy::Policy;
     use crate::{
         policy::fixtures,
         targets::fixtures::{Seen, api_server as cluster, requested, until},
@@ -665,12 +640,12 @@ mod tests {
         tokio::spawn(cluster(handle, objects, seen.clone()));
         let client = Client::new(svc, "default");
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-        let caches = Caches::start(&client, "havoc-system", &stop, &tasks);
-        let in_d = fixtures::policy("in-d").namespaces(&["d"]).build();
-        let in_e = fixtures::policy("in-e").namespaces(&["e"]).build();
-        let policies = Policies::default();
-        policies.replace(PolicySet::new([in_d.clone()]));
-        caches.follow(&policies, &stop, &tasks);
+        let caches = Caches::start(&client, &stop, &tasks);
+        // What the policies need, as the reloader computes it for the caches.
+        let needs = |p: &Policy| crate::fault::needs_of([p], "havoc-system");
+        let in_d = needs(&fixtures::policy("in-d").namespaces(&["d"]).build());
+        let in_e = needs(&fixtures::policy("in-e").namespaces(&["e"]).build());
+        caches.apply(&in_d);
         until("synced", || caches.is_synced()).await;
 
         // Pods and ReplicaSets in d and havoc's own namespace only; ReplicaSets and
@@ -717,7 +692,7 @@ mod tests {
         assert!(matches!(err, SnapshotError::NotSynced { .. }), "{err}");
 
         // A reload moves the policies to e: e is listed, d is dropped once e has listed.
-        policies.replace(PolicySet::new([in_e.clone()]));
+        caches.apply(&in_e);
         until("e listed", || {
             caches
                 .snapshot(&in_e)
@@ -740,10 +715,12 @@ mod tests {
         assert_eq!(caches.sizes()["pods"], 1);
 
         // A namespace selector needs the whole cluster.
-        let everywhere = fixtures::policy("all")
-            .set("/target/namespaceSelector", json!("env=staging"))
-            .build();
-        policies.replace(PolicySet::new([everywhere.clone()]));
+        let everywhere = needs(
+            &fixtures::policy("all")
+                .set("/target/namespaceSelector", json!("env=staging"))
+                .build(),
+        );
+        caches.apply(&everywhere);
         until("cluster listed", || {
             !requested(&seen, "GET /api/v1/pods?").is_empty()
         })
@@ -752,11 +729,13 @@ mod tests {
         assert!(caches.snapshot(&everywhere).await.is_ok());
 
         // A drain reads Nodes as targets: their full objects.
-        let drain = fixtures::policy("drain")
-            .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
-            .set("/fault", json!({"nodeDrain": {}}))
-            .build();
-        policies.replace(PolicySet::new([drain.clone()]));
+        let drain = needs(
+            &fixtures::policy("drain")
+                .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
+                .set("/fault", json!({"nodeDrain": {}}))
+                .build(),
+        );
+        caches.apply(&drain);
         until("full nodes listed", || {
             requested(&seen, "GET /api/v1/nodes?")
                 .iter()

@@ -25,7 +25,6 @@ use super::{
 };
 use crate::{
     labels::{MIRROR_ANNOTATION, REVERT_ANNOTATION},
-    policy::Policy,
     record::ObjectRef,
 };
 
@@ -246,15 +245,8 @@ impl std::fmt::Debug for ListSource {
 }
 
 impl SnapshotSource for ListSource {
-    fn snapshot<'a>(
-        &'a self,
-        policy: &'a Policy,
-    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
-        async move {
-            let needs = Needs::of_policy(policy, &self.own_namespace);
-            Ok(list_snapshot(&self.client, &needs).await?)
-        }
-        .boxed()
+    fn snapshot<'a>(&'a self, needs: &'a Needs) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        async move { Ok(list_snapshot(&self.client, needs).await?) }.boxed()
     }
 }
 

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 pub use self::{
+    scope::FollowsPolicies,
     select::{
         DrainTarget, ScaleGuard, Selection, drain_plan, select_nodes, select_partitions,
         select_pods, select_virtual_services, select_workloads,
@@ -168,6 +169,46 @@ pub fn own_namespace(config: &crate::policy::Config) -> String {
         .ok()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| config.leader_election.namespace.clone())
+}
+
+/// What a running experiment takes: the pods it deletes, evicts or drains, and the nodes
+/// it cordons. Experiments that start together read the same snapshot, in which the
+/// other's victim still looks ready and the other's node still schedulable (the watch has
+/// not seen the change yet): a snapshot [`Claim::mark`]ed with the others' claims counts
+/// their pods as gone and their nodes as cordoned, so that together they keep
+/// `minAvailableReplicas` and `maxUnschedulableNodes`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Claim {
+    Pod { namespace: String, name: String },
+    Node(String),
+}
+
+impl Claim {
+    pub fn pod(p: &PodInfo) -> Self {
+        Claim::Pod {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+        }
+    }
+
+    /// Marks in `snapshot` what `claims` took: claimed pods terminating and not ready,
+    /// claimed nodes cordoned.
+    pub fn mark(claims: &BTreeSet<Claim>, snapshot: &mut Snapshot) {
+        if claims.is_empty() {
+            return;
+        }
+        for p in snapshot.pods.iter_mut() {
+            if claims.contains(&Claim::pod(p)) {
+                p.terminating = true;
+                p.ready = false;
+            }
+        }
+        for n in snapshot.nodes.iter_mut() {
+            if claims.contains(&Claim::Node(n.name.clone())) {
+                n.unschedulable = true;
+            }
+        }
+    }
 }
 
 /// Limits targets to one workload's pods carrying these labels (a rollout's new

@@ -92,6 +92,15 @@ impl<T> Selection<T> {
         *self.dropped.entry(reason).or_default() += 1;
     }
 
+    /// The chosen candidates, or `noTarget` saying why none was.
+    pub fn into_chosen(self) -> Result<Vec<T>, crate::record::SkipReason> {
+        if self.chosen.is_empty() {
+            Err(crate::record::SkipReason::NoTarget(self.why_empty()))
+        } else {
+            Ok(self.chosen)
+        }
+    }
+
     /// A one-line explanation when nothing was chosen.
     pub fn why_empty(&self) -> String {
         if self.matched == 0 {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::policy::Policy;
+use super::scope::Needs;
 
 use super::{NamespaceInfo, NodeInfo, PodInfo, VirtualServiceInfo, WorkloadInfo};
 
@@ -46,8 +46,7 @@ pub enum SnapshotError {
 /// Where snapshots come from. A trait object, so that the engine does not depend on
 /// which source it reads.
 pub trait SnapshotSource: Send + Sync {
-    /// What `policy` can select from: the kinds its fault reads, in the namespaces it
-    /// covers (and havoc's own), not the whole cluster.
-    fn snapshot<'a>(&'a self, policy: &'a Policy)
-    -> BoxFuture<'a, Result<Snapshot, SnapshotError>>;
+    /// What a policy can select from: the kinds its fault reads (`needs`), in the
+    /// namespaces it covers (and havoc's own), not the whole cluster.
+    fn snapshot<'a>(&'a self, needs: &'a Needs) -> BoxFuture<'a, Result<Snapshot, SnapshotError>>;
 }

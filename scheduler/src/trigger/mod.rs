@@ -30,7 +30,7 @@ use crate::{
     policy::{Policy, domain::RolloutRule, model::WorkloadKind},
     record::{ObjectRef, TriggerInfo},
     targets::{
-        Restriction,
+        FollowsPolicies, Restriction,
         cache::Caches,
         in_scope,
         scope::Needs,
@@ -369,12 +369,13 @@ fn kind_name(kind: WorkloadKind) -> &'static str {
 impl Rollouts {
     /// Watches each workload kind in the namespaces the policies' rollout triggers name
     /// (cluster-wide for a trigger with a namespace selector or no namespace list; not
-    /// at all for a kind no trigger names), re-scoped on every reload. The watches run
-    /// on [`Rollouts::tasks`] until `stop`.
-    pub fn start(self) {
+    /// at all for a kind no trigger names), re-scoped on every reload (the returned
+    /// [`RolloutWatches`] follows the policies). The watches run on [`Rollouts::tasks`]
+    /// until `stop`.
+    pub fn start(self) -> Arc<RolloutWatches> {
         let client = self.client.clone();
         let (stop, tasks) = (self.stop.clone(), self.tasks.clone());
-        let policies = self.policies.clone();
+        let self_policies = self.policies.clone();
         let dispatcher = Arc::new(Dispatcher {
             parts: self,
             tracker: Mutex::new(Tracker::default()),
@@ -418,36 +419,50 @@ impl Rollouts {
                 (kind, set)
             })
             .collect();
-        let own = String::new();
-        let mut changes = policies.subscribe();
-        let scope = move |set: &PolicySet| {
-            // havoc's own namespace plays no part in rollouts (it is protected).
-            let needs = Needs::of_set(set.policies.values().map(AsRef::as_ref), &own);
-            for (kind, watches) in &sets {
-                let wanted = needs.rollouts.get(kind).cloned();
-                watches.set(wanted.clone());
-                // Forget the workloads of namespaces no longer watched: if one comes back,
-                // its first list is learnt again, not compared with a stale memory.
-                let kind = kind_name(*kind);
-                dispatcher.tracker().retain(|w| {
-                    w.kind != kind
-                        || wanted
-                            .as_ref()
-                            .is_some_and(|n| n.contains(w.namespace.as_deref().unwrap_or("")))
-                });
-            }
-        };
-        scope(&changes.borrow_and_update());
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
-                }
-                let set = changes.borrow_and_update().clone();
-                scope(&set);
-            }
-        });
+        let watches = Arc::new(RolloutWatches { sets, dispatcher });
+        let needs = crate::fault::needs_of(
+            self_policies.current().policies.values().map(AsRef::as_ref),
+            "",
+        );
+        watches.scope(&needs);
+        watches
+    }
+}
+
+/// The rollout watches of each workload kind, re-scoped when the policies change.
+pub struct RolloutWatches {
+    sets: Vec<(WorkloadKind, WatchSet<RolloutWatch>)>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for RolloutWatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RolloutWatches").finish_non_exhaustive()
+    }
+}
+
+impl RolloutWatches {
+    /// Watches what the triggers need: each kind in the namespaces they name.
+    fn scope(&self, needs: &Needs) {
+        for (kind, watches) in &self.sets {
+            let wanted = needs.rollouts.get(kind).cloned();
+            watches.set(wanted.clone());
+            // Forget the workloads of namespaces no longer watched: if one comes back,
+            // its first list is learnt again, not compared with a stale memory.
+            let kind = kind_name(*kind);
+            self.dispatcher.tracker().retain(|w| {
+                w.kind != kind
+                    || wanted
+                        .as_ref()
+                        .is_some_and(|n| n.contains(w.namespace.as_deref().unwrap_or("")))
+            });
+        }
+    }
+}
+
+impl FollowsPolicies for RolloutWatches {
+    fn policies_changed(&self, _: &PolicySet, needs: &Needs) {
+        self.scope(needs);
     }
 }
 
@@ -495,7 +510,7 @@ mod tests {
                 Some(journal.clone()),
                 crate::leader::Leadership::always(),
             ),
-            source: Arc::new(Caches::start(&quiet, "havoc-system", &stop, &tasks)),
+            source: Arc::new(Caches::start(&quiet, &stop, &tasks)),
             journal,
             notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),
             metrics: Metrics::new(),
@@ -505,14 +520,10 @@ mod tests {
             seed: Some(1),
         });
         let policies = Policies::default();
-        policies.replace(PolicySet::new([triggered(
-            "a",
-            json!({"kinds": ["Deployment"], "namespaces": ["a"]}),
-        )]));
-        Rollouts {
+        let watches = Rollouts {
             arbiter,
             policies: policies.clone(),
-            caches: Caches::start(&quiet, "havoc-system", &stop, &tasks),
+            caches: Caches::start(&quiet, &stop, &tasks),
             client,
             protected_namespaces: BTreeSet::new(),
             recent: RecentTriggers::default(),
@@ -520,6 +531,16 @@ mod tests {
             tasks: tasks.clone(),
         }
         .start();
+        // What the reloader does with a new set.
+        let reload = |set: PolicySet| {
+            let needs = crate::fault::needs_of(set.policies.values().map(AsRef::as_ref), "");
+            watches.policies_changed(&set, &needs);
+            policies.replace(set);
+        };
+        reload(PolicySet::new([triggered(
+            "a",
+            json!({"kinds": ["Deployment"], "namespaces": ["a"]}),
+        )]));
         let lists = |path: &str| -> Vec<String> {
             let all = requested(&seen, &format!("GET {path}?"));
             all.into_iter()
@@ -535,7 +556,7 @@ mod tests {
         assert!(requested(&seen, "GET /apis/apps/v1/daemonsets").is_empty());
 
         // A reload adds a StatefulSet trigger with a namespace selector: cluster-wide.
-        policies.replace(PolicySet::new([
+        reload(PolicySet::new([
             triggered("a", json!({"kinds": ["Deployment"], "namespaces": ["a"]})),
             triggered(
                 "b",

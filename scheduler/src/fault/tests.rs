@@ -1,0 +1,131 @@
+//! What each fault reads, needs and records, through the registry.
+
+use serde_json::json;
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{
+    policy::{fixtures, model::WorkloadKind},
+    targets::scope::Namespaces,
+};
+
+const OWN: &str = "havoc-system";
+
+fn names(n: &[&str]) -> Option<Namespaces> {
+    Some(Namespaces::names(n.iter().copied()))
+}
+
+#[test]
+fn named_namespaces_are_watched_alone_with_havocs_own() {
+    let p = fixtures::policy("p").namespaces(&["a", "b"]).build();
+    let n = needs_of([&p], OWN);
+    assert_eq!(n.pods, names(&["a", "b", OWN]));
+    assert_eq!((n.workloads, n.autoscalers, n.nodes), (None, None, false));
+    assert!(n.rollouts.is_empty());
+}
+
+#[test]
+fn a_selector_or_no_namespace_list_needs_the_cluster() {
+    let p = fixtures::policy("p")
+        .set("/target/namespaceSelector", json!("env=staging"))
+        .build();
+    assert_eq!(needs_of([&p], OWN).pods, Some(Namespaces::All));
+    // one selector policy widens the union for every policy
+    let q = fixtures::policy("q").namespaces(&["a"]).build();
+    let set = needs_of([&q, &p], OWN);
+    assert_eq!(set.pods, Some(Namespaces::All));
+    assert_eq!(needs_of([&q], OWN).pods, names(&["a", OWN]));
+}
+
+#[test]
+fn each_fault_reads_its_kinds() {
+    let scale = fixtures::policy("s")
+        .namespaces(&["a"])
+        .kind("Deployment")
+        .fault(json!({"scale": {"replicas": 0}}))
+        .build();
+    let n = needs_of([&scale], OWN);
+    assert_eq!(n.pods, names(&[OWN]), "only to know havoc's own workload");
+    assert_eq!(n.workloads, names(&["a"]));
+    assert_eq!(n.autoscalers, names(&["a"]));
+
+    let drain = fixtures::policy("d")
+        .kind("Node")
+        .fault(json!({"nodeDrain": {}}))
+        .build();
+    let n = needs_of([&drain], OWN);
+    assert_eq!(n.pods, Some(Namespaces::All), "a drain evicts any pod");
+    assert!(n.nodes);
+
+    let cut = fixtures::policy("c")
+        .namespaces(&["a"])
+        .fault(json!({"networkPartition": {}}))
+        .build();
+    let n = needs_of([&cut], OWN);
+    assert_eq!(n.pods, names(&["a", OWN]));
+    assert_eq!(n.workloads, names(&["a"]));
+    assert_eq!(n.autoscalers, None);
+
+    // no policy: nothing scoped is watched
+    assert_eq!(needs_of([], OWN), Needs::default());
+}
+
+#[test]
+fn rollout_triggers_by_kind() {
+    let p = fixtures::policy("r")
+        .namespaces(&["a"])
+        .set(
+            "/triggers",
+            json!([
+                {"rollout": {"kinds": ["Deployment"], "namespaces": ["a"]}},
+                {"rollout": {"kinds": ["Deployment", "StatefulSet"], "namespaces": ["b"]}},
+            ]),
+        )
+        .build();
+    let q = fixtures::policy("q")
+        .namespaces(&["c"])
+        .set(
+            "/triggers",
+            json!([{"rollout": {"kinds": ["StatefulSet"], "namespaceSelector": "x=y"}}]),
+        )
+        .build();
+    let n = needs_of([&p], OWN);
+    assert_eq!(
+        n.rollouts,
+        BTreeMap::from([
+            (
+                WorkloadKind::Deployment,
+                Namespaces::names(["a", "b"].into_iter())
+            ),
+            (WorkloadKind::StatefulSet, Namespaces::names(["b"])),
+        ])
+    );
+    let set = needs_of([&p, &q], OWN);
+    assert_eq!(
+        set.rollouts.get(&WorkloadKind::StatefulSet),
+        Some(&Namespaces::All)
+    );
+    assert_eq!(
+        set.rollouts.get(&WorkloadKind::Deployment),
+        Some(&Namespaces::names(["a", "b"]))
+    );
+    assert_eq!(set.rollouts.get(&WorkloadKind::DaemonSet), None);
+    assert_eq!(set.pods, names(&["a", "c", OWN]));
+}
+
+/// Every fault is registered once, under the name its policies use, and its records'
+/// schema exists exactly when it is reversible.
+#[test]
+fn the_registry_names_each_fault_once() {
+    let names: Vec<&str> = registry().iter().map(|k| k.name()).collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+    for k in registry() {
+        assert_eq!(kind(k.name()).map(|f| f.name()), Some(k.name()));
+        assert_eq!(k.record_schema().is_some(), k.reversible(), "{}", k.name());
+    }
+    assert!(kind("podKill").is_none());
+}
