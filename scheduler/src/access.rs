@@ -508,4 +508,63 @@ mod tests {
             "`patch` on virtualservices.networking.istio.io in namespace a"
         );
     }
+
+    /// Every fault's load-time access check asks only for what its own RBAC rules grant
+    /// (the chart renders those rules: a check beyond them would refuse a policy the
+    /// chart allows).
+    #[test]
+    fn the_access_checks_ask_for_what_the_rules_grant() {
+        let example = |name: &str| -> (&str, Value) {
+            match name {
+                "podDelete" => ("Pod", json!({"podDelete": {}})),
+                "podEvict" => ("Pod", json!({"podEvict": {}})),
+                "nodeDrain" => ("Node", json!({"nodeDrain": {}})),
+                "zoneOutage" => ("Node", json!({"zoneOutage": {}})),
+                "scale" => ("StatefulSet", json!({"scale": {"replicas": 0}})),
+                "networkPartition" => ("Pod", json!({"networkPartition": {}})),
+                "httpFault" => (
+                    "VirtualService",
+                    json!({"httpFault": {"abort": {"percent": 50, "status": 503}}}),
+                ),
+                other => panic!("a policy example for the new fault {other} belongs here"),
+            }
+        };
+        for fault in crate::fault::registry() {
+            let (kind, spec) = example(fault.name());
+            let mut policy = fixtures::policy("p").kind(kind);
+            if kind != "Node" {
+                policy = policy.namespaces(&["a"]);
+            }
+            let policy = policy
+                .fault(spec)
+                .set("/limits/maxUnschedulableNodes", json!(3))
+                .build();
+            let access = fault.access();
+            let granted = |p: &Permission| {
+                let resource = match p.subresource {
+                    Some(s) => format!("{}/{s}", p.resource),
+                    None => p.resource.to_string(),
+                };
+                let rules = if p.namespace.is_some() {
+                    access
+                        .namespaced
+                        .iter()
+                        .chain(&access.cluster)
+                        .collect::<Vec<_>>()
+                } else {
+                    access.cluster.iter().chain(&access.namespaced).collect()
+                };
+                rules.iter().any(|r| {
+                    r.api_groups.contains(&p.group)
+                        && r.resources.contains(&resource.as_str())
+                        && r.verbs.contains(&p.verb)
+                })
+            };
+            let required = required(&policy);
+            assert!(!required.is_empty(), "{}: checks nothing", fault.name());
+            for p in &required {
+                assert!(granted(p), "{}: {p} is not in its rules", fault.name());
+            }
+        }
+    }
 }

@@ -24,3 +24,6 @@ pub const EXPERIMENT_LABEL: &str = "havoc.dev/experiment";
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// Pod label of a StatefulSet's or DaemonSet's revision.
 pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+
+/// The well-known label of a node's failure domain (`zoneOutage` takes one away).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";

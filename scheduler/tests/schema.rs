@@ -69,3 +69,53 @@ fn schema_describes_the_examples_shape() {
         "unknown fields are refused"
     );
 }
+
+/// For every fault of the registry: the generated RBAC table holds exactly its access
+/// rules, and the chart has a toggle for it (values, schema, README).
+#[test]
+fn every_fault_has_its_rbac_and_its_chart_toggle() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/havoc");
+    let table: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart.join("files/rbac.json")).expect("rbac.json"),
+    )
+    .expect("json");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart.join("values.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let values = std::fs::read_to_string(chart.join("values.yaml")).expect("values.yaml");
+    let readme = std::fs::read_to_string(chart.join("README.md")).expect("README.md");
+    for fault in havoc::fault::registry() {
+        let name = fault.name();
+        assert_eq!(
+            table["faults"][name],
+            serde_json::to_value(fault.access()).expect("json"),
+            "{name}: files/rbac.json"
+        );
+        assert_eq!(
+            schema["properties"]["faults"]["properties"][name]["type"], "boolean",
+            "{name}: values.schema.json faults.{name}"
+        );
+        assert!(
+            values
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{name}: "))),
+            "{name}: values.yaml faults.{name}"
+        );
+        assert!(
+            readme.contains(&format!("`faults.{name}`")),
+            "{name}: the chart README's values table"
+        );
+    }
+    let names: Vec<&str> = havoc::fault::registry().iter().map(|f| f.name()).collect();
+    let listed: Vec<&String> = table["faults"]
+        .as_object()
+        .expect("faults")
+        .keys()
+        .collect();
+    assert_eq!(
+        listed.len(),
+        names.len(),
+        "no fault in the table that havoc does not know"
+    );
+}

@@ -39,6 +39,7 @@ pub mod revert;
 pub mod scale;
 #[cfg(test)]
 mod tests;
+pub mod zone;
 
 use std::{fmt::Debug, time::Duration};
 
@@ -133,6 +134,7 @@ pub fn registry() -> &'static [&'static dyn FaultKind] {
         &pod::PodDelete,
         &pod::PodEvict,
         &node::NodeDrain,
+        &zone::ZoneOutage,
         &scale::Scale,
         &partition::Partition,
         &http::Http,

@@ -58,7 +58,7 @@ pub struct NodeDrain;
 /// What a drain's revert record keeps: the node was schedulable.
 #[derive(Debug, JsonSchema)]
 #[allow(dead_code)] // the schema's shape; the record is written with `json!`
-struct Original {
+pub(super) struct Original {
     /// Always `false`: havoc drains only nodes nobody cordoned.
     unschedulable: bool,
 }
@@ -176,7 +176,14 @@ impl Planned for DrainPlan {
         stamp: &'a Stamp,
         dry_run: bool,
     ) -> BoxFuture<'a, Result<Injection, FaultError>> {
-        Box::pin(inject(m, &self.nodes[i], self.timeout, stamp, dry_run))
+        Box::pin(inject(
+            m,
+            FAULT,
+            &self.nodes[i],
+            self.timeout,
+            stamp,
+            dry_run,
+        ))
     }
 }
 /// Pause between two eviction attempts that a PodDisruptionBudget refused.
@@ -222,6 +229,7 @@ impl Drained {
 /// that evicts for minutes is not orphaned before its hold has even begun.
 pub async fn inject(
     m: &Mutator,
+    fault: &'static str,
     target: &DrainTarget,
     timeout: Duration,
     stamp: &Stamp,
@@ -257,7 +265,7 @@ pub async fn inject(
         if dry_run {
             return Ok(Ok(None));
         }
-        let mut record = stamp.record(FAULT, json!({"unschedulable": false}));
+        let mut record = stamp.record(fault, json!({"unschedulable": false}));
         record.deadline = covering;
         let patch = merge(
             merge(

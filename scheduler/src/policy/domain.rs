@@ -25,6 +25,8 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(30);
 /// Default `nodeDrain.timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a zone outage evicts before it gives up on what is left.
+pub const DEFAULT_ZONE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default timeout of a health source request.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Outcomes that notify unless a policy or the config says otherwise: failure only.
@@ -64,6 +66,8 @@ pub struct Policy {
     pub on_deviation: OnDeviation,
     /// The replica floor of pod faults for this policy.
     pub min_available_replicas: u32,
+    /// The policy's own `limits.maxUnschedulableNodes` (`None`: the service's).
+    pub max_unschedulable_nodes: Option<u32>,
 }
 
 impl Policy {
@@ -160,6 +164,9 @@ pub enum Fault {
     NodeDrain {
         timeout: Duration,
     },
+    ZoneOutage {
+        timeout: Duration,
+    },
     Scale {
         replicas: u32,
         /// Destructive opt-in: StatefulSets with `whenScaled: Delete` may be scaled down.
@@ -199,6 +206,7 @@ impl Fault {
             Fault::Scale { .. } => "scale",
             Fault::NetworkPartition { .. } => "networkPartition",
             Fault::HttpFault(_) => "httpFault",
+            Fault::ZoneOutage { .. } => "zoneOutage",
         }
     }
 
@@ -208,7 +216,7 @@ impl Fault {
             Fault::PodDelete { .. } | Fault::PodEvict { .. } | Fault::NetworkPartition { .. } => {
                 &[TargetKind::Pod]
             }
-            Fault::NodeDrain { .. } => &[TargetKind::Node],
+            Fault::NodeDrain { .. } | Fault::ZoneOutage { .. } => &[TargetKind::Node],
             Fault::Scale { .. } => &[TargetKind::Deployment, TargetKind::StatefulSet],
             Fault::HttpFault(_) => &[TargetKind::VirtualService],
         }

@@ -307,6 +307,19 @@ pub struct Fault {
     /// Inject HTTP aborts/delays into an Istio VirtualService; revert restores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_fault: Option<HttpFault>,
+    /// Take one failure domain away: cordon and drain every node of one zone
+    /// (`topology.kubernetes.io/zone`); revert uncordons them (target kind Node; the
+    /// policy must set `limits.maxUnschedulableNodes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_outage: Option<ZoneOutage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneOutage {
+    /// Give up evicting after this long (default 300s); the nodes are uncordoned on revert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -457,6 +470,11 @@ pub struct PolicyLimits {
     /// limits.minAvailableReplicas for this policy (a lower value is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_available_replicas: Option<u32>,
+    /// Nodes cordoned at once, counting others' cordons, for this policy's experiments:
+    /// replaces the service's limits.maxUnschedulableNodes. A zoneOutage must set it (it
+    /// cordons a whole zone: say how many nodes that may be, on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unschedulable_nodes: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! whose simulated pods get Ready within about a second, VirtualServices, and readers of
 //! the state havoc changes.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context as _;
 use k8s_openapi::api::{
@@ -293,6 +293,56 @@ pub async fn add_pool_nodes(
         .await?;
     }
     Ok(names)
+}
+
+/// The label of a node's failure domain.
+pub const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// A node pool of [`node_pool`]'s kind over zones: for each `(zone, n)`, `n` nodes
+/// `pool-zone-i` labelled `topology.kubernetes.io/zone=pool-zone`, Ready. Deleted by
+/// [`delete_node_pool`].
+pub async fn zoned_pool(
+    client: &Client,
+    pool: &str,
+    zones: &[(&str, usize)],
+) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut out = BTreeMap::new();
+    for (zone, n) in zones {
+        let zone = format!("{pool}-{zone}");
+        let mut names = Vec::new();
+        for i in 0..*n {
+            let name = format!("{zone}-{i}");
+            let node: Node = serde_json::from_value(json!({
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                        "type": "kwok", POOL: pool, ZONE: zone,
+                    },
+                },
+                "spec": {"taints": [{"key": POOL, "value": pool, "effect": "NoSchedule"}]},
+            }))?;
+            api.create(&PostParams::default(), &node).await?;
+            names.push(name);
+        }
+        out.insert(zone, names);
+    }
+    for name in out.values().flatten() {
+        wait_for_object(
+            api.clone(),
+            name,
+            |n: Option<&Node>| {
+                n.and_then(|n| n.status.as_ref()?.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            },
+            Duration::from_secs(60),
+            "zoned pool node Ready",
+        )
+        .await?;
+    }
+    Ok(out)
 }
 
 pub async fn delete_node_pool(client: &Client, pool: &str) -> anyhow::Result<()> {

@@ -42,7 +42,9 @@ async fn start(
     Serve::start(
         env,
         Setup {
-            dry_run: !policies.iter().any(|(_, p)| p.contains("nodeDrain")),
+            dry_run: !policies
+                .iter()
+                .any(|(_, p)| p.contains("nodeDrain") || p.contains("zoneOutage")),
             extra: json!({"liveNamespaces": [ns], "limits": limits}),
             receivers: &["hook"],
             policies,
@@ -419,6 +421,93 @@ async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
             "{r:#}"
         );
         Ok(())
+    })
+    .await
+}
+
+/// `zoneOutage`: every node of one zone cordoned (each with its own record), the zone's
+/// pods evicted, the other zone left alone; reverted, every node schedulable again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_outage_cordons_one_zone_and_uncordons_it() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("zone", move |client, ns| async move {
+        let pool = ns.clone();
+        let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 1)]).await?;
+        let result = async {
+            deployment_on(&client, &ns, "spread", 3, Some(&pool)).await?;
+            monitoring_settled(&env, &ns, 1).await?;
+            let outage = manual(
+                "outage",
+                &ns,
+                json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
+                json!({"zoneOutage": {"timeout": "10s"}}),
+                "6s",
+            )
+            .set("/limits/maxUnschedulableNodes", json!(10));
+            let serve = start(
+                &env,
+                &ns,
+                vec![("outage.yaml", outage.yaml())],
+                json!({"maxUnschedulableNodes": 1}),
+            )
+            .await?;
+            let nodes_api = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+            let id = serve.run_now("outage").await?;
+            let down = poll(Duration::from_secs(30), "one zone cordoned", || async {
+                if let Some(r) = serve
+                    .records()
+                    .await?
+                    .into_iter()
+                    .find(|r| r["id"] == id.as_str())
+                {
+                    anyhow::bail!("ended before its zone was seen down: {r:#}");
+                }
+                for (zone, names) in &zones {
+                    let mut all = true;
+                    for n in names {
+                        let node = nodes_api.get(n).await?;
+                        let record = node.annotations().get(REVERT).cloned().unwrap_or_default();
+                        all &= unschedulable(&node) && record.contains("\"zoneOutage\"");
+                    }
+                    if all {
+                        return Ok(Some(zone.clone()));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+            for (zone, names) in &zones {
+                if *zone != down {
+                    for n in names {
+                        ensure!(
+                            !unschedulable(&nodes_api.get(n).await?),
+                            "{n} of {zone} left alone"
+                        );
+                    }
+                }
+            }
+            let r = serve.record(&id, Duration::from_secs(60)).await?;
+            ensure!(r["verdict"] == "passed", "{r:#}");
+            ensure!(r["fault"] == "zoneOutage", "{r:#}");
+            ensure!(
+                r["targets"]
+                    .as_array()
+                    .is_some_and(|t| t.len() == zones[&down].len()
+                        && t.iter().all(|t| t["revert"]["result"] == "restored")),
+                "every node of {down} reverted: {r:#}"
+            );
+            for n in zones.values().flatten() {
+                let node = nodes_api.get(n).await?;
+                ensure!(
+                    !unschedulable(&node) && !has_record(&node),
+                    "{n} uncordoned"
+                );
+            }
+            Ok(())
+        }
+        .await;
+        delete_node_pool(&client, &pool).await?;
+        result
     })
     .await
 }

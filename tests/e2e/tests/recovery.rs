@@ -687,3 +687,71 @@ async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> an
     })
     .await
 }
+
+/// A zone outage killed (SIGKILL) while it holds its zone: after a restart in the same pod,
+/// every node of the pool is schedulable again and no record is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_outage_killed_mid_way_leaves_every_node_schedulable() -> anyhow::Result<()> {
+    let env = Env::load()?;
+    with_namespace("zonekill", move |client, ns| async move {
+        let pool = ns.clone();
+        let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 2)]).await?;
+        let result = async {
+            let outage = fixtures::policy("outage")
+                .manual_only(&ns)
+                .set(
+                    "/target",
+                    json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
+                )
+                .fault(json!({"zoneOutage": {"timeout": "5s"}}))
+                .set("/limits/maxUnschedulableNodes", json!(10))
+                .duration("5m")
+                .settle("1s")
+                .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
+                .on_deviation("continue");
+            let mut serve = Serve::start(
+                &env,
+                Setup {
+                    dry_run: false,
+                    receivers: &["hook"],
+                    policies: vec![("outage.yaml", outage.yaml())],
+                    pod_name: Some(format!("{ns}-havoc")),
+                    ..Setup::default()
+                },
+            )
+            .await?;
+            let nodes_api: Api<Node> = Api::all(client.clone());
+            serve.run_now("outage").await?;
+            poll(Duration::from_secs(30), "a zone held", || async {
+                let mut held = 0;
+                for n in zones.values().flatten() {
+                    held += usize::from(has_record(&nodes_api.get(n).await?));
+                }
+                Ok((held == 2).then_some(()))
+            })
+            .await?;
+            serve.kill().await?;
+            serve.respawn()?;
+            serve.wait_ready(true).await?;
+            poll(
+                Duration::from_secs(60),
+                "every node schedulable, no record",
+                || async {
+                    for n in zones.values().flatten() {
+                        let node = nodes_api.get(n).await?;
+                        if unschedulable(&node) || has_record(&node) {
+                            return Ok(None);
+                        }
+                    }
+                    Ok(Some(()))
+                },
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        delete_node_pool(&client, &pool).await?;
+        result
+    })
+    .await
+}

@@ -169,6 +169,9 @@ pub async fn execute(
     }
     let guards = Guards {
         min_available_replicas: policy.min_available_replicas,
+        max_unschedulable_nodes: policy
+            .max_unschedulable_nodes
+            .unwrap_or(env.guards.max_unschedulable_nodes),
         ..env.guards.clone()
     };
     let mut rng = match opts.seed {

@@ -10,9 +10,9 @@ use super::{
 use crate::{
     policy::{
         domain::{
-            DEFAULT_DRAIN_TIMEOUT, DEFAULT_DURATION, DEFAULT_SETTLE, Fault, HttpAbort, HttpDelay,
-            HttpFault, NamespaceScope, NotifyRule, Pick, Policy, PolicyHealth, RolloutRule,
-            SloSelection, TargetRule,
+            DEFAULT_DRAIN_TIMEOUT, DEFAULT_DURATION, DEFAULT_SETTLE, DEFAULT_ZONE_TIMEOUT, Fault,
+            HttpAbort, HttpDelay, HttpFault, NamespaceScope, NotifyRule, Pick, Policy,
+            PolicyHealth, RolloutRule, SloSelection, TargetRule,
         },
         model::{self, ChaosPolicy, OnDeviation, TargetKind, WorkloadKind},
     },
@@ -150,6 +150,15 @@ pub fn validate_policy(
         );
     }
     let min_available_replicas = asked.unwrap_or(0).max(ctx.min_available_replicas);
+    let max_unschedulable_nodes = spec.limits.as_ref().and_then(|l| l.max_unschedulable_nodes);
+    // A zone outage cordons a whole zone: how many nodes that may be is said on purpose,
+    // by the policy, not inherited from the service's default of one.
+    if spec.fault.zone_outage.is_some() && max_unschedulable_nodes.is_none() {
+        c.key(
+            "/spec/fault/zoneOutage",
+            "zoneOutage cordons every node of a zone: set limits.maxUnschedulableNodes on this policy to at least the largest zone's node count (counting nodes others cordoned)",
+        );
+    }
     let value = match (target, fault) {
         (Some(target), Some(fault)) => Some(Policy {
             name: name.clone(),
@@ -166,6 +175,7 @@ pub fn validate_policy(
             notify,
             on_deviation: spec.on_deviation.unwrap_or(OnDeviation::PausePolicy),
             min_available_replicas,
+            max_unschedulable_nodes,
         }),
         _ => None,
     };
@@ -549,9 +559,13 @@ fn fault(c: &mut Checker, f: &model::Fault) -> Option<Fault> {
         let h = http_fault(c, &format!("{base}/httpFault"), x);
         found.push(("httpFault", Fault::HttpFault(h)));
     }
+    if let Some(x) = &f.zone_outage {
+        let timeout = x.timeout.map_or(DEFAULT_ZONE_TIMEOUT, |t| t.0);
+        found.push(("zoneOutage", Fault::ZoneOutage { timeout }));
+    }
     match found.len() {
         0 => {
-            c.key(base, "a policy needs exactly one fault: podDelete, podEvict, nodeDrain, scale, networkPartition or httpFault");
+            c.key(base, "a policy needs exactly one fault: podDelete, podEvict, nodeDrain, zoneOutage, scale, networkPartition or httpFault");
             None
         }
         1 => found.pop().map(|(_, f)| f),
