@@ -34,7 +34,15 @@ use kube::{
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{engine::metrics::Metrics, policy::domain::LeaderElection};
+use crate::policy::domain::LeaderElection;
+
+/// What leadership reports to, and reads from, the rest of the service (the engine's
+/// metrics implement it): whether this replica leads, and how many experiments it runs
+/// (written into the Lease for `havoc run`).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    fn leading(&self, leading: bool);
+    fn running(&self) -> usize;
+}
 
 /// How long a Lease is valid after its last renewal (what followers wait for).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -74,7 +82,7 @@ pub struct Leadership {
 pub struct Publisher {
     tx: watch::Sender<bool>,
     shared: Arc<Mutex<Shared>>,
-    metrics: Option<Metrics>,
+    metrics: Option<Arc<dyn Observer>>,
 }
 
 /// A leadership channel, not leading and state unknown until published.
@@ -97,8 +105,8 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 impl Publisher {
     /// Publishes `havoc_leader` too.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
+    pub fn with_metrics(mut self, metrics: impl Observer + 'static) -> Self {
+        self.metrics = Some(Arc::new(metrics));
         self
     }
 
@@ -111,7 +119,7 @@ impl Publisher {
         }
         let leading = until.is_some_and(|u| Instant::now() < u);
         if let Some(m) = &self.metrics {
-            m.leader(leading);
+            m.leading(leading);
         }
         self.tx.send_replace(leading) != leading
     }
@@ -195,7 +203,7 @@ struct Elector {
     /// else wrote it since: the round then reads it and decides as any other round.
     held: Option<Lease>,
     /// How many experiments run here (written with each renewal).
-    metrics: Option<Metrics>,
+    metrics: Option<Arc<dyn Observer>>,
 }
 
 impl Elector {
@@ -289,7 +297,7 @@ impl Elector {
             next.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         lease.spec = Some(next);
-        let running = self.metrics.as_ref().map_or(0, Metrics::active);
+        let running = self.metrics.as_ref().map_or(0, |m| m.running());
         lease
             .metadata
             .annotations

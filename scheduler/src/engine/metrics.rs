@@ -413,6 +413,16 @@ impl Metrics {
     }
 }
 
+impl crate::leader::Observer for Metrics {
+    fn leading(&self, leading: bool) {
+        self.leader(leading);
+    }
+
+    fn running(&self) -> usize {
+        self.active()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
