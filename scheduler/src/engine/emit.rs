@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::{annotations::Annotations, events::Events, metrics::Metrics, notify::Notifier};
 use crate::{
     journal::{Intent, Journal},
-    policy::{Config, Policy, domain::NotifyRule, model::OnDeviation},
+    policy::{Config, Policy, domain::NotifyRule, domain::OnDeviation},
     record::{ErrorReason, ExperimentRecord, TargetOutcome, TargetRecord, TargetRevert, Verdict},
 };
 

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::notify::on_for;
 use crate::{
-    policy::model::NotifyOn,
+    policy::domain::NotifyOn,
     record::{ExperimentRecord, ObjectRef, TargetRecord, Verdict},
 };
 

@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 use crate::{
     policy::{
         Config,
-        domain::{NotifyRule, Receiver as ReceiverConfig},
-        model::{NotifyOn, WebhookUrl},
+        domain::{NotifyOn, NotifyRule, Receiver as ReceiverConfig, WebhookUrl},
     },
     record::{ExperimentRecord, Verdict},
 };

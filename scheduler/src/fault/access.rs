@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::policy::model::TargetKind;
+use crate::policy::domain::TargetKind;
 
 /// One RBAC rule as the chart renders it: what havoc does, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

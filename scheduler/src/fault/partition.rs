@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     labels::{EXPERIMENT_LABEL, MANAGED_BY},
-    policy::{Policy, domain::Fault, model::Direction},
+    policy::{Policy, domain::Direction, domain::Fault},
     record::{ObjectRef, SkipReason},
     targets::{
         Guards, Snapshot, WorkloadInfo,

@@ -35,7 +35,7 @@ use super::{
 };
 pub use crate::targets::deletes_volumes_when_scaled;
 use crate::{
-    policy::{Policy, domain::Fault, model::TargetKind},
+    policy::{Policy, domain::Fault, domain::TargetKind},
     record::{ObjectRef, SkipReason},
     targets::{
         Guards, ScaleGuard, Snapshot, WorkloadInfo,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::{
-    policy::{fixtures, model::WorkloadKind},
+    policy::{domain::WorkloadKind, fixtures},
     targets::scope::Namespaces,
 };
 

@@ -612,7 +612,7 @@ mod tests {
         let c = fixtures::config()
             .set("/events/verdicts", serde_json::json!(["passed"]))
             .build();
-        assert_eq!(c.event_verdicts, [model::NotifyOn::Passed]);
+        assert_eq!(c.event_verdicts, [domain::NotifyOn::Passed]);
         let text = fixtures::config()
             .set(
                 "/events/verdicts",

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::policy::{Policy, domain::NamespaceScope, model::WorkloadKind, set::PolicySet};
+use crate::policy::{Policy, domain::NamespaceScope, domain::WorkloadKind, set::PolicySet};
 
 /// Which namespaces a watch covers.
 #[derive(Debug, Clone, PartialEq, Eq)]

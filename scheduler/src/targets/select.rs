@@ -601,7 +601,7 @@ mod tests {
 
     fn rule() -> TargetRule {
         TargetRule {
-            kind: crate::policy::model::TargetKind::Pod,
+            kind: crate::policy::domain::TargetKind::Pod,
             namespaces: NamespaceScope::Names(vec!["go-demo-8".into()]),
             selector: LabelSelector::default(),
             exclude_selector: None,
@@ -841,7 +841,7 @@ mod tests {
 
     fn node_rule() -> TargetRule {
         TargetRule {
-            kind: crate::policy::model::TargetKind::Node,
+            kind: crate::policy::domain::TargetKind::Node,
             namespaces: NamespaceScope::All,
             ..rule()
         }
@@ -944,7 +944,7 @@ mod tests {
             workload("StatefulSet", "db"),
         ];
         let mut r = rule();
-        r.kind = crate::policy::model::TargetKind::Deployment;
+        r.kind = crate::policy::domain::TargetKind::Deployment;
         r.pick = Pick::Percent(100);
         let scale = ScaleGuard {
             set: 0,

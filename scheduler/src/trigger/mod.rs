@@ -27,7 +27,7 @@ use self::rollout::{Completion, RolloutState, Seen, Tracker};
 use crate::{
     engine::arbiter::{Arbiter, Start},
     labels::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH},
-    policy::{Policy, domain::RolloutRule, model::WorkloadKind},
+    policy::{Policy, domain::RolloutRule, domain::WorkloadKind},
     record::{ObjectRef, TriggerInfo},
     targets::{
         FollowsPolicies, Restriction,

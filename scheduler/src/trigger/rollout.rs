@@ -15,7 +15,7 @@ use k8s_openapi::api::{
 };
 use kube::ResourceExt;
 
-use crate::{policy::model::WorkloadKind, record::ObjectRef, schedule::stable_hash};
+use crate::{policy::domain::WorkloadKind, record::ObjectRef, schedule::stable_hash};
 
 /// The Deployment annotation holding its revision number.
 pub use crate::labels::DEPLOYMENT_REVISION;

@@ -33,7 +33,7 @@ pub use crate::state::Pause;
 use crate::{
     journal::Journal,
     leader::Leadership,
-    policy::{Policy, model::OnDeviation, set::PolicySet},
+    policy::{Policy, domain::OnDeviation, set::PolicySet},
     record::{ErrorReason, ExperimentRecord, SkipReason, TriggerInfo},
     state::{Doc, SharedState},
     targets::{FollowsPolicies, Restriction, SnapshotSource, scope::Needs},

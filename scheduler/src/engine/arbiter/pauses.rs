@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::Arbiter;
 use crate::{
     engine::emit::Breaker,
-    policy::model::OnDeviation,
+    policy::domain::OnDeviation,
     record::{ExperimentRecord, Verdict},
     state::{Doc, Pause, StateError},
 };

@@ -6,14 +6,14 @@ use std::{
     time::Duration,
 };
 
-use super::{Checker, Issue, is_dns_label, parse_tz};
+use super::{Checker, Issue, domain_all, is_dns_label, parse_tz};
 use crate::policy::{
     domain::{
         AlertmanagerSource, BUILTIN_PROTECTED_NAMESPACES, Config, DEFAULT_HEALTH_TIMEOUT,
-        DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, LeaderElection, Limits, NotifyRule, Receiver,
-        ServerConfig, Slo,
+        DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, LeaderElection, Limits, NotifyOn, NotifyRule,
+        Receiver, ServerConfig, Slo, WebhookUrl,
     },
-    model::{self, HavocConfig, NotifyOn},
+    model::{self, HavocConfig},
 };
 
 /// A URL as an error message may show it: scheme and host only (a webhook's path may be
@@ -116,7 +116,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
         );
     }
     for (i, on) in s.events.verdicts.iter().flatten().enumerate() {
-        if *on == NotifyOn::Started {
+        if NotifyOn::from(*on) == NotifyOn::Started {
             c.value(
                 &format!("/spec/events/verdicts/{i}"),
                 "`started` is not a verdict: the injection has its own Event (ChaosInjected)"
@@ -153,15 +153,15 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
                 on: s
                     .notify
                     .on
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NOTIFY_ON.to_vec()),
+                    .as_deref()
+                    .map_or_else(|| DEFAULT_NOTIFY_ON.to_vec(), domain_all),
             },
             circuit_breaker_cooldown: s.circuit_breaker.cooldown.0,
             event_verdicts: s
                 .events
                 .verdicts
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NOTIFY_ON.to_vec()),
+                .as_deref()
+                .map_or_else(|| DEFAULT_NOTIFY_ON.to_vec(), domain_all),
             server: ServerConfig {
                 listen,
                 token: s.server.token.clone(),
@@ -314,7 +314,10 @@ fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Rece
                     c.secret(&format!("{p}/webhook/secret"), sec);
                 }
                 Some(Receiver::Webhook {
-                    url: w.url.clone(),
+                    url: match &w.url {
+                        model::WebhookUrl::Inline(u) => WebhookUrl::Inline(u.clone()),
+                        model::WebhookUrl::Secret(s) => WebhookUrl::Secret(s.clone()),
+                    },
                     secret: w.secret.clone(),
                 })
             }

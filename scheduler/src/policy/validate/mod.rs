@@ -61,6 +61,11 @@ pub fn is_dns_label(s: &str) -> bool {
     })
 }
 
+/// The wire model's enums, converted into the domain's.
+fn domain_all<W: Copy, D: From<W>>(wire: &[W]) -> Vec<D> {
+    wire.iter().map(|&w| D::from(w)).collect()
+}
+
 fn parse_tz(name: &str) -> Result<Tz, Invalid> {
     Tz::from_str(name).map_err(|_| {
         Invalid(format!(

@@ -4,8 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::{
-    Checker, Context, Issue, compile_regex, is_dns_label, parse_hhmm, parse_local, parse_month_day,
-    parse_tz,
+    Checker, Context, Issue, compile_regex, domain_all, is_dns_label, parse_hhmm, parse_local,
+    parse_month_day, parse_tz,
 };
 use crate::{
     policy::{
@@ -14,7 +14,8 @@ use crate::{
             HttpAbort, HttpDelay, HttpFault, NamespaceScope, NotifyRule, Pick, Policy,
             PolicyHealth, RolloutRule, SloSelection, TargetRule,
         },
-        model::{self, ChaosPolicy, OnDeviation, TargetKind, WorkloadKind},
+        domain::{OnDeviation, TargetKind, WorkloadKind},
+        model::{self, ChaosPolicy},
     },
     schedule::{
         Calendar, CronExpr, Schedule as ClockSchedule, ScheduleKind,
@@ -114,7 +115,7 @@ pub fn validate_policy(
     let fault = fault(&mut c, &spec.fault);
     let target = target(&mut c, &spec.target, ctx);
     if let Some(f) = &fault
-        && !f.target_kinds().contains(&spec.target.kind)
+        && !f.target_kinds().contains(&spec.target.kind.into())
     {
         let kinds: Vec<String> = f.target_kinds().iter().map(|k| k.to_string()).collect();
         c.value(
@@ -173,7 +174,9 @@ pub fn validate_policy(
             duration: spec.duration.map_or(DEFAULT_DURATION, |d| d.0),
             health,
             notify,
-            on_deviation: spec.on_deviation.unwrap_or(OnDeviation::PausePolicy),
+            on_deviation: spec
+                .on_deviation
+                .map_or(OnDeviation::PausePolicy, Into::into),
             min_available_replicas,
             max_unschedulable_nodes,
         }),
@@ -244,8 +247,8 @@ fn notify(c: &mut Checker, n: Option<&model::Notify>, ctx: &Context) -> NotifyRu
     NotifyRule {
         receivers: receivers.unwrap_or_else(|| ctx.notify.receivers.clone()),
         on: n
-            .and_then(|n| n.on.clone())
-            .unwrap_or_else(|| ctx.notify.on.clone()),
+            .and_then(|n| n.on.as_deref())
+            .map_or_else(|| ctx.notify.on.clone(), domain_all),
     }
 }
 
@@ -396,7 +399,7 @@ fn trigger(c: &mut Checker, base: &str, t: &model::Trigger, ctx: &Context) -> Op
     let kinds = if r.kinds.is_empty() {
         vec![WorkloadKind::Deployment]
     } else {
-        r.kinds.clone()
+        domain_all(&r.kinds)
     };
     Some(RolloutRule {
         kinds,
@@ -410,7 +413,7 @@ fn trigger(c: &mut Checker, base: &str, t: &model::Trigger, ctx: &Context) -> Op
 
 fn target(c: &mut Checker, t: &model::Target, ctx: &Context) -> Option<TargetRule> {
     let base = "/spec/target";
-    let namespaced = t.kind != TargetKind::Node;
+    let namespaced = TargetKind::from(t.kind) != TargetKind::Node;
     let namespaces = if namespaced {
         c.namespaces(base, &t.namespaces, &t.namespace_selector, ctx, true)
     } else {
@@ -475,7 +478,7 @@ fn target(c: &mut Checker, t: &model::Target, ctx: &Context) -> Option<TargetRul
         }
     }
     Some(TargetRule {
-        kind: t.kind,
+        kind: t.kind.into(),
         namespaces,
         selector,
         exclude_selector,
@@ -552,7 +555,7 @@ fn fault(c: &mut Checker, f: &model::Fault) -> Option<Fault> {
         ));
     }
     if let Some(x) = &f.network_partition {
-        let direction = x.direction;
+        let direction = x.direction.into();
         found.push(("networkPartition", Fault::NetworkPartition { direction }));
     }
     if let Some(x) = &f.http_fault {

@@ -12,9 +12,13 @@ use std::{
 use chrono_tz::Tz;
 use regex::Regex;
 
+mod enums;
+
+pub use enums::{Direction, NotifyOn, OnDeviation, TargetKind, WorkloadKind};
+
 use super::{
     expr::{LabelMatcher, Objective},
-    model::{Direction, NotifyOn, OnDeviation, SecretRef, TargetKind, WorkloadKind},
+    model::SecretRef,
     selector::LabelSelector,
 };
 use crate::schedule::Schedule;
@@ -315,9 +319,16 @@ pub enum Receiver {
         api_url: Option<String>,
     },
     Webhook {
-        url: super::model::WebhookUrl,
+        url: WebhookUrl,
         secret: Option<SecretRef>,
     },
+}
+
+/// A webhook URL: inline, or read from a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookUrl {
+    Inline(String),
+    Secret(SecretRef),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
