@@ -12,21 +12,19 @@
 //! RBAC: `get`, `list`, `watch`, `patch` on `virtualservices.networking.istio.io`.
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use kube::{
     Api,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DynamicObject},
 };
-use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use super::{
-    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    Act, FaultError, FaultKind, Held, Injection, Mutator, Plan, PlanInput, Planned, Reverted, Step,
     access::{FaultAccess, rule},
     bounded,
-    recovery::RecordKind,
-    revert::{Stamp, clear_annotation, merge, object_name, precondition, record_of, still_ours},
+    revert::patch_as_read,
+    revert::{clear_annotation, merge, object_name, record_of, still_ours},
     with_conflict_retries,
 };
 use crate::{
@@ -35,7 +33,7 @@ use crate::{
         domain::{Fault, HttpFault},
     },
     record::{ObjectRef, SkipReason},
-    targets::{Guards, Snapshot, VirtualServiceInfo, scope::Needs, select_virtual_services},
+    targets::{VirtualServiceInfo, scope::Needs, select_virtual_services},
 };
 
 pub const FAULT: &str = "httpFault";
@@ -69,9 +67,7 @@ impl FaultKind for Http {
         }
     }
 
-    fn records_on(&self) -> &'static [RecordKind] {
-        &[RecordKind::VirtualService]
-    }
+    reversible!(records on VirtualService; reverted by revert; original Original);
 
     fn needs(&self, _: &Policy, _: &str) -> Needs {
         Needs {
@@ -80,46 +76,28 @@ impl FaultKind for Http {
         }
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::HttpFault(fault) = &policy.fault else {
-            return Err(super::not_mine(self, policy));
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let Fault::HttpFault(fault) = &input.policy.fault else {
+            return Err(super::not_mine(self, input.policy));
         };
-        let Some(vs) = &snapshot.virtual_services else {
+        let Some(vs) = &input.snapshot.virtual_services else {
             return Err(SkipReason::Unavailable(
                 "the VirtualService CRD (networking.istio.io) is not installed".into(),
             ));
         };
         let sel = select_virtual_services(
-            &policy.target,
+            &input.policy.target,
             &vs.items,
-            &snapshot.namespaces,
-            guards,
+            &input.snapshot.namespaces,
+            input.guards,
             Utc::now(),
-            rng,
+            input.rng,
         );
         Ok(Box::new(HttpPlan {
             api: vs.api.clone(),
             fault: fault.clone(),
             services: sel.into_chosen()?,
         }))
-    }
-
-    fn revert<'a>(
-        &'a self,
-        m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
-        Box::pin(revert(m, held))
-    }
-
-    fn record_schema(&self) -> Option<schemars::Schema> {
-        Some(schemars::schema_for!(Original))
     }
 }
 
@@ -139,21 +117,8 @@ impl Planned for HttpPlan {
             .collect()
     }
 
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
-        Box::pin(inject(
-            m,
-            &self.api,
-            &self.services[i],
-            &self.fault,
-            stamp,
-            dry_run,
-        ))
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
+        Box::pin(inject(act, &self.api, &self.services[i], &self.fault))
     }
 }
 
@@ -213,13 +178,12 @@ pub fn with_fault_routes(
 
 /// Inserts the fault routes (or, in a dry run, says exactly what it would insert).
 pub async fn inject(
-    m: &Mutator,
+    act: Act<'_>,
     ar: &ApiResource,
     target: &VirtualServiceInfo,
     fault: &HttpFault,
-    stamp: &Stamp,
-    dry_run: bool,
 ) -> Result<Injection, FaultError> {
+    let Act { m, stamp, dry_run } = act;
     let api: Api<DynamicObject> = Api::namespaced_with(m.client().clone(), &target.namespace, ar);
     let name = &target.name;
     let object = ObjectRef::namespaced("VirtualService", &target.namespace, name);
@@ -248,22 +212,9 @@ pub async fn inject(
             return Ok(Injection::dry_run(change));
         }
         let record = stamp.record(FAULT, json!({"routes": names}));
-        let patch = merge(
-            merge(
-                precondition(current.metadata.resource_version.clone()),
-                record.annotate(),
-            ),
-            json!({"spec": {"http": http}}),
-        );
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
-        Ok(Injection::injected(
-            change,
-            Held {
-                object: object.clone(),
-                record,
-            },
-        ))
+        let patch = merge(record.annotate(), json!({"spec": {"http": http}}));
+        patch_as_read(m, &api, &current, patch).await?;
+        Ok(Injection::injected(change, Held::new(object.clone(), record)))
     })
     .await
 }
@@ -300,15 +251,11 @@ pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
         {
             return Ok(Reverted::NotOurs(why.to_string()));
         }
-        let mut patch = merge(
-            precondition(current.metadata.resource_version.clone()),
-            json!({"spec": {"http": kept}}),
-        );
+        let mut patch = json!({"spec": {"http": kept}});
         if recorded.is_ok() {
             patch = merge(patch, clear_annotation());
         }
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
+        patch_as_read(m, &api, &current, patch).await?;
         tracing::info!(virtualservice = %name, namespace = %ns, removed = all.len() - kept.len(), "HTTP fault removed");
         Ok(Reverted::Restored)
     })

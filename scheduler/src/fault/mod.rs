@@ -28,6 +28,29 @@
 //! A reversible change in place is a [`Held`]: the object and its record, everything a
 //! revert needs — in this process, its successor, or `havoc revert --all`.
 
+/// The items of a reversible fault's [`FaultKind`] impl, written once: the kinds its
+/// records are on, its revert (an `async fn(&Mutator, &Held) -> Result<Reverted, _>` of its
+/// file, from the record alone) and the schema of its record's `original`.
+macro_rules! reversible {
+    (records on $($kind:ident),+; reverted by $revert:path; original $original:ty) => {
+        fn records_on(&self) -> &'static [$crate::fault::recovery::RecordKind] {
+            &[$($crate::fault::recovery::RecordKind::$kind),+]
+        }
+
+        fn revert<'a>(
+            &'a self,
+            m: &'a $crate::fault::Mutator,
+            held: &'a $crate::fault::Held,
+        ) -> $crate::fault::Step<'a, $crate::fault::Reverted> {
+            Box::pin($revert(m, held))
+        }
+
+        fn record_schema(&self) -> Option<schemars::Schema> {
+            Some(schemars::schema_for!($original))
+        }
+    };
+}
+
 pub mod access;
 pub mod http;
 pub mod mutate;
@@ -77,22 +100,13 @@ pub trait FaultKind: Send + Sync + Debug {
     /// havoc's: its pods tell which pods, workloads and nodes are havoc itself.
     fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs;
 
-    /// The targets of `policy` in `snapshot`, chosen under `guards` (the shared rules of
-    /// selection plus this fault's own), or why there are none.
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason>;
+    /// The targets of the input's policy in its snapshot, chosen under its guards (the
+    /// shared rules of selection plus this fault's own), or why there are none.
+    fn plan(&self, input: PlanInput<'_>) -> Plan;
 
-    /// Undoes one of its records (the record alone says what to restore).
-    fn revert<'a>(
-        &'a self,
-        _m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
+    /// Undoes one of its records (the record alone says what to restore). Reversible
+    /// faults write it with [`reversible!`].
+    fn revert<'a>(&'a self, _m: &'a Mutator, held: &'a Held) -> Step<'a, Reverted> {
         let fault = held.record.fault.clone();
         Box::pin(async move { Err(FaultError::UnknownFault(fault)) })
     }
@@ -119,20 +133,39 @@ pub trait Planned: Send + Sync + Debug {
     }
 
     /// Injects into target `i` (or, in a dry run, says exactly what it would do).
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>>;
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection>;
+}
+
+/// What a fault plans from: the policy, the cluster as the watch caches see it, the
+/// shared guards of selection, and the experiment's random source.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    pub policy: &'a Policy,
+    pub snapshot: &'a Snapshot,
+    pub guards: &'a Guards,
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// A fault's plan, or why the experiment is skipped.
+pub type Plan = Result<Box<dyn Planned>, SkipReason>;
+
+/// One asynchronous step of a fault against the API server.
+pub type Step<'a, T> = BoxFuture<'a, Result<T, FaultError>>;
+
+/// How an injection is made: through `m` (fence and stop checked), its revert record
+/// stamped from `stamp`, or, in a dry run, only described.
+#[derive(Debug, Clone, Copy)]
+pub struct Act<'a> {
+    pub m: &'a Mutator,
+    pub stamp: &'a Stamp,
+    pub dry_run: bool,
 }
 
 /// Every fault havoc knows, once.
 pub fn registry() -> &'static [&'static dyn FaultKind] {
     &[
-        &pod::PodDelete,
-        &pod::PodEvict,
+        &pod::POD_DELETE,
+        &pod::POD_EVICT,
         &node::NodeDrain,
         &zone::ZoneOutage,
         &scale::Scale,

@@ -44,6 +44,12 @@ pub struct Held {
     pub record: RevertRecord,
 }
 
+impl Held {
+    pub fn new(object: ObjectRef, record: RevertRecord) -> Self {
+        Held { object, record }
+    }
+}
+
 /// What one injection into one target did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Injection {

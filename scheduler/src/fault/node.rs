@@ -17,33 +17,28 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api,
     api::{EvictParams, Patch, PatchParams},
 };
-use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::{
-    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    Act, FaultError, FaultKind, Held, Injection, Mutator, Plan, PlanInput, Planned, Reverted, Step,
     access::{FaultAccess, rule},
     bounded,
-    recovery::RecordKind,
-    revert::{
-        REVERT_ANNOTATION, RevertRecord, Stamp, clear_annotation, merge, precondition, record_of,
-        still_ours,
-    },
+    revert::patch_as_read,
+    revert::{REVERT_ANNOTATION, RevertRecord, clear_annotation, merge, record_of, still_ours},
     with_conflict_retries,
 };
 use crate::{
     policy::{Policy, domain::Fault},
-    record::{ObjectRef, SkipReason},
+    record::ObjectRef,
     targets::{
-        Claim, DrainTarget, Guards, PodInfo, Snapshot, drain_plan,
+        Claim, DrainTarget, PodInfo, drain_plan,
         scope::{Namespaces, Needs},
         select_nodes,
     },
@@ -97,42 +92,28 @@ impl FaultKind for NodeDrain {
         )
     }
 
-    fn records_on(&self) -> &'static [RecordKind] {
-        &[RecordKind::Node]
-    }
+    reversible!(records on Node; reverted by revert; original Original);
 
     fn needs(&self, _: &Policy, _: &str) -> Needs {
         drain_needs()
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::NodeDrain { timeout } = policy.fault else {
-            return Err(super::not_mine(self, policy));
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let Fault::NodeDrain { timeout } = input.policy.fault else {
+            return Err(super::not_mine(self, input.policy));
         };
-        let nodes =
-            select_nodes(&policy.target, snapshot, guards, Utc::now(), rng).into_chosen()?;
+        let nodes = select_nodes(
+            &input.policy.target,
+            input.snapshot,
+            input.guards,
+            Utc::now(),
+            input.rng,
+        )
+        .into_chosen()?;
         Ok(Box::new(DrainPlan {
             timeout,
-            nodes: drain_plan(snapshot, nodes, guards),
+            nodes: drain_plan(input.snapshot, nodes, input.guards),
         }))
-    }
-
-    fn revert<'a>(
-        &'a self,
-        m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
-        Box::pin(revert(m, held))
-    }
-
-    fn record_schema(&self) -> Option<schemars::Schema> {
-        Some(schemars::schema_for!(Original))
     }
 }
 
@@ -143,47 +124,44 @@ pub struct DrainPlan {
     pub nodes: Vec<DrainTarget>,
 }
 
+/// The nodes of a drain plan (a drain's or a zone outage's), as the record names them.
+pub(super) fn node_objects(nodes: &[DrainTarget]) -> Vec<ObjectRef> {
+    nodes.iter().map(|t| node_object(&t.node.name)).collect()
+}
+
+fn node_object(name: &str) -> ObjectRef {
+    ObjectRef {
+        kind: "Node".into(),
+        namespace: None,
+        name: name.to_string(),
+    }
+}
+
+/// What a drain plan takes while it runs: its nodes and the pods it evicts.
+pub(super) fn node_claims(nodes: &[DrainTarget]) -> Vec<Claim> {
+    nodes
+        .iter()
+        .flat_map(|t| {
+            std::iter::once(Claim::Node(t.node.name.clone())).chain(t.evict.iter().map(Claim::pod))
+        })
+        .collect()
+}
+
 impl Planned for DrainPlan {
     fn objects(&self) -> Vec<ObjectRef> {
-        self.nodes
-            .iter()
-            .map(|t| ObjectRef {
-                kind: "Node".into(),
-                namespace: None,
-                name: t.node.name.clone(),
-            })
-            .collect()
+        node_objects(&self.nodes)
     }
 
     fn claims(&self) -> Vec<Claim> {
-        self.nodes
-            .iter()
-            .flat_map(|t| {
-                std::iter::once(Claim::Node(t.node.name.clone()))
-                    .chain(t.evict.iter().map(Claim::pod))
-            })
-            .collect()
+        node_claims(&self.nodes)
     }
 
     fn injection_time(&self) -> Duration {
         self.timeout
     }
 
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
-        Box::pin(inject(
-            m,
-            FAULT,
-            &self.nodes[i],
-            self.timeout,
-            stamp,
-            dry_run,
-        ))
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
+        Box::pin(inject(act, FAULT, &self.nodes[i], self.timeout))
     }
 }
 /// Pause between two eviction attempts that a PodDisruptionBudget refused.
@@ -228,13 +206,12 @@ impl Drained {
 /// more than the hold); when the evictions end, the deadline is set from then: a drain
 /// that evicts for minutes is not orphaned before its hold has even begun.
 pub async fn inject(
-    m: &Mutator,
+    act: Act<'_>,
     fault: &'static str,
     target: &DrainTarget,
     timeout: Duration,
-    stamp: &Stamp,
-    dry_run: bool,
 ) -> Result<Injection, FaultError> {
+    let Act { m, stamp, dry_run } = act;
     let api: Api<Node> = Api::all(m.client().clone());
     let name = &target.node.name;
     let names: Vec<String> = target
@@ -267,15 +244,8 @@ pub async fn inject(
         }
         let mut record = stamp.record(fault, json!({"unschedulable": false}));
         record.deadline = covering;
-        let patch = merge(
-            merge(
-                precondition(current.metadata.resource_version.clone()),
-                record.annotate(),
-            ),
-            json!({"spec": {"unschedulable": true}}),
-        );
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
+        let patch = merge(record.annotate(), json!({"spec": {"unschedulable": true}}));
+        patch_as_read(m, &api, &current, patch).await?;
         Ok(Ok(Some(record)))
     })
     .await?;
@@ -293,11 +263,7 @@ pub async fn inject(
         Ok(Some(r)) => r,
     };
     let mut held = Held {
-        object: ObjectRef {
-            kind: "Node".into(),
-            namespace: None,
-            name: name.clone(),
-        },
+        object: node_object(name),
         record,
     };
     // Cordoned and recorded: from here on the node is held, whatever the evictions do.
@@ -399,20 +365,17 @@ pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
         if let Err(why) = still_ours(&current, &held.record) {
             return Ok(Reverted::NotOurs(why.to_string()));
         }
-        let clear = merge(
-            precondition(current.metadata.resource_version.clone()),
-            clear_annotation(),
-        );
         if current.spec.as_ref().and_then(|s| s.unschedulable) != Some(true) {
-            m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear)))
-                .await?;
+            patch_as_read(m, &api, &current, clear_annotation()).await?;
             return Ok(Reverted::LeftAsIs(
                 "someone else uncordoned the node during the experiment".into(),
             ));
         }
-        let patch = merge(clear, json!({"spec": {"unschedulable": false}}));
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
+        let patch = merge(
+            clear_annotation(),
+            json!({"spec": {"unschedulable": false}}),
+        );
+        patch_as_read(m, &api, &current, patch).await?;
         tracing::info!(node = %name, "node uncordoned");
         Ok(Reverted::Restored)
     })

@@ -10,29 +10,26 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, PostParams, Preconditions},
 };
-use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde_json::json;
 
 use super::{
-    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    Act, FaultError, FaultKind, Held, Injection, Mutator, Plan, PlanInput, Planned, Reverted, Step,
     access::{FaultAccess, rule},
     bounded,
-    recovery::RecordKind,
     revert::{REVERT_ANNOTATION, REVERT_LABEL, Stamp, object_name, record_of, still_ours},
 };
 use crate::{
     labels::{EXPERIMENT_LABEL, MANAGED_BY},
     policy::{Policy, domain::Direction, domain::Fault},
-    record::{ObjectRef, SkipReason},
+    record::ObjectRef,
     targets::{
-        Guards, Snapshot, WorkloadInfo,
+        WorkloadInfo,
         scope::{Namespaces, Needs},
         select_partitions,
     },
@@ -69,9 +66,7 @@ impl FaultKind for Partition {
         }
     }
 
-    fn records_on(&self) -> &'static [RecordKind] {
-        &[RecordKind::NetworkPolicy]
-    }
+    reversible!(records on NetworkPolicy; reverted by revert; original Original);
 
     /// A partition selects pods (and havoc's own, never cut off), then their workload.
     fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
@@ -83,33 +78,21 @@ impl FaultKind for Partition {
         }
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::NetworkPartition { direction } = policy.fault else {
-            return Err(super::not_mine(self, policy));
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let Fault::NetworkPartition { direction } = input.policy.fault else {
+            return Err(super::not_mine(self, input.policy));
         };
-        let sel = select_partitions(&policy.target, snapshot, guards, Utc::now(), rng);
+        let sel = select_partitions(
+            &input.policy.target,
+            input.snapshot,
+            input.guards,
+            Utc::now(),
+            input.rng,
+        );
         Ok(Box::new(PartitionPlan {
             direction,
             workloads: sel.into_chosen()?,
         }))
-    }
-
-    fn revert<'a>(
-        &'a self,
-        m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
-        Box::pin(revert(m, held))
-    }
-
-    fn record_schema(&self) -> Option<schemars::Schema> {
-        Some(schemars::schema_for!(Original))
     }
 }
 
@@ -125,20 +108,8 @@ impl Planned for PartitionPlan {
         self.workloads.iter().map(WorkloadInfo::object).collect()
     }
 
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
-        Box::pin(inject(
-            m,
-            &self.workloads[i],
-            self.direction,
-            stamp,
-            dry_run,
-        ))
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
+        Box::pin(inject(act, &self.workloads[i], self.direction))
     }
 }
 
@@ -185,12 +156,11 @@ pub fn network_policy(
 
 /// Creates the partition (or, in a dry run, says exactly which one it would create).
 pub async fn inject(
-    m: &Mutator,
+    act: Act<'_>,
     target: &WorkloadInfo,
     direction: Direction,
-    stamp: &Stamp,
-    dry_run: bool,
 ) -> Result<Injection, FaultError> {
+    let Act { m, stamp, dry_run } = act;
     let Some(selector) = &target.selector else {
         return Ok(Injection::skipped(
             "the workload's pod selector uses expressions",

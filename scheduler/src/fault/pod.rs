@@ -8,130 +8,87 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
     api::{DeleteParams, EvictParams},
 };
-use rand_chacha::ChaCha8Rng;
 
 use super::{
-    API_ATTEMPTS, FaultError, FaultKind, Injection, Mutator, Outcome, Planned,
+    API_ATTEMPTS, Act, FaultError, FaultKind, Injection, Mutator, Outcome, Plan, PlanInput,
+    Planned, Step,
     access::{FaultAccess, rule},
     is_transient,
-    revert::Stamp,
 };
 use crate::{
     policy::{Policy, domain::Fault},
-    record::{ObjectRef, SkipReason},
+    record::ObjectRef,
     targets::{
-        Claim, Guards, PodInfo, Snapshot,
+        Claim, PodInfo,
         scope::{Namespaces, Needs},
         select_pods,
     },
 };
 
+/// `podDelete` and `podEvict`: one type, two registry entries.
+#[derive(Debug)]
+pub struct PodFaults {
+    evict: bool,
+}
+
 /// `podDelete`.
-#[derive(Debug)]
-pub struct PodDelete;
-
+pub const POD_DELETE: PodFaults = PodFaults { evict: false };
 /// `podEvict`.
-#[derive(Debug)]
-pub struct PodEvict;
+pub const POD_EVICT: PodFaults = PodFaults { evict: true };
 
-/// What a pod fault's policy reads: the pods of its namespaces, and havoc's own (never a
-/// target, nor its workload).
-fn needs(policy: &Policy, own_namespace: &str) -> Needs {
-    Needs {
-        pods: Some(Namespaces::of(&policy.target.namespaces).with(own_namespace)),
-        ..Needs::default()
-    }
-}
-
-fn plan(
-    fault: PodFault,
-    policy: &Policy,
-    snapshot: &Snapshot,
-    guards: &Guards,
-    rng: &mut ChaCha8Rng,
-) -> Result<Box<dyn Planned>, SkipReason> {
-    let sel = select_pods(
-        &policy.target,
-        &snapshot.pods,
-        &snapshot.namespaces,
-        guards,
-        Utc::now(),
-        rng,
-    );
-    Ok(Box::new(PodPlan {
-        fault,
-        pods: sel.into_chosen()?,
-    }))
-}
-
-impl FaultKind for PodDelete {
+impl FaultKind for PodFaults {
     fn name(&self) -> &'static str {
-        "podDelete"
+        if self.evict { "podEvict" } else { "podDelete" }
     }
 
     fn access(&self) -> FaultAccess {
-        FaultAccess {
-            namespaced: vec![rule(&[""], &["pods"], &["delete"], "podDelete")],
-            ..FaultAccess::default()
-        }
-    }
-
-    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
-        needs(policy, own_namespace)
-    }
-
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::PodDelete { grace } = policy.fault else {
-            return Err(super::not_mine(self, policy));
-        };
-        plan(PodFault::Delete { grace }, policy, snapshot, guards, rng)
-    }
-}
-
-impl FaultKind for PodEvict {
-    fn name(&self) -> &'static str {
-        "podEvict"
-    }
-
-    fn access(&self) -> FaultAccess {
-        FaultAccess {
-            namespaced: vec![rule(
+        let rule = if self.evict {
+            rule(
                 &[""],
                 &["pods/eviction"],
                 &["create"],
                 "podEvict: the Eviction API (honours PodDisruptionBudgets)",
-            )],
+            )
+        } else {
+            rule(&[""], &["pods"], &["delete"], "podDelete")
+        };
+        FaultAccess {
+            namespaced: vec![rule],
             ..FaultAccess::default()
         }
     }
 
+    /// The pods of its namespaces, and havoc's own (never a target, nor its workload).
     fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
-        needs(policy, own_namespace)
+        Needs {
+            pods: Some(Namespaces::of(&policy.target.namespaces).with(own_namespace)),
+            ..Needs::default()
+        }
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::PodEvict { grace } = policy.fault else {
-            return Err(super::not_mine(self, policy));
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let fault = match (self.evict, &input.policy.fault) {
+            (false, Fault::PodDelete { grace }) => PodFault::Delete { grace: *grace },
+            (true, Fault::PodEvict { grace }) => PodFault::Evict { grace: *grace },
+            _ => return Err(super::not_mine(self, input.policy)),
         };
-        plan(PodFault::Evict { grace }, policy, snapshot, guards, rng)
+        let sel = select_pods(
+            &input.policy.target,
+            &input.snapshot.pods,
+            &input.snapshot.namespaces,
+            input.guards,
+            Utc::now(),
+            input.rng,
+        );
+        Ok(Box::new(PodPlan {
+            fault,
+            pods: sel.into_chosen()?,
+        }))
     }
 }
 
@@ -154,16 +111,10 @@ impl Planned for PodPlan {
         self.pods.iter().map(Claim::pod).collect()
     }
 
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        _: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
         let p = &self.pods[i];
         Box::pin(async move {
-            if dry_run {
+            if act.dry_run {
                 tracing::info!(pod = %p.name, namespace = %p.namespace, fault = ?self.fault, "dry run: would inject");
                 return Ok(Injection {
                     outcome: Outcome::DryRun,
@@ -171,7 +122,7 @@ impl Planned for PodPlan {
                     held: None,
                 });
             }
-            inject(m, &p.namespace, &p.name, self.fault)
+            inject(act.m, &p.namespace, &p.name, self.fault)
                 .await
                 .map(|outcome| Injection {
                     outcome,
@@ -279,13 +230,8 @@ mod tests {
             .expect("response")
     }
 
-    fn mock_api() -> (Mutator, Handle) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        (Mutator::unfenced(Client::new(service, "ns")), handle)
-    }
-
     /// Answers the next requests with `answers`, checking method and path.
-    async fn script(mut handle: Handle, method: &str, path: &str, answers: Vec<Response<Body>>) {
+    async fn script(mut handle: Handle, method: &str, path: String, answers: Vec<Response<Body>>) {
         for answer in answers {
             let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
                 .await
@@ -297,94 +243,60 @@ mod tests {
         }
     }
 
+    /// Injects `fault` into pod ns/p against a scripted API server that answers with
+    /// `answers` in order, and checks that each answer was asked for (no fewer requests; a
+    /// request beyond them finds no server and fails).
+    async fn scripted(
+        fault: PodFault,
+        answers: Vec<Response<Body>>,
+    ) -> Result<Outcome, FaultError> {
+        const POD: &str = "/api/v1/namespaces/ns/pods/p";
+        let (method, path) = match fault {
+            PodFault::Delete { .. } => ("DELETE", POD.to_string()),
+            PodFault::Evict { .. } => ("POST", format!("{POD}/eviction")),
+        };
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(script(handle, method, path, answers));
+        let m = Mutator::unfenced(Client::new(service, "ns"));
+        let out = inject(&m, "ns", "p", fault).await;
+        server.await.expect("every scripted answer was asked for");
+        out
+    }
+
+    const DELETE: PodFault = PodFault::Delete { grace: None };
+
     #[tokio::test]
     async fn delete_succeeds_after_transient_errors() {
-        let (api, handle) = mock_api();
-        let server = tokio::spawn(script(
-            handle,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/p",
-            vec![
-                status(503, "ServiceUnavailable"),
-                status(409, "Conflict"),
-                ok_pod(),
-            ],
-        ));
-        let out = inject(
-            &api,
-            "ns",
-            "p",
-            PodFault::Delete {
-                grace: Some(Duration::ZERO),
-            },
-        )
-        .await
-        .expect("injected");
-        assert_eq!(out, Outcome::Injected);
-        server.await.expect("scripted");
+        let answers = vec![
+            status(503, "ServiceUnavailable"),
+            status(409, "Conflict"),
+            ok_pod(),
+        ];
+        let grace = Some(Duration::ZERO);
+        let out = scripted(PodFault::Delete { grace }, answers).await;
+        assert_eq!(out.expect("injected"), Outcome::Injected);
     }
 
     #[tokio::test]
     async fn a_vanished_pod_is_a_skip() {
-        let (api, handle) = mock_api();
-        let server = tokio::spawn(script(
-            handle,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/p",
-            vec![status(404, "NotFound")],
-        ));
-        let out = inject(&api, "ns", "p", PodFault::Delete { grace: None })
-            .await
-            .expect("no error");
-        assert!(matches!(out, Outcome::Skipped(r) if r.contains("gone")));
-        server.await.expect("scripted");
+        let out = scripted(DELETE, vec![status(404, "NotFound")]).await;
+        assert!(matches!(out.expect("no error"), Outcome::Skipped(r) if r.contains("gone")));
     }
 
     #[tokio::test]
     async fn a_pdb_refusal_is_a_skip_and_persistent_errors_give_up() {
-        let (api, handle) = mock_api();
-        let server = tokio::spawn(script(
-            handle,
-            "POST",
-            "/api/v1/namespaces/ns/pods/p/eviction",
-            vec![status(429, "TooManyRequests")],
-        ));
-        let out = inject(&api, "ns", "p", PodFault::Evict { grace: None })
-            .await
-            .expect("no error");
-        assert!(matches!(out, Outcome::Skipped(r) if r.contains("eviction refused")));
-        server.await.expect("scripted");
-
-        let (api, handle) = mock_api();
-        let server = tokio::spawn(script(
-            handle,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/p",
-            vec![
-                status(500, "InternalError"),
-                status(500, "InternalError"),
-                status(500, "InternalError"),
-            ],
-        ));
-        let err = inject(&api, "ns", "p", PodFault::Delete { grace: None })
-            .await
-            .expect_err("gives up");
-        assert!(matches!(err, FaultError::Api(kube::Error::Api(s)) if s.code == 500));
-        server.await.expect("scripted after exactly 3 attempts");
-
-        let (api, handle) = mock_api();
-        let server = tokio::spawn(script(
-            handle,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/p",
-            vec![status(403, "Forbidden")],
-        ));
+        let evict = PodFault::Evict { grace: None };
+        let out = scripted(evict, vec![status(429, "TooManyRequests")]).await;
         assert!(
-            inject(&api, "ns", "p", PodFault::Delete { grace: None })
-                .await
-                .is_err(),
-            "403 is not retried"
+            matches!(out.expect("no error"), Outcome::Skipped(r) if r.contains("eviction refused"))
         );
-        server.await.expect("scripted");
+
+        // Exactly 3 attempts.
+        let errors = (0..3).map(|_| status(500, "InternalError")).collect();
+        let err = scripted(DELETE, errors).await.expect_err("gives up");
+        assert!(matches!(err, FaultError::Api(kube::Error::Api(s)) if s.code == 500));
+
+        let out = scripted(DELETE, vec![status(403, "Forbidden")]).await;
+        assert!(out.is_err(), "403 is not retried");
     }
 }

@@ -11,9 +11,14 @@
 //! record instead of every object of their kind.
 
 use chrono::{DateTime, Utc};
-use kube::{Resource, ResourceExt};
-use serde::{Deserialize, Serialize};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
+
+use super::{FaultError, Mutator};
 
 pub use crate::labels::{REVERT_ANNOTATION, REVERT_LABEL};
 
@@ -164,6 +169,25 @@ pub fn clear_annotation() -> Value {
 /// if the object changed since it was read.
 pub fn precondition(resource_version: Option<String>) -> Value {
     json!({"metadata": {"resourceVersion": resource_version}})
+}
+
+/// Sends `patch` as one merge patch to the object `current` was read as, with its
+/// resourceVersion as precondition (the API server refuses with 409 if it changed since:
+/// the caller's conflict retry reads it again).
+pub async fn patch_as_read<K>(
+    m: &Mutator,
+    api: &Api<K>,
+    current: &K,
+    patch: Value,
+) -> Result<(), FaultError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = merge(precondition(current.meta().resource_version.clone()), patch);
+    let name = current.name_any();
+    m.send(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)))
+        .await?;
+    Ok(())
 }
 
 /// Merges JSON merge-patches (later keys win; objects merge recursively).

@@ -16,21 +16,19 @@
 //! cannot carry the record in the same request).
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DynamicObject},
 };
-use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde_json::json;
 
 use super::{
-    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    Act, FaultError, FaultKind, Held, Injection, Mutator, Plan, PlanInput, Planned, Reverted, Step,
     access::{FaultAccess, Rule, rule},
     bounded,
-    recovery::RecordKind,
-    revert::{Stamp, clear_annotation, merge, precondition, record_of, still_ours},
+    revert::patch_as_read,
+    revert::{clear_annotation, merge, record_of, still_ours},
     with_conflict_retries,
 };
 pub use crate::targets::deletes_volumes_when_scaled;
@@ -38,7 +36,7 @@ use crate::{
     policy::{Policy, domain::Fault, domain::TargetKind},
     record::{ObjectRef, SkipReason},
     targets::{
-        Guards, ScaleGuard, Snapshot, WorkloadInfo,
+        ScaleGuard, WorkloadInfo,
         scope::{Namespaces, Needs},
         select::VOLUME_LOSS,
         select_workloads,
@@ -93,9 +91,7 @@ impl FaultKind for Scale {
         }
     }
 
-    fn records_on(&self) -> &'static [RecordKind] {
-        &[RecordKind::Deployment, RecordKind::StatefulSet]
-    }
+    reversible!(records on Deployment, StatefulSet; reverted by revert; original Original);
 
     /// The workloads and their autoscalers in the policy's namespaces; havoc's own pods
     /// (never havoc's own workload: its pods tell which one that is).
@@ -109,25 +105,26 @@ impl FaultKind for Scale {
         }
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
         let Fault::Scale {
             replicas,
             allow_volume_deletion,
-        } = policy.fault
+        } = input.policy.fault
         else {
-            return Err(super::not_mine(self, policy));
+            return Err(super::not_mine(self, input.policy));
         };
         let guard = ScaleGuard {
             set: replicas,
             allow_volume_deletion,
         };
-        let sel = select_workloads(&policy.target, snapshot, guards, guard, Utc::now(), rng);
+        let sel = select_workloads(
+            &input.policy.target,
+            input.snapshot,
+            input.guards,
+            guard,
+            Utc::now(),
+            input.rng,
+        );
         if sel.chosen.is_empty() && sel.dropped.contains_key(VOLUME_LOSS) {
             // Its own reason code: the data-loss guard, not an empty cluster.
             return Err(SkipReason::WouldDeleteVolumes(sel.why_empty()));
@@ -137,18 +134,6 @@ impl FaultKind for Scale {
             allow_volume_deletion,
             workloads: sel.into_chosen()?,
         }))
-    }
-
-    fn revert<'a>(
-        &'a self,
-        m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
-        Box::pin(revert(m, held))
-    }
-
-    fn record_schema(&self) -> Option<schemars::Schema> {
-        Some(schemars::schema_for!(Original))
     }
 }
 
@@ -165,20 +150,12 @@ impl Planned for ScalePlan {
         self.workloads.iter().map(WorkloadInfo::object).collect()
     }
 
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
         Box::pin(inject(
-            m,
+            act,
             &self.workloads[i],
             self.replicas,
             self.allow_volume_deletion,
-            stamp,
-            dry_run,
         ))
     }
 }
@@ -207,13 +184,12 @@ pub const VOLUME_LOSS_AT_INJECTION: &str = "scaling it down would delete the Per
 /// `allow_volume_deletion`: the policy accepts that a StatefulSet with `whenScaled:
 /// Delete` loses the volumes of the ordinals scaled away.
 pub async fn inject(
-    m: &Mutator,
+    act: Act<'_>,
     target: &WorkloadInfo,
     set: u32,
     allow_volume_deletion: bool,
-    stamp: &Stamp,
-    dry_run: bool,
 ) -> Result<Injection, FaultError> {
+    let Act { m, stamp, dry_run } = act;
     let object = target.object();
     let api = api(m.client(), &object)?;
     let name = &object.name;
@@ -244,21 +220,11 @@ pub async fn inject(
             return Ok(Injection::dry_run(change));
         }
         let record = stamp.record(FAULT, json!({"replicas": was, "set": set}));
-        let patch = merge(
-            merge(
-                precondition(current.metadata.resource_version.clone()),
-                record.annotate(),
-            ),
-            json!({"spec": {"replicas": set}}),
-        );
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
+        let patch = merge(record.annotate(), json!({"spec": {"replicas": set}}));
+        patch_as_read(m, &api, &current, patch).await?;
         Ok(Injection::injected(
             change,
-            Held {
-                object: object.clone(),
-                record,
-            },
+            Held::new(object.clone(), record),
         ))
     })
     .await
@@ -281,21 +247,15 @@ pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
             record.original["set"].as_i64(),
         );
         let now = replicas(&current);
-        let clear = merge(
-            precondition(current.metadata.resource_version.clone()),
-            clear_annotation(),
-        );
         if set != Some(now) {
-            m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&clear)))
-                .await?;
+            patch_as_read(m, &api, &current, clear_annotation()).await?;
             return Ok(Reverted::LeftAsIs(format!(
                 "replicas were changed by someone else to {now} during the experiment; left as is (havoc set {}, the original was {was})",
                 set.map_or("?".to_string(), |s| s.to_string())
             )));
         }
-        let patch = merge(clear, json!({"spec": {"replicas": was}}));
-        m.send(api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
-            .await?;
+        let patch = merge(clear_annotation(), json!({"spec": {"replicas": was}}));
+        patch_as_read(m, &api, &current, patch).await?;
         tracing::info!(workload = ?held.object, replicas = was, "scale reverted");
         Ok(Reverted::Restored)
     })

@@ -25,16 +25,13 @@ use std::{
 };
 
 use chrono::Utc;
-use futures::future::BoxFuture;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    FaultError, FaultKind, Held, Injection, Mutator, Planned, Reverted,
+    Act, FaultKind, Injection, Plan, PlanInput, Planned, Step,
     access::FaultAccess,
     node::{self, drain_access, drain_needs},
-    recovery::RecordKind,
-    revert::Stamp,
 };
 use crate::{
     labels::ZONE_LABEL,
@@ -61,26 +58,19 @@ impl FaultKind for ZoneOutage {
         )
     }
 
-    fn records_on(&self) -> &'static [RecordKind] {
-        &[RecordKind::Node]
-    }
+    reversible!(records on Node; reverted by node::revert; original node::Original);
 
     fn needs(&self, _: &Policy, _: &str) -> crate::targets::scope::Needs {
         drain_needs()
     }
 
-    fn plan(
-        &self,
-        policy: &Policy,
-        snapshot: &Snapshot,
-        guards: &Guards,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Box<dyn Planned>, SkipReason> {
-        let Fault::ZoneOutage { timeout } = policy.fault else {
-            return Err(super::not_mine(self, policy));
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let Fault::ZoneOutage { timeout } = input.policy.fault else {
+            return Err(super::not_mine(self, input.policy));
         };
-        let zone = choose_zone(policy, snapshot, guards, rng)?;
-        let nodes: Vec<NodeInfo> = snapshot
+        let zone = choose_zone(input.policy, input.snapshot, input.guards, input.rng)?;
+        let nodes: Vec<NodeInfo> = input
+            .snapshot
             .nodes
             .iter()
             .filter(|n| zone_of(n) == Some(zone.as_str()))
@@ -89,20 +79,8 @@ impl FaultKind for ZoneOutage {
         Ok(Box::new(ZonePlan {
             zone,
             timeout,
-            nodes: drain_plan(snapshot, nodes, guards),
+            nodes: drain_plan(input.snapshot, nodes, input.guards),
         }))
-    }
-
-    fn revert<'a>(
-        &'a self,
-        m: &'a Mutator,
-        held: &'a Held,
-    ) -> BoxFuture<'a, Result<Reverted, FaultError>> {
-        Box::pin(node::revert(m, held))
-    }
-
-    fn record_schema(&self) -> Option<schemars::Schema> {
-        Some(schemars::schema_for!(node::Original))
     }
 }
 
@@ -204,24 +182,11 @@ struct ZonePlan {
 
 impl Planned for ZonePlan {
     fn objects(&self) -> Vec<ObjectRef> {
-        self.nodes
-            .iter()
-            .map(|t| ObjectRef {
-                kind: "Node".into(),
-                namespace: None,
-                name: t.node.name.clone(),
-            })
-            .collect()
+        node::node_objects(&self.nodes)
     }
 
     fn claims(&self) -> Vec<Claim> {
-        self.nodes
-            .iter()
-            .flat_map(|t| {
-                std::iter::once(Claim::Node(t.node.name.clone()))
-                    .chain(t.evict.iter().map(Claim::pod))
-            })
-            .collect()
+        node::node_claims(&self.nodes)
     }
 
     fn injection_time(&self) -> Duration {
@@ -229,13 +194,7 @@ impl Planned for ZonePlan {
     }
 
     /// Cordons node `i`; with the last one, evicts the pods of the whole zone together.
-    fn inject<'a>(
-        &'a self,
-        m: &'a Mutator,
-        i: usize,
-        stamp: &'a Stamp,
-        dry_run: bool,
-    ) -> BoxFuture<'a, Result<Injection, FaultError>> {
+    fn inject<'a>(&'a self, act: Act<'a>, i: usize) -> Step<'a, Injection> {
         let last = i + 1 == self.nodes.len();
         let target = DrainTarget {
             node: self.nodes[i].node.clone(),
@@ -251,7 +210,7 @@ impl Planned for ZonePlan {
             },
         };
         Box::pin(async move {
-            let mut inj = node::inject(m, FAULT, &target, self.timeout, stamp, dry_run).await?;
+            let mut inj = node::inject(act, FAULT, &target, self.timeout).await?;
             inj.detail = inj.detail.map(|d| format!("zone {}: {d}", self.zone));
             Ok(inj)
         })
@@ -312,7 +271,12 @@ mod tests {
             node("b-1", "b", false),
         ];
         let plan = ZoneOutage
-            .plan(&policy(), &s, &guards(5), &mut ChaCha8Rng::seed_from_u64(3))
+            .plan(PlanInput {
+                policy: &policy(),
+                snapshot: &s,
+                guards: &guards(5),
+                rng: &mut ChaCha8Rng::seed_from_u64(3),
+            })
             .expect("a zone");
         let names: Vec<String> = plan.objects().into_iter().map(|o| o.name).collect();
         assert!(

@@ -8,6 +8,7 @@ use std::{
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::fault::PlanInput;
 use crate::{
     fault::{FaultKind, Planned},
     policy::Policy,
@@ -48,7 +49,12 @@ impl Claims {
     ) -> Result<(Box<dyn Planned>, Claimed), SkipReason> {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
         Claim::mark(&set, snapshot);
-        let plan = fault.plan(policy, snapshot, guards, rng)?;
+        let plan = fault.plan(PlanInput {
+            policy,
+            snapshot,
+            guards,
+            rng,
+        })?;
         let keys = plan.claims();
         set.extend(keys.iter().cloned());
         Ok((

@@ -2,29 +2,19 @@
 //! injection ended early if it did.
 
 use crate::{
-    fault::{FaultError, Held, Injection, Mutator, Planned, revert::Stamp},
+    fault::{Act, FaultError, Held, Injection, Planned},
     policy::Policy,
-    record::{ErrorReason, TargetOutcome, TargetRecord},
+    record::{ErrorReason, ObjectRef, TargetOutcome, TargetRecord},
 };
 
 /// Injects into target `i` of the plan: the record of that target, and what is held.
 async fn inject_one(
-    m: &Mutator,
+    act: Act<'_>,
     plan: &dyn Planned,
     i: usize,
-    stamp: &Stamp,
-    dry_run: bool,
 ) -> (TargetRecord, Result<Option<Held>, FaultError>) {
-    let object = plan.objects().swap_remove(i);
-    let mut record = TargetRecord {
-        kind: object.kind,
-        namespace: object.namespace,
-        name: object.name,
-        outcome: TargetOutcome::Skipped,
-        detail: None,
-        revert: None,
-    };
-    let result: Result<Injection, FaultError> = plan.inject(m, i, stamp, dry_run).await;
+    let mut record = skipped(&plan.objects()[i], None);
+    let result: Result<Injection, FaultError> = plan.inject(act, i).await;
     match result {
         Ok(inj) => {
             let (outcome, why) = inj.outcome.target();
@@ -45,6 +35,18 @@ async fn inject_one(
     }
 }
 
+/// The record of a target before (or without) its injection.
+fn skipped(object: &ObjectRef, detail: Option<String>) -> TargetRecord {
+    TargetRecord {
+        kind: object.kind.clone(),
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+        outcome: TargetOutcome::Skipped,
+        detail,
+        revert: None,
+    }
+}
+
 /// What the injection did: a record per target (in plan order), what is held, and why
 /// it ended early, if it did.
 #[derive(Debug, Default)]
@@ -58,13 +60,8 @@ pub struct Injected {
 /// Injects into every target of the plan, one after the other. Stops at the first error;
 /// stops without an error when `m` is interrupted (the caller knows why) — the targets
 /// not reached are recorded as skipped, so the record names every planned target.
-pub async fn inject_all(
-    m: &Mutator,
-    policy: &Policy,
-    plan: &dyn Planned,
-    stamp: &Stamp,
-    dry_run: bool,
-) -> Injected {
+pub async fn inject_all(act: Act<'_>, policy: &Policy, plan: &dyn Planned) -> Injected {
+    let Act { m, dry_run, .. } = act;
     let mut out = Injected::default();
     let planned = plan.objects();
     for i in 0..planned.len() {
@@ -75,21 +72,15 @@ pub async fn inject_all(
                 out.failure = Some(ErrorReason::Demoted);
             }
             for o in &planned[i..] {
-                out.targets.push(TargetRecord {
-                    kind: o.kind.clone(),
-                    namespace: o.namespace.clone(),
-                    name: o.name.clone(),
-                    outcome: TargetOutcome::Skipped,
-                    detail: Some(format!("not attempted: {stop}")),
-                    revert: None,
-                });
+                out.targets
+                    .push(skipped(o, Some(format!("not attempted: {stop}"))));
             }
             break;
         }
         if out.failure.is_some() {
             break;
         }
-        let (target, result) = inject_one(m, plan, i, stamp, dry_run).await;
+        let (target, result) = inject_one(act, plan, i).await;
         let label = format!(
             "{} {}/{}",
             policy.fault.name(),

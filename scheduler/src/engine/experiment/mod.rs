@@ -41,6 +41,7 @@ use super::{
     metrics::Metrics,
     verdict::{Conclusion, Judge, gate},
 };
+use crate::fault::Act;
 use crate::{
     fault::{self, Mutator, revert::Stamp},
     journal::{Intent, Journal},
@@ -234,7 +235,15 @@ pub async fn execute(
         cancel: &opts.cancel,
         last_read: gate_read,
     };
-    let injecting = inject_all(&m, policy, plan.as_ref(), &stamp, dry_run);
+    let injecting = inject_all(
+        Act {
+            m: &m,
+            stamp: &stamp,
+            dry_run,
+        },
+        policy,
+        plan.as_ref(),
+    );
     tokio::pin!(injecting);
     let raced = tokio::select! {
         biased;
