@@ -152,45 +152,51 @@ mod tests {
 
     #[test]
     fn requests_are_named_as_the_api_server_names_them() {
-        let c = |m, p, q| {
-            let (v, r) = classify(m, p, q);
-            format!("{v} {r}")
-        };
-        assert_eq!(
-            c("DELETE", "/api/v1/namespaces/d/pods/web-1", ""),
-            "delete pods"
-        );
-        assert_eq!(
-            c("POST", "/api/v1/namespaces/d/pods/web-1/eviction", ""),
-            "create pods/eviction"
-        );
-        assert_eq!(
-            c("POST", "/apis/events.k8s.io/v1/namespaces/d/events", ""),
-            "create events"
-        );
-        assert_eq!(
-            c("GET", "/api/v1/namespaces/d/pods", "limit=500"),
-            "list pods"
-        );
-        assert_eq!(
-            c("GET", "/api/v1/pods", "&watch=true&resourceVersion=1"),
-            "watch pods"
-        );
-        assert_eq!(
-            c("GET", "/api/v1/namespaces", "limit=500"),
-            "list namespaces"
-        );
-        assert_eq!(c("PATCH", "/api/v1/namespaces/d", ""), "patch namespaces");
-        assert_eq!(c("PATCH", "/api/v1/nodes/n1", ""), "patch nodes");
-        assert_eq!(
-            c(
+        let cases = [
+            (
+                "DELETE",
+                "/api/v1/namespaces/d/pods/web-1",
+                "",
+                "delete pods",
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/d/pods/web-1/eviction",
+                "",
+                "create pods/eviction",
+            ),
+            (
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/d/events",
+                "",
+                "create events",
+            ),
+            ("GET", "/api/v1/namespaces/d/pods", "limit=500", "list pods"),
+            (
+                "GET",
+                "/api/v1/pods",
+                "&watch=true&resourceVersion=1",
+                "watch pods",
+            ),
+            ("GET", "/api/v1/namespaces", "limit=500", "list namespaces"),
+            ("PATCH", "/api/v1/namespaces/d", "", "patch namespaces"),
+            ("PATCH", "/api/v1/nodes/n1", "", "patch nodes"),
+            (
                 "PUT",
                 "/apis/coordination.k8s.io/v1/namespaces/h/leases/havoc",
-                ""
+                "",
+                "update leases",
             ),
-            "update leases"
-        );
-        assert_eq!(c("GET", "/apis", ""), "list discovery");
-        assert_eq!(c("GET", "/api", ""), "list discovery");
+            ("GET", "/apis", "", "list discovery"),
+            ("GET", "/api", "", "list discovery"),
+        ];
+        for (method, path, query, named) in cases {
+            let (verb, resource) = classify(method, path, query);
+            assert_eq!(
+                format!("{verb} {resource}"),
+                named,
+                "{method} {path}?{query}"
+            );
+        }
     }
 }

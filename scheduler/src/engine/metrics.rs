@@ -15,7 +15,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 use crate::record::{ExperimentRecord, Verdict};
@@ -98,6 +98,17 @@ pub struct Metrics {
     grafana_annotations: Family<ResultLabel, Counter>,
 }
 
+/// Registers `metric` as `havoc_NAME` with its help text, and returns it.
+fn register<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
+/// A new metric of the field's type, registered.
+fn registered<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str) -> M {
+    register(r, name, help, M::default())
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -122,134 +133,88 @@ impl Metrics {
             ),
             None => Registry::with_prefix("havoc"),
         };
-        let experiments = Family::<PolicyVerdict, Counter>::default();
-        r.register(
-            "experiments",
-            "Experiments by policy and verdict",
-            experiments.clone(),
-        );
-        let skips = Family::<PolicyReason, Counter>::default();
-        r.register(
-            "skips",
-            "Skipped experiments by policy and reason (the records' reasonCode)",
-            skips.clone(),
-        );
-        let duration: Family<PolicyLabel, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12)));
-        r.register(
-            "experiment_duration_seconds",
-            "Wall time of experiments, start to verdict",
-            duration.clone(),
-        );
-        let faults = Family::<PolicyFault, Counter>::default();
-        r.register(
-            "faults_injected",
-            "Targets a fault was injected into (dry runs excluded)",
-            faults.clone(),
-        );
-        let reverts = Family::<ResultLabel, Counter>::default();
-        r.register(
-            "reverts",
-            "Reverts of reversible faults by result (restored, gone, notOurs, leftAsIs, failed, forbidden, handedOver)",
-            reverts.clone(),
-        );
-        let faults_held = Gauge::<i64, AtomicI64>::default();
-        r.register(
-            "faults_held",
-            "Reversible changes held in the cluster now (havoc revert records seen)",
-            faults_held.clone(),
-        );
-        let reverts_forbidden = Gauge::<i64, AtomicI64>::default();
-        r.register(
-            "reverts_forbidden",
-            "Revert records the leader cannot revert because the API server refuses it (RBAC): faults stranded until someone with the permission reverts them",
-            reverts_forbidden.clone(),
-        );
-        let leader = Gauge::<i64, AtomicI64>::default();
-        r.register("leader", "1 while this replica leads", leader.clone());
-        let next_run = Family::<PolicyLabel, Gauge<f64, AtomicU64>>::default();
-        r.register(
-            "next_run_timestamp_seconds",
-            "Next clock fire of each policy (Unix time)",
-            next_run.clone(),
-        );
-        let active = Gauge::<i64, AtomicI64>::default();
-        r.register(
-            "active_experiments",
-            "Experiments running now",
-            active.clone(),
-        );
-        let paused = Gauge::<i64, AtomicI64>::default();
-        r.register(
-            "paused",
-            "1 while all chaos is paused (HTTP or circuit breaker)",
-            paused.clone(),
-        );
-        let policies_paused = Gauge::<i64, AtomicI64>::default();
-        r.register(
-            "policies_paused",
-            "Policies paused on their own (circuit breaker or HTTP)",
-            policies_paused.clone(),
-        );
-        let notifications = Family::<ReceiverResult, Counter>::default();
-        r.register(
-            "notifications",
-            "Notifications by receiver and result (sent, dropped)",
-            notifications.clone(),
-        );
-        let health_checks = Family::<SourceResult, Counter>::default();
-        r.register(
-            "health_checks",
-            "Reads of health sources by result (ok, error)",
-            health_checks.clone(),
-        );
-        let policies = Gauge::<i64, AtomicI64>::default();
-        r.register("policies", "Policies loaded and running", policies.clone());
-        let reloads = Family::<ResultLabel, Counter>::default();
-        r.register(
-            "policy_reloads",
-            "Policy directory reloads (applied, rejected)",
-            reloads.clone(),
-        );
-        let kube_requests = Family::<VerbLabel, Counter>::default();
-        r.register(
-            "kube_requests",
-            "Requests sent to the Kubernetes API, by HTTP method",
-            kube_requests.clone(),
-        );
-        let experiment_running = Family::<RunningLabels, Gauge<i64, AtomicI64>>::default();
-        r.register(
-            "experiment_running",
-            "1 while a live experiment's fault is in or settling, by policy, fault and namespace (for Prometheus-based Grafana annotations)",
-            experiment_running.clone(),
-        );
-        let grafana_annotations = Family::<ResultLabel, Counter>::default();
-        r.register(
-            "grafana_annotations",
-            "Grafana annotation requests by result (created, closed, failed, dropped)",
-            grafana_annotations.clone(),
-        );
         Metrics {
+            experiments: registered(&mut r, "experiments", "Experiments by policy and verdict"),
+            skips: registered(
+                &mut r,
+                "skips",
+                "Skipped experiments by policy and reason (the records' reasonCode)",
+            ),
+            duration: register(
+                &mut r,
+                "experiment_duration_seconds",
+                "Wall time of experiments, start to verdict",
+                Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12))),
+            ),
+            faults: registered(
+                &mut r,
+                "faults_injected",
+                "Targets a fault was injected into (dry runs excluded)",
+            ),
+            reverts: registered(
+                &mut r,
+                "reverts",
+                "Reverts of reversible faults by result (restored, gone, notOurs, leftAsIs, failed, forbidden, handedOver)",
+            ),
+            faults_held: registered(
+                &mut r,
+                "faults_held",
+                "Reversible changes held in the cluster now (havoc revert records seen)",
+            ),
+            reverts_forbidden: registered(
+                &mut r,
+                "reverts_forbidden",
+                "Revert records the leader cannot revert because the API server refuses it (RBAC): faults stranded until someone with the permission reverts them",
+            ),
+            leader: registered(&mut r, "leader", "1 while this replica leads"),
+            next_run: registered(
+                &mut r,
+                "next_run_timestamp_seconds",
+                "Next clock fire of each policy (Unix time)",
+            ),
+            active: registered(&mut r, "active_experiments", "Experiments running now"),
+            paused: registered(
+                &mut r,
+                "paused",
+                "1 while all chaos is paused (HTTP or circuit breaker)",
+            ),
+            policies_paused: registered(
+                &mut r,
+                "policies_paused",
+                "Policies paused on their own (circuit breaker or HTTP)",
+            ),
+            notifications: registered(
+                &mut r,
+                "notifications",
+                "Notifications by receiver and result (sent, dropped)",
+            ),
+            health_checks: registered(
+                &mut r,
+                "health_checks",
+                "Reads of health sources by result (ok, error)",
+            ),
+            policies: registered(&mut r, "policies", "Policies loaded and running"),
+            reloads: registered(
+                &mut r,
+                "policy_reloads",
+                "Policy directory reloads (applied, rejected)",
+            ),
+            kube_requests: registered(
+                &mut r,
+                "kube_requests",
+                "Requests sent to the Kubernetes API, by HTTP method",
+            ),
+            experiment_running: registered(
+                &mut r,
+                "experiment_running",
+                "1 while a live experiment's fault is in or settling, by policy, fault and namespace (for Prometheus-based Grafana annotations)",
+            ),
+            grafana_annotations: registered(
+                &mut r,
+                "grafana_annotations",
+                "Grafana annotation requests by result (created, closed, failed, dropped)",
+            ),
             registry: Arc::new(r),
-            experiment_running,
-            grafana_annotations,
-            experiments,
-            skips,
-            duration,
-            faults,
-            reverts,
-            faults_held,
-            reverts_forbidden,
-            leader,
-            next_run,
-            active,
-            paused,
-            policies_paused,
-            notifications,
-            health_checks,
-            policies,
-            reloads,
-            kube_requests,
         }
     }
 

@@ -168,41 +168,27 @@ pub trait History: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct InMemory(pub Vec<ExperimentRecord>);
 
-impl History for InMemory {
-    fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Summary>, HistoryError>> {
-        let out = query
-            .apply(self.0.iter().cloned())
-            .iter()
-            .map(Summary::of)
-            .collect();
-        Box::pin(futures::future::ready(Ok(out)))
-    }
+/// A history whose records are all at hand, in this process's memory: it answers at once.
+pub trait AtHand: Send + Sync {
+    /// Every record, in any order.
+    fn all(&self) -> Vec<ExperimentRecord>;
+}
 
-    fn records<'a>(
-        &'a self,
-        query: &'a Query,
-    ) -> BoxFuture<'a, Result<Vec<ExperimentRecord>, HistoryError>> {
-        Box::pin(futures::future::ready(Ok(
-            query.apply(self.0.iter().cloned())
-        )))
-    }
-
-    fn get<'a>(
-        &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ExperimentRecord>, HistoryError>> {
-        let found = self.0.iter().find(|r| r.id == id).cloned();
-        Box::pin(futures::future::ready(Ok(found)))
+impl AtHand for InMemory {
+    fn all(&self) -> Vec<ExperimentRecord> {
+        self.0.clone()
     }
 }
 
-impl History for crate::journal::Journal {
+impl AtHand for crate::journal::Journal {
+    fn all(&self) -> Vec<ExperimentRecord> {
+        self.newest(usize::MAX)
+    }
+}
+
+impl<T: AtHand> History for T {
     fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Summary>, HistoryError>> {
-        let out = query
-            .apply(self.newest(usize::MAX))
-            .iter()
-            .map(Summary::of)
-            .collect();
+        let out = query.apply(self.all()).iter().map(Summary::of).collect();
         Box::pin(futures::future::ready(Ok(out)))
     }
 
@@ -210,16 +196,14 @@ impl History for crate::journal::Journal {
         &'a self,
         query: &'a Query,
     ) -> BoxFuture<'a, Result<Vec<ExperimentRecord>, HistoryError>> {
-        Box::pin(futures::future::ready(Ok(
-            query.apply(self.newest(usize::MAX))
-        )))
+        Box::pin(futures::future::ready(Ok(query.apply(self.all()))))
     }
 
     fn get<'a>(
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ExperimentRecord>, HistoryError>> {
-        let found = self.newest(usize::MAX).into_iter().find(|r| r.id == id);
+        let found = self.all().into_iter().find(|r| r.id == id);
         Box::pin(futures::future::ready(Ok(found)))
     }
 }

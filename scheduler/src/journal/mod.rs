@@ -136,6 +136,23 @@ impl JournalError {
 /// readers (`havoc report --journal`): it only reads, creates nothing and takes no lock,
 /// so it also reads the journal of a running service, or a copy.
 pub fn read_records(path: &Path) -> Result<(Vec<ExperimentRecord>, u64), JournalError> {
+    let mut records = Vec::new();
+    let unreadable = read_lines(path, false, |l| {
+        if let line::Line::Record(r) = l {
+            records.push(*r);
+        }
+    })?;
+    Ok((records, unreadable))
+}
+
+/// Reads every line of the journal at `path` and its rotated files, oldest first, into
+/// `each`; returns how many lines could not be read. `missing_ok`: a file that does not
+/// exist (yet, or any more) is no error.
+fn read_lines(
+    path: &Path,
+    missing_ok: bool,
+    mut each: impl FnMut(line::Line),
+) -> Result<u64, JournalError> {
     let read_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| JournalError::Read { path, source }
@@ -146,17 +163,15 @@ pub fn read_records(path: &Path) -> Result<(Vec<ExperimentRecord>, u64), Journal
         .map(|(_, p)| p)
         .collect();
     files.push(path.to_path_buf());
-    let mut records = Vec::new();
     let mut unreadable = 0;
     for f in &files {
-        unreadable += line::read_file(f, |l| {
-            if let line::Line::Record(r) = l {
-                records.push(*r);
-            }
-        })
-        .map_err(read_error(f))?;
+        match line::read_file(f, &mut each) {
+            Ok(n) => unreadable += n,
+            Err(e) if missing_ok && e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(read_error(f)(e)),
+        }
     }
-    Ok((records, unreadable))
+    Ok(unreadable)
 }
 
 /// Intents and final records, in a JSON-lines file or in memory only.
@@ -221,32 +236,14 @@ impl Journal {
                 source,
             })?;
         }
-        let read_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| JournalError::Read { path, source }
-        };
-        let mut files: Vec<PathBuf> = file::rotated(path)
-            .map_err(read_error(path))?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect();
-        files.push(path.to_path_buf());
         let mut state = State::default();
-        let mut unreadable = 0;
-        for f in &files {
-            match line::read_file(f, |l| state.replay(l, keep)) {
-                Ok(n) => unreadable += n,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(read_error(f)(e)),
-            }
-        }
+        let unreadable = read_lines(path, true, |l| state.replay(l, keep))?;
         state.sink = Some(file::Sink::open(path, rotation)?);
         tracing::info!(
             path = %path.display(),
             records = state.recent.len(),
             dangling = state.open.len(),
             unreadable,
-            files = files.len(),
             "opened the journal"
         );
         Ok(Journal {

@@ -177,3 +177,18 @@ impl ConfigFixture {
         report.configs.into_iter().next().expect("one config")
     }
 }
+
+/// A "billion laughs" YAML document: 10 * 10^12 strings if its aliases were expanded.
+pub fn alias_bomb() -> String {
+    let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..12 {
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("l{}", i - 1)
+        };
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+    }
+    text
+}

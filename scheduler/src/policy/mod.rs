@@ -566,16 +566,7 @@ mod tests {
 
     /// The files of the e2e test (`tests/e2e/tests/hostile.rs`), by name.
     fn hostile_files() -> Vec<(&'static str, Vec<u8>, &'static str)> {
-        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 0..12 {
-            let prev = if i == 0 {
-                "a".to_string()
-            } else {
-                format!("l{}", i - 1)
-            };
-            let refs = vec![format!("*{prev}"); 10].join(", ");
-            bomb.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
-        }
+        let bomb = fixtures::alias_bomb();
         vec![
             (
                 "deep-block.yaml",

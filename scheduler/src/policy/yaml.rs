@@ -946,17 +946,7 @@ mod tests {
 
     #[test]
     fn alias_bombs_are_refused_early() {
-        // "billion laughs": 10 * 10^12 strings if expanded
-        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 0..12 {
-            let prev = if i == 0 {
-                "a".to_string()
-            } else {
-                format!("l{}", i - 1)
-            };
-            let refs = vec![format!("*{prev}"); 10].join(", ");
-            text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
-        }
+        let text = crate::policy::fixtures::alias_bomb();
         let err = on_small_stack(move || refused(&text));
         assert_eq!(err.problem, Problem::AliasExpansion);
         // l0 adds 10 * 11 nodes, l1 10 * 111: 1,220; the 8th alias of l1 in l2 crosses 10,000

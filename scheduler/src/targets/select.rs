@@ -28,11 +28,14 @@ trait Candidate {
     fn created(&self) -> DateTime<Utc>;
 }
 
+/// `Candidate` for a type with `name`, `labels` and `created` fields; `|c| EXPR` gives
+/// its namespace.
 macro_rules! candidate {
-    ($t:ty, namespaced) => {
+    ($t:ty, |$c:ident| $namespace:expr) => {
         impl Candidate for $t {
             fn namespace(&self) -> Option<&str> {
-                Some(&self.namespace)
+                let $c = self;
+                $namespace
             }
             fn name(&self) -> &str {
                 &self.name
@@ -47,24 +50,10 @@ macro_rules! candidate {
     };
 }
 
-candidate!(PodInfo, namespaced);
-candidate!(WorkloadInfo, namespaced);
-candidate!(VirtualServiceInfo, namespaced);
-
-impl Candidate for NodeInfo {
-    fn namespace(&self) -> Option<&str> {
-        None
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.labels
-    }
-    fn created(&self) -> DateTime<Utc> {
-        self.created
-    }
-}
+candidate!(PodInfo, |c| Some(&c.namespace));
+candidate!(WorkloadInfo, |c| Some(&c.namespace));
+candidate!(VirtualServiceInfo, |c| Some(&c.namespace));
+candidate!(NodeInfo, |_node| None);
 
 /// The result of a selection, with why candidates were dropped (for the record).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,17 +44,9 @@ domain_enum! {
 
 domain_enum! {
     /// An outcome notifications and verdict Events can be asked for.
-    NotifyOn {
-        Started,
-        Passed,
-        Deviated,
-        Skipped,
-        Errored,
-        RollbackFailed,
-        /// Cut short by havoc's own shutdown or an emergency stop, faults reverted
-        /// cleanly: not a failure of the system under test (opt-in).
-        Interrupted,
-    }
+    /// `Interrupted`: cut short by havoc's own shutdown or an emergency stop, faults
+    /// reverted cleanly (opt-in: not a failure of the system under test).
+    NotifyOn { Started, Passed, Deviated, Skipped, Errored, RollbackFailed, Interrupted }
 }
 
 domain_enum! {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::*;
 use crate::policy::duration::HumanDuration;
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigSpec {
@@ -50,15 +51,14 @@ pub struct ConfigSpec {
     /// This cluster's name: a `cluster` label on every metric and a `cluster:NAME` tag on
     /// every Grafana annotation, so that a dashboard over several clusters tells them
     /// apart. Required with `grafana`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     /// Grafana annotations: a region on the dashboards for every live experiment, from
     /// its injection to the end of its settle.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana: Option<GrafanaConfig>,
 }
 
 /// Where and how havoc annotates Grafana.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrafanaConfig {
@@ -80,10 +80,8 @@ pub struct GrafanaConfig {
     pub tags: Vec<String>,
     /// havoc's console as Grafana's users reach it: the annotation's text links to the
     /// experiment there (`CONSOLE/experiments/ID`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
     /// Per-request timeout (default 5s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
 }
 
@@ -148,6 +146,7 @@ fn default_one() -> u32 {
     1
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthConfig {
@@ -157,9 +156,7 @@ pub struct HealthConfig {
     /// A health source that cannot be read counts as unhealthy (default true).
     #[serde(default = "default_true")]
     pub fail_closed: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<Endpoint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slos: Vec<Slo>,
@@ -186,20 +183,20 @@ fn default_interval() -> HumanDuration {
     HumanDuration::from_secs(10)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Endpoint {
     pub url: String,
     /// Per-request timeout (default 5s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
     /// Which alerts count at all, e.g. `severity=~"critical|warning"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -216,26 +213,26 @@ pub struct Slo {
     pub objective: String,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Receiver {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackReceiver>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookReceiver>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackReceiver {
     pub channel: String,
     pub token: SecretRef,
     /// Slack API base URL (default https://slack.com/api).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookReceiver {
@@ -243,7 +240,6 @@ pub struct WebhookReceiver {
     /// webhooks) by reference: `{env: NAME}` or `{file: PATH}`.
     pub url: WebhookUrl,
     /// HMAC-SHA256 key for the X-Havoc-Signature header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
 }
 
@@ -257,12 +253,11 @@ pub enum WebhookUrl {
 
 /// A secret by reference: exactly one of an environment variable or a file. Inline secrets
 /// are refused so that they never sit in a ConfigMap or a log.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }
 
@@ -330,6 +325,7 @@ fn default_cooldown() -> HumanDuration {
     HumanDuration::from_secs(3600)
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerConfig {
@@ -337,7 +333,6 @@ pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Bearer token for mutating endpoints; without it they are off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretRef>,
     /// Reading needs the token too: `GET /api/v1/*` needs `Authorization: Bearer`, and the
     /// console's pages need a login (`/metrics`, `/healthz`, `/readyz` stay open). Default
@@ -347,7 +342,6 @@ pub struct ServerConfig {
     /// A Grafana dashboard URL (e.g. `https://grafana.example.com/d/havoc/havoc`): the
     /// console links each experiment to it with the experiment's time range (`from`,
     /// `to`). Optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_url: Option<String>,
 }
 

@@ -63,14 +63,13 @@ pub struct Metadata {
     pub annotations: BTreeMap<String, String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
     /// Only log what would be done. The service-level `dryRun: true` (the default) wins.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     /// Clock trigger. At least one of `schedule` and `triggers` is required.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// Event triggers, e.g. a completed rollout.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,36 +77,28 @@ pub struct PolicySpec {
     pub target: Target,
     pub fault: Fault,
     /// How long a reversible fault is held and health is observed (default 1m).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<PolicyHealth>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
     /// What a deviation does (default: pausePolicy for circuitBreaker.cooldown).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_deviation: Option<OnDeviation>,
     /// Per-policy safety limits: they may only tighten the service's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<PolicyLimits>,
 }
 
 /// When a policy fires by the clock: exactly one of `cron`, `random`, `interval`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schedule {
     /// IANA time zone (e.g. Europe/Berlin); default: the service's, else UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Standard 5-field crontab (Vixie semantics: Sunday is 0 or 7, day-of-month OR
     /// day-of-week), an optional leading seconds field, names (MON, JAN) and macros (@hourly).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     /// Poisson process: exponential gaps with this mean, never shorter than minInterval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random: Option<RandomSchedule>,
     /// Uniform random gaps between min and max.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<IntervalSchedule>,
     /// Fire only inside these local-time windows (default: always).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,6 +108,7 @@ pub struct Schedule {
     pub blackouts: Vec<Blackout>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RandomSchedule {
@@ -124,7 +116,6 @@ pub struct RandomSchedule {
     pub mean_interval: HumanDuration,
     /// Floor: no gap is shorter. Gaps are minInterval + an exponential with mean
     /// (meanInterval - minInterval), so the mean stays meanInterval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_interval: Option<HumanDuration>,
 }
 
@@ -167,29 +158,26 @@ pub struct Window {
 }
 
 /// A yearly day (`date: "MM-DD"`) or an absolute range (`from`/`until`, local time).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Blackout {
     /// Every year, the whole local day: "MM-DD".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-1][0-9]-[0-3][0-9]$"))]
     pub date: Option<String>,
     /// Start, local time: "YYYY-MM-DDTHH:MM" (inclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// End, local time: "YYYY-MM-DDTHH:MM" (exclusive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// Free text for people (why this blackout exists).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// An event trigger (exactly one kind).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trigger {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutTrigger>,
 }
 
@@ -203,6 +191,7 @@ pub enum WorkloadKind {
 }
 
 /// Fires when a rollout of a matching workload completes.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RolloutTrigger {
@@ -212,16 +201,12 @@ pub struct RolloutTrigger {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     /// Label selector on namespaces (instead of `namespaces`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
     /// Label selector on the workload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// Wait this long after the rollout completed (default 0s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<HumanDuration>,
     /// Minimum time between two triggers for one workload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown: Option<HumanDuration>,
     /// Fire only when a container image changed.
     #[serde(default)]
@@ -244,6 +229,7 @@ impl fmt::Display for TargetKind {
 }
 
 /// What to disrupt.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
@@ -252,21 +238,15 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     /// Label selector on namespaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
     /// Label selector on the target objects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Exclude>,
     /// Only objects at least this old.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_age: Option<HumanDuration>,
     /// How many to pick (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     /// Or which share to pick, 1..100 (rounded up, at least one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u32>,
     /// Nodes only: pick among the nodes that run pods of these namespaces (e.g. "drain
     /// a node that runs the demo's pods").
@@ -274,11 +254,11 @@ pub struct Target {
     pub with_pods_in: Vec<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Exclude {
     /// Objects matching this label selector are never picked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// Regular expressions on the object name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -286,66 +266,61 @@ pub struct Exclude {
 }
 
 /// How to disrupt: exactly one fault.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Fault {
     /// Delete pods (target kind Pod).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_delete: Option<PodDelete>,
     /// Evict pods through the Eviction API, honouring PodDisruptionBudgets (target kind Pod).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_evict: Option<PodEvict>,
     /// Cordon and drain nodes; revert uncordons (target kind Node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_drain: Option<NodeDrain>,
     /// Scale workloads; revert restores the replica count (Deployment, StatefulSet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
     /// Isolate pods with a NetworkPolicy; revert deletes it (target kind Pod).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_partition: Option<NetworkPartition>,
     /// Inject HTTP aborts/delays into an Istio VirtualService; revert restores it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_fault: Option<HttpFault>,
     /// Take one failure domain away: cordon and drain every node of one zone
     /// (`topology.kubernetes.io/zone`); revert uncordons them (target kind Node; the
     /// policy must set `limits.maxUnschedulableNodes`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_outage: Option<ZoneOutage>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZoneOutage {
     /// Give up evicting after this long (default 300s); the nodes are uncordoned on revert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodDelete {
     /// Grace period (default: the pod's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<HumanDuration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodEvict {
     /// Grace period (default: the pod's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<HumanDuration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeDrain {
     /// Give up evicting after this long (default 120s); the node is uncordoned on revert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scale {
@@ -356,7 +331,6 @@ pub struct Scale {
     /// the PersistentVolumeClaims of the ordinals scaled away, and scaling back up gives
     /// them empty volumes. Default false: such StatefulSets are skipped
     /// (`wouldDeleteVolumes`). `havoc validate` warns when it is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_volume_deletion: Option<bool>,
 }
 
@@ -376,12 +350,11 @@ pub struct NetworkPartition {
     pub direction: Direction,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpFault {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<HttpAbort>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<HttpDelay>,
 }
 
@@ -402,14 +375,13 @@ pub struct HttpDelay {
     pub fixed: HumanDuration,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyHealth {
     /// Keep observing this long after the revert before the verdict (default 30s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<HumanDuration>,
     /// Names of the service's SLO checks that apply (default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slos: Option<Vec<String>>,
     /// Alertmanager matchers that narrow which alerts count, e.g. `namespace="go-demo-8"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -433,6 +405,7 @@ pub enum NotifyOn {
 
 /// Kubernetes Events on targets: `ChaosInjected` on each target a fault reached, and the
 /// verdict as a second Event only for these outcomes.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Events {
@@ -440,18 +413,16 @@ pub struct Events {
     /// `ChaosDeviated`, ...), after `ChaosInjected` (default: deviated, errored,
     /// rollbackFailed — a passing experiment costs one Event per target). `started` is
     /// not a verdict.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdicts: Option<Vec<NotifyOn>>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Notify {
     /// Receiver names (default: the service's notify.receivers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receivers: Option<Vec<String>>,
     /// Which outcomes notify (default: deviated, errored, rollbackFailed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<Vec<NotifyOn>>,
 }
 
@@ -463,17 +434,16 @@ pub enum OnDeviation {
     PauseAll,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyLimits {
     /// Never take a workload below this many ready pods: raises the service's
     /// limits.minAvailableReplicas for this policy (a lower value is an error).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_available_replicas: Option<u32>,
     /// Nodes cordoned at once, counting others' cordons, for this policy's experiments:
     /// replaces the service's limits.maxUnschedulableNodes. A zoneOutage must set it (it
     /// cordons a whole zone: say how many nodes that may be, on purpose).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unschedulable_nodes: Option<u32>,
 }
 
