@@ -78,6 +78,9 @@ pub struct ReportArgs {
     /// in-cluster).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// havoc's namespace, where the cluster's history is (its HavocExperiment objects).
+    #[arg(long, default_value = crate::policy::domain::DEFAULT_HAVOC_NAMESPACE)]
+    pub havoc_namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +181,11 @@ pub struct RunArgs {
     /// Seed of the random target choice.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Do not write the experiment's object (HavocExperiment) into havoc's namespace:
+    /// for clusters without havoc's CRD. Without it, a run whose object cannot be written
+    /// changes nothing (skipped, historyUnavailable).
+    #[arg(long)]
+    pub no_history: bool,
     /// Also write a report of this run, as FORMAT:FILE (html, pdf, markdown, junit or
     /// json; e.g. junit:havoc.xml for the pipeline's test results). May be repeated.
     #[arg(long = "report", value_name = "FORMAT:FILE", value_parser = parse_report_target)]

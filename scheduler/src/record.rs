@@ -72,6 +72,10 @@ pub enum SkipReason {
     /// The intent line could not be written: nothing is changed unrecorded.
     #[error("the journal cannot be written: {0}")]
     JournalUnwritable(String),
+    /// The experiment's object (its intent) could not be written to the cluster's
+    /// history, or the history has not been read yet: nothing is changed unrecorded.
+    #[error("the experiment history in the cluster: {0}")]
+    HistoryUnavailable(String),
     /// The target kind's API is not served (e.g. Istio's VirtualService CRD).
     #[error("{0}")]
     Unavailable(String),
@@ -101,6 +105,7 @@ impl SkipReason {
             SkipReason::NoTarget(_) => "noTarget",
             SkipReason::NotDisrupted(_) => "notDisrupted",
             SkipReason::JournalUnwritable(_) => "journalUnwritable",
+            SkipReason::HistoryUnavailable(_) => "historyUnavailable",
             SkipReason::Unavailable(_) => "unavailable",
             SkipReason::NotLeader => "notLeader",
             SkipReason::StateUnknown => "stateUnknown",

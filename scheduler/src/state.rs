@@ -217,6 +217,18 @@ impl SharedState {
     }
 
     /// The state as last read, expired entries dropped; `None` when it is not known.
+    /// The skips counted per policy ([`crate::history::skips`]), read now.
+    pub async fn skips(&self) -> Result<crate::history::skips::Skips, StateError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(Default::default()),
+            Backend::Cluster { api, name, .. } => Ok(bounded(api.get_opt(name))
+                .await?
+                .as_ref()
+                .map(crate::history::skips::decode)
+                .unwrap_or_default()),
+        }
+    }
+
     pub fn doc(&self) -> Option<Doc> {
         let mut doc = self.current.borrow().clone()?;
         doc.prune(Utc::now());

@@ -128,6 +128,7 @@ fn intent(id: &str) -> Intent {
             "go-demo-8",
         )],
         deadline: t0() + chrono::Duration::minutes(10),
+        ends_by: None,
     }
 }
 

@@ -144,7 +144,7 @@ fn bad_input_exits_2_and_says_why() {
     for (args, says) in [
         (
             vec!["report", "--format", "json"],
-            "the cluster history is not available in this build; pass --journal",
+            "cannot reach the cluster",
         ),
         (
             vec![

@@ -106,6 +106,8 @@ impl Fixture {
             ),
             source: Arc::new(Unsynced),
             journal: journal.clone(),
+            history: journal.clone(),
+            skips: None,
             notifier: Arc::new(Notifier::from_config(&config).expect("notifier")),
             metrics: metrics.clone(),
             leader: leader.clone(),

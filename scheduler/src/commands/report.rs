@@ -76,7 +76,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let query = filters.query(Utc::now())?;
     let history: Arc<dyn History> = if args.journal.is_empty() {
-        history::cluster(args.kubeconfig.as_deref()).await?
+        history::cluster(args.kubeconfig.as_deref(), &args.havoc_namespace).await?
     } else {
         Arc::new(InMemory(read_journals(&args.journal)?))
     };

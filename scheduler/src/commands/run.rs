@@ -15,6 +15,7 @@ use crate::{
         health::Health,
         notify::Notifier,
     },
+    history::writer::HistoryWriter,
     journal::{Journal, Rotation},
     policy::{self, Expect},
     record::{ExperimentRecord, SkipReason, TriggerInfo, Verdict},
@@ -144,6 +145,21 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_string());
+    // Not the service's name: the service leaves `havoc run`'s records alone until
+    // their deadline.
+    let owner = format!("havoc-run/{host}-{}", std::process::id());
+    let history_stop = tokio_util::sync::CancellationToken::new();
+    let history_tasks = tokio_util::task::TaskTracker::new();
+    let history = (!args.no_history).then(|| {
+        HistoryWriter::new(
+            client.clone(),
+            &config.leader_election.namespace,
+            &owner,
+            &host,
+            history_stop.clone(),
+            &history_tasks,
+        )
+    });
     let env = Env {
         client: client.clone(),
         guards: Guards::for_service(&config),
@@ -152,9 +168,8 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         events: None,
         metrics: None,
         journal: journal.clone(),
-        // Not the service's name: the service leaves `havoc run`'s records alone until
-        // their deadline.
-        owner: format!("havoc-run/{host}-{}", std::process::id()),
+        history: history.clone(),
+        owner,
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),
         annotations: annotations.clone(),
@@ -225,11 +240,21 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let emitter = crate::engine::emit::Emitter {
         config: config.clone(),
         journal: journal.clone(),
+        history: history.clone(),
+        skips: None,
         metrics: None,
         events: None,
         annotations: annotations.clone(),
     };
     let emitted = emitter.emit(Some(&policy), &record);
+    if let Some(h) = &history
+        && !h.flush(std::time::Duration::from_secs(10)).await
+    {
+        eprintln!(
+            "the experiment's final record could not be written to the cluster's history within 10 s"
+        );
+    }
+    history_stop.cancel();
     if let Some(e) = journal.as_ref().and_then(|j| j.write_error()) {
         anyhow::bail!("writing the journal: {e}");
     }

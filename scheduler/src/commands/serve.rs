@@ -31,6 +31,7 @@ use crate::{
         notify::Notifier,
         sweeper::{SWEEP_INTERVAL, Sweeper},
     },
+    history::{History, cluster::ClusterHistory, skips::SkipCounter, writer::HistoryWriter},
     journal::{Journal, Rotation},
     leader::{self, Leadership},
     reload::{ReloadStatus, Reloader},
@@ -49,6 +50,7 @@ struct Ready {
     caches: Caches,
     leader: Leadership,
     shared: SharedState,
+    history: ClusterHistory,
 }
 
 impl Readiness for Ready {
@@ -63,8 +65,18 @@ impl Readiness for Ready {
         if self.shared.doc().is_none() {
             why.push("the shared pause state has not been read yet".to_string());
         }
+        if !self.history.is_ready() {
+            why.push("the experiment history has not been read yet".to_string());
+        }
         why
     }
+}
+
+/// This replica's name in the experiment objects it writes: its pod, else its host.
+fn replica_name() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "havoc".to_string())
 }
 
 /// A group of tasks stopped together.
@@ -234,6 +246,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         publisher.publish(true);
         None
     };
+    // The experiment history: the objects in havoc's namespace, watched by every replica,
+    // written by the one that runs an experiment. Its writer drains after the engine
+    // stopped (the last records), so it has a stop of its own.
+    let namespace = &config.leader_election.namespace;
+    let history = ClusterHistory::new(requests.clone(), namespace);
+    history.watch(watches_client.clone(), watches.stop.clone(), &watches.tasks);
+    let history_stop = CancellationToken::new();
+    let history_tasks = TaskTracker::new();
+    let writer = HistoryWriter::new(
+        requests.clone(),
+        namespace,
+        &config.owner(),
+        &replica_name(),
+        history_stop.clone(),
+        &history_tasks,
+    );
+    let skips = SkipCounter::default();
     let env = Env {
         client: requests.clone(),
         guards: Guards::for_service(&config),
@@ -247,6 +276,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )),
         metrics: Some(metrics.clone()),
         journal: Some(journal.clone()),
+        history: Some(writer.clone()),
         owner: config.owner(),
         leader: leader.clone(),
         claims: Default::default(),
@@ -264,6 +294,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         env: env.clone(),
         source: Arc::new(caches.clone()),
         journal: journal.clone(),
+        history: Arc::new(history.clone()),
+        skips: Some(skips.clone()),
         notifier,
         metrics: metrics.clone(),
         leader: leader.clone(),
@@ -332,9 +364,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         readiness: Arc::new(Ready {
             caches: caches.clone(),
             leader: leader.clone(),
-            shared,
+            shared: shared.clone(),
+            history: history.clone(),
         }),
-        history: journal.clone(),
+        history: Arc::new(history.clone()),
         console,
     });
     let server_stop = CancellationToken::new();
@@ -344,7 +377,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             arbiter: arbiter.clone(),
             policies: policies.clone(),
             leader: leader.clone(),
-            journal: journal.clone(),
+            history: Arc::new(history.clone()),
+            shared: shared.clone(),
             next_fires,
             stop: engine.stop.clone(),
             seed: args.seed.unwrap_or_else(rand::random),
@@ -363,6 +397,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             caches: caches.clone(),
             arbiter: arbiter.clone(),
             journal: journal.clone(),
+            history: Some(history),
+            skips: Some(skips),
+            shared_name: format!("{}-state", config.leader_election.lease),
             policies: policies.clone(),
             leader: leader.clone(),
             interval: SWEEP_INTERVAL,
@@ -384,6 +421,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("shutdown: Grafana annotations still unsent; given up");
     }
     clean &= engine.stop(deadline, "engine").await;
+    //    The final records still queued for the cluster's history.
+    if !writer
+        .flush(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
+        tracing::warn!(
+            "shutdown: final records not written to the cluster's history (the journal has them)"
+        );
+        clean = false;
+    }
+    history_stop.cancel();
+    history_tasks.close();
     // 2. The watch caches.
     clean &= watches.stop(deadline, "watches").await;
     // 3. The Lease, last.

@@ -14,17 +14,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::{arbiter::Arbiter, metrics::Metrics};
 use crate::{
-    journal::Journal,
+    history::{History, skips::Skips},
     leader::Leadership,
     policy::Policy,
     record::{SkipReason, TriggerInfo},
     schedule::{Schedule, stable_hash},
+    state::SharedState,
 };
 
 /// A fire handled later than this after its time is missed, not run.
 pub const LATE_TOLERANCE: Duration = Duration::from_secs(10);
 /// The loop wakes at least this often, so that wall-clock jumps are noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How often the clock looks whether the history was read, until it was.
+const HISTORY_POLL: Duration = Duration::from_millis(500);
 /// Counting the fires missed while havoc was down stops here.
 const MAX_COUNTED_MISSES: usize = 100_000;
 
@@ -89,7 +92,10 @@ pub struct Clock {
     pub arbiter: Arc<Arbiter>,
     pub policies: Policies,
     pub leader: Leadership,
-    pub journal: Arc<Journal>,
+    /// What ran (the cluster's history; the journal in tests) and the skips counted in
+    /// the shared state: where missed fires are counted from after downtime.
+    pub history: Arc<dyn History>,
+    pub shared: SharedState,
     pub next_fires: NextFires,
     pub stop: CancellationToken,
     /// Seeds random schedules.
@@ -147,17 +153,31 @@ impl Clock {
         let mut downtime_checked = false;
         self.rebuild(&mut entries, &rx.borrow_and_update());
         loop {
-            if !downtime_checked && self.leader.is_leader() {
+            if !downtime_checked && self.leader.is_leader() && self.history.is_ready() {
                 downtime_checked = true;
-                self.record_downtime(&entries);
+                let skipped = match self.shared.skips().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the skip counts: missed fires are counted from the experiments that ran");
+                        Skips::default()
+                    }
+                };
+                self.record_downtime(&entries, &skipped);
             }
+            // Until the history is read, look again now and then.
+            let history_wait = if downtime_checked || self.history.is_ready() {
+                MAX_SLEEP
+            } else {
+                HISTORY_POLL
+            };
             let now = Utc::now();
             let wait = entries
                 .values()
                 .filter_map(|e| e.next)
                 .min()
                 .map_or(MAX_SLEEP, |t| (t - now).to_std().unwrap_or_default())
-                .min(MAX_SLEEP);
+                .min(MAX_SLEEP)
+                .min(history_wait);
             tokio::select! {
                 () = self.stop.cancelled() => return,
                 changed = rx.changed() => {
@@ -235,17 +255,23 @@ impl Clock {
         *entries = fresh;
     }
 
-    /// Once leader: fires between each policy's last scheduled record in the journal and
-    /// now were missed while havoc was down (or not leading); one skipped record per
-    /// policy says how many.
-    fn record_downtime(&self, entries: &BTreeMap<String, Entry>) {
+    /// Once leader: fires between each policy's last handled fire (in the history, or
+    /// its last skip) and now were missed while havoc was down (or not leading); one
+    /// skipped record per policy says how many.
+    fn record_downtime(&self, entries: &BTreeMap<String, Entry>, skipped: &Skips) {
         let now = Utc::now();
         let mut last: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-        for r in self.journal.newest(usize::MAX) {
-            if let TriggerInfo::Schedule { scheduled_at } = r.trigger {
-                let e = last.entry(r.policy.clone()).or_insert(scheduled_at);
-                *e = (*e).max(scheduled_at);
-            }
+        let ran = self
+            .history
+            .summaries()
+            .into_iter()
+            .filter_map(|s| Some((s.policy, s.scheduled_at?)));
+        let skips = skipped
+            .iter()
+            .filter_map(|(p, s)| Some((p.clone(), s.last.as_ref()?.scheduled_at?)));
+        for (policy, scheduled_at) in ran.chain(skips) {
+            let e = last.entry(policy).or_insert(scheduled_at);
+            *e = (*e).max(scheduled_at);
         }
         for (name, e) in entries {
             let (Some(schedule), Some(from)) = (&e.policy.schedule, last.get(name)) else {

@@ -1,5 +1,6 @@
 //! Emitting an experiment's final record (DESIGN section 1, step 9), the same for the
-//! service and `havoc run`: the log line, the journal, metrics, Kubernetes Events, the
+//! service and `havoc run`: the log line, the journal, the experiment's object in the
+//! cluster (a skip is counted per policy instead), metrics, Kubernetes Events, the
 //! Grafana annotation's end, then what the caller does its own way — the circuit
 //! breaker's pause (the service obeys it at once and writes it until it lands; `havoc
 //! run` writes it before it exits) and the notifications (the service queues them, `havoc
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{annotations::Annotations, events::Events, metrics::Metrics, notify::Notifier};
 use crate::{
+    history::{skips::SkipCounter, writer::HistoryWriter},
     journal::{Intent, Journal},
     policy::{Config, Policy, domain::NotifyRule, domain::OnDeviation},
     record::{ErrorReason, ExperimentRecord, TargetOutcome, TargetRecord, TargetRevert, Verdict},
@@ -22,6 +24,11 @@ pub struct Emitter {
     pub config: Arc<Config>,
     /// `None`: `havoc run` without `--journal`.
     pub journal: Option<Arc<Journal>>,
+    /// The experiment objects in the cluster: final records of experiments that ran
+    /// (`None`: tests, `havoc run --no-history`).
+    pub history: Option<HistoryWriter>,
+    /// Skips, counted per policy into the shared state (the service's leader).
+    pub skips: Option<SkipCounter>,
     pub metrics: Option<Metrics>,
     pub events: Option<Events>,
     pub annotations: Annotations,
@@ -70,6 +77,13 @@ impl Emitter {
             && let Err(e) = journal.append(record)
         {
             tracing::error!(error = %e, id = %record.id, "cannot append to the journal");
+        }
+        if record.verdict == Verdict::Skipped {
+            if let Some(skips) = &self.skips {
+                skips.count(record);
+            }
+        } else if let Some(history) = &self.history {
+            history.finished(record);
         }
         if let Some(m) = &self.metrics {
             m.experiment(record);

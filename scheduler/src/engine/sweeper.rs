@@ -34,6 +34,7 @@ use super::{
 };
 use crate::{
     fault::{Held, Mutator, recovery},
+    history::{History, cluster::ClusterHistory, skips::SkipCounter},
     journal::Journal,
     leader::Leadership,
     record::{ObjectRef, RevertResult, TargetRevert},
@@ -52,10 +53,48 @@ pub struct Sweeper {
     pub caches: Caches,
     pub arbiter: Arc<Arbiter>,
     pub journal: Arc<Journal>,
+    /// The experiment objects: the leader closes those nobody will finish, and prunes.
+    pub history: Option<ClusterHistory>,
+    /// Skips counted here, written into the shared state by the leader.
+    pub skips: Option<SkipCounter>,
+    /// The shared state ConfigMap (where skips are written).
+    pub shared_name: String,
     pub policies: Policies,
     pub leader: Leadership,
     pub interval: Duration,
     pub stop: CancellationToken,
+}
+
+/// How long a new leader waits before it closes the experiments of the replica it took
+/// over from: a demoted replica that is still alive writes its own final record first.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(10);
+
+/// What the sweeps reverted lately, by experiment: named when its record is closed.
+#[derive(Debug, Default)]
+struct RecentReverts(BTreeMap<String, Vec<(Instant, TargetRevert)>>);
+
+impl RecentReverts {
+    const KEEP: Duration = Duration::from_secs(3600);
+
+    fn add(&mut self, reverted: &[(String, TargetRevert)]) {
+        for (experiment, r) in reverted {
+            self.0
+                .entry(experiment.clone())
+                .or_default()
+                .push((Instant::now(), r.clone()));
+        }
+        self.0.retain(|_, v| {
+            v.retain(|(at, _)| at.elapsed() < Self::KEEP);
+            !v.is_empty()
+        });
+    }
+
+    fn of(&self, experiment: &str) -> Vec<&TargetRevert> {
+        self.0
+            .get(experiment)
+            .map(|v| v.iter().map(|(_, r)| r).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A revert that failed: when to try again.
@@ -84,6 +123,8 @@ impl Sweeper {
         let mut failing: BTreeMap<ObjectRef, Failing> = BTreeMap::new();
         let mut dangling_closed = false;
         let mut unlabelled_marked = false;
+        let mut led_since: Option<Instant> = None;
+        let mut recent = RecentReverts::default();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -102,8 +143,10 @@ impl Sweeper {
                 m.faults_held(found.held.len());
             }
             if !self.leader.is_leader() {
+                led_since = None;
                 continue;
             }
+            let led_for = led_since.get_or_insert_with(Instant::now).elapsed();
             // Once per process, before the first sweep closes the journal's intents.
             if !unlabelled_marked {
                 unlabelled_marked = self.adopt_unlabelled(&mut found).await;
@@ -112,10 +155,71 @@ impl Sweeper {
                 tracing::error!(?object, %why, "a havoc record havoc cannot read: look at this object");
             }
             let reverted = self.sweep(&found.held, &mut failing).await;
-            if !dangling_closed {
+            recent.add(&reverted);
+            let history = self.history.as_ref().filter(|h| h.is_ready());
+            // The journal's intents once the history is read (not one it shows finished).
+            if !dangling_closed && (self.history.is_none() || history.is_some()) {
                 dangling_closed = true;
-                self.close_dangling(&reverted);
+                self.close_dangling(&reverted, history);
             }
+            if let Some(h) = history {
+                self.close_orphans(h, &found.held, &failing, &recent, led_for);
+                if let Some(w) = &self.env.history {
+                    let keep = &self.env.config.history;
+                    if let Err(e) = w.prune(h, keep.keep, keep.max_age).await {
+                        tracing::warn!(error = %e, "cannot prune the experiment history; the next sweep tries again");
+                    }
+                }
+            }
+            if let Some(skips) = &self.skips {
+                let ns = &self.env.config.leader_election.namespace;
+                if let Err(e) = skips.write(&self.env.client, ns, &self.shared_name).await {
+                    tracing::warn!(error = %e, "cannot write the skip counts; the next sweep tries again");
+                }
+            }
+        }
+    }
+
+    /// Closes the experiments in the cluster's history whose final record nobody will
+    /// write: this installation's (not running in this process, nor finished by it) once
+    /// this replica has led for [`TAKEOVER_GRACE`] (a demoted replica that is still alive
+    /// writes its own first), and anyone's past their `endsBy` (a `havoc run` that died).
+    /// Never while something of it is still to be reverted: after its reverts, naming
+    /// them.
+    fn close_orphans(
+        &self,
+        history: &ClusterHistory,
+        held: &[Held],
+        failing: &BTreeMap<ObjectRef, Failing>,
+        recent: &RecentReverts,
+        led_for: Duration,
+    ) {
+        let running: BTreeSet<String> = self.arbiter.running().into_keys().collect();
+        let now = Utc::now();
+        for r in history.running() {
+            let id = &r.intent.id;
+            if running.contains(id) || self.env.history.as_ref().is_some_and(|w| w.is_ours(id)) {
+                continue;
+            }
+            let ends_by = r
+                .intent
+                .ends_by
+                .unwrap_or(r.intent.deadline + chrono::Duration::minutes(5));
+            let ours = r.owner == self.env.owner && led_for >= TAKEOVER_GRACE;
+            if !ours && now <= ends_by {
+                continue;
+            }
+            let to_revert = held
+                .iter()
+                .any(|h| h.record.experiment == *id && !failing.contains_key(&h.object));
+            if to_revert {
+                continue;
+            }
+            let reverts = recent.of(id);
+            tracing::warn!(experiment = %id, owner = %r.owner, replica = %r.replica, "closing an experiment its havoc did not finish");
+            let set = self.policies.current();
+            let policy = set.get(&r.intent.policy).map(|p| p.as_ref());
+            self.arbiter.close_interrupted(&r.intent, policy, &reverts);
         }
     }
 
@@ -217,11 +321,19 @@ impl Sweeper {
         out
     }
 
-    /// One final record for each intent a crash left without one.
-    fn close_dangling(&self, reverted: &[(String, TargetRevert)]) {
+    /// One final record for each intent a crash left without one (unless the cluster's
+    /// history shows it finished: a successor closed it meanwhile).
+    fn close_dangling(
+        &self,
+        reverted: &[(String, TargetRevert)],
+        history: Option<&ClusterHistory>,
+    ) {
         let running: BTreeSet<String> = self.arbiter.running().into_keys().collect();
+        let finished: BTreeSet<String> = history
+            .map(|h| h.summaries().into_iter().map(|s| s.id).collect())
+            .unwrap_or_default();
         for intent in self.journal.dangling() {
-            if running.contains(&intent.id) {
+            if running.contains(&intent.id) || finished.contains(&intent.id) {
                 continue;
             }
             let mine: Vec<&TargetRevert> = reverted

@@ -1,11 +1,22 @@
 //! The experiment history as readers see it: the console, reports, the API, missed-fire
-//! counting. One query type ([`Query`]) and one small summary per experiment
-//! ([`Summary`]) that every reader shares; where the records come from is behind
-//! [`History`] (the journal today; the experiment objects in the cluster once they hold
-//! the history).
+//! counting, the circuit breakers restored at start. One query type ([`Query`]) and one
+//! small summary per experiment ([`Summary`]) that every reader shares; where the records
+//! come from is behind [`History`]:
 //!
-//! Readers list [`Summary`]s (cheap: what lists, timelines and counts need) and read a
-//! full [`ExperimentRecord`] on demand (a page per experiment, a report).
+//! - [`cluster`]: the experiment objects in havoc's namespace ([`object`]), the authority
+//!   for `havoc serve`, the same for every replica; written by [`writer`] (the intent
+//!   before the first change, the final record after), pruned by the leader
+//!   ([`writer::HistoryWriter::prune`]); skips are counted per policy ([`skips`]);
+//! - the journal (`havoc run --journal`, `havoc report --journal`) and records in memory
+//!   (tests): [`AtHand`].
+//!
+//! Readers list [`Summary`]s (kept in memory: what lists, timelines and counts need) and
+//! read a full [`ExperimentRecord`] on demand (a page per experiment, a report).
+
+pub mod cluster;
+pub mod object;
+pub mod skips;
+pub mod writer;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -65,6 +76,9 @@ impl Query {
     }
 }
 
+/// Characters of a reason a summary keeps.
+const SUMMARY_REASON: usize = 300;
+
 /// What a list, a timeline or a count needs of one experiment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +95,11 @@ pub struct Summary {
     /// The namespaces of its targets (sorted, no duplicates).
     pub namespaces: Vec<String>,
     pub targets: usize,
+    /// The reason, cut to 300 characters.
+    pub reason: String,
+    /// A schedule's planned fire time (missed-fire counting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_at: Option<DateTime<Utc>>,
@@ -113,6 +132,11 @@ impl Summary {
             .to_string(),
             namespaces,
             targets: r.targets.len(),
+            reason: r.reason.chars().take(SUMMARY_REASON).collect(),
+            scheduled_at: match r.trigger {
+                TriggerInfo::Schedule { scheduled_at } => Some(scheduled_at),
+                _ => None,
+            },
             started_at: r.started_at,
             injected_at: r.injected_at,
             reverted_at: r.reverted_at,
@@ -129,27 +153,53 @@ pub struct HistoryError(pub String);
 /// Why a history could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The experiment objects in the cluster do not hold the history yet.
-    #[error("the cluster history is not available in this build; pass --journal")]
-    ClusterUnavailable,
+    #[error("cannot reach the cluster: {0}")]
+    Client(String),
+    #[error("cannot read the experiment history in namespace {namespace}: {error}")]
+    Read { namespace: String, error: String },
 }
 
-/// The history kept in the cluster, as `havoc report` reads it without `--journal`.
-///
-/// The one place the cluster history is opened: it answers
-/// [`OpenError::ClusterUnavailable`] until the experiment objects hold the history, and
-/// will then return their [`History`] (reading through `kubeconfig`).
+/// The history kept in `namespace` of the cluster, listed once (`havoc report` without
+/// `--journal`).
 pub async fn cluster(
     kubeconfig: Option<&std::path::Path>,
+    namespace: &str,
 ) -> Result<std::sync::Arc<dyn History>, OpenError> {
-    let _ = kubeconfig;
-    Err(OpenError::ClusterUnavailable)
+    let client = crate::client::client(kubeconfig, crate::client::Purpose::Requests, None)
+        .await
+        .map_err(|e| OpenError::Client(e.to_string()))?;
+    let history = cluster::ClusterHistory::new(client, namespace);
+    history.load().await.map_err(|e| OpenError::Read {
+        namespace: namespace.to_string(),
+        error: e.0,
+    })?;
+    Ok(std::sync::Arc::new(history))
 }
 
 /// Where experiment records are read from.
-pub trait History: Send + Sync {
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// The summary of every experiment it holds, in any order (kept in memory).
+    fn summaries(&self) -> Vec<Summary>;
+
+    /// Whether it has read what it holds (a cluster history has listed the objects once);
+    /// until then its summaries are not the history.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
     /// Summaries matching `query`, newest first.
-    fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Summary>, HistoryError>>;
+    fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Summary>, HistoryError>> {
+        let mut out: Vec<Summary> = self
+            .summaries()
+            .into_iter()
+            .filter(|s| query.matches(s))
+            .collect();
+        out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        if let Some(n) = query.limit {
+            out.truncate(n);
+        }
+        Box::pin(futures::future::ready(Ok(out)))
+    }
 
     /// Full records matching `query`, newest first (reports).
     fn records<'a>(
@@ -169,7 +219,7 @@ pub trait History: Send + Sync {
 pub struct InMemory(pub Vec<ExperimentRecord>);
 
 /// A history whose records are all at hand, in this process's memory: it answers at once.
-pub trait AtHand: Send + Sync {
+pub trait AtHand: Send + Sync + std::fmt::Debug {
     /// Every record, in any order.
     fn all(&self) -> Vec<ExperimentRecord>;
 }
@@ -187,9 +237,8 @@ impl AtHand for crate::journal::Journal {
 }
 
 impl<T: AtHand> History for T {
-    fn list<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Summary>, HistoryError>> {
-        let out = query.apply(self.all()).iter().map(Summary::of).collect();
-        Box::pin(futures::future::ready(Ok(out)))
+    fn summaries(&self) -> Vec<Summary> {
+        self.all().iter().map(Summary::of).collect()
     }
 
     fn records<'a>(

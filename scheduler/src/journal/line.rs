@@ -29,6 +29,10 @@ pub struct Intent {
     pub targets: Vec<ObjectRef>,
     /// When its revert records expire.
     pub deadline: DateTime<Utc>,
+    /// When its final record is due at the latest (the deadline, the settle, a margin):
+    /// after it, another havoc may close it as crashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_by: Option<DateTime<Utc>>,
 }
 
 /// The one key of an intent line.
@@ -141,6 +145,7 @@ pub(crate) mod tests {
                 "go-demo-8",
             )],
             deadline: t + chrono::Duration::minutes(10),
+            ends_by: None,
         }
     }
 

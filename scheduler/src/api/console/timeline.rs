@@ -389,6 +389,8 @@ mod tests {
 
     fn summary(id: &str, policy: &str, verdict: Verdict, at: DateTime<Utc>) -> Summary {
         Summary {
+            reason: String::new(),
+            scheduled_at: None,
             id: id.into(),
             policy: policy.into(),
             verdict,

@@ -31,6 +31,7 @@ use super::{
 };
 pub use crate::state::Pause;
 use crate::{
+    history::{History, skips::SkipCounter},
     journal::Journal,
     leader::Leadership,
     policy::{Policy, domain::OnDeviation, set::PolicySet},
@@ -78,6 +79,11 @@ pub struct Parts {
     pub env: Env,
     pub source: Arc<dyn SnapshotSource>,
     pub journal: Arc<Journal>,
+    /// Where the circuit breakers of recent deviations are restored from at start: the
+    /// cluster's history (the service), or the journal (tests).
+    pub history: Arc<dyn History>,
+    /// Skips counted per policy (the service).
+    pub skips: Option<SkipCounter>,
     pub notifier: Arc<Notifier>,
     pub metrics: Metrics,
     pub leader: Leadership,
@@ -101,6 +107,7 @@ pub struct Arbiter {
     source: Arc<dyn SnapshotSource>,
     state: Mutex<State>,
     journal: Arc<Journal>,
+    history: Arc<dyn History>,
     queues: Queues,
     metrics: Metrics,
     leader: Leadership,
@@ -127,6 +134,8 @@ impl Arbiter {
         let emitter = Emitter {
             config: parts.env.config.clone(),
             journal: Some(parts.journal.clone()),
+            history: parts.env.history.clone(),
+            skips: parts.skips,
             metrics: Some(parts.metrics.clone()),
             events: parts.env.events.clone(),
             annotations: parts.env.annotations.clone(),
@@ -137,6 +146,7 @@ impl Arbiter {
             source: parts.source,
             state: Mutex::new(State::default()),
             journal: parts.journal,
+            history: parts.history,
             queues,
             metrics: parts.metrics,
             leader: parts.leader,
@@ -231,6 +241,11 @@ impl Arbiter {
         } else if let Some(why) = self.journal.write_error() {
             // Nothing is changed unrecorded: chaos waits until the journal writes again.
             Some(SkipReason::JournalUnwritable(why))
+        } else if !self.history.is_ready() {
+            // The breakers of recent deviations are restored from it first.
+            Some(SkipReason::HistoryUnavailable(
+                "it has not been read yet: chaos waits until it is".into(),
+            ))
         } else if known.is_none() || !st.breakers_restored {
             Some(SkipReason::StateUnknown)
         } else if let Some(p) = &pauses.all {

@@ -11,8 +11,9 @@ use serde::Serialize;
 use super::Arbiter;
 use crate::{
     engine::emit::Breaker,
+    history::Summary,
     policy::domain::OnDeviation,
-    record::{ExperimentRecord, Verdict},
+    record::Verdict,
     state::{Doc, Pause, StateError},
 };
 
@@ -159,19 +160,22 @@ impl Arbiter {
     }
 
     /// The circuit breakers of recent deviations whose pause may never have landed (the
-    /// process died before its write): re-decided from the journal's records, once, as
+    /// process died before its write): re-decided from the history.s records, once, as
     /// soon as the shared state is known. A pause already in the shared state, a resume
     /// after the deviation, or a cooldown that is over leaves it alone. Whether it ran.
     pub(super) fn restore_breakers(&self) -> bool {
         let Some(doc) = self.shared.doc() else {
             return false;
         };
+        if !self.history.is_ready() {
+            return false;
+        }
         let now = Utc::now();
         let cooldown = chrono::Duration::from_std(self.env.config.circuit_breaker_cooldown)
             .unwrap_or_default();
         let on_deviation = self.state().on_deviation.clone();
-        let mut newest: BTreeMap<Option<String>, ExperimentRecord> = BTreeMap::new();
-        for r in self.journal.newest(usize::MAX) {
+        let mut newest: BTreeMap<Option<String>, Summary> = BTreeMap::new();
+        for r in self.history.summaries() {
             if r.verdict != Verdict::Deviated || r.ended_at + cooldown <= now {
                 continue;
             }

@@ -78,6 +78,8 @@ fn arbiter_sharing(
         },
         source,
         journal: journal.clone(),
+        history: journal.clone(),
+        skips: None,
         notifier,
         metrics: Metrics::new(),
         leader,

@@ -51,6 +51,10 @@ use crate::{
     targets::{Guards, Restriction, SnapshotSource},
 };
 
+/// Beyond its deadline and settle, how long an experiment may take to write its final
+/// record before another havoc may close it as crashed (health reads, reverts retried).
+const ENDS_BY_MARGIN: Duration = Duration::from_secs(120);
+
 /// What an experiment needs from outside: the cluster, health, safety guards, and where
 /// it reports (Events and metrics in the service; `havoc run` has neither).
 #[derive(Clone)]
@@ -64,6 +68,9 @@ pub struct Env {
     /// Intents are journaled here before any mutation (the service's journal; `havoc
     /// run`'s, if it has one).
     pub journal: Option<Arc<Journal>>,
+    /// The experiment objects in the cluster: the intent is written there before any
+    /// mutation (`None`: tests, `havoc run --no-history`).
+    pub history: Option<crate::history::writer::HistoryWriter>,
     /// Written into every revert record: whose change it is.
     pub owner: String,
     /// Checked right before every mutation and while a fault is held: a replica that is
@@ -92,6 +99,7 @@ impl Env {
             events: None,
             metrics: None,
             journal,
+            history: None,
             owner: "test/havoc".into(),
             leader,
             claims: Claims::default(),
@@ -201,22 +209,36 @@ pub async fn execute(
             record.skip(&SkipReason::NotLeader);
             return record;
         }
-        if let Some(journal) = &env.journal {
-            let intent = Intent {
-                id: record.id.clone(),
-                policy: policy.name.clone(),
-                fault: policy.fault.name().to_string(),
-                dry_run,
-                trigger,
-                started_at: record.started_at,
-                targets: plan.objects(),
-                deadline: stamp.deadline
-                    + chrono::Duration::from_std(plan.injection_time()).unwrap_or_default(),
-            };
-            if let Err(e) = journal.started(&intent) {
-                record.skip(&SkipReason::JournalUnwritable(e.to_string()));
-                return record;
-            }
+        let deadline =
+            stamp.deadline + chrono::Duration::from_std(plan.injection_time()).unwrap_or_default();
+        let intent = Intent {
+            id: record.id.clone(),
+            policy: policy.name.clone(),
+            fault: policy.fault.name().to_string(),
+            dry_run,
+            trigger,
+            started_at: record.started_at,
+            targets: plan.objects(),
+            deadline,
+            ends_by: Some(
+                deadline
+                    + chrono::Duration::from_std(policy.health.settle + ENDS_BY_MARGIN)
+                        .unwrap_or_default(),
+            ),
+        };
+        if let Some(journal) = &env.journal
+            && let Err(e) = journal.started(&intent)
+        {
+            record.skip(&SkipReason::JournalUnwritable(e.to_string()));
+            return record;
+        }
+        if let Some(history) = &env.history
+            && let Err(e) = history.intent(&intent).await
+        {
+            record.skip(&SkipReason::HistoryUnavailable(format!(
+                "its intent cannot be written: {e}"
+            )));
+            return record;
         }
     }
 

@@ -117,6 +117,7 @@ fn env_polling_every(health: Arc<Scripted>, secs: u64) -> (Env, Handle) {
         events: None,
         metrics: None,
         journal: None,
+        history: None,
         owner: "test/havoc".into(),
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),

@@ -252,9 +252,17 @@ pub struct Config {
     pub event_verdicts: Vec<NotifyOn>,
     pub server: ServerConfig,
     pub leader_election: LeaderElection,
+    pub history: HistoryRetention,
     /// `clusterName`: a label on the metrics, a tag on annotations.
     pub cluster_name: Option<String>,
     pub grafana: Option<Grafana>,
+}
+
+/// How much of the experiment history in the cluster the leader keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRetention {
+    pub keep: usize,
+    pub max_age: Duration,
 }
 
 /// Grafana annotations, validated.

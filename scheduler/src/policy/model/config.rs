@@ -48,6 +48,8 @@ pub struct ConfigSpec {
     pub server: ServerConfig,
     #[serde(default)]
     pub leader_election: LeaderElection,
+    #[serde(default)]
+    pub history: HistoryConfig,
     /// This cluster's name: a `cluster` label on every metric and a `cluster:NAME` tag on
     /// every Grafana annotation, so that a dashboard over several clusters tells them
     /// apart. Required with `grafana`.
@@ -101,6 +103,7 @@ impl Default for ConfigSpec {
             events: Events::default(),
             server: ServerConfig::default(),
             leader_election: LeaderElection::default(),
+            history: HistoryConfig::default(),
             cluster_name: None,
             grafana: None,
         }
@@ -303,6 +306,37 @@ impl<'de> Deserialize<'de> for SecretRef {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+/// The experiment history in the cluster (`HavocExperiment` objects in havoc's
+/// namespace): what the leader keeps. Skips are counted per policy, never kept as objects.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// The newest experiments kept (default 500, at most 10000; each object is a few
+    /// KiB, at most about 100 KiB with its targets bounded).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Experiments that ended longer ago are deleted (default 30d, at least 1h).
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            keep: default_keep(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+fn default_keep() -> u32 {
+    500
+}
+
+fn default_max_age() -> HumanDuration {
+    HumanDuration::from_secs(30 * 86_400)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

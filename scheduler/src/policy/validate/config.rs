@@ -10,8 +10,8 @@ use super::{Checker, Issue, domain_all, is_dns_label, parse_tz};
 use crate::policy::{
     domain::{
         AlertmanagerSource, BUILTIN_PROTECTED_NAMESPACES, Config, DEFAULT_HEALTH_TIMEOUT,
-        DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, LeaderElection, Limits, NotifyOn, NotifyRule,
-        Receiver, ServerConfig, Slo, WebhookUrl,
+        DEFAULT_NOTIFY_ON, Endpoint, HealthConfig, HistoryRetention, LeaderElection, Limits,
+        NotifyOn, NotifyRule, Receiver, ServerConfig, Slo, WebhookUrl,
     },
     model::{self, HavocConfig},
 };
@@ -172,6 +172,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
                     .as_ref()
                     .map(|u| u.trim_end_matches('/').to_string()),
             },
+            history: history(&mut c, &s.history),
             leader_election: LeaderElection {
                 enabled: s.leader_election.enabled,
                 namespace: s.leader_election.namespace.clone(),
@@ -341,6 +342,25 @@ fn receivers(c: &mut Checker, list: &[model::Receiver]) -> BTreeMap<String, Rece
 /// `clusterName` and `grafana`: the name is a metric label value and an annotation tag, so
 /// printable, without `,` (Grafana's tag separator in its UI) and at most 63 characters;
 /// annotations without it would land on every cluster's graphs alike.
+/// Most objects the history may keep (each at most about 100 KiB).
+const MAX_KEEP: u32 = 10_000;
+
+fn history(c: &mut Checker, h: &model::HistoryConfig) -> HistoryRetention {
+    if !(1..=MAX_KEEP).contains(&h.keep) {
+        c.value(
+            "/spec/history/keep",
+            format!("history.keep must be 1 to {MAX_KEEP}, not {}", h.keep),
+        );
+    }
+    if h.max_age.0 < Duration::from_secs(3600) {
+        c.value("/spec/history/maxAge", "history.maxAge must be at least 1h");
+    }
+    HistoryRetention {
+        keep: h.keep as usize,
+        max_age: h.max_age.0,
+    }
+}
+
 fn grafana(c: &mut Checker, s: &model::ConfigSpec) -> Option<super::super::domain::Grafana> {
     if let Some(name) = &s.cluster_name
         && (name.is_empty()

@@ -1,0 +1,262 @@
+//! The history kept in the cluster: the `HavocExperiment` objects of havoc's namespace
+//! ([`super::object`]), the same for every replica and for `havoc report`.
+//!
+//! Every replica watches them (one watch on one namespace) and keeps, per experiment, a
+//! [`Summary`] (finished) or its intent (running) — not the records: a full record is
+//! read from the API server when a reader asks for it (a page per experiment, a report).
+//! An object that is not an experiment havoc can read (made by hand, corrupted) is logged
+//! once and ignored.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+};
+
+use futures::{StreamExt, future::BoxFuture};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DynamicObject, ListParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::sync::watch;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{
+    History, HistoryError, Query, Summary,
+    object::{self, HavocExperiment, Read, Running},
+};
+use crate::record::ExperimentRecord;
+
+/// Objects per page when a reader lists them whole (a report).
+const PAGE: u32 = 250;
+
+/// What the watch has seen, by object name.
+#[derive(Debug, Default)]
+struct Seen {
+    finished: HashMap<String, Summary>,
+    running: HashMap<String, Running>,
+    /// Objects that could not be read (logged once each).
+    unreadable: HashSet<String>,
+}
+
+impl Seen {
+    fn apply(&mut self, o: &DynamicObject) {
+        let name = o.name_any();
+        match object::read(o) {
+            Ok(Read::Finished(r)) => {
+                self.running.remove(&name);
+                self.unreadable.remove(&name);
+                self.finished.insert(name, Summary::of(&r));
+            }
+            Ok(Read::Running(r)) => {
+                self.finished.remove(&name);
+                self.unreadable.remove(&name);
+                self.running.insert(name, *r);
+            }
+            Err(why) => {
+                self.finished.remove(&name);
+                self.running.remove(&name);
+                if self.unreadable.insert(name.clone()) {
+                    tracing::warn!(object = %name, error = %why, "ignoring a HavocExperiment that is not an experiment havoc can read");
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, o: &DynamicObject) {
+        let name = o.name_any();
+        self.finished.remove(&name);
+        self.running.remove(&name);
+        self.unreadable.remove(&name);
+    }
+}
+
+/// The experiment objects of one namespace, as this process has seen them.
+#[derive(Clone)]
+pub struct ClusterHistory {
+    api: Api<DynamicObject>,
+    namespace: String,
+    seen: Arc<RwLock<Seen>>,
+    synced: watch::Receiver<bool>,
+    synced_tx: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for ClusterHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHistory")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The API resource of the experiment objects.
+pub fn resource() -> ApiResource {
+    ApiResource::erase::<HavocExperiment>(&())
+}
+
+impl ClusterHistory {
+    /// The history in `namespace`, read with `client` (not watched yet: [`Self::watch`]).
+    pub fn new(client: Client, namespace: &str) -> Self {
+        let (synced_tx, synced) = watch::channel(false);
+        ClusterHistory {
+            api: Api::namespaced_with(client, namespace, &resource()),
+            namespace: namespace.to_string(),
+            seen: Arc::default(),
+            synced,
+            synced_tx: Arc::new(synced_tx),
+        }
+    }
+
+    /// Watches the objects on `tasks` until `stop`, with `client`: one for watches
+    /// (`client::Purpose::Watches`), whose read timeout outlasts quiet watch connections.
+    pub fn watch(&self, client: Client, stop: CancellationToken, tasks: &TaskTracker) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client, &self.namespace, &resource());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let seen = self.seen.clone();
+        let synced = self.synced_tx.clone();
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut listing: Option<Seen> = None;
+            loop {
+                let ev = tokio::select! {
+                    () = stop.cancelled() => return,
+                    ev = stream.next() => ev,
+                };
+                match ev {
+                    Some(Ok(watcher::Event::Init)) => listing = Some(Seen::default()),
+                    Some(Ok(watcher::Event::InitApply(o))) => {
+                        if let Some(l) = listing.as_mut() {
+                            l.apply(&o);
+                        }
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        if let Some(l) = listing.take() {
+                            *write(&seen) = l;
+                        }
+                        synced.send_replace(true);
+                    }
+                    Some(Ok(watcher::Event::Apply(o))) => write(&seen).apply(&o),
+                    Some(Ok(watcher::Event::Delete(o))) => write(&seen).delete(&o),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "experiment history watch error; retrying");
+                    }
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// The experiments whose final record is not written, as last seen.
+    pub fn running(&self) -> Vec<Running> {
+        read(&self.seen).running.values().cloned().collect()
+    }
+
+    /// Waits until the objects were listed once.
+    pub async fn synced(&self) {
+        let mut rx = self.synced.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// How many experiments it holds (finished, running).
+    pub fn counts(&self) -> (usize, usize) {
+        let s = read(&self.seen);
+        (s.finished.len(), s.running.len())
+    }
+
+    /// Lists every object once (a reader without a watch: `havoc report`).
+    pub async fn load(&self) -> Result<(), HistoryError> {
+        let mut seen = Seen::default();
+        for o in self.list_all().await? {
+            seen.apply(&o);
+        }
+        *write(&self.seen) = seen;
+        self.synced_tx.send_replace(true);
+        Ok(())
+    }
+
+    async fn list_all(&self) -> Result<Vec<DynamicObject>, HistoryError> {
+        let mut out = Vec::new();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = self.api.list(&params).await.map_err(err)?;
+            out.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => params = params.continue_token(&c),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+fn err(e: kube::Error) -> HistoryError {
+    HistoryError(e.to_string())
+}
+
+fn read(seen: &RwLock<Seen>) -> std::sync::RwLockReadGuard<'_, Seen> {
+    seen.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(seen: &RwLock<Seen>) -> std::sync::RwLockWriteGuard<'_, Seen> {
+    seen.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl History for ClusterHistory {
+    fn summaries(&self) -> Vec<Summary> {
+        read(&self.seen).finished.values().cloned().collect()
+    }
+
+    fn is_ready(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// The records matching `query`: when it is limited, each of the summaries chosen is
+    /// read; otherwise the objects are listed page by page.
+    fn records<'a>(
+        &'a self,
+        query: &'a Query,
+    ) -> BoxFuture<'a, Result<Vec<ExperimentRecord>, HistoryError>> {
+        Box::pin(async move {
+            if query.limit.is_some() {
+                let mut out = Vec::new();
+                for s in self.list(query).await? {
+                    if let Some(r) = self.get(&s.id).await? {
+                        out.push(r);
+                    }
+                }
+                return Ok(out);
+            }
+            let records = self
+                .list_all()
+                .await?
+                .iter()
+                .filter_map(|o| match object::read(o) {
+                    Ok(Read::Finished(r)) => Some(*r),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            Ok(query.apply(records))
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ExperimentRecord>, HistoryError>> {
+        Box::pin(async move {
+            let Some(o) = self
+                .api
+                .get_opt(&object::object_name(id))
+                .await
+                .map_err(err)?
+            else {
+                return Ok(None);
+            };
+            Ok(match object::read(&o) {
+                Ok(Read::Finished(r)) if r.id == id => Some(*r),
+                _ => None,
+            })
+        })
+    }
+}
