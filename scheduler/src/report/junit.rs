@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use super::{
     Report,
     escape::{push_xml, xml},
-    model::{target_text, timeline},
+    model::{alert_labels, slo_value, target_text, timeline},
     time,
 };
 use crate::record::{ExperimentRecord, Verdict};
@@ -27,18 +27,12 @@ fn seconds(r: &ExperimentRecord) -> f64 {
 fn causes(r: &ExperimentRecord) -> String {
     let mut s = String::new();
     for a in &r.alerts {
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != "alertname")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         let _ = writeln!(
             s,
             "alert {} since {} ({})",
             a.name,
             time(a.starts_at),
-            labels.join(", ")
+            alert_labels(a)
         );
     }
     for x in &r.slos {
@@ -46,7 +40,7 @@ fn causes(r: &ExperimentRecord) -> String {
             s,
             "SLO {} = {} (objective {}){} at {}",
             x.name,
-            x.value.map_or("no data".to_string(), |v| v.to_string()),
+            slo_value(x),
             x.objective,
             if x.breached { ", breached" } else { "" },
             time(x.at)

@@ -8,6 +8,7 @@ use crate::{
     api::console::view::*,
     history::Summary,
     record::{ExperimentRecord, TriggerInfo},
+    report::model::slo_value,
 };
 
 /// `/timeline`.
@@ -260,7 +261,7 @@ pub fn experiment_page(v: &Viewer, live: &Live, r: &ExperimentRecord) -> Markup 
                     @for s in &r.slos {
                         tr {
                             td { (s.name) }
-                            td { @if let Some(x) = s.value { (x) } @else { "no data" } }
+                            td { (slo_value(s)) }
                             td { code { (s.objective) } }
                             td { @if s.breached { span.bad { "✕ yes" } } @else { span.ok { "✓ no" } } }
                             td { (stamp(s.at)) }
