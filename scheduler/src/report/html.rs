@@ -378,16 +378,11 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::{
-        history::Query,
-        report::fixtures::{self, HOSTILE},
-    };
+    use crate::report::fixtures::{self, HOSTILE};
 
     #[test]
     fn the_page_requests_nothing_and_escapes_user_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let page = render(&Report::new(&records, &q, Utc::now()));
+        let (records, page) = fixtures::rendered(render);
         for banned in [
             "src=",
             "href=\"http",

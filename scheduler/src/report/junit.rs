@@ -162,13 +162,8 @@ pub fn render(report: &Report<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
-    use crate::{
-        history::Query,
-        report::fixtures::{self, HOSTILE},
-    };
+    use crate::report::fixtures::{self, HOSTILE};
 
     /// The value of `attr="..."` in the first line containing `open`.
     fn attr(doc: &str, open: &str, attr: &str) -> String {
@@ -183,9 +178,7 @@ mod tests {
 
     #[test]
     fn suites_per_policy_and_counts_per_verdict() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let doc = render(&Report::new(&records, &q, Utc::now()));
+        let (_, doc) = fixtures::rendered(render);
         assert!(doc.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
         assert_eq!(attr(&doc, "<testsuites", "tests"), "5");
         assert_eq!(attr(&doc, "<testsuites", "failures"), "1");
@@ -209,9 +202,7 @@ mod tests {
 
     #[test]
     fn user_text_cannot_break_the_document() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let doc = render(&Report::new(&records, &q, Utc::now()));
+        let (_, doc) = fixtures::rendered(render);
         assert!(!doc.contains("<script>"));
         assert!(!doc.contains(HOSTILE));
         assert!(!doc.contains('\u{1}'));

@@ -236,9 +236,7 @@ mod tests {
 
     #[test]
     fn tables_have_one_cell_per_column_whatever_the_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let text = render(&Report::new(&records, &q, Utc::now()));
+        let (records, text) = fixtures::rendered(render);
         let mut tables = 0;
         let mut columns = None;
         for line in text.lines() {

@@ -475,9 +475,7 @@ mod tests {
 
     #[test]
     fn a_pdf_with_a_page_tree_and_every_experiment_in_its_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let bytes = render(&Report::new(&records, &q, Utc::now()));
+        let (records, bytes) = fixtures::rendered(render);
         assert!(bytes.starts_with(b"%PDF-"));
         assert!(bytes.ends_with(b"%%EOF") || bytes.ends_with(b"%%EOF\n"));
         // Content streams are not compressed: the text is in the file as written.
