@@ -41,8 +41,11 @@ use std::{
 
 use axum::{
     Extension, Form, Router,
-    extract::{ConnectInfo, Path, Query, Request, State, rejection::FormRejection},
-    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    extract::{
+        ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State,
+        rejection::FormRejection,
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header, request},
     middleware::{self, Next},
     response::{
         IntoResponse, Response,
@@ -53,7 +56,7 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use maud::Markup;
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use self::{
     auth::{FLASH_COOKIE, Keys, LOGIN_COOKIE, LoginLimiter, SESSION_COOKIE, Session},
@@ -409,22 +412,34 @@ fn digest_with(app: &App, newest: &Option<(String, &'static str)>) -> String {
     format!("{:016x}", stable_hash(&text))
 }
 
-/// The context of a page: a login when reading needs one, and the digest of what it shows.
-async fn reader(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Box<Response>> {
-    let mut ctx = Ctx::new(app, headers, uri);
-    if !ctx.may_read(app) {
-        return Err(Box::new(ctx.to_login()));
-    }
-    ctx.viewer.digest = digest(app).await;
-    Ok(ctx)
+/// What every page handler starts from: the request's context, with the digest of what
+/// the page shows, and the live state. Where reading needs a login and the request has
+/// none, the answer is a redirect to the login page.
+struct Page {
+    ctx: Ctx,
+    live: Live,
 }
 
-async fn now_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+impl FromRequestParts<Arc<App>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let mut ctx = Ctx::new(app, &parts.headers, &parts.uri);
+        if !ctx.may_read(app) {
+            return Err(ctx.to_login());
+        }
+        ctx.viewer.digest = digest(app).await;
+        Ok(Page {
+            ctx,
+            live: live(app),
+        })
+    }
+}
+
+async fn now_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     let since = view::start_of_day(live.now, live.tz);
     let today = match app
         .history
@@ -470,12 +485,7 @@ pub async fn timeline_svg(
     ))
 }
 
-async fn timeline_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn timeline_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     match timeline_svg(app.history.as_ref(), &live).await {
         Ok(svg) => ctx.page(
             StatusCode::OK,
@@ -577,15 +587,9 @@ pub async fn list_page(
 
 async fn experiments_page(
     State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
+    Page { ctx, live }: Page,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
     let params = params.map(|Query(p)| p).unwrap_or_default();
     let mut names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
     let (rows, more, error, filter) = match list_query(&params) {
@@ -619,15 +623,9 @@ async fn experiments_page(
 
 async fn experiment_page(
     State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
+    Page { ctx, live }: Page,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
     match app.history.get(&id).await {
         Ok(Some(r)) => ctx.page(
             StatusCode::OK,
@@ -684,12 +682,7 @@ pub async fn last_of_each(
     Ok(out)
 }
 
-async fn policies_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn policies_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     let names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
     let last = match last_of_each(app.history.as_ref(), &names).await {
         Ok(l) => l,
@@ -716,12 +709,7 @@ async fn policies_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Resp
     )
 }
 
-async fn faults_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn faults_page(Page { ctx, live }: Page) -> Response {
     ctx.page(StatusCode::OK, pages::faults_page(&ctx.viewer, &live))
 }
 
@@ -832,11 +820,43 @@ async fn login(
     res
 }
 
-/// The CSRF token every action form carries.
+/// An action's form: the CSRF token every action form carries, and the action's own
+/// fields.
 #[derive(Debug, Deserialize)]
-struct CsrfOnly {
+struct Signed<F> {
     #[serde(default)]
     csrf: String,
+    #[serde(flatten)]
+    fields: F,
+}
+
+/// What every action handler starts from: the request's context, the session that sent
+/// it and its form's fields. Refused with 403 unless [`authorize`] admits the request
+/// with the form's CSRF token (a form that does not parse has none).
+struct Action<F> {
+    ctx: Ctx,
+    session: Session,
+    form: F,
+}
+
+impl<F: DeserializeOwned + Send> FromRequest<Arc<App>> for Action<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let ctx = Ctx::new(app, &headers, req.uri());
+        let form = Form::<Signed<F>>::from_request(req, app).await;
+        let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
+        let session = authorize(&ctx, app, &headers, csrf).map_err(forbidden)?;
+        let Ok(Form(form)) = form else {
+            return Err(StatusCode::BAD_REQUEST.into_response());
+        };
+        Ok(Action {
+            ctx,
+            session,
+            form: form.fields,
+        })
+    }
 }
 
 /// The session of a mutating request, after its CSRF token: 403 otherwise.
@@ -858,18 +878,7 @@ fn authorize(
     }
 }
 
-async fn logout(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<CsrfOnly>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
+async fn logout(State(app): Shared, Action { ctx, session, .. }: Action<()>) -> Response {
     app.console.keys.revoke(&session, Utc::now());
     tracing::info!(identity = %session.identity, "console logout");
     let mut res = redirect(&ctx.viewer.root, Some("Logged out."), ctx.tls);
@@ -904,8 +913,6 @@ fn state_unavailable(ctx: &Ctx, e: crate::state::StateError) -> Response {
 #[derive(Debug, Deserialize)]
 struct StopForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
@@ -920,21 +927,7 @@ fn reason_with(reason: &str, verb: &str, who: &str, default: &str) -> String {
     format!("{reason} [{verb} by {who}]")
 }
 
-async fn stop(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<StopForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn stop(State(app): Shared, Action { ctx, session, form }: Action<StopForm>) -> Response {
     if form.reason.trim().is_empty() {
         return redirect(
             &ctx.viewer.root,
@@ -963,28 +956,12 @@ async fn stop(
 #[derive(Debug, Deserialize)]
 struct ResumeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
     #[serde(default)]
     policy: String,
 }
 
-async fn resume(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<ResumeForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn resume(State(app): Shared, Action { ctx, session, form }: Action<ResumeForm>) -> Response {
     let policy = (!form.policy.is_empty()).then_some(form.policy.as_str());
     let target = if policy.is_some() { "policies" } else { "" };
     let location = format!("{}{target}", ctx.viewer.root);
@@ -1017,8 +994,6 @@ async fn resume(
 #[derive(Debug, Deserialize)]
 struct PauseForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     policy: String,
     #[serde(default, rename = "for")]
     for_: String,
@@ -1026,21 +1001,7 @@ struct PauseForm {
     reason: String,
 }
 
-async fn pause(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<PauseForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn pause(State(app): Shared, Action { ctx, session, form }: Action<PauseForm>) -> Response {
     let location = format!("{}policies", ctx.viewer.root);
     if app.policies.current().get(&form.policy).is_none() {
         return redirect(&location, Some("No such policy."), ctx.tls);
@@ -1072,26 +1033,10 @@ async fn pause(
 #[derive(Debug, Deserialize)]
 struct CutForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     experiment: String,
 }
 
-async fn cut(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<CutForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn cut(State(app): Shared, Action { ctx, session, form }: Action<CutForm>) -> Response {
     let flash = if app.arbiter.cut_short_one(&form.experiment) {
         tracing::warn!(identity = %session.identity, id = %form.experiment, "experiment ended from the console");
         format!("{} ended: its faults are being reverted.", form.experiment)
@@ -1106,8 +1051,6 @@ async fn cut(
 
 #[derive(Debug, Deserialize)]
 struct RevertForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     kind: String,
     #[serde(default)]
@@ -1144,21 +1087,7 @@ pub fn revert_plan(held: &Held, owner: &str, running: &[RunningView], leader: bo
     }
 }
 
-async fn revert(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<RevertForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn revert(State(app): Shared, Action { ctx, session, form }: Action<RevertForm>) -> Response {
     let location = format!("{}{}", ctx.viewer.root, back(&form.back));
     let live = live(&app);
     let object = ObjectRef {
