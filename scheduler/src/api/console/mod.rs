@@ -112,17 +112,9 @@ impl ClusterFaults for recovery::Found {
     }
 }
 
-/// What the console reads besides the API's parts.
+/// What the console reads besides the API's parts, and its logins.
 pub struct Console {
-    pub config: Arc<Config>,
-    pub shared: SharedState,
-    pub faults: Arc<dyn ClusterFaults>,
-    pub health: Readings,
-    pub reload: ReloadStatus,
-    /// Reverts orphaned records ("revert now"); `None`: that action is off.
-    pub client: Option<kube::Client>,
-    /// This replica's pod (`POD_NAME`).
-    pub pod: Option<String>,
+    pub parts: Parts,
     keys: Keys,
     limiter: LoginLimiter,
 }
@@ -140,7 +132,9 @@ pub struct Parts {
     pub faults: Arc<dyn ClusterFaults>,
     pub health: Readings,
     pub reload: ReloadStatus,
+    /// Reverts orphaned records ("revert now"); `None`: that action is off.
     pub client: Option<kube::Client>,
+    /// This replica's pod (`POD_NAME`).
     pub pod: Option<String>,
 }
 
@@ -155,13 +149,7 @@ impl Console {
     /// from it; without it nobody logs in and the console is read-only).
     pub fn new(parts: Parts, token: Option<&str>) -> Self {
         Console {
-            config: parts.config,
-            shared: parts.shared,
-            faults: parts.faults,
-            health: parts.health,
-            reload: parts.reload,
-            client: parts.client,
-            pod: parts.pod,
+            parts,
             keys: Keys::new(token),
             limiter: LoginLimiter::default(),
         }
@@ -169,7 +157,7 @@ impl Console {
 
     /// Whether reading needs a login (`server.readRequiresToken`).
     pub fn read_requires_token(&self) -> bool {
-        self.config.server.read_requires_token
+        self.parts.config.server.read_requires_token
     }
 }
 
@@ -301,7 +289,7 @@ pub fn live(app: &App) -> Live {
 /// of fires cost the most, and the event stream's checks do not need them).
 fn live_with(app: &App, with_policies: bool) -> Live {
     let now = Utc::now();
-    let c = &app.console;
+    let c = &app.console.parts;
     let pauses = app.arbiter.pauses();
     let doc = c.shared.doc();
     let chaos = Chaos::of(
@@ -1107,7 +1095,7 @@ async fn revert(State(app): Shared, Action { ctx, session, form }: Action<Revert
             ctx.tls,
         );
     };
-    let owner = app.console.config.owner();
+    let owner = app.console.parts.config.owner();
     let flash = match revert_plan(held, &owner, &live.running, live.leader) {
         RevertPlan::EndExperiment(id) => {
             app.arbiter.cut_short_one(&id);
@@ -1117,7 +1105,7 @@ async fn revert(State(app): Shared, Action { ctx, session, form }: Action<Revert
         RevertPlan::AskTheLeader => {
             "This replica does not lead; the leader may be running that experiment. Use the emergency stop, which reaches every replica.".to_string()
         }
-        RevertPlan::Revert => match &app.console.client {
+        RevertPlan::Revert => match &app.console.parts.client {
             None => "Reverting is not available here.".to_string(),
             Some(client) => {
                 tracing::warn!(identity = %session.identity, object = ?held.object, experiment = %held.record.experiment, "revert now from the console");
