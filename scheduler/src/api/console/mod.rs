@@ -611,8 +611,8 @@ async fn experiments_page(
 
 async fn experiment_page(
     State(app): Shared,
-    Page { ctx, live }: Page,
     Path(id): Path<String>,
+    Page { ctx, live }: Page,
 ) -> Response {
     match app.history.get(&id).await {
         Ok(Some(r)) => ctx.page(
