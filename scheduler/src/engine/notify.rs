@@ -18,6 +18,7 @@ use crate::{
         domain::{NotifyOn, NotifyRule, Receiver as ReceiverConfig, WebhookUrl},
     },
     record::{ExperimentRecord, Verdict},
+    report::model::{alert_labels, slo_value},
 };
 
 /// Per-request timeout of a notification.
@@ -313,17 +314,11 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
             .alerts
             .iter()
             .map(|a| {
-                let labels: Vec<String> = a
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| *k != "alertname")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
                 format!(
                     "• *{}* since {} ({})",
                     a.name,
                     a.starts_at.to_rfc3339(),
-                    labels.join(", ")
+                    alert_labels(a)
                 )
             })
             .collect();
@@ -337,7 +332,7 @@ pub fn slack_message(r: &ExperimentRecord) -> slack::SlackMessage {
             format!(
                 "• *{}* = {} (objective {})",
                 s.name,
-                s.value.map_or("no data".to_string(), |v| v.to_string()),
+                slo_value(s),
                 s.objective
             )
         })

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::{
     Report,
     escape::{push_xml, xml},
-    model::{Buckets, VERDICTS, duration_text, target_text, timeline},
+    model::{Buckets, VERDICTS, alert_labels, duration_text, slo_value, target_text, timeline},
     time,
 };
 use crate::record::{ExperimentRecord, Verdict};
@@ -209,7 +209,7 @@ fn experiment(s: &mut String, r: &ExperimentRecord) {
             let _ = write!(
                 s,
                 "</td><td class=\"n\">{}</td><td>{}{}</td><td>{}</td></tr>",
-                x.value.map_or("no data".to_string(), |v| v.to_string()),
+                slo_value(x),
                 xml(&x.objective),
                 if x.breached { " <b>breached</b>" } else { "" },
                 time(x.at)
@@ -291,13 +291,7 @@ pub fn render(report: &Report<'_>) -> String {
             for a in &r.alerts {
                 push_xml(&mut s, &a.name);
                 s.push_str(" (");
-                let labels: Vec<String> = a
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| *k != "alertname")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                push_xml(&mut s, &labels.join(", "));
+                push_xml(&mut s, &alert_labels(a));
                 s.push_str(")<br>");
             }
             for x in r.slos.iter().filter(|x| x.breached) {
@@ -306,7 +300,7 @@ pub fn render(report: &Report<'_>) -> String {
                 let _ = write!(
                     s,
                     " = {} (objective {})<br>",
-                    x.value.map_or("no data".to_string(), |v| v.to_string()),
+                    slo_value(x),
                     xml(&x.objective)
                 );
             }
@@ -368,12 +362,7 @@ pub fn render(report: &Report<'_>) -> String {
     for r in report.records {
         experiment(&mut s, r);
     }
-    if let Some(held) = report
-        .records
-        .iter()
-        .filter_map(|r| Some(r.reverted_at? - r.injected_at?))
-        .max()
-    {
+    if let Some(held) = o.longest_held {
         let _ = write!(
             s,
             "<p class=\"meta\">Longest fault held: {}.</p>",
@@ -389,16 +378,11 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::{
-        history::Query,
-        report::fixtures::{self, HOSTILE},
-    };
+    use crate::report::fixtures::{self, HOSTILE};
 
     #[test]
     fn the_page_requests_nothing_and_escapes_user_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let page = render(&Report::new(&records, &q, Utc::now()));
+        let (records, page) = fixtures::rendered(render);
         for banned in [
             "src=",
             "href=\"http",

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use super::{
     Report,
     escape::{push_xml, xml},
-    model::{target_text, timeline},
+    model::{alert_labels, slo_value, target_text, timeline},
     time,
 };
 use crate::record::{ExperimentRecord, Verdict};
@@ -27,18 +27,12 @@ fn seconds(r: &ExperimentRecord) -> f64 {
 fn causes(r: &ExperimentRecord) -> String {
     let mut s = String::new();
     for a in &r.alerts {
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != "alertname")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         let _ = writeln!(
             s,
             "alert {} since {} ({})",
             a.name,
             time(a.starts_at),
-            labels.join(", ")
+            alert_labels(a)
         );
     }
     for x in &r.slos {
@@ -46,7 +40,7 @@ fn causes(r: &ExperimentRecord) -> String {
             s,
             "SLO {} = {} (objective {}){} at {}",
             x.name,
-            x.value.map_or("no data".to_string(), |v| v.to_string()),
+            slo_value(x),
             x.objective,
             if x.breached { ", breached" } else { "" },
             time(x.at)
@@ -168,13 +162,8 @@ pub fn render(report: &Report<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
-    use crate::{
-        history::Query,
-        report::fixtures::{self, HOSTILE},
-    };
+    use crate::report::fixtures::{self, HOSTILE};
 
     /// The value of `attr="..."` in the first line containing `open`.
     fn attr(doc: &str, open: &str, attr: &str) -> String {
@@ -189,9 +178,7 @@ mod tests {
 
     #[test]
     fn suites_per_policy_and_counts_per_verdict() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let doc = render(&Report::new(&records, &q, Utc::now()));
+        let (_, doc) = fixtures::rendered(render);
         assert!(doc.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
         assert_eq!(attr(&doc, "<testsuites", "tests"), "5");
         assert_eq!(attr(&doc, "<testsuites", "failures"), "1");
@@ -215,9 +202,7 @@ mod tests {
 
     #[test]
     fn user_text_cannot_break_the_document() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let doc = render(&Report::new(&records, &q, Utc::now()));
+        let (_, doc) = fixtures::rendered(render);
         assert!(!doc.contains("<script>"));
         assert!(!doc.contains(HOSTILE));
         assert!(!doc.contains('\u{1}'));

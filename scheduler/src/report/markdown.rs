@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::{
     Report,
     escape::markdown as md,
-    model::{VERDICTS, duration_text, target_text},
+    model::{VERDICTS, alert_labels, duration_text, held, slo_value, target_text},
     time,
 };
 use crate::record::Verdict;
@@ -83,21 +83,13 @@ pub fn render(report: &Report<'_>) -> String {
             let mut causes: Vec<String> = r
                 .alerts
                 .iter()
-                .map(|a| {
-                    let labels: Vec<String> = a
-                        .labels
-                        .iter()
-                        .filter(|(k, _)| *k != "alertname")
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    format!("{} ({})", a.name, labels.join(", "))
-                })
+                .map(|a| format!("{} ({})", a.name, alert_labels(a)))
                 .collect();
             causes.extend(r.slos.iter().filter(|x| x.breached).map(|x| {
                 format!(
                     "SLO {} = {} (objective {})",
                     x.name,
-                    x.value.map_or("no data".to_string(), |v| v.to_string()),
+                    slo_value(x),
                     x.objective
                 )
             }));
@@ -201,10 +193,7 @@ pub fn render(report: &Report<'_>) -> String {
                 format!("{} ({}{revert})", target_text(t), t.outcome.label())
             })
             .collect();
-        let held = match (r.injected_at, r.reverted_at) {
-            (Some(a), Some(b)) => duration_text(b - a),
-            _ => "-".to_string(),
-        };
+        let held = held(r).map_or("-".to_string(), duration_text);
         let settled = r
             .reverted_at
             .filter(|_| r.injected_at.is_some())
@@ -247,9 +236,7 @@ mod tests {
 
     #[test]
     fn tables_have_one_cell_per_column_whatever_the_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let text = render(&Report::new(&records, &q, Utc::now()));
+        let (records, text) = fixtures::rendered(render);
         let mut tables = 0;
         let mut columns = None;
         for line in text.lines() {

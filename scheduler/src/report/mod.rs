@@ -285,11 +285,15 @@ pub fn time(t: DateTime<Utc>) -> String {
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
-    use chrono::Duration;
+    use chrono::{Duration, Utc};
 
-    use crate::record::{
-        AlertRecord, ExperimentRecord, ObjectRef, RevertResult, SloRecord, TargetRevert, Verdict,
-        tests::record,
+    use super::Report;
+    use crate::{
+        history::Query,
+        record::{
+            AlertRecord, ExperimentRecord, ObjectRef, RevertResult, SloRecord, TargetRevert,
+            Verdict, tests::record,
+        },
     };
 
     /// Hostile text: markup, quotes, Markdown table syntax, a control character.
@@ -360,6 +364,14 @@ pub(crate) mod fixtures {
         out.reverse();
         out
     }
+
+    /// The [`records`] and what `render` makes of them: a report of all experiments,
+    /// generated now.
+    pub fn rendered<T>(render: impl Fn(&Report<'_>) -> T) -> (Vec<ExperimentRecord>, T) {
+        let records = records();
+        let out = render(&Report::new(&records, &Query::default(), Utc::now()));
+        (records, out)
+    }
 }
 
 #[cfg(test)]
@@ -376,10 +388,7 @@ mod tests {
 
     #[test]
     fn json_round_trips_the_records() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let r = Report::new(&records, &q, Utc::now());
-        let bytes = render(Format::Json, &r).expect("json");
+        let (records, bytes) = fixtures::rendered(|r| render(Format::Json, r).expect("json"));
         let back: Vec<ExperimentRecord> = serde_json::from_slice(&bytes).expect("parses");
         assert_eq!(back, records);
     }

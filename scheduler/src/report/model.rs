@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::record::{ExperimentRecord, RevertResult, TargetOutcome, TriggerInfo, Verdict};
+use crate::record::{
+    AlertRecord, ExperimentRecord, RevertResult, SloRecord, TargetOutcome, TriggerInfo, Verdict,
+};
 
 /// Every verdict, in the order reports show them (best first, worst last).
 pub const VERDICTS: [Verdict; 5] = [
@@ -132,6 +134,8 @@ pub struct Overview {
     pub buckets: Buckets,
     /// The earliest and latest start among the records.
     pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The longest time a fault was held ([`held`]) among the records.
+    pub longest_held: Option<Duration>,
 }
 
 impl Overview {
@@ -251,6 +255,7 @@ impl Overview {
             policies,
             buckets: buckets(records, span),
             span,
+            longest_held: records.iter().filter_map(held).max(),
         }
     }
 }
@@ -322,6 +327,29 @@ pub fn duration_text(d: Duration) -> String {
     } else {
         format!("{} h {} min", s / 3_600, (s % 3_600) / 60)
     }
+}
+
+/// How long an experiment held its fault: from the injection to the revert; `None` when
+/// either did not happen.
+pub fn held(r: &ExperimentRecord) -> Option<Duration> {
+    Some(r.reverted_at? - r.injected_at?)
+}
+
+/// An alert's labels as `key=value, key=value`, without `alertname` (the alert's name
+/// says it already). Not escaped: each format escapes it for itself.
+pub fn alert_labels(a: &AlertRecord) -> String {
+    let labels: Vec<String> = a
+        .labels
+        .iter()
+        .filter(|(k, _)| *k != "alertname")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.join(", ")
+}
+
+/// An SLO reading's value, or `no data` when its query returned none.
+pub fn slo_value(x: &SloRecord) -> String {
+    x.value.map_or("no data".to_string(), |v| v.to_string())
 }
 
 /// `Kind namespace/name` of a target.

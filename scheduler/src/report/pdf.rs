@@ -13,7 +13,7 @@ use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 use super::{
     Report,
     escape::win_ansi,
-    model::{Buckets, VERDICTS, duration_text, target_text, timeline},
+    model::{Buckets, VERDICTS, alert_labels, duration_text, slo_value, target_text, timeline},
     time,
 };
 use crate::record::{ExperimentRecord, Verdict};
@@ -269,19 +269,13 @@ fn experiment(l: &mut Layout, r: &ExperimentRecord) {
         l.text(4, &line);
     }
     for a in &r.alerts {
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != "alertname")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         l.text(
             4,
             &format!(
                 "  alert {} since {} ({})",
                 a.name,
                 time(a.starts_at),
-                labels.join(", ")
+                alert_labels(a)
             ),
         );
     }
@@ -291,7 +285,7 @@ fn experiment(l: &mut Layout, r: &ExperimentRecord) {
             &format!(
                 "  SLO {} = {} (objective {}){}",
                 x.name,
-                x.value.map_or("no data".to_string(), |v| v.to_string()),
+                slo_value(x),
                 x.objective,
                 if x.breached { ", breached" } else { "" }
             ),
@@ -359,13 +353,7 @@ fn lay_out(report: &Report<'_>) -> Layout {
             l.text(4, &format!("{} {} {}", time(r.started_at), r.policy, r.id));
             l.text(4, &format!("    {}", r.reason));
             for a in &r.alerts {
-                let labels: Vec<String> = a
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| *k != "alertname")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                l.text(8, &format!("    alert {} ({})", a.name, labels.join(", ")));
+                l.text(8, &format!("    alert {} ({})", a.name, alert_labels(a)));
             }
         }
     }
@@ -422,12 +410,7 @@ fn lay_out(report: &Report<'_>) -> Layout {
     for r in report.records {
         experiment(&mut l, r);
     }
-    if let Some(held) = report
-        .records
-        .iter()
-        .filter_map(|r| Some(r.reverted_at? - r.injected_at?))
-        .max()
-    {
+    if let Some(held) = o.longest_held {
         l.gap(6.0);
         l.text(0, &format!("Longest fault held: {}.", duration_text(held)));
     }
@@ -492,9 +475,7 @@ mod tests {
 
     #[test]
     fn a_pdf_with_a_page_tree_and_every_experiment_in_its_text() {
-        let records = fixtures::records();
-        let q = Query::default();
-        let bytes = render(&Report::new(&records, &q, Utc::now()));
+        let (records, bytes) = fixtures::rendered(render);
         assert!(bytes.starts_with(b"%PDF-"));
         assert!(bytes.ends_with(b"%%EOF") || bytes.ends_with(b"%%EOF\n"));
         // Content streams are not compressed: the text is in the file as written.

@@ -227,14 +227,10 @@ mod tests {
     use super::*;
     use chrono_tz::{America::New_York, Australia::Sydney, Europe::Berlin};
 
+    use crate::schedule::testing::utc;
+
     fn local(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("valid")
-    }
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("valid")
-            .with_timezone(&Utc)
     }
 
     fn weekdays() -> [bool; 7] {

@@ -408,11 +408,7 @@ mod tests {
     use chrono::TimeZone;
     use chrono_tz::{America::New_York, Australia::Sydney, Europe::Berlin, UTC};
 
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("valid")
-            .with_timezone(&Utc)
-    }
+    use crate::schedule::testing::utc;
 
     /// All fires in `[from, until)` as local RFC 3339 strings.
     fn fires(expr: &str, tz: Tz, from: &str, until: &str) -> Vec<String> {

@@ -215,17 +215,25 @@ pub fn stable_hash(s: &str) -> u64 {
     })
 }
 
+/// What the schedule's tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, Utc};
+
+    /// An RFC 3339 time, in UTC.
+    pub fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use calendar::{Blackout, Window};
     use chrono_tz::{Europe::Berlin, UTC};
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("valid")
-            .with_timezone(&Utc)
-    }
+    use testing::utc;
 
     fn local(s: &str) -> chrono::NaiveDateTime {
         chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").expect("valid")

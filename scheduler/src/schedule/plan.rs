@@ -172,11 +172,7 @@ mod tests {
     use chrono_tz::{America::New_York, Europe::Berlin};
     use std::time::Duration;
 
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("valid")
-            .with_timezone(&Utc)
-    }
+    use crate::schedule::testing::utc;
 
     #[test]
     fn merges_and_sorts_with_local_offsets() {

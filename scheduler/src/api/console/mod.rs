@@ -41,8 +41,11 @@ use std::{
 
 use axum::{
     Extension, Form, Router,
-    extract::{ConnectInfo, Path, Query, Request, State, rejection::FormRejection},
-    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    extract::{
+        ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State,
+        rejection::FormRejection,
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header, request},
     middleware::{self, Next},
     response::{
         IntoResponse, Response,
@@ -53,7 +56,7 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use maud::Markup;
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use self::{
     auth::{FLASH_COOKIE, Keys, LOGIN_COOKIE, LoginLimiter, SESSION_COOKIE, Session},
@@ -109,17 +112,9 @@ impl ClusterFaults for recovery::Found {
     }
 }
 
-/// What the console reads besides the API's parts.
+/// What the console reads besides the API's parts, and its logins.
 pub struct Console {
-    pub config: Arc<Config>,
-    pub shared: SharedState,
-    pub faults: Arc<dyn ClusterFaults>,
-    pub health: Readings,
-    pub reload: ReloadStatus,
-    /// Reverts orphaned records ("revert now"); `None`: that action is off.
-    pub client: Option<kube::Client>,
-    /// This replica's pod (`POD_NAME`).
-    pub pod: Option<String>,
+    pub parts: Parts,
     keys: Keys,
     limiter: LoginLimiter,
 }
@@ -137,7 +132,9 @@ pub struct Parts {
     pub faults: Arc<dyn ClusterFaults>,
     pub health: Readings,
     pub reload: ReloadStatus,
+    /// Reverts orphaned records ("revert now"); `None`: that action is off.
     pub client: Option<kube::Client>,
+    /// This replica's pod (`POD_NAME`).
     pub pod: Option<String>,
 }
 
@@ -152,13 +149,7 @@ impl Console {
     /// from it; without it nobody logs in and the console is read-only).
     pub fn new(parts: Parts, token: Option<&str>) -> Self {
         Console {
-            config: parts.config,
-            shared: parts.shared,
-            faults: parts.faults,
-            health: parts.health,
-            reload: parts.reload,
-            client: parts.client,
-            pod: parts.pod,
+            parts,
             keys: Keys::new(token),
             limiter: LoginLimiter::default(),
         }
@@ -166,7 +157,7 @@ impl Console {
 
     /// Whether reading needs a login (`server.readRequiresToken`).
     pub fn read_requires_token(&self) -> bool {
-        self.config.server.read_requires_token
+        self.parts.config.server.read_requires_token
     }
 }
 
@@ -298,7 +289,7 @@ pub fn live(app: &App) -> Live {
 /// of fires cost the most, and the event stream's checks do not need them).
 fn live_with(app: &App, with_policies: bool) -> Live {
     let now = Utc::now();
-    let c = &app.console;
+    let c = &app.console.parts;
     let pauses = app.arbiter.pauses();
     let doc = c.shared.doc();
     let chaos = Chaos::of(
@@ -409,22 +400,34 @@ fn digest_with(app: &App, newest: &Option<(String, &'static str)>) -> String {
     format!("{:016x}", stable_hash(&text))
 }
 
-/// The context of a page: a login when reading needs one, and the digest of what it shows.
-async fn reader(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Box<Response>> {
-    let mut ctx = Ctx::new(app, headers, uri);
-    if !ctx.may_read(app) {
-        return Err(Box::new(ctx.to_login()));
-    }
-    ctx.viewer.digest = digest(app).await;
-    Ok(ctx)
+/// What every page handler starts from: the request's context, with the digest of what
+/// the page shows, and the live state. Where reading needs a login and the request has
+/// none, the answer is a redirect to the login page.
+struct Page {
+    ctx: Ctx,
+    live: Live,
 }
 
-async fn now_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+impl FromRequestParts<Arc<App>> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let mut ctx = Ctx::new(app, &parts.headers, &parts.uri);
+        if !ctx.may_read(app) {
+            return Err(ctx.to_login());
+        }
+        ctx.viewer.digest = digest(app).await;
+        Ok(Page {
+            ctx,
+            live: live(app),
+        })
+    }
+}
+
+async fn now_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     let since = view::start_of_day(live.now, live.tz);
     let today = match app
         .history
@@ -470,12 +473,7 @@ pub async fn timeline_svg(
     ))
 }
 
-async fn timeline_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn timeline_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     match timeline_svg(app.history.as_ref(), &live).await {
         Ok(svg) => ctx.page(
             StatusCode::OK,
@@ -577,15 +575,9 @@ pub async fn list_page(
 
 async fn experiments_page(
     State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
+    Page { ctx, live }: Page,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
     let params = params.map(|Query(p)| p).unwrap_or_default();
     let mut names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
     let (rows, more, error, filter) = match list_query(&params) {
@@ -619,15 +611,9 @@ async fn experiments_page(
 
 async fn experiment_page(
     State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
+    Page { ctx, live }: Page,
 ) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
     match app.history.get(&id).await {
         Ok(Some(r)) => ctx.page(
             StatusCode::OK,
@@ -684,12 +670,7 @@ pub async fn last_of_each(
     Ok(out)
 }
 
-async fn policies_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn policies_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
     let names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
     let last = match last_of_each(app.history.as_ref(), &names).await {
         Ok(l) => l,
@@ -716,12 +697,7 @@ async fn policies_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Resp
     )
 }
 
-async fn faults_page(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match reader(&app, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let live = live(&app);
+async fn faults_page(Page { ctx, live }: Page) -> Response {
     ctx.page(StatusCode::OK, pages::faults_page(&ctx.viewer, &live))
 }
 
@@ -832,11 +808,43 @@ async fn login(
     res
 }
 
-/// The CSRF token every action form carries.
+/// An action's form: the CSRF token every action form carries, and the action's own
+/// fields.
 #[derive(Debug, Deserialize)]
-struct CsrfOnly {
+struct Signed<F> {
     #[serde(default)]
     csrf: String,
+    #[serde(flatten)]
+    fields: F,
+}
+
+/// What every action handler starts from: the request's context, the session that sent
+/// it and its form's fields. Refused with 403 unless [`authorize`] admits the request
+/// with the form's CSRF token (a form that does not parse has none).
+struct Action<F> {
+    ctx: Ctx,
+    session: Session,
+    form: F,
+}
+
+impl<F: DeserializeOwned + Send> FromRequest<Arc<App>> for Action<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let ctx = Ctx::new(app, &headers, req.uri());
+        let form = Form::<Signed<F>>::from_request(req, app).await;
+        let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
+        let session = authorize(&ctx, app, &headers, csrf).map_err(forbidden)?;
+        let Ok(Form(form)) = form else {
+            return Err(StatusCode::BAD_REQUEST.into_response());
+        };
+        Ok(Action {
+            ctx,
+            session,
+            form: form.fields,
+        })
+    }
 }
 
 /// The session of a mutating request, after its CSRF token: 403 otherwise.
@@ -858,18 +866,7 @@ fn authorize(
     }
 }
 
-async fn logout(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<CsrfOnly>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
+async fn logout(State(app): Shared, Action { ctx, session, .. }: Action<()>) -> Response {
     app.console.keys.revoke(&session, Utc::now());
     tracing::info!(identity = %session.identity, "console logout");
     let mut res = redirect(&ctx.viewer.root, Some("Logged out."), ctx.tls);
@@ -904,8 +901,6 @@ fn state_unavailable(ctx: &Ctx, e: crate::state::StateError) -> Response {
 #[derive(Debug, Deserialize)]
 struct StopForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
@@ -920,21 +915,7 @@ fn reason_with(reason: &str, verb: &str, who: &str, default: &str) -> String {
     format!("{reason} [{verb} by {who}]")
 }
 
-async fn stop(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<StopForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn stop(State(app): Shared, Action { ctx, session, form }: Action<StopForm>) -> Response {
     if form.reason.trim().is_empty() {
         return redirect(
             &ctx.viewer.root,
@@ -963,28 +944,12 @@ async fn stop(
 #[derive(Debug, Deserialize)]
 struct ResumeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
     #[serde(default)]
     policy: String,
 }
 
-async fn resume(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<ResumeForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn resume(State(app): Shared, Action { ctx, session, form }: Action<ResumeForm>) -> Response {
     let policy = (!form.policy.is_empty()).then_some(form.policy.as_str());
     let target = if policy.is_some() { "policies" } else { "" };
     let location = format!("{}{target}", ctx.viewer.root);
@@ -1017,8 +982,6 @@ async fn resume(
 #[derive(Debug, Deserialize)]
 struct PauseForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     policy: String,
     #[serde(default, rename = "for")]
     for_: String,
@@ -1026,21 +989,7 @@ struct PauseForm {
     reason: String,
 }
 
-async fn pause(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<PauseForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn pause(State(app): Shared, Action { ctx, session, form }: Action<PauseForm>) -> Response {
     let location = format!("{}policies", ctx.viewer.root);
     if app.policies.current().get(&form.policy).is_none() {
         return redirect(&location, Some("No such policy."), ctx.tls);
@@ -1072,26 +1021,10 @@ async fn pause(
 #[derive(Debug, Deserialize)]
 struct CutForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     experiment: String,
 }
 
-async fn cut(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<CutForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn cut(State(app): Shared, Action { ctx, session, form }: Action<CutForm>) -> Response {
     let flash = if app.arbiter.cut_short_one(&form.experiment) {
         tracing::warn!(identity = %session.identity, id = %form.experiment, "experiment ended from the console");
         format!("{} ended: its faults are being reverted.", form.experiment)
@@ -1106,8 +1039,6 @@ async fn cut(
 
 #[derive(Debug, Deserialize)]
 struct RevertForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     kind: String,
     #[serde(default)]
@@ -1144,21 +1075,7 @@ pub fn revert_plan(held: &Held, owner: &str, running: &[RunningView], leader: bo
     }
 }
 
-async fn revert(
-    State(app): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<RevertForm>, FormRejection>,
-) -> Response {
-    let ctx = Ctx::new(&app, &headers, &uri);
-    let csrf = form.as_ref().ok().map(|Form(f)| f.csrf.as_str());
-    let session = match authorize(&ctx, &app, &headers, csrf) {
-        Ok(s) => s,
-        Err(why) => return forbidden(why),
-    };
-    let Ok(Form(form)) = form else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+async fn revert(State(app): Shared, Action { ctx, session, form }: Action<RevertForm>) -> Response {
     let location = format!("{}{}", ctx.viewer.root, back(&form.back));
     let live = live(&app);
     let object = ObjectRef {
@@ -1178,7 +1095,7 @@ async fn revert(
             ctx.tls,
         );
     };
-    let owner = app.console.config.owner();
+    let owner = app.console.parts.config.owner();
     let flash = match revert_plan(held, &owner, &live.running, live.leader) {
         RevertPlan::EndExperiment(id) => {
             app.arbiter.cut_short_one(&id);
@@ -1188,7 +1105,7 @@ async fn revert(
         RevertPlan::AskTheLeader => {
             "This replica does not lead; the leader may be running that experiment. Use the emergency stop, which reaches every replica.".to_string()
         }
-        RevertPlan::Revert => match &app.console.client {
+        RevertPlan::Revert => match &app.console.parts.client {
             None => "Reverting is not available here.".to_string(),
             Some(client) => {
                 tracing::warn!(identity = %session.identity, object = ?held.object, experiment = %held.record.experiment, "revert now from the console");

@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use chrono::{DateTime, Duration, Timelike, Utc};
 
 use super::view::{PolicyView, RunningView, VERDICTS, severity, symbol};
-use crate::{history::Summary, record::Verdict};
+use crate::{history::Summary, record::Verdict, report::escape::xml};
 
 /// The widths an experiment group may have: the narrowest that keeps the picture within
 /// [`MAX_GROUPS`] groups.
@@ -27,22 +27,6 @@ const LABEL: f64 = 200.0;
 const RIGHT: f64 = 16.0;
 const ROW: f64 = 40.0;
 const TOP: f64 = 28.0;
-
-/// Escapes text for SVG content and attributes.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Percent-encodes a query value.
 pub fn query_value(s: &str) -> String {
@@ -101,7 +85,7 @@ pub fn svg(
     let _ = write!(
         o,
         r##"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="group" aria-labelledby="tl-title tl-desc"><title id="tl-title">Experiments of the last 24 hours and fires of the next 24 hours, per policy</title><desc id="tl-desc">{}</desc>"##,
-        esc(&describe(summaries, policies))
+        xml(&describe(summaries, policies))
     );
     o.push_str(r##"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>"##);
     // Hour grid every 3 hours, labelled in UTC.
@@ -158,7 +142,7 @@ pub fn svg(
             r#"<g class="row"><rect class="band{}" x="0" y="{y:.1}" width="{WIDTH}" height="{ROW}"/><text class="label" x="8" y="{:.1}">{}</text>"#,
             if i % 2 == 1 { " odd" } else { "" },
             y + ROW / 2.0 + 4.0,
-            esc(&shorten(name, 26))
+            xml(&shorten(name, 26))
         );
         if let Some(allowed) = policy.and_then(|p| p.allowed.as_ref()) {
             // Shade what the windows and blackouts forbid: the gaps between allowed spans.
@@ -172,7 +156,7 @@ pub fn svg(
                         y + 2.0,
                         (x2 - x1).max(0.5),
                         ROW - 4.0,
-                        esc(name)
+                        xml(name)
                     );
                 }
                 from = from.max(*b);
@@ -190,7 +174,7 @@ pub fn svg(
                 o,
                 r#"<a href="experiments/{}"><title>{} running since {}</title><rect class="running" x="{x1:.1}" y="{:.1}" width="{:.1}" height="{:.1}"/></a>"#,
                 query_value(&r.id),
-                esc(&r.id),
+                xml(&r.id),
                 start.format("%H:%M:%S UTC"),
                 y + 8.0,
                 (x2 - x1).max(3.0),
@@ -304,7 +288,7 @@ fn bar(o: &mut String, axis: &Axis, y: f64, policy: &str, g: &Group) {
         ),
     };
     // The <title> names the link (SVG accessibility mapping): no aria-label copy of it.
-    let label = esc(&label);
+    let label = xml(&label);
     let _ = write!(
         o,
         r#"<a href="{href}"><title>{label}</title><rect class="bar v-{}" x="{x1:.1}" y="{:.1}" width="{w:.1}" height="{:.1}"/><text class="glyph" x="{:.1}" y="{:.1}">{}</text></a>"#,
@@ -351,7 +335,7 @@ fn fires(o: &mut String, axis: &Axis, y: f64, p: &PolicyView) {
         let _ = write!(
             o,
             r#"<path class="fire" d="{d}"><title>{}: {} planned fire(s) in the next 24 hours, next at {} ({})</title></path>"#,
-            esc(&p.name),
+            xml(&p.name),
             p.fires.len(),
             next.join(", "),
             first.format("%:z")

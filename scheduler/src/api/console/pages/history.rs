@@ -8,6 +8,7 @@ use crate::{
     api::console::view::*,
     history::Summary,
     record::{ExperimentRecord, TriggerInfo},
+    report::model::slo_value,
 };
 
 /// `/timeline`.
@@ -208,67 +209,37 @@ pub fn experiment_page(v: &Viewer, live: &Live, r: &ExperimentRecord) -> Markup 
             }
         }
         h2 { "Targets" }
-        @if r.targets.is_empty() {
-            p { "No target." }
-        } @else {
-            table {
-                caption { "What was injected into each target, and what its revert did" }
-                thead { tr { th scope="col" { "Target" } th scope="col" { "Outcome" } th scope="col" { "Injected" } th scope="col" { "Revert" } } }
-                tbody {
-                    @for t in &r.targets {
-                        tr {
-                            td { (t.kind) " " @if let Some(ns) = &t.namespace { (ns) "/" } (t.name) }
-                            td { (t.outcome.label()) }
-                            td.wrap { (t.detail.clone().unwrap_or_default()) }
-                            td.wrap {
-                                @if let Some(rv) = &t.revert {
-                                    strong { (rv.result.label()) } " — " (object(&rv.object)) " at " (stamp(rv.at))
-                                    @if let Some(d) = &rv.detail { ": " (d) }
-                                } @else { "–" }
-                            }
-                        }
-                    }
+        (table_of(&r.targets, "No target.", "What was injected into each target, and what its revert did", &["Target", "Outcome", "Injected", "Revert"], |t| html! {
+            tr {
+                td { (t.kind) " " @if let Some(ns) = &t.namespace { (ns) "/" } (t.name) }
+                td { (t.outcome.label()) }
+                td.wrap { (t.detail.clone().unwrap_or_default()) }
+                td.wrap {
+                    @if let Some(rv) = &t.revert {
+                        strong { (rv.result.label()) } " — " (object(&rv.object)) " at " (stamp(rv.at))
+                        @if let Some(d) = &rv.detail { ": " (d) }
+                    } @else { "–" }
                 }
             }
-        }
+        }))
         h2 { "Alerts that fired" }
-        @if r.alerts.is_empty() {
-            p { "None attributed to this experiment." }
-        } @else {
-            table {
-                caption { "Alerts attributed to this experiment" }
-                thead { tr { th scope="col" { "Alert" } th scope="col" { "Started" } th scope="col" { "Labels" } } }
-                tbody {
-                    @for a in &r.alerts {
-                        tr {
-                            td { (a.name) }
-                            td { (stamp(a.starts_at)) }
-                            td.wrap { @for (k, val) in &a.labels { code { (k) "=" (val) } " " } }
-                        }
-                    }
-                }
+        (table_of(&r.alerts, "None attributed to this experiment.", "Alerts attributed to this experiment", &["Alert", "Started", "Labels"], |a| html! {
+            tr {
+                td { (a.name) }
+                td { (stamp(a.starts_at)) }
+                td.wrap { @for (k, val) in &a.labels { code { (k) "=" (val) } " " } }
             }
-        }
+        }))
         h2 { "SLO readings" }
-        @if r.slos.is_empty() {
-            p { "None." }
-        } @else {
-            table {
-                caption { "SLO readings during the experiment" }
-                thead { tr { th scope="col" { "SLO" } th scope="col" { "Value" } th scope="col" { "Objective" } th scope="col" { "Breached" } th scope="col" { "At" } } }
-                tbody {
-                    @for s in &r.slos {
-                        tr {
-                            td { (s.name) }
-                            td { @if let Some(x) = s.value { (x) } @else { "no data" } }
-                            td { code { (s.objective) } }
-                            td { @if s.breached { span.bad { "✕ yes" } } @else { span.ok { "✓ no" } } }
-                            td { (stamp(s.at)) }
-                        }
-                    }
-                }
+        (table_of(&r.slos, "None.", "SLO readings during the experiment", &["SLO", "Value", "Objective", "Breached", "At"], |s| html! {
+            tr {
+                td { (s.name) }
+                td { (slo_value(s)) }
+                td { code { (s.objective) } }
+                td { @if s.breached { span.bad { "✕ yes" } } @else { span.ok { "✓ no" } } }
+                td { (stamp(s.at)) }
             }
-        }
+        }))
         details {
             summary { "The record as JSON" }
             pre { (json) }

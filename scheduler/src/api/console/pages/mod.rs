@@ -245,43 +245,56 @@ pub(super) fn object(o: &crate::record::ObjectRef) -> Markup {
     }
 }
 
+/// A table of `items`, a row each (`row`), under `caption` and a header row of
+/// `columns`; the paragraph `none` instead when there is no item.
+pub(super) fn table_of<T>(
+    items: &[T],
+    none: &str,
+    caption: &str,
+    columns: &[&str],
+    row: impl Fn(&T) -> Markup,
+) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p { (none) }
+        } @else {
+            table {
+                caption { (caption) }
+                thead { tr { @for c in columns { th scope="col" { (c) } } } }
+                tbody { @for item in items { (row(item)) } }
+            }
+        }
+    }
+}
+
 pub(super) fn held_table(v: &Viewer, live: &Live, caption: &str, all: bool) -> Markup {
     let now = live.now;
+    let mut columns = vec!["Target", "Fault", "Experiment"];
+    if all {
+        columns.extend(["Owner", "Deadline", "Original state"]);
+    }
+    columns.extend(["State", "Action"]);
     html! {
         @if !live.faults_synced {
             p.warn { "The watches that find revert records are not synced yet." }
         }
-        @if live.held.is_empty() {
-            p { "No fault is held in the cluster: no havoc revert record was found." }
-        } @else {
-            table {
-                caption { (caption) }
-                thead { tr {
-                    th scope="col" { "Target" } th scope="col" { "Fault" } th scope="col" { "Experiment" }
-                    @if all { th scope="col" { "Owner" } th scope="col" { "Deadline" } th scope="col" { "Original state" } }
-                    th scope="col" { "State" } th scope="col" { "Action" }
-                } }
-                tbody {
-                    @for h in &live.held {
-                        tr {
-                            td { (object(&h.held.object)) }
-                            td { code { (h.held.record.fault) } }
-                            td { a href=(v.href(&format!("experiments/{}", crate::api::console::timeline::query_value(&h.held.record.experiment)))) { (h.held.record.experiment) } }
-                            @if all {
-                                td {
-                                    code { (h.held.record.owner) }
-                                    @if matches!(h.holder, Holder::Running { .. } | Holder::Orphaned) { br; small { "this installation" } }
-                                }
-                                td { (stamp(h.held.record.deadline)) " (" (countdown(h.held.record.deadline, now)) ")" }
-                                td { code { (h.held.record.original.to_string()) } }
-                            }
-                            td { (held_state(h, now)) }
-                            td { (revert_form(v, h, live)) }
-                        }
+        (table_of(&live.held, "No fault is held in the cluster: no havoc revert record was found.", caption, &columns, |h| html! {
+            tr {
+                td { (object(&h.held.object)) }
+                td { code { (h.held.record.fault) } }
+                td { a href=(v.href(&format!("experiments/{}", crate::api::console::timeline::query_value(&h.held.record.experiment)))) { (h.held.record.experiment) } }
+                @if all {
+                    td {
+                        code { (h.held.record.owner) }
+                        @if matches!(h.holder, Holder::Running { .. } | Holder::Orphaned) { br; small { "this installation" } }
                     }
+                    td { (stamp(h.held.record.deadline)) " (" (countdown(h.held.record.deadline, now)) ")" }
+                    td { code { (h.held.record.original.to_string()) } }
                 }
+                td { (held_state(h, now)) }
+                td { (revert_form(v, h, live)) }
             }
-        }
+        }))
     }
 }
 

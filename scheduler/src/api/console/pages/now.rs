@@ -37,32 +37,22 @@ pub fn now_page(v: &Viewer, live: &Live, today: &[Summary], today_since: DateTim
         }
         section aria-labelledby="h-running" {
             h2 #h-running { "Experiments running" }
-            @if live.running.is_empty() {
-                p { "None." }
-            } @else {
-                table {
-                    caption { "Experiments running in this replica" }
-                    thead { tr { th scope="col" { "Experiment" } th scope="col" { "Policy" } th scope="col" { "Started" } th scope="col" { "Action" } } }
-                    tbody {
-                        @for r in &live.running {
-                            tr {
-                                td { a href=(v.href(&format!("experiments/{}", crate::api::console::timeline::query_value(&r.id)))) { (r.id) } }
-                                td { (r.policy) }
-                                td { @if let Some(t) = r.started { (when(t, now)) } }
-                                td {
-                                    @if v.session.is_some() {
-                                        form.inline method="post" action=(v.href("end")) {
-                                            (v.csrf())
-                                            input type="hidden" name="experiment" value=(r.id);
-                                            button type="submit" aria-label={"End " (r.id) " and revert its faults now"} { "End and revert now" }
-                                        }
-                                    }
-                                }
+            (table_of(&live.running, "None.", "Experiments running in this replica", &["Experiment", "Policy", "Started", "Action"], |r| html! {
+                tr {
+                    td { a href=(v.href(&format!("experiments/{}", crate::api::console::timeline::query_value(&r.id)))) { (r.id) } }
+                    td { (r.policy) }
+                    td { @if let Some(t) = r.started { (when(t, now)) } }
+                    td {
+                        @if v.session.is_some() {
+                            form.inline method="post" action=(v.href("end")) {
+                                (v.csrf())
+                                input type="hidden" name="experiment" value=(r.id);
+                                button type="submit" aria-label={"End " (r.id) " and revert its faults now"} { "End and revert now" }
                             }
                         }
                     }
                 }
-            }
+            }))
         }
         section aria-labelledby="h-held" {
             h2 #h-held { "Faults held now" }
@@ -70,34 +60,24 @@ pub fn now_page(v: &Viewer, live: &Live, today: &[Summary], today_since: DateTim
         }
         section aria-labelledby="h-health" {
             h2 #h-health { "Health sources" }
-            @if live.sources.is_empty() {
-                p { "No health source is configured (health: {none: true})." }
-            } @else {
-                table {
-                    caption { "Last reading of each source, as experiments read them" }
-                    thead { tr { th scope="col" { "Source" } th scope="col" { "Reads" } th scope="col" { "Last reading" } th scope="col" { "Age" } th scope="col" { "Latency" } } }
-                    tbody {
-                        @for s in &live.sources {
-                            tr {
-                                td { code { (s.name) } }
-                                td.wrap { code { (s.what) } }
-                                @if let Some(r) = &s.last {
-                                    td {
-                                        @match &r.outcome {
-                                            Ok(text) => { span.ok { "✓ " } (text) }
-                                            Err(e) => { span.bad { "✕ unreadable: " } (e) }
-                                        }
-                                    }
-                                    td { (when(r.at, now)) }
-                                    td { (r.latency.as_millis()) " ms" }
-                                } @else {
-                                    td colspan="3" { "not read yet (sources are read by experiments)" }
-                                }
+            (table_of(&live.sources, "No health source is configured (health: {none: true}).", "Last reading of each source, as experiments read them", &["Source", "Reads", "Last reading", "Age", "Latency"], |s| html! {
+                tr {
+                    td { code { (s.name) } }
+                    td.wrap { code { (s.what) } }
+                    @if let Some(r) = &s.last {
+                        td {
+                            @match &r.outcome {
+                                Ok(text) => { span.ok { "✓ " } (text) }
+                                Err(e) => { span.bad { "✕ unreadable: " } (e) }
                             }
                         }
+                        td { (when(r.at, now)) }
+                        td { (r.latency.as_millis()) " ms" }
+                    } @else {
+                        td colspan="3" { "not read yet (sources are read by experiments)" }
                     }
                 }
-            }
+            }))
         }
         section aria-labelledby="h-today" {
             h2 #h-today { "Today's experiments" }
