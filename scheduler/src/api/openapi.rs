@@ -20,6 +20,7 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 /// The document, as served.
 pub const DOCUMENT: &str = include_str!("openapi.json");
@@ -27,6 +28,21 @@ pub const DOCUMENT: &str = include_str!("openapi.json");
 /// `GET /api/v1/openapi.json`.
 pub async fn document() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], DOCUMENT).into_response()
+}
+
+/// The fault names havoc knows (the registry's), as records and views write them.
+#[derive(Debug)]
+pub struct Fault;
+
+impl JsonSchema for Fault {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fault".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = crate::fault::registry().iter().map(|f| f.name()).collect();
+        json_schema!({"type": "string", "enum": names})
+    }
 }
 
 /// A small JSON Schema check for the subset the document uses, so that tests can hold real
