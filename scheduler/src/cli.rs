@@ -36,8 +36,8 @@ enum Command {
     /// The long-running service: scheduled chaos, judged by global health, with the
     /// HTTP API and metrics on `server.listen`. Stops on SIGTERM/SIGINT.
     Serve(ServeArgs),
-    /// Print the JSON Schema of policy and config files, or (`rbac`) the RBAC table the
-    /// chart renders.
+    /// Print the JSON Schema of policy and config files, (`rbac`) the RBAC table the
+    /// chart renders, or (`openapi`) the OpenAPI document of the HTTP API.
     Schema(SchemaArgs),
     /// Emergency stop without the service: undo every havoc fault in the cluster
     /// (uncordon, restore replicas, delete partitions, remove HTTP fault routes).
@@ -241,6 +241,9 @@ pub enum SchemaKind {
     Config,
     /// The permissions havoc needs, per fault (the chart's `files/rbac.json`).
     Rbac,
+    /// The OpenAPI document of the HTTP API (`scheduler/src/api/openapi.json`, served at
+    /// `GET /api/v1/openapi.json`).
+    Openapi,
 }
 
 /// At most this many runtime worker threads, however many cores the node has.

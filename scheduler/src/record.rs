@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of an experiment (DESIGN section 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(description = "The outcome of an experiment.")]
 pub enum Verdict {
     /// Fault injected and reverted; no new alert, no SLO breach until settle ended.
     Passed,
@@ -160,8 +162,9 @@ impl ErrorReason {
 }
 
 /// What started an experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
+#[schemars(rename = "Trigger")]
 pub enum TriggerInfo {
     /// A clock schedule; `scheduledAt` is the planned fire time.
     #[serde(rename_all = "camelCase")]
@@ -175,17 +178,22 @@ pub enum TriggerInfo {
     },
     /// HTTP `POST /api/v1/policies/{name}/run` or `havoc run`.
     #[serde(rename_all = "camelCase")]
-    Manual { source: String },
+    Manual {
+        /// Who asked: `http` (the API) or `havoc run`.
+        source: String,
+    },
 }
 
 /// A Kubernetes object.
 #[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
     pub kind: String,
+    /// Absent for cluster-scoped objects (nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub namespace: Option<String>,
     pub name: String,
 }
@@ -201,14 +209,16 @@ impl ObjectRef {
 }
 
 /// What happened to one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum TargetOutcome {
+    /// The fault reached it.
     Injected,
     /// Dry run: only logged.
     DryRun,
     /// Not a failure: the target vanished, or a PodDisruptionBudget refused the eviction.
     Skipped,
+    /// The fault could not be injected (the detail says why).
     Errored,
 }
 
@@ -224,7 +234,7 @@ impl TargetOutcome {
 }
 
 /// What the revert of one target did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RevertResult {
     /// The original state is back.
@@ -267,35 +277,39 @@ impl RevertResult {
 }
 
 /// The revert of one target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRevert {
     pub result: RevertResult,
     /// The object that carried the change (e.g. the NetworkPolicy of a partition).
     pub object: ObjectRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub detail: Option<String>,
     pub at: DateTime<Utc>,
 }
 
 /// A target and what happened to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRecord {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub namespace: Option<String>,
     pub name: String,
     pub outcome: TargetOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub detail: Option<String>,
     /// Reversible faults: what the revert did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "TargetRevert")]
     pub revert: Option<TargetRevert>,
 }
 
 /// An alert attributed to the experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertRecord {
     pub name: String,
@@ -305,11 +319,12 @@ pub struct AlertRecord {
 }
 
 /// An SLO reading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SloRecord {
     pub name: String,
     /// `None`: the query returned no data.
+    #[schemars(description = "null: the query returned no data.")]
     pub value: Option<f64>,
     pub objective: String,
     pub breached: bool,
@@ -317,7 +332,7 @@ pub struct SloRecord {
 }
 
 /// One experiment, from start to verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentRecord {
     pub id: String,
@@ -327,16 +342,25 @@ pub struct ExperimentRecord {
     pub reason: String,
     /// The reason's label for skipped and errored experiments (e.g. `alertsFiring`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "String",
+        description = "The reason's label for skipped and errored experiments, e.g. paused, \
+                       limit, alertsFiring, sloBreached, healthUnreadable, targetsUnreadable, \
+                       noTarget, notDisrupted, stillRunning, missed, shuttingDown, injection, \
+                       interrupted, stopped, unsupported, panicked."
+    )]
     pub reason_code: Option<String>,
     pub dry_run: bool,
     pub trigger: TriggerInfo,
     pub targets: Vec<TargetRecord>,
     /// The fault's field name, e.g. `podDelete`.
+    #[schemars(with = "crate::api::openapi::Fault")]
     pub fault: String,
     pub started_at: DateTime<Utc>,
     pub injected_at: Option<DateTime<Utc>>,
     pub reverted_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
+    /// Alerts attributed to the experiment.
     pub alerts: Vec<AlertRecord>,
     pub slos: Vec<SloRecord>,
 }

@@ -40,11 +40,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPTS: u32 = 5;
 
 /// A pause switch.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pause {
     pub since: DateTime<Utc>,
     /// `None`: until resumed.
+    #[schemars(description = "null: until resumed.")]
     pub until: Option<DateTime<Utc>>,
     pub reason: String,
 }

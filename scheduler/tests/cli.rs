@@ -258,6 +258,16 @@ fn schema_prints_both_kinds() {
     assert_eq!(titles, ["ChaosPolicy", "HavocConfig"]);
 }
 
+/// `havoc schema openapi` prints the document the service serves.
+#[test]
+fn schema_openapi_prints_the_served_document() {
+    let out = havoc(&["schema", "openapi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let served = std::fs::read_to_string(repo().join("scheduler/src/api/openapi.json"))
+        .expect("openapi.json");
+    assert_eq!(text(&out.stdout), served);
+}
+
 #[test]
 fn a_destructive_opt_in_is_valid_with_a_located_warning() {
     let dir = tempfile::tempdir().expect("tempdir");

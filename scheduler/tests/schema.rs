@@ -1,5 +1,6 @@
-//! The JSON Schema checked in under `policies/schema/` must match the code.
-//! `HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema` rewrites it.
+//! The generated files checked in (the JSON Schema under `policies/schema/`, the chart's
+//! RBAC table, the OpenAPI document) must match the code.
+//! `HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema` rewrites them.
 
 use std::path::Path;
 
@@ -42,6 +43,26 @@ fn checked_in_rbac_table_matches_the_code() {
     assert!(
         on_disk == generated,
         "deploy/helm/havoc/files/rbac.json drifted from scheduler/src/access.rs; run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
+    );
+}
+
+/// The service serves `scheduler/src/api/openapi.json`, generated from the API's code.
+#[test]
+fn checked_in_openapi_document_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/openapi.json");
+    let generated = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&havoc::api::openapi::generate()).expect("json")
+    );
+    if std::env::var_os("HAVOC_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).expect("write the OpenAPI document");
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "scheduler/src/api/openapi.json drifted from the code (api/mod.rs endpoints(), the types \
+         it answers with); run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
     );
 }
 

@@ -46,26 +46,28 @@ use axum::{
     },
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{MethodRouter, get, post},
+    routing::{MethodFilter, MethodRouter},
 };
 use chrono::{DateTime, Utc};
 use havoc_integrations::SecretString;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use self::limits::Limits;
 use crate::{
     engine::{
-        arbiter::{Arbiter, Pause, Start},
+        arbiter::{Arbiter, Pause, PauseView, Start},
         clock::NextFires,
         metrics::Metrics,
     },
     journal::Journal,
     leader::Leadership,
     policy::duration::HumanDuration,
-    record::TriggerInfo,
+    record::{ExperimentRecord, TriggerInfo, Verdict},
     trigger::{RecentTriggers, TriggerView},
 };
+use openapi::{ErrorAnswer as E, Operation};
 
 /// Default and largest `limit` of `GET /api/v1/experiments`.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -105,27 +107,240 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Every endpoint: method, path as the OpenAPI document writes it, handler. The router is
-/// built from this table and a test holds it and the document to each other, both ways:
-/// a new endpoint is one line here and one entry in `openapi.json`.
-fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+/// An endpoint: what the OpenAPI document says of it, and its handler.
+pub(crate) struct Endpoint {
+    pub(crate) op: Operation,
+    pub(crate) handler: MethodRouter<Arc<App>>,
+}
+
+/// Routes `op`'s method and path to `handler`.
+fn endpoint<H, T>(op: Operation, handler: H) -> Endpoint
+where
+    H: axum::handler::Handler<T, Arc<App>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(op.method.clone())
+        .unwrap_or_else(|_| panic!("{} has no method filter", op.method));
+    Endpoint {
+        op,
+        handler: axum::routing::on(filter, handler),
+    }
+}
+
+/// Every endpoint, with its OpenAPI operation: the router is built from this table and
+/// the document generated from it ([`openapi::generate`]), so a new endpoint is one entry
+/// here. The schemas come from the types the handlers answer with and read.
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    let read_needs_token = "Open, unless `server.readRequiresToken` is true: then it needs \
+                            the bearer token like the mutating endpoints.";
     vec![
-        (Method::GET, "/metrics", get(metrics)),
-        (Method::GET, "/healthz", get(|| async { "ok\n" })),
-        (Method::GET, "/readyz", get(readyz)),
-        (Method::GET, "/api/v1/openapi.json", get(openapi::document)),
-        (Method::GET, "/api/v1/policies", get(policies)),
-        (
-            Method::POST,
-            "/api/v1/policies/{name}/run",
-            post(run_policy),
+        endpoint(
+            Operation::probe(
+                "/metrics",
+                "metrics",
+                "Prometheus metrics (text exposition format)",
+            )
+            .text(200, "The metrics, prefix `havoc_`."),
+            metrics,
         ),
-        (Method::GET, "/api/v1/experiments", get(experiments)),
-        (Method::GET, "/api/v1/report", get(report)),
-        (Method::POST, "/api/v1/pause", post(pause)),
-        (Method::POST, "/api/v1/resume", post(resume)),
-        (Method::POST, "/api/v1/stop", post(stop)),
+        endpoint(
+            Operation::probe("/healthz", "healthz", "Liveness: the process answers")
+                .text(200, "`ok`."),
+            || async { "ok\n" },
+        ),
+        endpoint(
+            Operation::probe(
+                "/readyz",
+                "readyz",
+                "Readiness: watch caches synced and the Lease state known",
+            )
+            .text(200, "`ok`.")
+            .json::<NotReady>(503, "Not ready, with the reasons."),
+            readyz,
+        ),
+        endpoint(
+            Operation::read("/api/v1/openapi.json", "openapi", "This document")
+                .describe(read_needs_token)
+                .answer(
+                    200,
+                    "The OpenAPI document.",
+                    vec![(
+                        "application/json",
+                        |_| schemars::json_schema!({"type": "object"}),
+                    )],
+                ),
+            openapi::document,
+        ),
+        endpoint(
+            Operation::read(
+                "/api/v1/policies",
+                "listPolicies",
+                "The loaded policies with next fire times, pauses, running and last experiments",
+            )
+            .describe(read_needs_token)
+            .json::<PoliciesView>(200, "The policies.")
+            .link(
+                "RunPolicy",
+                json!({
+                    "operationId": "runPolicy",
+                    "parameters": {"name": "$response.body#/policies/0/name"},
+                    "description": "Run the first listed policy.",
+                }),
+            ),
+            policies,
+        ),
+        endpoint(
+            Operation::read(
+                "/api/v1/experiments",
+                "listExperiments",
+                "Experiment records, newest first",
+            )
+            .describe(read_needs_token)
+            .query::<LimitQuery>()
+            .answer(
+                200,
+                "The newest records.",
+                vec![("application/json", |g| {
+                    let mut s = g.subschema_for::<Vec<ExperimentRecord>>();
+                    s.insert("maxItems".into(), MAX_LIMIT.into());
+                    s
+                })],
+            )
+            .errors(&[E::BadRequest]),
+            experiments,
+        ),
+        endpoint(
+            Operation::read(
+                "/api/v1/report",
+                "report",
+                "A report of experiments (HTML, PDF, Markdown, JUnit XML or JSON)",
+            )
+            .describe(
+                "The report `havoc report` writes, over this service's experiment history, \
+                 with the same filters. Times are RFC 3339. HTML is served inline; the other \
+                 formats as a download (`Content-Disposition: attachment`) named \
+                 `havoc-report-<time>.<extension>`.",
+            )
+            .describe(read_needs_token)
+            .query::<ReportQuery>()
+            .answer(
+                200,
+                "The report.",
+                crate::report::Format::ALL
+                    .into_iter()
+                    .map(|f| (media_type(f.content_type()), report_schema(f)))
+                    .collect(),
+            )
+            .header(
+                "Content-Disposition",
+                "`inline` for HTML, `attachment` otherwise, with a file name.",
+            )
+            .errors(&[E::BadRequest])
+            .json::<ErrorBody>(503, "The experiment history cannot be read right now."),
+            report,
+        ),
+        endpoint(
+            Operation::write(
+                "/api/v1/policies/{name}/run",
+                "runPolicy",
+                "Run one experiment of a policy now (leader only)",
+            )
+            .describe(
+                "The token is checked first. The experiment runs in the background; its \
+                 record appears in `/api/v1/experiments` when it ends.",
+            )
+            .path("name", "The policy's name.")
+            .json::<RunStarted>(202, "Started.")
+            .json::<RunSkipped>(
+                409,
+                "Not run: the gate said no (paused, limit, ...). A `skipped` record was \
+                 written.",
+            )
+            .errors(&[E::BadRequest, E::NotFound, E::RequestTimeout])
+            .json::<ErrorBody>(
+                503,
+                "This replica is not the leader: nothing run, nothing recorded.",
+            ),
+            run_policy,
+        ),
+        endpoint(
+            Operation::write("/api/v1/pause", "pause", "Pause all chaos, or one policy")
+                .body::<PauseBody>()
+                .json::<PauseView>(200, "Paused.")
+                .errors(&[
+                    E::BadRequest,
+                    E::NotFound,
+                    E::RequestTimeout,
+                    E::PayloadTooLarge,
+                    E::StateUnavailable,
+                ]),
+            pause,
+        ),
+        endpoint(
+            Operation::write(
+                "/api/v1/resume",
+                "resume",
+                "Resume all chaos (every pause, also per policy), or one policy",
+            )
+            .body::<PauseBody>()
+            .json::<PauseView>(200, "Resumed.")
+            .errors(&[
+                E::BadRequest,
+                E::NotFound,
+                E::RequestTimeout,
+                E::PayloadTooLarge,
+                E::StateUnavailable,
+            ]),
+            resume,
+        ),
+        endpoint(
+            Operation::write(
+                "/api/v1/stop",
+                "stop",
+                "Emergency stop: end every running experiment (each reverts what it holds), \
+                 then pause all chaos until resumed",
+            )
+            .body::<StopBody>()
+            .json::<StopView>(
+                200,
+                "Experiments cut short, and the pause written to the shared state.",
+            )
+            .json::<StopView>(
+                202,
+                "Experiments cut short; the pause is obeyed by this replica and still on its \
+                 way to the shared state (retried until it lands: the API server did not \
+                 answer within a second).",
+            )
+            .errors(&[
+                E::BadRequest,
+                E::NotFound,
+                E::RequestTimeout,
+                E::PayloadTooLarge,
+            ]),
+            stop,
+        ),
     ]
+}
+
+/// A media type without its parameters (`text/html; charset=utf-8` -> `text/html`).
+fn media_type(content_type: &'static str) -> &'static str {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or(content_type)
+        .trim()
+}
+
+/// The schema of a report in `format`.
+fn report_schema(format: crate::report::Format) -> openapi::SchemaFn {
+    use crate::report::Format;
+    match format {
+        Format::Json => |g| g.subschema_for::<Vec<ExperimentRecord>>(),
+        Format::Pdf => |_| schemars::json_schema!({"type": "string", "format": "binary"}),
+        Format::Html | Format::Markdown | Format::Junit => {
+            |_| schemars::json_schema!({"type": "string"})
+        }
+    }
 }
 
 /// The router with the default [`Limits`], for [`serve`].
@@ -139,9 +354,7 @@ pub fn router_with(app: App, limits: &Limits) -> Router {
     let app = Arc::new(app);
     let api = endpoints()
         .into_iter()
-        .fold(Router::new(), |r, (_, path, handler)| {
-            r.route(path, handler)
-        })
+        .fold(Router::new(), |r, e| r.route(e.op.path, e.handler))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             read_guard,
@@ -190,9 +403,17 @@ type Shared = State<Arc<App>>;
 #[derive(Debug)]
 struct ApiError(StatusCode, String);
 
+/// The body of an [`ApiError`].
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Error", description = "Every error answer of the API.")]
+struct ErrorBody {
+    /// What went wrong, in a fixed text; never an internal path.
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut answer = (self.0, Json(json!({"error": self.1}))).into_response();
+        let mut answer = (self.0, Json(ErrorBody { error: self.1 })).into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
             answer.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -272,6 +493,15 @@ async fn metrics(State(app): Shared) -> Response {
         .into_response()
 }
 
+/// The answer of `/readyz` when the service is not ready.
+#[derive(Debug, Serialize, JsonSchema)]
+struct NotReady {
+    #[schemars(extend("const" = false))]
+    ready: bool,
+    /// Why not, in fixed texts.
+    reasons: Vec<String>,
+}
+
 async fn readyz(State(app): Shared) -> Response {
     let why = app.readiness.not_ready();
     if why.is_empty() {
@@ -279,38 +509,67 @@ async fn readyz(State(app): Shared) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reasons": why})),
+            Json(NotReady {
+                ready: false,
+                reasons: why,
+            }),
         )
             .into_response()
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The answer of `GET /api/v1/policies`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct PoliciesView {
+    /// Whether this replica leads (only the leader injects).
+    leader: bool,
+    /// When the policies were loaded; null before the first load.
+    loaded_at: Option<DateTime<Utc>>,
+    /// All chaos paused; null when not.
+    paused: Option<Pause>,
+    policies: Vec<PolicyView>,
+}
+
+/// A loaded policy.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct PolicyView {
     name: String,
-    /// The file name only: the directory stays private.
+    /// The policy's file name, without its directory (which stays private).
     file: String,
+    #[schemars(with = "openapi::Fault")]
     fault: &'static str,
     dry_run: bool,
+    /// The next clock fire, in the policy's time zone.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "DateTime<chrono::FixedOffset>")]
     next_fire_at: Option<DateTime<chrono::FixedOffset>>,
+    /// Whether the policy has a clock schedule.
     scheduled: bool,
+    /// How many rollout triggers it has.
     rollout_triggers: usize,
+    /// The policy's own pause, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Pause")]
     paused: Option<Pause>,
+    /// Ids of its running experiments.
     running: Vec<String>,
+    /// Its last experiment, among the newest records.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "LastRun")]
     last: Option<LastRun>,
+    /// Newest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     recent_triggers: Vec<TriggerView>,
 }
 
-#[derive(Debug, Serialize)]
+/// The last experiment of a policy.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct LastRun {
     id: String,
-    verdict: &'static str,
+    verdict: Verdict,
     ended_at: DateTime<Utc>,
 }
 
@@ -350,23 +609,27 @@ async fn policies(State(app): Shared) -> Response {
                 .collect(),
             last: recent.iter().find(|r| r.policy == p.name).map(|r| LastRun {
                 id: r.id.clone(),
-                verdict: r.verdict.label(),
+                verdict: r.verdict,
                 ended_at: r.ended_at,
             }),
             recent_triggers: app.triggers.of(&p.name),
         })
         .collect();
-    Json(json!({
-        "leader": app.leader.is_leader(),
-        "paused": pauses.all,
-        "loadedAt": set.loaded_at,
-        "policies": views,
-    }))
+    Json(PoliciesView {
+        leader: app.leader.is_leader(),
+        loaded_at: set.loaded_at,
+        paused: pauses.all,
+        policies: views,
+    })
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/v1/experiments`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(inline)]
 struct LimitQuery {
+    /// How many records (default 50).
+    #[schemars(range(max = MAX_LIMIT), extend("default" = DEFAULT_LIMIT))]
     limit: Option<usize>,
 }
 
@@ -389,15 +652,48 @@ async fn experiments(
 }
 
 /// The query of `GET /api/v1/report`: the format and the filters of `havoc report`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(inline)]
 struct ReportQuery {
+    /// The report's format (default html).
+    #[schemars(with = "Option<crate::report::Format>")]
     format: Option<String>,
+    /// Experiments started at or after this time.
+    #[schemars(with = "Option<DateTime<Utc>>")]
     since: Option<String>,
+    /// Experiments started before this time (a range that holds nothing is an empty
+    /// report).
+    #[schemars(with = "Option<DateTime<Utc>>")]
     until: Option<String>,
+    /// Only this policy.
     policy: Option<String>,
+    /// Only experiments with a target in this namespace.
     namespace: Option<String>,
+    /// Only this verdict.
+    #[schemars(with = "Option<Verdict>")]
     verdict: Option<String>,
+}
+
+/// A report's format as the query names it: the formats `havoc report` writes.
+impl JsonSchema for crate::report::Format {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReportFormat".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use crate::report::Format;
+        let formats: Vec<&str> = Format::ALL.into_iter().map(Format::label).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "enum": formats,
+            "default": Format::Html.label(),
+        })
+    }
 }
 
 /// `GET /api/v1/report?format=...`: the report `havoc report` writes, over the history
@@ -482,19 +778,17 @@ async fn run_policy(
         source: "http".to_string(),
     };
     Ok(match app.arbiter.start(policy, trigger) {
-        Start::Started { id } => (
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "started": true})),
-        )
-            .into_response(),
+        Start::Started { id } => {
+            (StatusCode::ACCEPTED, Json(RunStarted { id, started: true })).into_response()
+        }
         Start::Skipped { id, reason } => (
             StatusCode::CONFLICT,
-            Json(json!({
-                "id": id,
-                "started": false,
-                "reason": reason.to_string(),
-                "reasonCode": reason.label(),
-            })),
+            Json(RunSkipped {
+                id,
+                reason: reason.to_string(),
+                reason_code: reason.label(),
+                started: false,
+            }),
         )
             .into_response(),
         Start::NotLeader => error(
@@ -505,16 +799,62 @@ async fn run_policy(
     })
 }
 
+/// `202` of `POST /api/v1/policies/{name}/run`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct RunStarted {
+    id: String,
+    #[schemars(extend("const" = true))]
+    started: bool,
+}
+
+/// `409` of `POST /api/v1/policies/{name}/run`: the gate said no.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct RunSkipped {
+    /// The id of the `skipped` record.
+    id: String,
+    reason: String,
+    /// The reason's label, as in records.
+    reason_code: &'static str,
+    #[schemars(extend("const" = false))]
+    started: bool,
+}
+
 /// The body of pause, resume and stop. Every field is optional and `null` means absent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    description = "Body of pause and resume; optional, and so is every field (null means \
+                   absent). Unknown fields are refused."
+)]
 struct PauseBody {
-    /// One policy; all chaos when absent.
+    /// One policy by name; all chaos when absent.
     policy: Option<String>,
+    /// Shown in the pause and in skipped records (pause only); blank or absent: `paused
+    /// through the HTTP API`.
+    #[schemars(length(max = MAX_REASON_CHARS))]
     reason: Option<String>,
-    /// A duration like `2h`; until resumed when absent.
+    /// How long the pause lasts (pause only), e.g. 90s, 15m, 2h, 1h30m: units in the order
+    /// d, h, m, s, ms, each at most once. Until resumed when absent.
     #[serde(rename = "for")]
+    #[schemars(pattern(PAUSE_FOR_PATTERN), length(min = 1))]
     for_: Option<String>,
+}
+
+/// What the document says `POST /api/v1/stop` takes. The handler reads a [`PauseBody`]
+/// and refuses its other fields, so that an unknown policy is still a `404`.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    description = "Body of stop; optional. A stop applies to all chaos until resumed: it \
+                   takes only `reason` (null means absent). Other fields are refused."
+)]
+#[allow(dead_code, reason = "only its schema is used")]
+struct StopBody {
+    /// Shown in the pause and in the records of the experiments it ends; blank or absent:
+    /// `emergency stop through the HTTP API`.
+    #[schemars(length(max = MAX_REASON_CHARS))]
+    reason: Option<String>,
 }
 
 /// A pause request, checked.
@@ -690,12 +1030,27 @@ async fn stop(
     };
     Ok((
         status,
-        Json(json!({
-            "all": pauses.all,
-            "policies": pauses.policies,
-            "reverted": stopped.ids,
-            "written": stopped.written,
-        })),
+        Json(StopView {
+            all: pauses.all,
+            policies: pauses.policies,
+            reverted: stopped.ids,
+            written: stopped.written,
+        }),
     )
         .into_response())
+}
+
+/// The answer of `POST /api/v1/stop`: the pause switches after a stop, and the
+/// experiments it ended here.
+#[derive(Debug, Serialize, JsonSchema)]
+struct StopView {
+    /// All chaos paused (the stop's pause).
+    all: Option<Pause>,
+    /// Paused policies by name.
+    policies: std::collections::BTreeMap<String, Pause>,
+    /// The experiments this replica ended (each reverts its faults; the leader of another
+    /// replica does the same when it sees the stop).
+    reverted: Vec<String>,
+    /// Whether the pause is in the shared state (every replica obeys it) yet.
+    written: bool,
 }

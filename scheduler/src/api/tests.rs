@@ -30,7 +30,10 @@ use crate::{
     journal::Journal,
     leader::Publisher,
     policy::{duration::HumanDuration, fixtures},
-    record::{ObjectRef, TriggerInfo, Verdict, tests::record},
+    record::{
+        AlertRecord, ObjectRef, RevertResult, SloRecord, TargetOutcome, TargetRecord, TargetRevert,
+        TriggerInfo, Verdict, tests::record,
+    },
     targets::{Snapshot, SnapshotError, SnapshotSource},
     trigger::RecentTriggers,
 };
@@ -431,11 +434,69 @@ async fn every_answer_is_documented_and_conforms() {
     }
 }
 
+/// A record with every optional part (a cluster-scoped target, reverts, alerts, an SLO
+/// reading without data) conforms too, in the list and in the JSON report.
+#[tokio::test]
+async fn records_with_every_part_conform() {
+    let doc = check::document();
+    let mut f = Fixture::new(Some(TOKEN));
+    let mut r = record("r-full", Verdict::RollbackFailed);
+    let at = r.started_at;
+    let node = ObjectRef {
+        kind: "Node".into(),
+        namespace: None,
+        name: "n1".into(),
+    };
+    r.reason_code = Some("injection".into());
+    r.reverted_at = Some(at);
+    r.targets[0].revert = Some(TargetRevert {
+        result: RevertResult::Restored,
+        object: ObjectRef::namespaced("Deployment", "go-demo-8", "db"),
+        detail: None,
+        at,
+    });
+    r.targets.push(TargetRecord {
+        kind: node.kind.clone(),
+        namespace: None,
+        name: node.name.clone(),
+        outcome: TargetOutcome::Errored,
+        detail: Some("cordon refused".into()),
+        revert: Some(TargetRevert {
+            result: RevertResult::Forbidden,
+            object: node,
+            detail: Some("forbidden".into()),
+            at,
+        }),
+    });
+    r.alerts.push(AlertRecord {
+        name: "KubePodCrashLooping".into(),
+        fingerprint: "f1".into(),
+        labels: [("namespace".to_string(), "go-demo-8".to_string())].into(),
+        starts_at: at,
+    });
+    r.slos.push(SloRecord {
+        name: "error-ratio".into(),
+        value: None,
+        objective: "< 0.01".into(),
+        breached: false,
+        at,
+    });
+    f.journal.append(&r).expect("in memory");
+    let router = f.router();
+    for uri in ["/api/v1/experiments?limit=1", "/api/v1/report?format=json"] {
+        let a = send(&router, Method::GET, uri, None, None).await;
+        assert_eq!(a.status, 200, "{uri}: {}", a.text);
+        assert!(a.text.contains(r#""revert":"#), "{uri}: {}", a.text);
+        conforms(&doc, &Method::GET, uri, &a);
+    }
+}
+
 #[tokio::test]
 async fn every_endpoint_answers_its_method_and_only_that() {
     let mut f = Fixture::new(Some(TOKEN));
     let r = f.router();
-    for (method, path, _) in endpoints() {
+    for e in endpoints() {
+        let (method, path) = (e.op.method, e.op.path);
         let uri = path.replace("{name}", "p");
         let a = send(&r, method.clone(), &uri, Some(&bearer()), None).await;
         assert!(

@@ -1,5 +1,6 @@
-//! `havoc schema [all|policy|config|rbac] [--write DIR]`: the JSON Schema of policy and
-//! config files, generated from the wire model; `rbac`: the RBAC table the chart renders.
+//! `havoc schema [all|policy|config|rbac|openapi] [--write DIR]`: the JSON Schema of policy
+//! and config files, generated from the wire model; `rbac`: the RBAC table the chart
+//! renders; `openapi`: the OpenAPI document of the HTTP API.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<ExitCode> {
         SchemaKind::Policy => schema::policy_schema().to_value(),
         SchemaKind::Config => schema::config_schema().to_value(),
         SchemaKind::Rbac => crate::access::rbac_table(),
+        SchemaKind::Openapi => crate::api::openapi::generate(),
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(ExitCode::SUCCESS)

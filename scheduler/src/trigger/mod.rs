@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// A rollout that triggered a policy, and what came of it (for the API).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerView {
     pub workload: ObjectRef,

@@ -18,10 +18,13 @@ use crate::{
 };
 
 /// A snapshot of the switches for the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(description = "The pause switches after the request.")]
 pub struct PauseView {
+    /// All chaos paused; null when not.
     pub all: Option<Pause>,
+    /// Paused policies by name.
     pub policies: BTreeMap<String, Pause>,
 }
 
