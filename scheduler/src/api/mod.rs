@@ -206,7 +206,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                     s
                 })],
             )
-            .errors(&[E::BadRequest]),
+            .errors(&[E::BadRequest, E::HistoryUnavailable]),
             experiments,
         ),
         endpoint(
@@ -585,7 +585,17 @@ async fn policies(State(app): Shared) -> Response {
     let set = app.policies.current();
     let pauses = arbiter.pauses();
     let running = arbiter.running();
-    let recent = app.journal.newest(MAX_LIMIT);
+    // The newest experiment of each policy in the history (skips are counted, not kept).
+    let mut last: std::collections::HashMap<String, crate::history::Summary> =
+        std::collections::HashMap::new();
+    for s in app.history.summaries() {
+        if last
+            .get(&s.policy)
+            .is_none_or(|l| (l.started_at, &l.id) < (s.started_at, &s.id))
+        {
+            last.insert(s.policy.clone(), s);
+        }
+    }
     let views: Vec<PolicyView> = set
         .policies
         .values()
@@ -607,7 +617,7 @@ async fn policies(State(app): Shared) -> Response {
                 .filter(|(_, name)| **name == p.name)
                 .map(|(id, _)| id.clone())
                 .collect(),
-            last: recent.iter().find(|r| r.policy == p.name).map(|r| LastRun {
+            last: last.get(&p.name).map(|r| LastRun {
                 id: r.id.clone(),
                 verdict: r.verdict,
                 ended_at: r.ended_at,
@@ -648,7 +658,20 @@ async fn experiments(
     if limit > MAX_LIMIT {
         return Err(invalid());
     }
-    Ok(Json(app.journal.newest(limit)).into_response())
+    let query = crate::history::Query {
+        limit: Some(limit),
+        ..Default::default()
+    };
+    match app.history.records(&query).await {
+        Ok(records) => Ok(Json(records).into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "GET /api/v1/experiments: the history cannot be read");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the experiment history cannot be read right now".to_string(),
+            ))
+        }
+    }
 }
 
 /// The query of `GET /api/v1/report`: the format and the filters of `havoc report`.

@@ -70,10 +70,11 @@ pub enum ErrorAnswer {
     RequestTimeout,
     PayloadTooLarge,
     StateUnavailable,
+    HistoryUnavailable,
 }
 
 impl ErrorAnswer {
-    const ALL: [ErrorAnswer; 7] = [
+    const ALL: [ErrorAnswer; 8] = [
         ErrorAnswer::BadRequest,
         ErrorAnswer::Unauthorized,
         ErrorAnswer::Forbidden,
@@ -81,6 +82,7 @@ impl ErrorAnswer {
         ErrorAnswer::RequestTimeout,
         ErrorAnswer::PayloadTooLarge,
         ErrorAnswer::StateUnavailable,
+        ErrorAnswer::HistoryUnavailable,
     ];
 
     fn status(self) -> u16 {
@@ -91,7 +93,7 @@ impl ErrorAnswer {
             ErrorAnswer::NotFound => 404,
             ErrorAnswer::RequestTimeout => 408,
             ErrorAnswer::PayloadTooLarge => 413,
-            ErrorAnswer::StateUnavailable => 503,
+            ErrorAnswer::StateUnavailable | ErrorAnswer::HistoryUnavailable => 503,
         }
     }
 
@@ -104,6 +106,7 @@ impl ErrorAnswer {
             ErrorAnswer::RequestTimeout => "RequestTimeout",
             ErrorAnswer::PayloadTooLarge => "PayloadTooLarge",
             ErrorAnswer::StateUnavailable => "StateUnavailable",
+            ErrorAnswer::HistoryUnavailable => "HistoryUnavailable",
         }
     }
 
@@ -126,6 +129,9 @@ impl ErrorAnswer {
             ),
             ErrorAnswer::StateUnavailable => {
                 "The shared pause state cannot be written right now; nothing changed.".to_string()
+            }
+            ErrorAnswer::HistoryUnavailable => {
+                "The experiment history in the cluster cannot be read right now.".to_string()
             }
         };
         let mut r = json!({
