@@ -106,10 +106,11 @@ pub fn install_crypto_provider() {
 }
 
 /// Runs `body` with a fresh namespace (`havoc-e2e-<prefix>-<random>`), deleting the
-/// namespace afterwards whether the body passed, failed or panicked.
+/// namespace afterwards whether the body passed, failed or panicked. `body` gets the
+/// local cluster's environment, a client and the namespace's name.
 pub async fn with_namespace<F, Fut>(prefix: &str, body: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Client, String) -> Fut,
+    F: FnOnce(Env, Client, String) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let env = Env::load()?;
@@ -123,7 +124,7 @@ where
         "metadata": {"name": name, "labels": {"havoc.dev/e2e": "true"}}
     }))?;
     namespaces.create(&PostParams::default(), &ns).await?;
-    let outcome = tokio::spawn(body(client.clone(), name.clone())).await;
+    let outcome = tokio::spawn(body(env, client.clone(), name.clone())).await;
     let _ = namespaces.delete(&name, &DeleteParams::background()).await;
     match outcome {
         Ok(result) => result,

@@ -82,9 +82,8 @@ fn ready_delay(env: &Env) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_pod_is_replaced_and_ready_only_after_the_delay() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    let delay = ready_delay(&env);
-    with_namespace("replace", move |client, ns| async move {
+    with_namespace("replace", |env, client, ns| async move {
+        let delay = ready_delay(&env);
         create_available(&client, &ns, "web", 2).await?;
         let before = pods_of(&client, &ns, "web").await?;
         let victim = before[0].name_any();
@@ -189,7 +188,7 @@ fn expect_429(result: Result<(), String>) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn evicting_the_only_allowed_pod_under_a_disruption_budget_is_refused_with_429()
 -> anyhow::Result<()> {
-    with_namespace("pdb", |client, ns| async move {
+    with_namespace("pdb", |_env, client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // One replica, minAvailable 1: its only pod cannot be evicted.
         create_available(&client, &ns, "single", 1).await?;
@@ -267,7 +266,7 @@ async fn deleting_the_single_db_pod_fires_the_unavailable_alert_and_it_resolves(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Result<()> {
-    with_namespace("cordon", |client, ns| async move {
+    with_namespace("cordon", |_env, client, ns| async move {
         let nodes: Api<Node> = Api::all(client.clone());
         let all = nodes
             // The local cluster's own nodes: not the pools other tests add and delete

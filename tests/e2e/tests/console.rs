@@ -25,8 +25,7 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_shows_stops_and_resumes_in_a_browser() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("console", move |client, ns| async move {
+    with_namespace("console", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});

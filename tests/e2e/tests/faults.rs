@@ -60,8 +60,7 @@ fn revert_of(record: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("scale", move |client, ns| async move {
+    with_namespace("scale", move |env, client, ns| async move {
         let before = as_value(&deployment(&client, &ns, "web", 3).await?)?;
         monitoring_settled(&env, &ns, 1).await?;
         let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
@@ -133,8 +132,7 @@ async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_is_a_network_policy_of_havocs_that_goes_away() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("partition", move |client, ns| async move {
+    with_namespace("partition", move |env, client, ns| async move {
         deployment(&client, &ns, "api", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let target = json!({"kind": "Pod", "namespaces": [ns], "selector": "app=api"});
@@ -187,8 +185,7 @@ async fn a_partition_is_a_network_policy_of_havocs_that_goes_away() -> anyhow::R
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
 -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("http", move |client, ns| async move {
+    with_namespace("http", move |env, client, ns| async move {
         // The user's routes: one with a fault of their own, and a catch-all.
         let user = json!([
             {"name": "canary", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
@@ -234,8 +231,7 @@ async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() -> anyhow::Result<()>
 {
-    let env = Env::load()?;
-    with_namespace("drain", move |client, ns| async move {
+    with_namespace("drain", move |env, client, ns| async move {
         // Nodes of the test's own, tainted: the drain evicts no other test's pods.
         let pool = ns.clone();
         let nodes = node_pool(&client, &pool, 3).await?;
@@ -347,8 +343,7 @@ async fn drain_scenario(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("deviate", move |client, ns| async move {
+    with_namespace("deviate", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
@@ -391,8 +386,7 @@ async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("sigterm", move |client, ns| async move {
+    with_namespace("sigterm", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
@@ -429,8 +423,7 @@ async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
 /// pods evicted, the other zone left alone; reverted, every node schedulable again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_outage_cordons_one_zone_and_uncordons_it() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("zone", move |client, ns| async move {
+    with_namespace("zone", move |env, client, ns| async move {
         let pool = ns.clone();
         let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 1)]).await?;
         let result = async {

@@ -187,8 +187,7 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("outage", move |client, ns| async move {
+    with_namespace("outage", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let mut serve = Serve::start(&env, setup(&ns, vec![("p.yaml", frequent(&ns))])).await?;
@@ -267,8 +266,7 @@ async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_one_injector_and_a_pause_to_either_holds_for_both() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("replicas", move |client, ns| async move {
+    with_namespace("replicas", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let lease = format!("havoc-e2e-{}", &ns[ns.len() - 6..]);
@@ -420,8 +418,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_journal_file_system_pauses_chaos_and_space_resumes_it() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("fullfs", move |client, ns| async move {
+    with_namespace("fullfs", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let fs = Tmpfs::mount("64k")?;
@@ -506,8 +503,7 @@ impl Drop for Thaw {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_answers_at_once_while_the_api_server_is_frozen() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("stop-frozen", move |client, ns| async move {
+    with_namespace("stop-frozen", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         let policy = fixtures::policy("hold")
             .manual_only(&ns)
@@ -662,8 +658,7 @@ fn mutations(log: &Path, users: &[&str], since: DateTime<Utc>) -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_write_of_a_demoted_leader_lands_after_its_successor_took_over() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("fence", move |client, ns| async move {
+    with_namespace("fence", move |env, client, ns| async move {
         let pool = ns.clone();
         let nodes = node_pool(&client, &pool, 2).await?;
         // The API server's audit log records the requests of ServiceAccounts in this

@@ -221,12 +221,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// experiment that started has exactly one final record.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_loop_leaves_nothing_behind_and_loses_no_record() -> anyhow::Result<()> {
-    let env = Env::load()?;
     let kills: usize = std::env::var("HAVOC_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    with_namespace("crash", move |client, ns| async move {
+    with_namespace("crash", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, true).await?;
         let result = crash_loop(&env, &client, &s, kills).await;
         delete_node_pool(&client, &s.pool).await?;
@@ -349,8 +348,7 @@ async fn crash_loop(env: &Env, client: &Client, s: &Scene, kills: usize) -> anyh
 /// `havoc revert --all` undoes a killed havoc's faults without the service.
 #[tokio::test(flavor = "multi_thread")]
 async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("revertall", move |client, ns| async move {
+    with_namespace("revertall", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
         for p in ["scale", "partition", "http"] {
@@ -403,8 +401,7 @@ async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
 /// leader held (the same installation: it need not wait for the deadline).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("takeover", move |client, ns| async move {
+    with_namespace("takeover", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let lease = format!("havoc-e2e-{}", &ns[ns.len() - 6..]);
         let mut leader = Serve::start(
@@ -465,8 +462,7 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
 /// its one start-up list of Nodes, labels it and uncordons the node.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("unlabelled", move |client, ns| async move {
+    with_namespace("unlabelled", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, true).await?;
         let result = async {
             let mut serve = Serve::start(
@@ -539,8 +535,7 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
 /// and the exit status says something may be left.
 #[tokio::test(flavor = "multi_thread")]
 async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("revertsome", move |client, ns| async move {
+    with_namespace("revertsome", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
         serve.run_now("scale").await?;
@@ -607,8 +602,7 @@ async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> any
 /// the first's claim (the watch has not seen its cordon yet) and is skipped.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("twodrains", move |client, ns| async move {
+    with_namespace("twodrains", move |env, client, ns| async move {
         let pool = ns.clone();
         let pool_nodes = node_pool(&client, &pool, 3).await?;
         let result = async {
@@ -692,8 +686,7 @@ async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> an
 /// every node of the pool is schedulable again and no record is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_outage_killed_mid_way_leaves_every_node_schedulable() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("zonekill", move |client, ns| async move {
+    with_namespace("zonekill", move |env, client, ns| async move {
         let pool = ns.clone();
         let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 2)]).await?;
         let result = async {

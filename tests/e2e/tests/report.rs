@@ -291,8 +291,7 @@ fn check_formats(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_format_from_the_history_and_regions_for_live_experiments() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report", move |client, ns| async move {
+    with_namespace("report", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         deployment(&client, &ns, "db", 1).await?;
         let grafana = FakeGrafana::start(TOKEN).await?;
@@ -464,8 +463,7 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report-down", move |client, ns| async move {
+    with_namespace("report-down", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         // Nothing listens on this port.
         let down = format!("http://127.0.0.1:{}", free_port()?);
@@ -500,8 +498,7 @@ async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> an
 /// results and a Markdown summary, and annotates Grafana like the service.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report-run", move |client, ns| async move {
+    with_namespace("report-run", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         let grafana = FakeGrafana::start(TOKEN).await?;
         let dir = tempfile::tempdir()?;

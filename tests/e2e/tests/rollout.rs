@@ -147,8 +147,7 @@ fn ts(v: &Value) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 /// `delay` after completion, on pods of the new ReplicaSet only.
 #[tokio::test(flavor = "multi_thread")]
 async fn set_image_fires_once_after_the_delay_on_the_new_replicaset() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         create_deployment(&client, &ns, "go-demo-8").await?;
         let serve = start(
             &env,
@@ -239,8 +238,7 @@ async fn set_image_fires_once_after_the_delay_on_the_new_replicaset() -> anyhow:
 /// Two image changes in quick succession: one experiment, for the final revision.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         create_deployment(&client, &ns, "web").await?;
         let serve = start(
             &env,
@@ -287,8 +285,7 @@ async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Res
 /// A StatefulSet and a DaemonSet rollout each trigger their policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn statefulset_and_daemonset_rollouts_trigger() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         let sts: StatefulSet = serde_json::from_value(json!({
             "metadata": {"name": "db", "namespace": ns, "labels": {"app": "db"}},
             "spec": {"replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
@@ -338,8 +335,7 @@ async fn statefulset_and_daemonset_rollouts_trigger() -> anyhow::Result<()> {
 /// A second rollout inside `cooldown` fires nothing; one after it fires again.
 #[tokio::test(flavor = "multi_thread")]
 async fn cooldown_per_workload() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         create_deployment(&client, &ns, "web").await?;
         let serve = start(
             &env,
@@ -379,8 +375,7 @@ async fn cooldown_per_workload() -> anyhow::Result<()> {
 /// A rollout that completed while havoc was not running fires nothing at start-up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_completed_before_start_does_not_fire() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         create_deployment(&client, &ns, "web").await?;
         let policies = || {
             vec![(
@@ -408,8 +403,7 @@ async fn a_rollout_completed_before_start_does_not_fire() -> anyhow::Result<()> 
 /// every namespace; the same rollout elsewhere does.
 #[tokio::test(flavor = "multi_thread")]
 async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         let app = format!("guard-{}", &ns[ns.len() - 6..]);
         let protected = "havoc-system";
         create_deployment(&client, protected, &app).await?;

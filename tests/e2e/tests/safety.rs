@@ -104,8 +104,7 @@ fn sts_replicas(s: &StatefulSet) -> i32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_never_shrinks_a_statefulset_that_deletes_its_volumes() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("volumes", move |client, ns| async move {
+    with_namespace("volumes", move |env, client, ns| async move {
         let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         api.create(&PostParams::default(), &statefulset("db", "Delete")?)
             .await?;
@@ -185,8 +184,7 @@ async fn scale_never_shrinks_a_statefulset_that_deletes_its_volumes() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("dry-metric", move |client, ns| async move {
+    with_namespace("dry-metric", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         let policy = manual(
             "rehearsal",
@@ -227,8 +225,7 @@ async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_spares_paused_namespaces_and_keeps_the_replica_floor() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-guards", move |client, ns| async move {
+    with_namespace("drain-guards", move |env, client, ns| async move {
         let pool = ns.clone();
         let nodes = node_pool(&client, &pool, 2).await?;
         let paused = format!("{ns}-paused");
@@ -349,8 +346,7 @@ async fn stuck_drain(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_interrupts_a_drain_that_is_evicting() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-stop", move |client, ns| async move {
+    with_namespace("drain-stop", move |env, client, ns| async move {
         let pool = ns.clone();
         let nodes = node_pool(&client, &pool, 2).await?;
         let result = async {
@@ -402,8 +398,7 @@ async fn a_stop_interrupts_a_drain_that_is_evicting() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_drain_exits_in_time_with_the_node_uncordoned() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-term", move |client, ns| async move {
+    with_namespace("drain-term", move |env, client, ns| async move {
         let pool = ns.clone();
         let nodes = node_pool(&client, &pool, 2).await?;
         let result = async {
@@ -438,8 +433,7 @@ async fn sigterm_during_a_drain_exits_in_time_with_the_node_uncordoned() -> anyh
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revert_refused_by_rbac_is_reported() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("forbidden", move |client, ns| async move {
+    with_namespace("forbidden", move |env, client, ns| async move {
         let id = Identity::beside(&client, &ns, &["scale"]).await?;
         let result = forbidden_revert(&env, &client, &ns, &id).await;
         id.delete(&client).await?;
@@ -561,8 +555,7 @@ async fn forbidden_revert(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breaker_pause_survives_a_kill_before_it_is_written() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("breaker", move |client, ns| async move {
+    with_namespace("breaker", move |env, client, ns| async move {
         let id = Identity::beside(&client, &ns, &["scale"]).await?;
         let result = breaker_kill(&env, &client, &ns, &id).await;
         id.delete(&client).await?;
@@ -672,8 +665,7 @@ async fn breaker_kill(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_replica_without_leader_election_is_refused() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("one-replica", move |client, ns| async move {
+    with_namespace("one-replica", move |env, client, ns| async move {
         deployment(&client, &ns, "havoc", 2).await?;
         let pods: Vec<String> = Api::<Pod>::namespaced(client.clone(), &ns)
             .list(&ListParams::default().labels("app=havoc"))
@@ -747,8 +739,7 @@ fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<tokio::proce
 
 #[tokio::test(flavor = "multi_thread")]
 async fn havoc_run_reverts_on_sigterm_and_two_runs_never_pass_the_limit() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("run-once", move |client, ns| async move {
+    with_namespace("run-once", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         let dir = tempfile::tempdir()?;
         // Its own installation (lease): no service counts against its limit.

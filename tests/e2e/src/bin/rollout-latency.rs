@@ -15,12 +15,11 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = Env::load()?;
     let rollouts: usize = std::env::var("ROLLOUTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    with_namespace("latency", move |client, ns| async move {
+    with_namespace("latency", move |env, client, ns| async move {
         let api = bench::rollout_workload(&client, &ns).await?;
         let serve = Serve::start(
             &env,
