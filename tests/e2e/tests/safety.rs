@@ -251,11 +251,12 @@ async fn stuck_drain(env: &Env, client: &Client, ns: &str, victim: &str) -> anyh
     })
     .await?;
     // The evictions are refused and retried (every 2 s) meanwhile.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    ensure!(
-        pods_on_node(client, ns, "app=held", victim).await? == 2,
-        "the budget refuses the evictions"
-    );
+    assert_quiet_for(
+        Duration::from_secs(3),
+        "the budget refuses the evictions",
+        || async { Ok(pods_on_node(client, ns, "app=held", victim).await? == 2) },
+    )
+    .await?;
     Ok(serve)
 }
 
