@@ -21,9 +21,11 @@ use havoc_e2e::{
     fixtures::{self, target},
     grafana::FakeGrafana,
     serve::*,
-    workloads::deployment,
+    workloads::{deployment, wait_replicas},
     *,
 };
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-grafana-token";
@@ -333,6 +335,9 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
                 .map(|_| ()))
         })
         .await?;
+        // Injected, not only started (a stop before the injection skips the run).
+        let web: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        wait_replicas(&web, "web", 1, Duration::from_secs(30)).await?;
         let (status, body) = serve.emergency_stop("e2e: cut web-shrink short").await?;
         ensure!(status == 200, "stop: {status} {body}");
         let errored = serve.record(&id, Duration::from_secs(60)).await?;
