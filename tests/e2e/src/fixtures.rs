@@ -89,6 +89,32 @@ pub fn policy(name: &str) -> PolicyDoc {
     }))
 }
 
+/// A policy `name` run only when asked ([`PolicyDoc::manual_only`] in `ns`) on `target`,
+/// injecting `fault` held for `hold`, settling 1 s; health as the caller sets it.
+pub fn manual(name: &str, ns: &str, target: Value, fault: Value, hold: &str) -> PolicyDoc {
+    policy(name)
+        .manual_only(ns)
+        .set("/target", target)
+        .fault(fault)
+        .duration(hold)
+        .settle("1s")
+}
+
+/// A policy's target: objects of `kind` in `namespace` matching `selector`.
+pub fn target(kind: &str, namespace: &str, selector: &str) -> Value {
+    json!({"kind": kind, "namespaces": [namespace], "selector": selector})
+}
+
+/// A policy's target: the node `name`.
+pub fn node_named(name: &str) -> Value {
+    json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={name}")})
+}
+
+/// A policy's target: the nodes of a test's node pool (see [`crate::with_node_pool`]).
+pub fn pool_nodes(pool: &str) -> Value {
+    json!({"kind": "Node", "selector": format!("{}={pool}", crate::workloads::POOL)})
+}
+
 impl PolicyDoc {
     /// Sets a field below `spec`, e.g. `set("/health/settle", json!("5s"))`.
     pub fn set(mut self, pointer: &str, value: Value) -> Self {
@@ -102,10 +128,7 @@ impl PolicyDoc {
         if !selector.is_empty() {
             target["selector"] = json!(selector);
         }
-        self.set("/target", target).set(
-            "/health/alertMatchers",
-            json!([format!("namespace=\"{namespace}\"")]),
-        )
+        self.set("/target", target).alerts_from(namespace)
     }
 
     /// Fires with uniform random gaps.
@@ -141,6 +164,19 @@ impl PolicyDoc {
 
     pub fn alert_matchers(self, matchers: &[&str]) -> Self {
         self.set("/health/alertMatchers", json!(matchers))
+    }
+
+    /// Alerts count only from `namespace`.
+    pub fn alerts_from(self, namespace: &str) -> Self {
+        self.alert_matchers(&[&format!("namespace=\"{namespace}\"")])
+    }
+
+    /// Health that never ends an experiment: alerts counted from a namespace that has
+    /// none, and a deviation lets it go on. For tests about what havoc does to the
+    /// cluster, not about health.
+    pub fn blind(self) -> Self {
+        self.alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
+            .on_deviation("continue")
     }
 
     pub fn min_available(self, n: u32) -> Self {

@@ -3,6 +3,8 @@
 //! configuration (`Setup::identity`): what the test then sees is what an installed havoc
 //! may do. Tests take permissions away from it to see how havoc behaves without them.
 
+use std::future::Future;
+
 use anyhow::Context as _;
 use k8s_openapi::api::{
     coordination::v1::Lease,
@@ -15,7 +17,28 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::repo_root;
+use crate::{Env, cleaned_up, repo_root, with_namespace};
+
+/// [`with_namespace`], with an identity `havoc` in a namespace of its own beside the
+/// test's ([`Identity::beside`]: the chart's rules for `faults`): `body` gets what
+/// [`with_namespace`]'s does and the identity, which is removed afterwards whatever the
+/// body did.
+pub async fn with_identity_beside<F, Fut>(
+    prefix: &str,
+    faults: &'static [&'static str],
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Env, Client, String, Identity) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    with_namespace(prefix, move |env, client, ns| async move {
+        let identity = Identity::beside(&client, &ns, faults).await?;
+        let body = body(env, client.clone(), ns, identity.clone());
+        cleaned_up(body, async move { identity.delete(&client).await }).await
+    })
+    .await
+}
 
 /// The chart's RBAC table.
 pub fn rbac_table() -> anyhow::Result<Value> {

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -24,6 +24,7 @@ pub mod bench;
 pub mod fixtures;
 pub mod grafana;
 pub mod identity;
+pub mod run;
 pub mod serve;
 pub mod workloads;
 
@@ -97,6 +98,29 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The havoc binary the tests run: `HAVOC_BIN` (another build; the benchmarks use the
+/// release one), else this checkout's `target/debug/havoc`.
+pub fn havoc_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var_os("HAVOC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/havoc"));
+    ensure!(
+        bin.exists(),
+        "{} missing: build it with `cargo build -p havoc`",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// The environment variable `name` parsed as a `T`; `default` when it is unset or does
+/// not parse (a knob of a test or benchmark, e.g. `ROLLOUTS=20`).
+pub fn var_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// rustls needs exactly one process-wide crypto provider when more than one is compiled in.
 pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
@@ -106,10 +130,11 @@ pub fn install_crypto_provider() {
 }
 
 /// Runs `body` with a fresh namespace (`havoc-e2e-<prefix>-<random>`), deleting the
-/// namespace afterwards whether the body passed, failed or panicked.
+/// namespace afterwards whether the body passed, failed or panicked. `body` gets the
+/// local cluster's environment, a client and the namespace's name.
 pub async fn with_namespace<F, Fut>(prefix: &str, body: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Client, String) -> Fut,
+    F: FnOnce(Env, Client, String) -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let env = Env::load()?;
@@ -123,10 +148,83 @@ where
         "metadata": {"name": name, "labels": {"havoc.dev/e2e": "true"}}
     }))?;
     namespaces.create(&PostParams::default(), &ns).await?;
-    let outcome = tokio::spawn(body(client.clone(), name.clone())).await;
-    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    let body = body(env, client.clone(), name.clone());
+    cleaned_up(body, async {
+        let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+        Ok(())
+    })
+    .await
+}
+
+/// [`with_namespace`], with a node pool of the test's own named like the namespace: `n`
+/// Ready KWOK nodes, tainted so that no other test's pods land there
+/// ([`workloads::node_pool`]). `body` gets what [`with_namespace`]'s does (the
+/// namespace's name is the pool's too) and the nodes' names; the pool is deleted
+/// afterwards whatever the body did.
+pub async fn with_node_pool<F, Fut>(prefix: &str, n: usize, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Env, Client, String, Vec<String>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    with_namespace(prefix, move |env, client, ns| async move {
+        let pool = workloads::node_pool(&client, &ns, n).await;
+        with_pool_deleted(env, client, ns, pool, body).await
+    })
+    .await
+}
+
+/// [`with_node_pool`], the pool over zones ([`workloads::zoned_pool`]): `body` gets the
+/// nodes by zone.
+pub async fn with_zoned_pool<F, Fut>(
+    prefix: &str,
+    zones: &'static [(&'static str, usize)],
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Env, Client, String, BTreeMap<String, Vec<String>>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    with_namespace(prefix, move |env, client, ns| async move {
+        let pool = workloads::zoned_pool(&client, &ns, zones).await;
+        with_pool_deleted(env, client, ns, pool, body).await
+    })
+    .await
+}
+
+/// Runs `body` on the pool just made (or fails with the error that made none), then
+/// deletes the pool named `ns`.
+async fn with_pool_deleted<T, F, Fut>(
+    env: Env,
+    client: Client,
+    ns: String,
+    pool: anyhow::Result<T>,
+    body: F,
+) -> anyhow::Result<()>
+where
+    T: Send + 'static,
+    F: FnOnce(Env, Client, String, T) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let run = {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move { body(env, client, ns, pool?).await }
+    };
+    cleaned_up(run, workloads::delete_node_pool(&client, &ns)).await
+}
+
+/// Runs `body` in a task of its own, then `cleanup` whether the body passed, failed or
+/// panicked; the body's error (or panic) comes first, then the cleanup's.
+pub async fn cleaned_up<Fut>(
+    body: Fut,
+    cleanup: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let outcome = tokio::spawn(body).await;
+    let cleaned = cleanup.await;
     match outcome {
-        Ok(result) => result,
+        Ok(result) => result.and(cleaned),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => bail!("test task failed: {e}"),
     }
@@ -163,6 +261,16 @@ pub fn deployment_available() -> impl Condition<Deployment> {
             && s.updated_replicas.unwrap_or(0) == want
             && s.replicas.unwrap_or(0) == want
     }
+}
+
+/// Waits until Deployment `name` of `api` is available ([`deployment_available`]).
+pub async fn wait_available(
+    api: &Api<Deployment>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<Deployment> {
+    let what = format!("{name} available");
+    wait_for_object(api.clone(), name, deployment_available(), timeout, &what).await
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout`.
@@ -220,6 +328,26 @@ pub fn metric_value(exposition: &str, series: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// An experiment's record with this `verdict`, for a reason that says `why`.
+pub fn ensure_verdict(record: &Value, verdict: &str, why: &str) -> anyhow::Result<()> {
+    ensure!(record["verdict"] == verdict, "{record:#}");
+    ensure!(
+        record["reason"].as_str().is_some_and(|s| s.contains(why)),
+        "{verdict}, but not for {why:?}: {record:#}"
+    );
+    Ok(())
+}
+
+/// The names of the alerts a record attributes its verdict to (`alerts[].name`).
+pub fn alert_names(record: &Value) -> Vec<&str> {
+    record["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .collect()
 }
 
 /// Waits until the wall clock passes `t` (a cooldown or a deadline the test is about).
@@ -301,10 +429,11 @@ pub fn in_cluster(env: &Env, ns: &str, sa: &str) -> anyhow::Result<tokio::proces
     Ok(cmd)
 }
 
-/// Posts a firing alert `HavocE2EDeviation` (severity warning) scoped to `namespace` to
-/// Alertmanager; it resolves at `ends` (post it again with `ends` now to resolve it).
-pub async fn post_deviation_alert(
+/// Posts a firing alert `name` (severity warning) scoped to `namespace` to Alertmanager;
+/// it resolves at `ends` (post it again with `ends` now to resolve it).
+pub async fn post_alert(
     env: &Env,
+    name: &str,
     namespace: &str,
     starts: chrono::DateTime<chrono::Utc>,
     ends: chrono::DateTime<chrono::Utc>,
@@ -312,7 +441,7 @@ pub async fn post_deviation_alert(
     reqwest::Client::new()
         .post(format!("{}/api/v2/alerts", env.alertmanager()?))
         .json(&serde_json::json!([{
-            "labels": {"alertname": "HavocE2EDeviation", "severity": "warning", "namespace": namespace},
+            "labels": {"alertname": name, "severity": "warning", "namespace": namespace},
             "startsAt": starts.to_rfc3339(),
             "endsAt": ends.to_rfc3339(),
         }]))
@@ -320,6 +449,17 @@ pub async fn post_deviation_alert(
         .await?
         .error_for_status()?;
     Ok(())
+}
+
+/// [`post_alert`] `HavocE2EDeviation`: the alert a test raises to make a running
+/// experiment deviate.
+pub async fn post_deviation_alert(
+    env: &Env,
+    namespace: &str,
+    starts: chrono::DateTime<chrono::Utc>,
+    ends: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    post_alert(env, "HavocE2EDeviation", namespace, starts, ends).await
 }
 
 /// Everything the notification sink received, in order.
@@ -373,14 +513,7 @@ pub async fn demo_healthy(env: &Env) -> anyhow::Result<()> {
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client, "go-demo-8");
     for d in ["go-demo-8", "go-demo-8-db", "repeater"] {
-        wait_for_object(
-            deployments.clone(),
-            d,
-            deployment_available(),
-            Duration::from_secs(90),
-            "demo available",
-        )
-        .await?;
+        wait_available(&deployments, d, Duration::from_secs(90)).await?;
     }
     wait_alert_gone(env, &[("namespace", "go-demo-8")], Duration::from_secs(90)).await
 }

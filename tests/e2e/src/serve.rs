@@ -2,7 +2,7 @@
 //! journal; stopped with SIGTERM.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -10,7 +10,13 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::{Env, fixtures, poll, repo_root, sink_received};
+use crate::{
+    Env,
+    fixtures::{self, PolicyDoc},
+    havoc_bin,
+    identity::Identity,
+    poll, repo_root, run, sink_received,
+};
 
 pub const TOKEN: &str = "e2e-api-token";
 pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
@@ -70,6 +76,93 @@ impl Default for Setup<'_> {
             identity: None,
         }
     }
+}
+
+impl<'a> Setup<'a> {
+    /// The tests' usual service: dry run except in `ns` (`liveNamespaces`), notifying
+    /// only the webhook, with these policies.
+    pub fn live_in(ns: &str, policies: Vec<(&'a str, String)>) -> Self {
+        Setup {
+            dry_run: true,
+            extra: json!({"liveNamespaces": [ns]}),
+            receivers: &["hook"],
+            policies,
+            ..Setup::default()
+        }
+    }
+
+    /// Sets the config's `limits`.
+    pub fn limits(mut self, limits: Value) -> Self {
+        self.overrides.push(("/limits", limits));
+        self
+    }
+
+    /// Dry run off everywhere, for node faults (nodes are not namespaced); the tests'
+    /// node policies run only when asked, on nodes of the test's own.
+    pub fn live_on_nodes(self) -> Self {
+        Setup {
+            dry_run: false,
+            ..self
+        }
+    }
+
+    /// A service with this one policy (in `file`), everything else as by default.
+    pub fn policy(file: &'a str, policy: &PolicyDoc) -> Self {
+        Setup {
+            policies: vec![(file, policy.yaml())],
+            ..Setup::default()
+        }
+    }
+
+    /// Runs as `identity` (in-cluster, with its ServiceAccount) and with its Lease.
+    pub fn run_as(self, identity: &'a Identity) -> Self {
+        Setup {
+            identity: Some(identity.setup()),
+            lease: Some(identity.lease.clone()),
+            ..self
+        }
+    }
+}
+
+/// The receivers of a config that notifies the local sink: `chat` (Slack's API) and
+/// `hook` (a webhook at `/webhook/<hook>`, signed with the secret in `secret_file`).
+pub fn sink_receivers(env: &Env, hook: &str, secret_file: &Path) -> anyhow::Result<Value> {
+    Ok(json!([
+        {"name": "chat", "slack": {
+            "channel": "#chaos",
+            "token": {"env": "HAVOC_TEST_SLACK_TOKEN"},
+            "apiUrl": format!("{}/api", env.sink()?),
+        }},
+        {"name": "hook", "webhook": {
+            "url": format!("{}/webhook/{hook}", env.sink()?),
+            "secret": {"file": secret_file},
+        }},
+    ]))
+}
+
+/// Checks a webhook the sink received: signed with [`WEBHOOK_SECRET`] over its exact
+/// body, as of its arrival (verified here and by the sink).
+pub fn verify_signature(hook: &Value) -> anyhow::Result<()> {
+    let body = hook["body"].as_str().context("webhook body")?;
+    let sig = hook["headers"]["x-havoc-signature"]
+        .as_str()
+        .context("signature header")?;
+    let secret = havoc_integrations::SecretString::from(WEBHOOK_SECRET.to_string());
+    let arrived =
+        std::time::UNIX_EPOCH + Duration::from_secs_f64(hook["time"].as_f64().context("arrival")?);
+    havoc_integrations::webhook::verify(
+        &secret,
+        sig,
+        body.as_bytes(),
+        arrived,
+        havoc_integrations::webhook::DEFAULT_TOLERANCE,
+    )?;
+    ensure!(
+        hook["signature"] == "valid",
+        "sink says {}",
+        hook["signature"]
+    );
+    Ok(())
 }
 
 /// `HAVOC_E2E_IDENTITY=NAMESPACE/SERVICEACCOUNT` (tests/install/run sets it): every
@@ -140,20 +233,7 @@ impl Serve {
                     "slos": slos,
                 }),
             )
-            .set(
-                "/receivers",
-                json!([
-                    {"name": "chat", "slack": {
-                        "channel": "#chaos",
-                        "token": {"env": "HAVOC_TEST_SLACK_TOKEN"},
-                        "apiUrl": format!("{}/api", env.sink()?),
-                    }},
-                    {"name": "hook", "webhook": {
-                        "url": format!("{}/webhook/{}", env.sink()?, setup.hook),
-                        "secret": {"file": secret},
-                    }},
-                ]),
-            )
+            .set("/receivers", sink_receivers(env, &setup.hook, &secret)?)
             .set("/notify", json!({"receivers": setup.receivers}))
             .set("/circuitBreaker", json!({"cooldown": "10m"}))
             .set(
@@ -172,21 +252,8 @@ impl Serve {
         for (pointer, value) in &setup.overrides {
             config = config.set(pointer, value.clone());
         }
-        let config = config.yaml();
-        std::fs::write(dir.path().join("havoc.yaml"), config)?;
-        std::fs::create_dir(dir.path().join("policies"))?;
-        for (file, text) in &setup.policies {
-            std::fs::write(dir.path().join("policies").join(file), text)?;
-        }
-        // HAVOC_BIN: another build (the benchmarks use the release one).
-        let bin = std::env::var_os("HAVOC_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target/debug/havoc"));
-        ensure!(
-            bin.exists(),
-            "{} missing: build it with `cargo build -p havoc`",
-            bin.display()
-        );
+        run::write_dir(dir.path(), &config.yaml(), &setup.policies)?;
+        let bin = havoc_bin()?;
         let mut command: Vec<std::ffi::OsString> = Vec::new();
         let in_cluster = identity.is_some();
         if let Some((ns, sa)) = &identity {
@@ -261,7 +328,7 @@ impl Serve {
         if setup.lease.is_none() && identity_lease().is_some() {
             // One installation's state serves every test in turn: a test starts with none
             // of the pauses (circuit breakers) an earlier one left.
-            serve.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
+            serve.resume().await?;
         }
         Ok(serve)
     }
@@ -339,16 +406,47 @@ impl Serve {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// Asks for a run of `policy` now: the answer's status and body.
+    pub async fn ask_run(&self, policy: &str) -> anyhow::Result<(u16, Value)> {
+        let path = format!("/api/v1/policies/{policy}/run");
+        self.post(&path, Some(TOKEN), json!({})).await
+    }
+
+    /// The emergency stop (`POST /api/v1/stop`): every running experiment is cut short
+    /// and chaos is paused, for `reason`.
+    pub async fn emergency_stop(&self, reason: &str) -> anyhow::Result<(u16, Value)> {
+        let body = json!({"reason": reason});
+        self.post("/api/v1/stop", Some(TOKEN), body).await
+    }
+
+    /// Pauses chaos (`POST /api/v1/pause`) for `reason`.
+    pub async fn pause(&self, reason: &str) -> anyhow::Result<(u16, Value)> {
+        let body = json!({"reason": reason});
+        self.post("/api/v1/pause", Some(TOKEN), body).await
+    }
+
+    /// Resumes chaos (`POST /api/v1/resume`).
+    pub async fn resume(&self) -> anyhow::Result<(u16, Value)> {
+        self.post("/api/v1/resume", Some(TOKEN), json!({})).await
+    }
+
+    /// Runs `policy` now; the experiment's id.
     pub async fn run_now(&self, policy: &str) -> anyhow::Result<String> {
-        let (status, body) = self
-            .post(
-                &format!("/api/v1/policies/{policy}/run"),
-                Some(TOKEN),
-                json!({}),
-            )
-            .await?;
+        let (status, body) = self.ask_run(policy).await?;
         ensure!(status == 202, "run {policy}: {status} {body}");
         Ok(body["id"].as_str().context("id")?.to_string())
+    }
+
+    /// The Prometheus exposition of `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
     }
 
     pub async fn records(&self) -> anyhow::Result<Vec<Value>> {
@@ -358,6 +456,46 @@ impl Serve {
             .as_array()
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// Runs `policy` again and again until its record satisfies `pred` (a run that comes
+    /// after havoc's watches saw a change), and returns that record. A run refused with a
+    /// record (409) counts too.
+    pub async fn run_until(
+        &self,
+        policy: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        poll(timeout, what, || async {
+            let (status, body) = self.ask_run(policy).await?;
+            let Some(id) = body["id"]
+                .as_str()
+                .filter(|_| status == 202 || status == 409)
+            else {
+                return Ok(None);
+            };
+            let r = self.record(id, Duration::from_secs(30)).await?;
+            Ok(pred(&r).then_some(r))
+        })
+        .await
+    }
+
+    /// Waits until at least `n` records satisfy `pred`, and returns those.
+    pub async fn wait_records(
+        &self,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let found = poll(timeout, what, || async {
+            let rs: Vec<Value> = self.records().await?.into_iter().filter(&pred).collect();
+            Ok((rs.len() >= n).then_some(rs))
+        })
+        .await;
+        found.map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&self.log(), 30)))
     }
 
     /// Waits for the record with this id.

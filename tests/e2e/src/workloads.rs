@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Context as _;
 use k8s_openapi::api::{
-    apps::v1::Deployment, core::v1::Node, networking::v1::NetworkPolicy,
+    apps::v1::Deployment,
+    core::v1::{Node, Pod},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -17,7 +19,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::{deployment_available, wait_for_object};
+use crate::{poll, wait_available, wait_for_object};
 
 /// The annotation that holds havoc's revert record.
 pub const REVERT: &str = "havoc.dev/revert";
@@ -44,7 +46,39 @@ pub async fn deployment_on(
     replicas: i32,
     pool: Option<&str>,
 ) -> anyhow::Result<Deployment> {
-    let mut d: Deployment = serde_json::from_value(json!({
+    let mut d = quick_pods(ns, name, replicas)?;
+    if let Some(pool) = pool
+        && let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut())
+    {
+        spec.node_selector = Some([(POOL.to_string(), pool.to_string())].into());
+        spec.tolerations = Some(vec![pool_toleration(pool)?]);
+    }
+    create_available(client, ns, &d).await
+}
+
+/// A Deployment `name` (label `app=name`) of `replicas` pods pinned to `node` of the
+/// test's node `pool` (see [`node_pool`]), Ready about a second after they start.
+pub async fn deployment_pinned(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    pool: &str,
+    node: &str,
+) -> anyhow::Result<Deployment> {
+    let mut d = quick_pods(ns, name, replicas)?;
+    if let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.node_selector =
+            Some([("kubernetes.io/hostname".to_string(), node.to_string())].into());
+        spec.tolerations = Some(vec![pool_toleration(pool)?]);
+        spec.topology_spread_constraints = None;
+    }
+    create_available(client, ns, &d).await
+}
+
+/// The Deployment of [`deployment`], not created yet.
+fn quick_pods(ns: &str, name: &str, replicas: i32) -> anyhow::Result<Deployment> {
+    Ok(serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
         "spec": {
             "replicas": replicas,
@@ -69,65 +103,39 @@ pub async fn deployment_on(
                 }
             }
         }
-    }))?;
-    if let Some(pool) = pool
-        && let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut())
-    {
-        spec.node_selector = Some([(POOL.to_string(), pool.to_string())].into());
-        spec.tolerations = Some(vec![serde_json::from_value(json!({
-            "key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"
-        }))?]);
-    }
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &d).await?;
-    wait_for_object(
-        api,
-        name,
-        deployment_available(),
-        Duration::from_secs(90),
-        "deployment available",
-    )
-    .await
+    }))?)
 }
 
-/// A Deployment `name` (label `app=name`) of `replicas` pods pinned to `node` of the
-/// test's node `pool` (see [`node_pool`]), Ready about a second after they start.
-pub async fn deployment_pinned(
+/// The toleration of the taint on the nodes of `pool`.
+fn pool_toleration(pool: &str) -> anyhow::Result<k8s_openapi::api::core::v1::Toleration> {
+    Ok(serde_json::from_value(json!({
+        "key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"
+    }))?)
+}
+
+/// Creates the Deployment `d` in `ns` and waits (90 s at most) until it is available.
+pub async fn create_available(
     client: &Client,
     ns: &str,
-    name: &str,
-    replicas: i32,
-    pool: &str,
-    node: &str,
+    d: &Deployment,
 ) -> anyhow::Result<Deployment> {
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": {
-                    "pod-ready.stage.kwok.x-k8s.io/delay": "1s",
-                    "pod-ready.stage.kwok.x-k8s.io/jitter-delay": "1s",
-                }},
-                "spec": {
-                    "terminationGracePeriodSeconds": 0,
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "tolerations": [{"key": POOL, "operator": "Equal", "value": pool, "effect": "NoSchedule"}],
-                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
-                }
-            }
-        }
-    }))?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &d).await?;
-    wait_for_object(
-        api,
-        name,
-        deployment_available(),
-        Duration::from_secs(90),
-        "pinned deployment available",
-    )
+    let created = api.create(&PostParams::default(), d).await?;
+    wait_available(&api, &created.name_any(), Duration::from_secs(90)).await
+}
+
+/// Waits until Deployment `name` of `api` has `n` replicas (a fault holds it there, or
+/// its revert restored it).
+pub async fn wait_replicas(
+    api: &Api<Deployment>,
+    name: &str,
+    n: i32,
+    timeout: Duration,
+) -> anyhow::Result<Deployment> {
+    poll(timeout, &format!("{name} at {n} replica(s)"), || async {
+        let d = api.get(name).await?;
+        Ok((replicas(&d) == n).then_some(d))
+    })
     .await
 }
 
@@ -182,6 +190,30 @@ pub async fn nodes(client: &Client) -> anyhow::Result<Vec<Node>> {
         .list(&ListParams::default())
         .await?
         .items)
+}
+
+/// How many pods of `ns` matching `selector` (all of them: "") are on `node`, not
+/// terminating.
+pub async fn pods_on_node(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    node: &str,
+) -> anyhow::Result<usize> {
+    let mut params = ListParams::default();
+    if !selector.is_empty() {
+        params = params.labels(selector);
+    }
+    Ok(Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .count())
 }
 
 /// Cordons (`true`) or uncordons a node, as `kubectl cordon` does.
@@ -261,37 +293,11 @@ pub async fn add_pool_nodes(
     pool: &str,
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<Vec<String>> {
-    let api: Api<Node> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for i in range {
-        let name = format!("{pool}-{i}");
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {
-                "name": name,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                    "type": "kwok", POOL: pool,
-                },
-            },
-            "spec": {"taints": [{"key": POOL, "value": pool, "effect": "NoSchedule"}]},
-        }))?;
-        api.create(&PostParams::default(), &node).await?;
-        names.push(name);
-    }
+    let names: Vec<String> = range.map(|i| format!("{pool}-{i}")).collect();
     for name in &names {
-        wait_for_object(
-            api.clone(),
-            name,
-            |n: Option<&Node>| {
-                n.and_then(|n| n.status.as_ref()?.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            },
-            Duration::from_secs(60),
-            "pool node Ready",
-        )
-        .await?;
+        create_pool_node(client, pool, name, None).await?;
     }
+    wait_nodes_ready(client, names.iter()).await?;
     Ok(names)
 }
 
@@ -306,30 +312,54 @@ pub async fn zoned_pool(
     pool: &str,
     zones: &[(&str, usize)],
 ) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let api: Api<Node> = Api::all(client.clone());
     let mut out = BTreeMap::new();
     for (zone, n) in zones {
         let zone = format!("{pool}-{zone}");
-        let mut names = Vec::new();
-        for i in 0..*n {
-            let name = format!("{zone}-{i}");
-            let node: Node = serde_json::from_value(json!({
-                "metadata": {
-                    "name": name,
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {
-                        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                        "type": "kwok", POOL: pool, ZONE: zone,
-                    },
-                },
-                "spec": {"taints": [{"key": POOL, "value": pool, "effect": "NoSchedule"}]},
-            }))?;
-            api.create(&PostParams::default(), &node).await?;
-            names.push(name);
+        let names: Vec<String> = (0..*n).map(|i| format!("{zone}-{i}")).collect();
+        for name in &names {
+            create_pool_node(client, pool, name, Some(&zone)).await?;
         }
         out.insert(zone, names);
     }
-    for name in out.values().flatten() {
+    wait_nodes_ready(client, out.values().flatten()).await?;
+    Ok(out)
+}
+
+/// Creates KWOK node `name` of `pool` (labelled `POOL=pool`, tainted for it), in `zone`.
+async fn create_pool_node(
+    client: &Client,
+    pool: &str,
+    name: &str,
+    zone: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut labels = json!({
+        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+        "type": "kwok", POOL: pool,
+    });
+    if let Some(zone) = zone {
+        labels[ZONE] = json!(zone);
+    }
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": labels,
+        },
+        "spec": {"taints": [{"key": POOL, "value": pool, "effect": "NoSchedule"}]},
+    }))?;
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await?;
+    Ok(())
+}
+
+/// Waits (60 s at most each) until these nodes are Ready.
+async fn wait_nodes_ready(
+    client: &Client,
+    names: impl Iterator<Item = &String>,
+) -> anyhow::Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    for name in names {
         wait_for_object(
             api.clone(),
             name,
@@ -338,11 +368,11 @@ pub async fn zoned_pool(
                     .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             },
             Duration::from_secs(60),
-            "zoned pool node Ready",
+            "pool node Ready",
         )
         .await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub async fn delete_node_pool(client: &Client, pool: &str) -> anyhow::Result<()> {

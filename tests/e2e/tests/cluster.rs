@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::*;
+use havoc_e2e::{
+    workloads::{POOL, cordon, create_available},
+    *,
+};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Node, Pod},
@@ -14,7 +17,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, EvictParams, ListParams, PostParams},
 };
 use serde_json::json;
 
@@ -37,25 +40,6 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
         }
     }))
     .expect("valid deployment")
-}
-
-async fn create_available(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    replicas: i32,
-) -> anyhow::Result<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &deployment(name, replicas))
-        .await?;
-    wait_for_object(
-        api,
-        name,
-        deployment_available(),
-        Duration::from_secs(90),
-        "deployment available",
-    )
-    .await
 }
 
 async fn pods_of(client: &Client, ns: &str, app: &str) -> anyhow::Result<Vec<Pod>> {
@@ -82,10 +66,9 @@ fn ready_delay(env: &Env) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_pod_is_replaced_and_ready_only_after_the_delay() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    let delay = ready_delay(&env);
-    with_namespace("replace", move |client, ns| async move {
-        create_available(&client, &ns, "web", 2).await?;
+    with_namespace("replace", |env, client, ns| async move {
+        let delay = ready_delay(&env);
+        create_available(&client, &ns, &deployment("web", 2)).await?;
         let before = pods_of(&client, &ns, "web").await?;
         let victim = before[0].name_any();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -189,10 +172,10 @@ fn expect_429(result: Result<(), String>) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn evicting_the_only_allowed_pod_under_a_disruption_budget_is_refused_with_429()
 -> anyhow::Result<()> {
-    with_namespace("pdb", |client, ns| async move {
+    with_namespace("pdb", |_env, client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // One replica, minAvailable 1: its only pod cannot be evicted.
-        create_available(&client, &ns, "single", 1).await?;
+        create_available(&client, &ns, &deployment("single", 1)).await?;
         guard(&client, &ns, "single", 1).await?;
         let only = pods_of(&client, &ns, "single").await?[0].name_any();
         expect_429(evict(&pods, &only).await?)?;
@@ -217,14 +200,7 @@ async fn deleting_the_single_db_pod_fires_the_unavailable_alert_and_it_resolves(
     ];
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), GO_DEMO);
     // Start from a healthy state: db available and no such alert active.
-    wait_for_object(
-        deployments.clone(),
-        "go-demo-8-db",
-        deployment_available(),
-        Duration::from_secs(90),
-        "db available",
-    )
-    .await?;
+    wait_available(&deployments, "go-demo-8-db", Duration::from_secs(90)).await?;
     wait_alert_gone(&env, &labels, Duration::from_secs(90)).await?;
 
     let pods = pods_of(&client, GO_DEMO, "go-demo-8-db").await?;
@@ -253,29 +229,20 @@ async fn deleting_the_single_db_pod_fires_the_unavailable_alert_and_it_resolves(
     );
     eprintln!("KubeDeploymentUnavailable firing {fired_after:?} after the deletion");
 
-    wait_for_object(
-        deployments,
-        "go-demo-8-db",
-        deployment_available(),
-        Duration::from_secs(90),
-        "db available again",
-    )
-    .await?;
+    // Available again.
+    wait_available(&deployments, "go-demo-8-db", Duration::from_secs(90)).await?;
     wait_alert_gone(&env, &labels, Duration::from_secs(60)).await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Result<()> {
-    with_namespace("cordon", |client, ns| async move {
+    with_namespace("cordon", |_env, client, ns| async move {
         let nodes: Api<Node> = Api::all(client.clone());
         let all = nodes
             // The local cluster's own nodes: not the pools other tests add and delete
             // while this one runs.
-            .list(
-                &ListParams::default()
-                    .labels(&format!("type=kwok,!{}", havoc_e2e::workloads::POOL)),
-            )
+            .list(&ListParams::default().labels(&format!("type=kwok,!{POOL}")))
             .await?
             .items;
         ensure!(
@@ -284,21 +251,14 @@ async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Res
             all.len()
         );
         let victim = all[0].name_any();
-        let cordon = |on: bool| json!({"spec": {"unschedulable": on}});
-        nodes
-            .patch(
-                &victim,
-                &PatchParams::default(),
-                &Patch::Merge(cordon(true)),
-            )
-            .await?;
+        cordon(&client, &victim, true).await?;
         let result = async {
             let node = nodes.get(&victim).await?;
             ensure!(
                 node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
                 "node is unschedulable"
             );
-            create_available(&client, &ns, "spread", 8).await?;
+            create_available(&client, &ns, &deployment("spread", 8)).await?;
             let pods = pods_of(&client, &ns, "spread").await?;
             let on_victim: Vec<_> = pods
                 .iter()
@@ -314,13 +274,7 @@ async fn a_cordoned_node_is_unschedulable_and_new_pods_avoid_it() -> anyhow::Res
             Ok(())
         }
         .await;
-        nodes
-            .patch(
-                &victim,
-                &PatchParams::default(),
-                &Patch::Merge(cordon(false)),
-            )
-            .await?;
+        cordon(&client, &victim, false).await?;
         result
     })
     .await

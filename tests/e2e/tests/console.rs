@@ -15,7 +15,12 @@
 use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{fixtures, serve::*, workloads::*, *};
+use havoc_e2e::{
+    fixtures::{self, target},
+    serve::*,
+    workloads::*,
+    *,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::json;
@@ -25,37 +30,22 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_shows_stops_and_resumes_in_a_browser() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("console", move |client, ns| async move {
+    with_namespace("console", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
-        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
         // No alert counts against these experiments: the hold must last until the browser
         // stops it, not end early because scaling to 0 fires an availability alert.
         let policy = |name: &str, replicas: u32, hold: &str| {
-            fixtures::policy(name)
-                .manual_only(&ns)
-                .set("/target", target.clone())
-                .fault(json!({"scale": {"replicas": replicas}}))
-                .duration(hold)
-                .settle("1s")
+            let scale = json!({"scale": {"replicas": replicas}});
+            fixtures::manual(name, &ns, target("Deployment", &ns, "app=web"), scale, hold)
                 .alert_matchers(&["alertname=\"HavocConsoleE2ENeverFires\""])
                 .yaml()
         };
-        let serve = Serve::start(
-            &env,
-            Setup {
-                dry_run: true,
-                extra: json!({"liveNamespaces": [ns]}),
-                receivers: &["hook"],
-                policies: vec![
-                    ("quick.yaml", policy("quick", 1, "1s")),
-                    ("hold.yaml", policy("hold", 0, "5m")),
-                ],
-                ..Setup::default()
-            },
-        )
-        .await?;
+        let policies = vec![
+            ("quick.yaml", policy("quick", 1, "1s")),
+            ("hold.yaml", policy("hold", 0, "5m")),
+        ];
+        let serve = Serve::start(&env, Setup::live_in(&ns, policies)).await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
         let done = serve.run_now("quick").await?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use havoc_e2e::{
-    fixtures::{self, PolicyDoc},
+    fixtures::{self, node_named, pool_nodes, target},
     serve::*,
     workloads::*,
     *,
@@ -16,43 +16,9 @@ use havoc_e2e::{
 use k8s_openapi::api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler};
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-
-/// A policy run only when asked, live in `ns`, held `hold`, alerts counted from `ns`.
-fn manual(name: &str, ns: &str, target: Value, fault: Value, hold: &str) -> PolicyDoc {
-    fixtures::policy(name)
-        .manual_only(ns)
-        .set("/target", target)
-        .fault(fault)
-        .duration(hold)
-        .settle("1s")
-        .alert_matchers(&[&format!("namespace=\"{ns}\"")])
-}
-
-// Dry run except in the test's namespace; nodes are not namespaced, so a drain test
-// turns dry run off (its policies only run when asked).
-async fn start(
-    env: &Env,
-    ns: &str,
-    policies: Vec<(&str, String)>,
-    limits: Value,
-) -> anyhow::Result<Serve> {
-    Serve::start(
-        env,
-        Setup {
-            dry_run: !policies
-                .iter()
-                .any(|(_, p)| p.contains("nodeDrain") || p.contains("zoneOutage")),
-            extra: json!({"liveNamespaces": [ns], "limits": limits}),
-            receivers: &["hook"],
-            policies,
-            ..Setup::default()
-        },
-    )
-    .await
-}
 
 fn revert_of(record: &Value) -> &Value {
     &record["targets"][0]["revert"]
@@ -60,13 +26,13 @@ fn revert_of(record: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("scale", move |client, ns| async move {
+    with_namespace("scale", move |env, client, ns| async move {
         let before = as_value(&deployment(&client, &ns, "web", 3).await?)?;
         monitoring_settled(&env, &ns, 1).await?;
-        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-        let policy = manual("shrink", &ns, target, json!({"scale": {"replicas": 1}}), "6s");
-        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let web = target("Deployment", &ns, "app=web");
+        let policy = fixtures::manual("shrink", &ns, web, json!({"scale": {"replicas": 1}}), "6s")
+            .alerts_from(&ns);
+        let serve = Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
 
         // Held: one replica, and the record with the original count on the object.
@@ -92,10 +58,7 @@ async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::R
 
         // Someone scales it during the hold: havoc does not fight, and says so.
         let id = serve.run_now("shrink").await?;
-        poll(Duration::from_secs(20), "held again", || async {
-            Ok((replicas(&api.get("web").await?) == 1).then_some(()))
-        })
-        .await?;
+        wait_replicas(&api, "web", 1, Duration::from_secs(20)).await?;
         api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
             .await?;
         let r = serve.record(&id, Duration::from_secs(40)).await?;
@@ -112,19 +75,14 @@ async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::R
         Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
             .create(&PostParams::default(), &hpa)
             .await?;
-        let r = poll(Duration::from_secs(20), "a run that sees the autoscaler", || async {
-            let (status, body) = serve.post("/api/v1/policies/shrink/run", Some(TOKEN), json!({})).await?;
-            let Some(id) = body["id"].as_str().filter(|_| status == 202 || status == 409) else {
-                return Ok(None);
-            };
-            let r = serve.record(id, Duration::from_secs(30)).await?;
-            Ok(r["reason"]
-                .as_str()
-                .is_some_and(|s| s.contains("HorizontalPodAutoscaler"))
-                .then_some(r))
-        })
-        .await?;
-        ensure!(r["verdict"] == "skipped", "{r:#}");
+        let r = serve
+            .run_until("shrink", Duration::from_secs(20), "a run that sees the autoscaler", |r| {
+                r["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("HorizontalPodAutoscaler"))
+            })
+            .await?;
+        ensure_verdict(&r, "skipped", "HorizontalPodAutoscaler")?;
         ensure!(replicas(&api.get("web").await?) == 5);
         Ok(())
     })
@@ -133,19 +91,19 @@ async fn scale_is_held_restored_exactly_and_never_fights_a_change() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_is_a_network_policy_of_havocs_that_goes_away() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("partition", move |client, ns| async move {
+    with_namespace("partition", move |env, client, ns| async move {
         deployment(&client, &ns, "api", 2).await?;
         monitoring_settled(&env, &ns, 1).await?;
-        let target = json!({"kind": "Pod", "namespaces": [ns], "selector": "app=api"});
-        let policy = manual(
+        let policy = fixtures::manual(
             "cut",
             &ns,
-            target,
+            target("Pod", &ns, "app=api"),
             json!({"networkPartition": {"direction": "both"}}),
             "6s",
-        );
-        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        )
+        .alerts_from(&ns);
+        let serve =
+            Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let id = serve.run_now("cut").await?;
         let np = poll(Duration::from_secs(20), "the partition", || async {
             Ok(havoc_network_policies(&client, &ns)
@@ -187,8 +145,7 @@ async fn a_partition_is_a_network_policy_of_havocs_that_goes_away() -> anyhow::R
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
 -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("http", move |client, ns| async move {
+    with_namespace("http", move |env, client, ns| async move {
         // The user's routes: one with a fault of their own, and a catch-all.
         let user = json!([
             {"name": "canary", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
@@ -199,10 +156,10 @@ async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
         virtual_service(&client, &ns, "shop", user.clone()).await?;
         let api = virtual_services(&client, &ns);
         let before = api.get("shop").await?;
-        let target = json!({"kind": "VirtualService", "namespaces": [ns], "selector": "app=shop"});
+        let shop = target("VirtualService", &ns, "app=shop");
         let fault = json!({"httpFault": {"abort": {"percent": 50, "status": 503}, "delay": {"percent": 100, "fixed": "2s"}}});
-        let policy = manual("flaky", &ns, target, fault, "6s");
-        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let policy = fixtures::manual("flaky", &ns, shop, fault, "6s").alerts_from(&ns);
+        let serve = Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let id = serve.run_now("flaky").await?;
         let held = poll(Duration::from_secs(20), "fault routes in place", || async {
             let vs = api.get("shop").await?;
@@ -234,132 +191,109 @@ async fn an_http_fault_is_routes_ahead_of_the_users_and_only_those_are_removed()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() -> anyhow::Result<()>
 {
-    let env = Env::load()?;
-    with_namespace("drain", move |client, ns| async move {
-        // Nodes of the test's own, tainted: the drain evicts no other test's pods.
-        let pool = ns.clone();
-        let nodes = node_pool(&client, &pool, 3).await?;
-        let result = drain_scenario(&env, &client, &ns, &pool, &nodes).await;
-        delete_node_pool(&client, &pool).await?;
-        result
+    // Nodes of the test's own, tainted: the drain evicts no other test's pods.
+    with_node_pool("drain", 3, move |env, client, ns, nodes| async move {
+        let pool = &ns;
+        deployment_on(&client, &ns, "spread", 3, Some(pool)).await?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let mut with_our_pods = pool_nodes(pool);
+        with_our_pods["withPodsIn"] = json!([ns]);
+        let drain = fixtures::manual(
+            "drain",
+            &ns,
+            with_our_pods,
+            json!({"nodeDrain": {"timeout": "20s"}}),
+            "8s",
+        )
+        .alerts_from(&ns);
+        // Someone else's cordon, and a policy aimed at exactly that node.
+        let victim = nodes[2].clone();
+        let aimed = fixtures::manual(
+            "aimed",
+            &ns,
+            node_named(&victim),
+            json!({"nodeDrain": {"timeout": "20s"}}),
+            "4s",
+        )
+        .alerts_from(&ns);
+        // Other tests may cordon nodes too: room for all of them.
+        let policies = vec![("drain.yaml", drain.yaml()), ("aimed.yaml", aimed.yaml())];
+        let setup = Setup::live_in(&ns, policies)
+            .limits(json!({"maxUnschedulableNodes": 5}))
+            .live_on_nodes();
+        let serve = Serve::start(&env, setup).await?;
+        let nodes_api = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
+        let id = serve.run_now("drain").await?;
+        let name = poll(
+            Duration::from_secs(20),
+            "a pool node cordoned by havoc",
+            || async {
+                for n in &nodes {
+                    let node = nodes_api.get(n).await?;
+                    if unschedulable(&node) && has_record(&node) {
+                        return Ok(Some(n.clone()));
+                    }
+                }
+                Ok(None)
+            },
+        )
+        .await?;
+        // Its pods are evicted (replaced on the other pool nodes).
+        poll(
+            Duration::from_secs(30),
+            "no pod of the test left on the node",
+            || async { Ok((pods_on_node(&client, &ns, "", &name).await? == 0).then_some(())) },
+        )
+        .await?;
+        let r = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(r["verdict"] == "passed", "{r:#}");
+        ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+        let n = nodes_api.get(&name).await?;
+        ensure!(
+            !unschedulable(&n) && !has_record(&n),
+            "uncordoned: {:?}",
+            n.spec
+        );
+
+        cordon(&client, &victim, true).await?;
+        let id = serve.run_now("aimed").await?;
+        let r = serve.record(&id, Duration::from_secs(30)).await?;
+        ensure_verdict(&r, "skipped", "already cordoned")?;
+        let n = nodes_api.get(&victim).await?;
+        ensure!(
+            unschedulable(&n) && !has_record(&n),
+            "someone else's cordon stays: {:?}",
+            n.spec
+        );
+        Ok(())
     })
     .await
 }
 
-async fn drain_scenario(
+/// `web` (2 replicas, seen available by Prometheus) in `ns`, and a service whose policy
+/// `hold` scales it to 0 for 5 minutes, run and holding: the service, the run's id and
+/// the namespace's Deployments.
+async fn web_held_at_zero(
     env: &Env,
     client: &kube::Client,
     ns: &str,
-    pool: &str,
-    pool_nodes: &[String],
-) -> anyhow::Result<()> {
-    deployment_on(client, ns, "spread", 3, Some(pool)).await?;
+) -> anyhow::Result<(Serve, String, Api<Deployment>)> {
+    deployment(client, ns, "web", 2).await?;
     monitoring_settled(env, ns, 1).await?;
-    let target = json!({"kind": "Node", "selector": format!("{POOL}={pool}"), "withPodsIn": [ns]});
-    let drain = manual(
-        "drain",
-        ns,
-        target,
-        json!({"nodeDrain": {"timeout": "20s"}}),
-        "8s",
-    );
-    // Someone else's cordon, and a policy aimed at exactly that node.
-    let victim = pool_nodes[2].clone();
-    let aimed = manual(
-        "aimed",
-        ns,
-        json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")}),
-        json!({"nodeDrain": {"timeout": "20s"}}),
-        "4s",
-    );
-    // Other tests may cordon nodes too: room for all of them.
-    let serve = start(
-        env,
-        ns,
-        vec![("drain.yaml", drain.yaml()), ("aimed.yaml", aimed.yaml())],
-        json!({"maxUnschedulableNodes": 5}),
-    )
-    .await?;
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
-    let nodes_api = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
-    let id = serve.run_now("drain").await?;
-    let name = poll(
-        Duration::from_secs(20),
-        "a pool node cordoned by havoc",
-        || async {
-            for n in pool_nodes {
-                let node = nodes_api.get(n).await?;
-                if unschedulable(&node) && has_record(&node) {
-                    return Ok(Some(n.clone()));
-                }
-            }
-            Ok(None)
-        },
-    )
-    .await?;
-    // Its pods are evicted (replaced on the other pool nodes).
-    poll(
-        Duration::from_secs(30),
-        "no pod of the test left on the node",
-        || async {
-            let on = pods
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter(|p| {
-                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
-                        && p.metadata.deletion_timestamp.is_none()
-                })
-                .count();
-            Ok((on == 0).then_some(()))
-        },
-    )
-    .await?;
-    let r = serve.record(&id, Duration::from_secs(60)).await?;
-    ensure!(r["verdict"] == "passed", "{r:#}");
-    ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
-    let n = nodes_api.get(&name).await?;
-    ensure!(
-        !unschedulable(&n) && !has_record(&n),
-        "uncordoned: {:?}",
-        n.spec
-    );
-
-    cordon(client, &victim, true).await?;
-    let id = serve.run_now("aimed").await?;
-    let r = serve.record(&id, Duration::from_secs(30)).await?;
-    ensure!(r["verdict"] == "skipped", "{r:#}");
-    ensure!(
-        r["reason"]
-            .as_str()
-            .is_some_and(|s| s.contains("already cordoned")),
-        "{r:#}"
-    );
-    let n = nodes_api.get(&victim).await?;
-    ensure!(
-        unschedulable(&n) && !has_record(&n),
-        "someone else's cordon stays: {:?}",
-        n.spec
-    );
-    Ok(())
+    let web = target("Deployment", ns, "app=web");
+    let policy =
+        fixtures::manual("hold", ns, web, json!({"scale": {"replicas": 0}}), "5m").alerts_from(ns);
+    let serve = Serve::start(env, Setup::live_in(ns, vec![("p.yaml", policy.yaml())])).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let id = serve.run_now("hold").await?;
+    wait_replicas(&api, "web", 0, Duration::from_secs(20)).await?;
+    Ok((serve, id, api))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("deviate", move |client, ns| async move {
-        deployment(&client, &ns, "web", 2).await?;
-        monitoring_settled(&env, &ns, 1).await?;
-        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-        let policy = manual("hold", &ns, target, json!({"scale": {"replicas": 0}}), "5m");
-        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let id = serve.run_now("hold").await?;
-        poll(Duration::from_secs(20), "held", || async {
-            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
-        })
-        .await?;
+    with_namespace("deviate", move |env, client, ns| async move {
+        let (serve, id, api) = web_held_at_zero(&env, &client, &ns).await?;
         let starts = chrono::Utc::now();
         post_deviation_alert(&env, &ns, starts, starts + chrono::Duration::minutes(2)).await?;
         let posted = Instant::now();
@@ -376,13 +310,7 @@ async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
             restored.as_secs_f64()
         );
         let r = serve.record(&id, Duration::from_secs(60)).await?;
-        ensure!(r["verdict"] == "deviated", "{r:#}");
-        ensure!(
-            r["reason"]
-                .as_str()
-                .is_some_and(|s| s.contains("HavocE2EDeviation")),
-            "{r:#}"
-        );
+        ensure_verdict(&r, "deviated", "HavocE2EDeviation")?;
         ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
         Ok(())
     })
@@ -391,19 +319,8 @@ async fn a_deviation_during_the_hold_reverts_at_once() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("sigterm", move |client, ns| async move {
-        deployment(&client, &ns, "web", 2).await?;
-        monitoring_settled(&env, &ns, 1).await?;
-        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-        let policy = manual("hold", &ns, target, json!({"scale": {"replicas": 0}}), "5m");
-        let mut serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let id = serve.run_now("hold").await?;
-        poll(Duration::from_secs(20), "held", || async {
-            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
-        })
-        .await?;
+    with_namespace("sigterm", move |env, client, ns| async move {
+        let (mut serve, id, api) = web_held_at_zero(&env, &client, &ns).await?;
         let (code, took) = serve.stop().await?;
         ensure!(code == Some(0), "exit {code:?}\n{}", tail(&serve.log(), 20));
         let d = api.get("web").await?;
@@ -429,28 +346,26 @@ async fn sigterm_during_the_hold_reverts_before_exit() -> anyhow::Result<()> {
 /// pods evicted, the other zone left alone; reverted, every node schedulable again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_outage_cordons_one_zone_and_uncordons_it() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("zone", move |client, ns| async move {
-        let pool = ns.clone();
-        let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 1)]).await?;
-        let result = async {
-            deployment_on(&client, &ns, "spread", 3, Some(&pool)).await?;
+    with_zoned_pool(
+        "zone",
+        &[("a", 2), ("b", 1)],
+        move |env, client, ns, zones| async move {
+            let pool = &ns;
+            deployment_on(&client, &ns, "spread", 3, Some(pool)).await?;
             monitoring_settled(&env, &ns, 1).await?;
-            let outage = manual(
+            let outage = fixtures::manual(
                 "outage",
                 &ns,
-                json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
+                pool_nodes(pool),
                 json!({"zoneOutage": {"timeout": "10s"}}),
                 "6s",
             )
+            .alerts_from(&ns)
             .set("/limits/maxUnschedulableNodes", json!(10));
-            let serve = start(
-                &env,
-                &ns,
-                vec![("outage.yaml", outage.yaml())],
-                json!({"maxUnschedulableNodes": 1}),
-            )
-            .await?;
+            let setup = Setup::live_in(&ns, vec![("outage.yaml", outage.yaml())])
+                .limits(json!({"maxUnschedulableNodes": 1}))
+                .live_on_nodes();
+            let serve = Serve::start(&env, setup).await?;
             let nodes_api = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone());
             let id = serve.run_now("outage").await?;
             let down = poll(Duration::from_secs(30), "one zone cordoned", || async {
@@ -504,10 +419,7 @@ async fn a_zone_outage_cordons_one_zone_and_uncordons_it() -> anyhow::Result<()>
                 );
             }
             Ok(())
-        }
-        .await;
-        delete_node_pool(&client, &pool).await?;
-        result
-    })
+        },
+    )
     .await
 }

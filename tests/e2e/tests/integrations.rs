@@ -65,6 +65,24 @@ fn slack(env: &Env, token: &str, channel: &str) -> anyhow::Result<Notifier> {
     Ok(Notifier::new(config)?)
 }
 
+/// A notifier to `#chaos` at the sink, with the sink's token.
+fn chaos(env: &Env) -> anyhow::Result<Notifier> {
+    slack(env, env.slack_token()?, "#chaos")
+}
+
+/// The outcome of each of the sink's records.
+fn outcomes(records: &[Value]) -> Vec<&str> {
+    records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+/// The sink's URL for webhooks named `name`.
+fn hook_url(env: &Env, name: &str) -> anyhow::Result<String> {
+    Ok(format!("{}/webhook/{name}", env.sink()?))
+}
+
 fn message(marker: &str) -> SlackMessage {
     SlackMessage {
         text: format!("havoc: experiment deviated ({marker})"),
@@ -268,9 +286,7 @@ async fn alertmanager_reports_a_posted_alert_through_its_filters() -> anyhow::Re
 async fn slack_message_is_delivered_with_blocks() -> anyhow::Result<()> {
     let env = setup()?;
     let mark = marker("slack-ok");
-    let posted = slack(&env, env.slack_token()?, "#chaos")?
-        .send(&message(&mark))
-        .await?;
+    let posted = chaos(&env)?.send(&message(&mark)).await?;
     ensure!(posted.channel.starts_with('C'), "{posted:?}");
     ensure!(!posted.ts.is_empty(), "{posted:?}");
     let got = wait_sink_received(&env, 1, TIMEOUT, |r| {
@@ -334,7 +350,7 @@ async fn slack_refusals_are_permanent() -> anyhow::Result<()> {
 async fn slack_is_retried_through_server_errors_and_delivered_once() -> anyhow::Result<()> {
     let env = setup()?;
     let mark = marker("slack-retry");
-    let notifier = slack(&env, env.slack_token()?, "#chaos")?;
+    let notifier = chaos(&env)?;
     sink_fail(&env, json!({"mode": "500", "count": 3})).await?;
     let msg = message(&mark);
     let (posted, attempts) = retry(&quick_backoff(), || notifier.send(&msg))
@@ -343,10 +359,7 @@ async fn slack_is_retried_through_server_errors_and_delivered_once() -> anyhow::
     ensure!(attempts == 4, "attempts: {attempts}");
     ensure!(!posted.ts.is_empty());
     let records = records_with(&env, &mark).await?;
-    let outcomes: Vec<&str> = records
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap_or("?"))
-        .collect();
+    let outcomes = outcomes(&records);
     ensure!(
         outcomes == ["injected_500", "injected_500", "injected_500", "ok"],
         "{outcomes:?}"
@@ -358,7 +371,7 @@ async fn slack_is_retried_through_server_errors_and_delivered_once() -> anyhow::
 async fn slack_rate_limit_is_retryable_with_retry_after() -> anyhow::Result<()> {
     let env = setup()?;
     let mark = marker("slack-ratelimited");
-    let notifier = slack(&env, env.slack_token()?, "#chaos")?;
+    let notifier = chaos(&env)?;
     sink_fail(&env, json!({"mode": "ratelimited", "count": 1})).await?;
     let err = notifier
         .send(&message(&mark))
@@ -391,7 +404,7 @@ async fn slack_rate_limit_is_retryable_with_retry_after() -> anyhow::Result<()> 
 async fn a_day_long_retry_after_is_capped() -> anyhow::Result<()> {
     let env = setup()?;
     let mark = marker("slack-retry-after-day");
-    let notifier = slack(&env, env.slack_token()?, "#chaos")?;
+    let notifier = chaos(&env)?;
     sink_fail(
         &env,
         json!({"mode": "ratelimited", "count": 1, "retry_after": 86400}),
@@ -445,9 +458,7 @@ async fn slack_long_sections_are_cut_and_delivered() -> anyhow::Result<()> {
         .await?;
     ensure!(refused["error"] == "invalid_blocks", "{refused}");
 
-    let posted = slack(&env, env.slack_token()?, "#chaos")?
-        .send(&long)
-        .await?;
+    let posted = chaos(&env)?.send(&long).await?;
     ensure!(!posted.text_only);
     let records = records_with(&env, &mark).await?;
     let r = records.last().context("delivered")?;
@@ -480,15 +491,10 @@ async fn slack_refused_blocks_fall_back_to_the_text() -> anyhow::Result<()> {
     let mark = marker("slack-fallback");
     sink_fail(&env, json!({"mode": "invalid_blocks", "count": 1})).await?;
     let msg = message(&mark);
-    let posted = slack(&env, env.slack_token()?, "#chaos")?
-        .send(&msg)
-        .await?;
+    let posted = chaos(&env)?.send(&msg).await?;
     ensure!(posted.text_only, "{posted:?}");
     let records = records_with(&env, &mark).await?;
-    let outcomes: Vec<&str> = records
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap_or("?"))
-        .collect();
+    let outcomes = outcomes(&records);
     ensure!(
         outcomes == ["injected_invalid_blocks", "ok"],
         "{outcomes:?}"
@@ -506,11 +512,7 @@ async fn webhook_is_signed_over_the_exact_body() -> anyhow::Result<()> {
     let env = setup()?;
     let name = marker("hook");
     let secret = SecretString::new("e2e-webhook-secret");
-    let hook = webhook::Notifier::new(
-        &format!("{}/webhook/{name}", env.sink()?),
-        Some(secret.clone()),
-        TIMEOUT,
-    )?;
+    let hook = webhook::Notifier::new(&hook_url(&env, &name)?, Some(secret.clone()), TIMEOUT)?;
     let body = json!({"verdict": "deviated", "policy": "nightly", "marker": name}).to_string();
     hook.send(body.as_bytes()).await?;
     let got = wait_sink_received(&env, 1, TIMEOUT, |r| r["name"] == name.as_str()).await?;
@@ -567,7 +569,7 @@ async fn webhook_is_signed_over_the_exact_body() -> anyhow::Result<()> {
 
     // The same delivery sent again is a replay.
     reqwest::Client::new()
-        .post(format!("{}/webhook/{name}", env.sink()?))
+        .post(hook_url(&env, &name)?)
         .header("content-type", "application/json")
         .header(webhook::TIMESTAMP_HEADER, stamp)
         .header(webhook::SIGNATURE_HEADER, header)
@@ -579,8 +581,7 @@ async fn webhook_is_signed_over_the_exact_body() -> anyhow::Result<()> {
     ensure!(got[1]["signature"] == "replayed", "{}", got[1]);
 
     // Unsigned when no secret is configured.
-    let unsigned =
-        webhook::Notifier::new(&format!("{}/webhook/{name}", env.sink()?), None, TIMEOUT)?;
+    let unsigned = webhook::Notifier::new(&hook_url(&env, &name)?, None, TIMEOUT)?;
     unsigned.send(b"{\"unsigned\":true}").await?;
     let got = wait_sink_received(&env, 3, TIMEOUT, |r| r["name"] == name.as_str()).await?;
     ensure!(
@@ -598,7 +599,7 @@ async fn webhook_retries_are_signed_afresh() -> anyhow::Result<()> {
     let name = marker("hook-resign");
     let secret = SecretString::new("e2e-webhook-secret");
     let hook = webhook::Notifier::from_secret_url(
-        &SecretString::new(format!("{}/webhook/{name}", env.sink()?)),
+        &SecretString::new(hook_url(&env, &name)?),
         Some(secret.clone()),
         TIMEOUT,
     )?;
@@ -636,7 +637,7 @@ async fn webhook_retries_are_signed_afresh() -> anyhow::Result<()> {
 async fn webhook_failures_are_classified() -> anyhow::Result<()> {
     let env = setup()?;
     let name = marker("hook-fail");
-    let hook = webhook::Notifier::new(&format!("{}/webhook/{name}", env.sink()?), None, TIMEOUT)?;
+    let hook = webhook::Notifier::new(&hook_url(&env, &name)?, None, TIMEOUT)?;
     let body = format!("{{\"marker\":\"{name}\"}}");
 
     sink_fail(&env, json!({"mode": "500", "count": 2})).await?;
@@ -671,11 +672,7 @@ async fn webhook_failures_are_classified() -> anyhow::Result<()> {
 
     // An answer slower than the timeout: retryable.
     sink_fail(&env, json!({"mode": "delay", "count": 1, "seconds": 3})).await?;
-    let impatient = webhook::Notifier::new(
-        &format!("{}/webhook/{name}", env.sink()?),
-        None,
-        Duration::from_secs(1),
-    )?;
+    let impatient = webhook::Notifier::new(&hook_url(&env, &name)?, None, Duration::from_secs(1))?;
     let err = impatient.send(body.as_bytes()).await.expect_err("timeout");
     ensure!(
         err.is_retryable() && err.reason().contains("timeout"),

@@ -15,7 +15,13 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use chrono::{DateTime, Utc};
-use havoc_e2e::{fixtures, identity::Identity, serve::*, workloads::*, *};
+use havoc_e2e::{
+    fixtures::{self, node_named, target},
+    identity::Identity,
+    serve::*,
+    workloads::*,
+    *,
+};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Namespace, Node},
@@ -30,19 +36,12 @@ fn frequent(ns: &str) -> String {
         .interval("1s", "2s")
         .duration("1s")
         .settle("0s")
-        .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-        .on_deviation("continue")
+        .blind()
         .yaml()
 }
 
 fn setup<'a>(ns: &str, policies: Vec<(&'a str, String)>) -> Setup<'a> {
-    Setup {
-        dry_run: true,
-        extra: json!({"liveNamespaces": [ns], "limits": {"minAvailableReplicas": 0}}),
-        receivers: &["hook"],
-        policies,
-        ..Setup::default()
-    }
+    Setup::live_in(ns, policies).limits(json!({"minAvailableReplicas": 0}))
 }
 
 /// Every line of a journal file that parses: (intents, final records).
@@ -187,8 +186,7 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("outage", move |client, ns| async move {
+    with_namespace("outage", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let mut serve = Serve::start(&env, setup(&ns, vec![("p.yaml", frequent(&ns))])).await?;
@@ -252,14 +250,8 @@ async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::R
         let (intents, finals) = journal_lines(&journal)?;
         all_closed(&intents, &finals)?;
         let web = Api::<Deployment>::namespaced(client.clone(), &ns);
-        wait_for_object(
-            web,
-            "web",
-            deployment_available(),
-            Duration::from_secs(60),
-            "web back",
-        )
-        .await?;
+        // Back.
+        wait_available(&web, "web", Duration::from_secs(60)).await?;
         Ok(())
     })
     .await
@@ -267,8 +259,7 @@ async fn an_api_server_outage_stops_injection_and_loses_no_record() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_one_injector_and_a_pause_to_either_holds_for_both() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("replicas", move |client, ns| async move {
+    with_namespace("replicas", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let lease = format!("havoc-e2e-{}", &ns[ns.len() - 6..]);
@@ -307,13 +298,7 @@ async fn two_replicas_one_injector_and_a_pause_to_either_holds_for_both() -> any
         );
 
         // A pause sent to the follower stops the leader.
-        let (status, body) = b
-            .post(
-                "/api/v1/pause",
-                Some(TOKEN),
-                json!({"reason": "sent to the follower"}),
-            )
-            .await?;
+        let (status, body) = b.pause("sent to the follower").await?;
         ensure!(status == 200, "{status} {body}");
         let paused_at = Utc::now() + chrono::Duration::seconds(2);
         poll(
@@ -380,7 +365,7 @@ async fn two_replicas_one_injector_and_a_pause_to_either_holds_for_both() -> any
             },
         )
         .await?;
-        a.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
+        a.resume().await?;
         Ok(())
     })
     .await
@@ -420,8 +405,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_journal_file_system_pauses_chaos_and_space_resumes_it() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("fullfs", move |client, ns| async move {
+    with_namespace("fullfs", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 4).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let fs = Tmpfs::mount("64k")?;
@@ -506,39 +490,22 @@ impl Drop for Thaw {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_answers_at_once_while_the_api_server_is_frozen() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("stop-frozen", move |client, ns| async move {
+    with_namespace("stop-frozen", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
-        let policy = fixtures::policy("hold")
-            .manual_only(&ns)
-            .set(
-                "/target",
-                json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"}),
-            )
-            .fault(json!({"scale": {"replicas": 0}}))
-            .duration("5m")
-            .settle("1s")
+        let web = target("Deployment", &ns, "app=web");
+        let policy = fixtures::manual("hold", &ns, web, json!({"scale": {"replicas": 0}}), "5m")
             .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""]);
         let serve = Serve::start(&env, setup(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let id = serve.run_now("hold").await?;
-        poll(Duration::from_secs(20), "held", || async {
-            Ok((replicas(&api.get("web").await?) == 0).then_some(()))
-        })
-        .await?;
+        wait_replicas(&api, "web", 0, Duration::from_secs(20)).await?;
 
         let pid = apiserver_pid()?;
         signal(pid, "-STOP")?;
         let thaw = Thaw(pid);
         let frozen = Utc::now();
         let asked = std::time::Instant::now();
-        let (status, body) = serve
-            .post(
-                "/api/v1/stop",
-                Some(TOKEN),
-                json!({"reason": "e2e: frozen API server"}),
-            )
-            .await?;
+        let (status, body) = serve.emergency_stop("e2e: frozen API server").await?;
         let answered = asked.elapsed();
         // The outage itself (the acceptance asks for 10 s), not a wait for a condition.
         wait_past(frozen + chrono::Duration::seconds(10)).await;
@@ -577,13 +544,11 @@ async fn stop_answers_at_once_while_the_api_server_is_frozen() -> anyhow::Result
             },
         )
         .await?;
-        poll(Duration::from_secs(60), "replicas restored", || async {
-            Ok((replicas(&api.get("web").await?) == 2).then_some(()))
-        })
-        .await?;
+        // Restored.
+        wait_replicas(&api, "web", 2, Duration::from_secs(60)).await?;
         let r = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(r["reasonCode"] == "stopped", "{r:#}");
-        serve.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
+        serve.resume().await?;
         Ok(())
     })
     .await
@@ -662,10 +627,7 @@ fn mutations(log: &Path, users: &[&str], since: DateTime<Utc>) -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_write_of_a_demoted_leader_lands_after_its_successor_took_over() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("fence", move |client, ns| async move {
-        let pool = ns.clone();
-        let nodes = node_pool(&client, &pool, 2).await?;
+    with_node_pool("fence", 2, move |env, client, ns, nodes| async move {
         // The API server's audit log records the requests of ServiceAccounts in this
         // namespace (deploy/local/kwok/audit-policy.yaml): one identity per replica.
         let home = "havoc-footprint";
@@ -682,21 +644,20 @@ async fn no_write_of_a_demoted_leader_lands_after_its_successor_took_over() -> a
             Identity::create(&client, home, &format!("{lease}-a"), &["nodeDrain"], &lease).await?;
         let b =
             Identity::create(&client, home, &format!("{lease}-b"), &["nodeDrain"], &lease).await?;
-        let result = fence(&env, &client, &ns, &pool, &nodes[0], &a, &b).await;
+        let result = fence(&env, &client, &ns, &nodes[0], &a, &b).await;
         a.delete(&client).await?;
         b.delete(&client).await?;
         let _ = cordon(&client, &nodes[0], false).await;
-        delete_node_pool(&client, &pool).await?;
         result
     })
     .await
 }
 
+/// The drain of `victim` (of the pool named `ns`) by replica `a`, then `b`.
 async fn fence(
     env: &Env,
     client: &kube::Client,
     ns: &str,
-    pool: &str,
     victim: &str,
     a: &Identity,
     b: &Identity,
@@ -704,19 +665,10 @@ async fn fence(
     let audit = PathBuf::from(env.get("HAVOC_AUDIT_LOG")?);
     let since = Utc::now();
     // A drain that keeps evicting: every eviction is refused by the budget and retried.
-    deployment_pinned(client, ns, "held", 2, pool, victim).await?;
+    deployment_pinned(client, ns, "held", 2, ns, victim).await?;
     disruption_budget(client, ns, "held", 2).await?;
-    let drain = fixtures::policy("drain")
-        .manual_only(ns)
-        .set(
-            "/target",
-            json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")}),
-        )
-        .fault(json!({"nodeDrain": {"timeout": "5m"}}))
-        .duration("5m")
-        .settle("1s")
-        .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-        .on_deviation("continue");
+    let fault = json!({"nodeDrain": {"timeout": "5m"}});
+    let drain = fixtures::manual("drain", ns, node_named(victim), fault, "5m").blind();
     let setup = |identity: &'static Identity, pod: &str, leader: bool| Setup {
         dry_run: false,
         extra: json!({"limits": {"minAvailableReplicas": 0, "maxUnschedulableNodes": 5}}),

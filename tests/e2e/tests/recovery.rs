@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use havoc_e2e::{
-    fixtures::{self, PolicyDoc},
+    fixtures::{self, PolicyDoc, pool_nodes, target},
     serve::*,
     workloads::*,
     *,
@@ -67,13 +67,9 @@ async fn scene(env: &Env, client: &Client, ns: &str, with_nodes: bool) -> anyhow
 fn policies(s: &Scene, schedule: Option<Value>, hold: &str) -> Vec<(&'static str, String)> {
     let ns = &s.ns;
     let base = |name: &str| -> PolicyDoc {
-        let p = fixtures::policy(name)
-            .duration(hold)
-            .settle("1s")
-            // The faults make the scene's own alerts fire; the gate and the verdict look
-            // at nothing here, so that chaos keeps going.
-            .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-            .on_deviation("continue");
+        // The faults make the scene's own alerts fire; the gate and the verdict look at
+        // nothing here, so that chaos keeps going.
+        let p = fixtures::policy(name).duration(hold).settle("1s").blind();
         match &schedule {
             Some(v) => p.set("/schedule", v.clone()),
             None => p.manual_only(ns),
@@ -83,30 +79,21 @@ fn policies(s: &Scene, schedule: Option<Value>, hold: &str) -> Vec<(&'static str
         (
             "scale.yaml",
             base("scale")
-                .set(
-                    "/target",
-                    json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"}),
-                )
+                .set("/target", target("Deployment", ns, "app=web"))
                 .fault(json!({"scale": {"replicas": 1}}))
                 .yaml(),
         ),
         (
             "partition.yaml",
             base("partition")
-                .set(
-                    "/target",
-                    json!({"kind": "Pod", "namespaces": [ns], "selector": "app=api"}),
-                )
+                .set("/target", target("Pod", ns, "app=api"))
                 .fault(json!({"networkPartition": {"direction": "both"}}))
                 .yaml(),
         ),
         (
             "http.yaml",
             base("http")
-                .set(
-                    "/target",
-                    json!({"kind": "VirtualService", "namespaces": [ns], "selector": "app=shop"}),
-                )
+                .set("/target", target("VirtualService", ns, "app=shop"))
                 .fault(json!({"httpFault": {"abort": {"percent": 50, "status": 503}}}))
                 .yaml(),
         ),
@@ -127,18 +114,11 @@ fn policies(s: &Scene, schedule: Option<Value>, hold: &str) -> Vec<(&'static str
 }
 
 fn setup<'a>(s: &Scene, policies: Vec<(&'a str, String)>) -> Setup<'a> {
-    Setup {
-        // Nodes are not namespaced: the drain needs dry run off (everything here targets
-        // the test's own namespace and nodes only).
-        dry_run: false,
-        extra: json!({
-            "liveNamespaces": [s.ns],
-            "limits": {"maxConcurrentExperiments": 4, "minAvailableReplicas": 0, "maxUnschedulableNodes": 5},
-        }),
-        receivers: &["hook"],
-        policies,
-        ..Setup::default()
-    }
+    // Nodes are not namespaced: the drain needs dry run off (everything here targets the
+    // test's own namespace and nodes only).
+    Setup::live_in(&s.ns, policies)
+        .limits(json!({"maxConcurrentExperiments": 4, "minAvailableReplicas": 0, "maxUnschedulableNodes": 5}))
+        .live_on_nodes()
 }
 
 /// The havoc records left on the scene: (object, experiment).
@@ -208,25 +188,13 @@ async fn random_moment(max: Duration) {
     tokio::time::sleep(Duration::from_millis(300 + ms)).await;
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 /// havoc serving the four faults, killed with SIGKILL at random moments (20 times, or
 /// `HAVOC_CRASH_KILLS`): after one more start nothing is left disrupted, and every
 /// experiment that started has exactly one final record.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_loop_leaves_nothing_behind_and_loses_no_record() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    let kills: usize = std::env::var("HAVOC_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    with_namespace("crash", move |client, ns| async move {
+    let kills: usize = var_or("HAVOC_CRASH_KILLS", 20);
+    with_namespace("crash", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, true).await?;
         let result = crash_loop(&env, &client, &s, kills).await;
         delete_node_pool(&client, &s.pool).await?;
@@ -335,7 +303,7 @@ async fn crash_loop(env: &Env, client: &Client, s: &Scene, kills: usize) -> anyh
     eprintln!(
         "crash loop: {kills} kills ({held_at_kill} while faults were held), {} experiments started, all closed; restart to reverted p50 {:.2} s, max {:.2} s; final start to clean {:.2} s",
         crashed,
-        percentile(&recovery, 0.5),
+        bench::percentile(&recovery, 0.5),
         recovery.last().copied().unwrap_or(f64::NAN),
         last.as_secs_f64()
     );
@@ -349,8 +317,7 @@ async fn crash_loop(env: &Env, client: &Client, s: &Scene, kills: usize) -> anyh
 /// `havoc revert --all` undoes a killed havoc's faults without the service.
 #[tokio::test(flavor = "multi_thread")]
 async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("revertall", move |client, ns| async move {
+    with_namespace("revertall", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
         for p in ["scale", "partition", "http"] {
@@ -361,7 +328,7 @@ async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
         })
         .await?;
         serve.kill().await?;
-        let havoc = repo_root().join("target/debug/havoc");
+        let havoc = havoc_bin()?;
         let kubeconfig = env.get("KUBECONFIG")?.to_string();
         let run = |dry: bool| {
             let mut c = std::process::Command::new(&havoc);
@@ -403,8 +370,7 @@ async fn revert_all_cleans_up_after_a_killed_havoc() -> anyhow::Result<()> {
 /// leader held (the same installation: it need not wait for the deadline).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("takeover", move |client, ns| async move {
+    with_namespace("takeover", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let lease = format!("havoc-e2e-{}", &ns[ns.len() - 6..]);
         let mut leader = Serve::start(
@@ -428,16 +394,12 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
         .await?;
         ensure!(follower.get("/api/v1/policies").await?["leader"] == false);
         // The follower runs nothing, and says so.
-        let (status, _) = follower
-            .post("/api/v1/policies/scale/run", Some(TOKEN), json!({}))
-            .await?;
+        let (status, _) = follower.ask_run("scale").await?;
         ensure!(status == 503, "a follower refuses runs: {status}");
         leader.run_now("scale").await?;
         let web = Api::<Deployment>::namespaced(client.clone(), &ns);
-        poll(Duration::from_secs(20), "held by the leader", || async {
-            Ok((replicas(&web.get("web").await?) == 1).then_some(()))
-        })
-        .await?;
+        // Held by the leader.
+        wait_replicas(&web, "web", 1, Duration::from_secs(20)).await?;
         leader.kill().await?;
         let killed = Instant::now();
         poll(
@@ -465,8 +427,7 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
 /// its one start-up list of Nodes, labels it and uncordons the node.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("unlabelled", move |client, ns| async move {
+    with_namespace("unlabelled", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, true).await?;
         let result = async {
             let mut serve = Serve::start(
@@ -539,8 +500,7 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
 /// and the exit status says something may be left.
 #[tokio::test(flavor = "multi_thread")]
 async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("revertsome", move |client, ns| async move {
+    with_namespace("revertsome", move |env, client, ns| async move {
         let s = scene(&env, &client, &ns, false).await?;
         let mut serve = Serve::start(&env, setup(&s, policies(&s, None, "5m"))).await?;
         serve.run_now("scale").await?;
@@ -574,7 +534,7 @@ async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> any
         let bindings = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone());
         bindings.create(&Default::default(), &crb).await?;
         let out = in_cluster(&env, &ns, "reverter")?
-            .arg(repo_root().join("target/debug/havoc"))
+            .arg(havoc_bin()?)
             .args(["revert", "--all"])
             .output()
             .await;
@@ -607,83 +567,67 @@ async fn revert_all_reverts_what_it_can_list_and_reports_what_it_cannot() -> any
 /// the first's claim (the watch has not seen its cordon yet) and is skipped.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("twodrains", move |client, ns| async move {
-        let pool = ns.clone();
-        let pool_nodes = node_pool(&client, &pool, 3).await?;
-        let result = async {
-            let cordoned_now = nodes(&client)
-                .await?
-                .iter()
-                .filter(|n| unschedulable(n))
-                .count();
-            let drain = |name: &str| {
-                fixtures::policy(name)
-                    .manual_only(&ns)
-                    .set(
-                        "/target",
-                        json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
-                    )
-                    .fault(json!({"nodeDrain": {"timeout": "5s"}}))
-                    .duration("8s")
-                    .settle("1s")
-                    .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-                    .on_deviation("continue")
-                    .yaml()
-            };
-            let serve = Serve::start(
-                &env,
-                Setup {
-                    dry_run: false,
-                    extra: json!({"limits": {
-                        "maxConcurrentExperiments": 2,
-                        "minAvailableReplicas": 0,
-                        "maxUnschedulableNodes": cordoned_now + 1,
-                    }}),
-                    receivers: &["hook"],
-                    policies: vec![("a.yaml", drain("drain-a")), ("b.yaml", drain("drain-b"))],
-                    ..Setup::default()
-                },
-            )
-            .await?;
-            let (a, b) = tokio::join!(serve.run_now("drain-a"), serve.run_now("drain-b"));
-            let ids = [a?, b?];
-            let nodes_api: Api<Node> = Api::all(client.clone());
-            let cordoned_in_pool = || async {
-                let mut n = 0;
-                for name in &pool_nodes {
-                    n += usize::from(unschedulable(&nodes_api.get(name).await?));
-                }
-                Ok::<_, anyhow::Error>(n)
-            };
-            poll(
-                Duration::from_secs(20),
-                "one pool node cordoned",
-                || async { Ok((cordoned_in_pool().await? == 1).then_some(())) },
-            )
-            .await?;
-            assert_quiet_for(Duration::from_secs(5), "never two cordoned", || async {
-                Ok(cordoned_in_pool().await? <= 1)
-            })
-            .await?;
-            let mut verdicts = Vec::new();
-            for id in &ids {
-                let r = serve.record(id, Duration::from_secs(60)).await?;
-                verdicts.push((r["verdict"].clone(), r["reason"].clone()));
+    with_node_pool("twodrains", 3, move |env, client, ns, ours| async move {
+        let cordoned_now = nodes(&client)
+            .await?
+            .iter()
+            .filter(|n| unschedulable(n))
+            .count();
+        let drain = |name: &str| {
+            let fault = json!({"nodeDrain": {"timeout": "5s"}});
+            fixtures::manual(name, &ns, pool_nodes(&ns), fault, "8s")
+                .blind()
+                .yaml()
+        };
+        let serve = Serve::start(
+            &env,
+            Setup {
+                dry_run: false,
+                extra: json!({"limits": {
+                    "maxConcurrentExperiments": 2,
+                    "minAvailableReplicas": 0,
+                    "maxUnschedulableNodes": cordoned_now + 1,
+                }}),
+                receivers: &["hook"],
+                policies: vec![("a.yaml", drain("drain-a")), ("b.yaml", drain("drain-b"))],
+                ..Setup::default()
+            },
+        )
+        .await?;
+        let (a, b) = tokio::join!(serve.run_now("drain-a"), serve.run_now("drain-b"));
+        let ids = [a?, b?];
+        let nodes_api: Api<Node> = Api::all(client.clone());
+        let cordoned_in_pool = || async {
+            let mut n = 0;
+            for name in &ours {
+                n += usize::from(unschedulable(&nodes_api.get(name).await?));
             }
-            ensure!(
-                verdicts.iter().filter(|(v, _)| v == "passed").count() == 1
-                    && verdicts.iter().any(|(v, r)| v == "skipped"
-                        && r.as_str()
-                            .is_some_and(|r| r.contains("maxUnschedulableNodes"))),
-                "one drain, one skipped for the limit: {verdicts:?}"
-            );
-            ensure!(cordoned_in_pool().await? == 0, "uncordoned");
-            Ok(())
+            Ok::<_, anyhow::Error>(n)
+        };
+        poll(
+            Duration::from_secs(20),
+            "one pool node cordoned",
+            || async { Ok((cordoned_in_pool().await? == 1).then_some(())) },
+        )
+        .await?;
+        assert_quiet_for(Duration::from_secs(5), "never two cordoned", || async {
+            Ok(cordoned_in_pool().await? <= 1)
+        })
+        .await?;
+        let mut verdicts = Vec::new();
+        for id in &ids {
+            let r = serve.record(id, Duration::from_secs(60)).await?;
+            verdicts.push((r["verdict"].clone(), r["reason"].clone()));
         }
-        .await;
-        delete_node_pool(&client, &pool).await?;
-        result
+        ensure!(
+            verdicts.iter().filter(|(v, _)| v == "passed").count() == 1
+                && verdicts.iter().any(|(v, r)| v == "skipped"
+                    && r.as_str()
+                        .is_some_and(|r| r.contains("maxUnschedulableNodes"))),
+            "one drain, one skipped for the limit: {verdicts:?}"
+        );
+        ensure!(cordoned_in_pool().await? == 0, "uncordoned");
+        Ok(())
     })
     .await
 }
@@ -692,23 +636,14 @@ async fn two_drains_started_together_stay_within_max_unschedulable_nodes() -> an
 /// every node of the pool is schedulable again and no record is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_outage_killed_mid_way_leaves_every_node_schedulable() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("zonekill", move |client, ns| async move {
-        let pool = ns.clone();
-        let zones = zoned_pool(&client, &pool, &[("a", 2), ("b", 2)]).await?;
-        let result = async {
-            let outage = fixtures::policy("outage")
-                .manual_only(&ns)
-                .set(
-                    "/target",
-                    json!({"kind": "Node", "selector": format!("{POOL}={pool}")}),
-                )
-                .fault(json!({"zoneOutage": {"timeout": "5s"}}))
+    with_zoned_pool(
+        "zonekill",
+        &[("a", 2), ("b", 2)],
+        move |env, client, ns, zones| async move {
+            let fault = json!({"zoneOutage": {"timeout": "5s"}});
+            let outage = fixtures::manual("outage", &ns, pool_nodes(&ns), fault, "5m")
                 .set("/limits/maxUnschedulableNodes", json!(10))
-                .duration("5m")
-                .settle("1s")
-                .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-                .on_deviation("continue");
+                .blind();
             let mut serve = Serve::start(
                 &env,
                 Setup {
@@ -748,10 +683,7 @@ async fn a_zone_outage_killed_mid_way_leaves_every_node_schedulable() -> anyhow:
             )
             .await?;
             Ok(())
-        }
-        .await;
-        delete_node_pool(&client, &pool).await?;
-        result
-    })
+        },
+    )
     .await
 }

@@ -10,10 +10,22 @@
 //! Needs `target/debug/havoc`, `deploy/local/up`, and poppler-utils, libxml2-utils and
 //! chromium (deploy/local/install-deps).
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{fixtures, grafana::FakeGrafana, serve::*, workloads::deployment, *};
+use havoc_e2e::{
+    fixtures::{self, target},
+    grafana::FakeGrafana,
+    serve::*,
+    workloads::{deployment, wait_replicas},
+    *,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-grafana-token";
@@ -21,24 +33,26 @@ const CLUSTER: &str = "e2e-report";
 
 /// A manual policy on `target` in `ns`, alerts counted only from `ns`.
 fn manual(name: &str, ns: &str, target: Value, fault: Value, hold: &str) -> fixtures::PolicyDoc {
-    fixtures::policy(name)
-        .manual_only(ns)
-        .set("/target", target)
-        .fault(fault)
-        .duration(hold)
+    fixtures::manual(name, ns, target, fault, hold)
         .settle("2s")
-        .alert_matchers(&[&format!("namespace=\"{ns}\"")])
+        .alerts_from(ns)
         .on_deviation("continue")
         .set("/health/slos", json!([]))
 }
 
-/// The service: live in `ns`, annotating `grafana`, with an SLO on the db's replicas.
-async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result<Serve> {
+/// The file (in `dir`) that holds the fake Grafana's token.
+fn grafana_token(dir: &Path) -> anyhow::Result<PathBuf> {
     let token = dir.join("grafana-token");
     std::fs::write(&token, format!("{TOKEN}\n"))?;
-    let pods = |sel: &str| json!({"kind": "Pod", "namespaces": [ns], "selector": sel});
-    let db = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=db"});
-    let web = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
+    Ok(token)
+}
+
+/// The service: live in `ns`, annotating `grafana`, with an SLO on the db's replicas.
+async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result<Serve> {
+    let token = grafana_token(dir)?;
+    let pods = |sel: &str| target("Pod", ns, sel);
+    let db = target("Deployment", ns, "app=db");
+    let web = target("Deployment", ns, "app=web");
     let policies = vec![
         (
             "pass.yaml",
@@ -160,6 +174,21 @@ fn attribute(xml: &str, el: &str, attr: &str) -> Option<usize> {
     v.parse().ok()
 }
 
+/// Checks `junit` against the JUnit schema.
+fn valid_junit(junit: &Path) -> anyhow::Result<()> {
+    let xsd = repo_root().join("tests/fixtures/junit/junit.xsd");
+    tool(
+        "xmllint",
+        &[
+            "--noout",
+            "--schema",
+            &xsd.to_string_lossy(),
+            &junit.to_string_lossy(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Checks the five formats of one report source against the records.
 fn check_formats(
     what: &str,
@@ -218,16 +247,7 @@ fn check_formats(
     );
 
     let junit = file("junit")?;
-    let xsd = repo_root().join("tests/fixtures/junit/junit.xsd");
-    tool(
-        "xmllint",
-        &[
-            "--noout",
-            "--schema",
-            &xsd.to_string_lossy(),
-            &junit.to_string_lossy(),
-        ],
-    )?;
+    valid_junit(&junit)?;
     let xml = std::fs::read_to_string(&junit)?;
     let count = |v: &str| records.iter().filter(|r| r["verdict"] == v).count();
     ensure!(
@@ -291,8 +311,7 @@ fn check_formats(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_format_from_the_history_and_regions_for_live_experiments() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report", move |client, ns| async move {
+    with_namespace("report", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         deployment(&client, &ns, "db", 1).await?;
         let grafana = FakeGrafana::start(TOKEN).await?;
@@ -316,15 +335,14 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
                 .map(|_| ()))
         })
         .await?;
-        let (status, body) = serve
-            .post("/api/v1/stop", Some(serve::TOKEN), json!({}))
-            .await?;
+        // Injected, not only started (a stop before the injection skips the run).
+        let web: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        wait_replicas(&web, "web", 1, Duration::from_secs(30)).await?;
+        let (status, body) = serve.emergency_stop("e2e: cut web-shrink short").await?;
         ensure!(status == 200, "stop: {status} {body}");
         let errored = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(errored["verdict"] == "errored", "{errored:#}");
-        let (status, body) = serve
-            .post("/api/v1/resume", Some(serve::TOKEN), json!({}))
-            .await?;
+        let (status, body) = serve.resume().await?;
         ensure!(status == 200, "resume: {status} {body}");
         let dry = run(&serve, "web-kill-dry").await?;
         ensure!(
@@ -401,13 +419,7 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
             !accepted.iter().any(|a| a.body.to_string().contains(dry_id)),
             "the dry run was annotated"
         );
-        let metrics = serve
-            .http
-            .get(serve.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let metrics = serve.metrics().await?;
         ensure!(
             metric_value(
                 &metrics,
@@ -440,8 +452,7 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
             std::fs::write(&p, r.bytes().await?)?;
             api_files.push((format, p));
             let p = out.join(format!("cli.{format}"));
-            let bin = repo_root().join("target/debug/havoc");
-            let o = Command::new(&bin)
+            let o = Command::new(havoc_bin()?)
                 .args(["report", "--journal"])
                 .arg(&journal)
                 .args(["--format", format, "--out"])
@@ -464,8 +475,7 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report-down", move |client, ns| async move {
+    with_namespace("report-down", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         // Nothing listens on this port.
         let down = format!("http://127.0.0.1:{}", free_port()?);
@@ -479,16 +489,7 @@ async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> an
         poll(
             Duration::from_secs(90),
             "both annotation failures counted",
-            || async {
-                let metrics = serve
-                    .http
-                    .get(serve.url("/metrics"))
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
-                Ok((metric_value(&metrics, &series) >= 2.0).then_some(()))
-            },
+            || async { Ok((metric_value(&serve.metrics().await?, &series) >= 2.0).then_some(())) },
         )
         .await?;
         Ok(())
@@ -500,13 +501,11 @@ async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> an
 /// results and a Markdown summary, and annotates Grafana like the service.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("report-run", move |client, ns| async move {
+    with_namespace("report-run", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         let grafana = FakeGrafana::start(TOKEN).await?;
         let dir = tempfile::tempdir()?;
-        let token = dir.path().join("grafana-token");
-        std::fs::write(&token, format!("{TOKEN}\n"))?;
+        let token = grafana_token(dir.path())?;
         // Its own Lease and shared state: no other `havoc run` counts against its limit.
         let lease = format!("havoc-e2e-report-{:06x}", rand::random::<u32>() & 0xff_ffff);
         let config = fixtures::config()
@@ -523,22 +522,12 @@ async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()>
             )
             .set("/leaderElection", json!({"namespace": "havoc-system", "lease": lease}))
             .yaml();
-        std::fs::write(dir.path().join("havoc.yaml"), config)?;
-        std::fs::create_dir(dir.path().join("policies"))?;
-        let pods = json!({"kind": "Pod", "namespaces": [ns], "selector": "app=web"});
-        std::fs::write(
-            dir.path().join("policies/web.yaml"),
-            manual("web-kill", &ns, pods, json!({"podDelete": {"gracePeriod": "0s"}}), "1s").yaml(),
-        )?;
+        let pods = target("Pod", &ns, "app=web");
+        let kill = manual("web-kill", &ns, pods, json!({"podDelete": {"gracePeriod": "0s"}}), "1s");
+        run::write_dir(dir.path(), &config, &[("web.yaml", kill.yaml())])?;
         let junit = dir.path().join("results.xml");
         let markdown = dir.path().join("summary.md");
-        let out = tokio::process::Command::new(repo_root().join("target/debug/havoc"))
-            .args(["run", "web-kill", "--once", "--config"])
-            .arg(dir.path().join("havoc.yaml"))
-            .arg("--policies")
-            .arg(dir.path().join("policies"))
-            .arg("--kubeconfig")
-            .arg(env.get("KUBECONFIG")?)
+        let out = run::once(&env, dir.path(), "web-kill")?
             .arg("--report")
             .arg(format!("junit:{}", junit.display()))
             .arg("--report")
@@ -554,8 +543,7 @@ async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()>
         ensure!(out.status.code() == Some(0), "exit {:?}: {stderr}", out.status.code());
         let record: Value = serde_json::from_slice(&out.stdout)?;
         let id = record["id"].as_str().context("id")?;
-        let xsd = repo_root().join("tests/fixtures/junit/junit.xsd");
-        tool("xmllint", &["--noout", "--schema", &xsd.to_string_lossy(), &junit.to_string_lossy()])?;
+        valid_junit(&junit)?;
         let xml = std::fs::read_to_string(&junit)?;
         ensure!(attribute(&xml, "testsuites", "tests") == Some(1), "{xml}");
         ensure!(attribute(&xml, "testsuites", "failures") == Some(0), "{xml}");

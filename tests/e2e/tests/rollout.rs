@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{fixtures, serve::*, *};
+use havoc_e2e::{fixtures, serve::*, workloads::create_available, *};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use kube::{
     Api, Client, ResourceExt,
@@ -23,7 +23,7 @@ fn template(app: &str, image: &str) -> Value {
 }
 
 async fn create_deployment(client: &Client, ns: &str, name: &str) -> anyhow::Result<()> {
-    let d: Deployment = serde_json::from_value(json!({
+    let d = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
         "spec": {
             "replicas": 2,
@@ -33,16 +33,7 @@ async fn create_deployment(client: &Client, ns: &str, name: &str) -> anyhow::Res
             "template": template(name, "registry.k8s.io/pause:3.10"),
         }
     }))?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.create(&PostParams::default(), &d).await?;
-    wait_for_object(
-        api,
-        name,
-        deployment_available(),
-        Duration::from_secs(90),
-        "deployment available",
-    )
-    .await?;
+    create_available(client, ns, &d).await?;
     Ok(())
 }
 
@@ -59,12 +50,7 @@ where
 }
 
 /// Waits until a Deployment's rollout is complete (kubectl's definition).
-async fn deployment_rolled_out(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> anyhow::Result<Deployment> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+async fn rolled_out(api: &Api<Deployment>, name: &str) -> anyhow::Result<Deployment> {
     poll(Duration::from_secs(120), "rollout complete", || async {
         let d = api.get(name).await?;
         let (spec, st) = (
@@ -81,6 +67,12 @@ async fn deployment_rolled_out(
     .await
 }
 
+/// [`set_image`] on Deployment `name`, then waits until its rollout is complete.
+async fn roll_out(api: &Api<Deployment>, name: &str, image: &str) -> anyhow::Result<Deployment> {
+    set_image(api, name, image).await?;
+    rolled_out(api, name).await
+}
+
 fn rollout_policy(name: &str, ns: &str, kinds: &str, delay: &str, cooldown: &str) -> String {
     fixtures::policy(name)
         .on_rollout(
@@ -93,17 +85,25 @@ fn rollout_policy(name: &str, ns: &str, kinds: &str, delay: &str, cooldown: &str
 }
 
 async fn start(env: &Env, ns: &str, policies: Vec<(&str, String)>) -> anyhow::Result<Serve> {
-    Serve::start(
-        env,
-        Setup {
-            dry_run: true,
-            extra: json!({"liveNamespaces": [ns], "limits": {"minAvailableReplicas": 0}}),
-            receivers: &["hook"],
-            policies,
-            ..Setup::default()
-        },
-    )
-    .await
+    let setup = Setup::live_in(ns, policies).limits(json!({"minAvailableReplicas": 0}));
+    Serve::start(env, setup).await
+}
+
+/// A Deployment `name` in `ns`, and a service whose policy `shake` reacts to its
+/// rollouts `delay` after they complete, at most once per `cooldown`: the service and
+/// the Deployments of `ns`.
+async fn watched_deployment(
+    env: &Env,
+    client: &Client,
+    ns: &str,
+    name: &str,
+    delay: &str,
+    cooldown: &str,
+) -> anyhow::Result<(Serve, Api<Deployment>)> {
+    create_deployment(client, ns, name).await?;
+    let policy = rollout_policy("shake", ns, "Deployment", delay, cooldown);
+    let serve = start(env, ns, vec![("p.yaml", policy)]).await?;
+    Ok((serve, Api::namespaced(client.clone(), ns)))
 }
 
 async fn rollout_records(serve: &Serve) -> anyhow::Result<Vec<Value>> {
@@ -118,16 +118,12 @@ async fn rollout_records(serve: &Serve) -> anyhow::Result<Vec<Value>> {
 /// Waits for `n` rollout records, then `quiet` more to be sure no other comes.
 async fn exactly(serve: &Serve, n: usize, quiet: Duration) -> anyhow::Result<Vec<Value>> {
     if n > 0 {
-        poll(
-            Duration::from_secs(90),
-            &format!("{n} rollout experiment(s)"),
-            || async {
-                let rs = rollout_records(serve).await?;
-                Ok((rs.len() >= n).then_some(()))
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}\nlog tail:\n{}", tail(&serve.log(), 30)))?;
+        let what = format!("{n} rollout experiment(s)");
+        serve
+            .wait_records(n, Duration::from_secs(90), &what, |r| {
+                r["trigger"]["kind"] == "rollout"
+            })
+            .await?;
     }
     assert_quiet_for(
         quiet,
@@ -147,19 +143,8 @@ fn ts(v: &Value) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 /// `delay` after completion, on pods of the new ReplicaSet only.
 #[tokio::test(flavor = "multi_thread")]
 async fn set_image_fires_once_after_the_delay_on_the_new_replicaset() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
-        create_deployment(&client, &ns, "go-demo-8").await?;
-        let serve = start(
-            &env,
-            &ns,
-            vec![(
-                "p.yaml",
-                rollout_policy("shake", &ns, "Deployment", "5s", "0s"),
-            )],
-        )
-        .await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    with_namespace("rollout", move |env, client, ns| async move {
+        let (serve, api) = watched_deployment(&env, &client, &ns, "go-demo-8", "5s", "0s").await?;
 
         // Not rollouts: scale, and a label on the Deployment.
         api.patch(
@@ -174,19 +159,11 @@ async fn set_image_fires_once_after_the_delay_on_the_new_replicaset() -> anyhow:
             &Patch::Merge(json!({"metadata": {"labels": {"team": "x"}}})),
         )
         .await?;
-        wait_for_object(
-            api.clone(),
-            "go-demo-8",
-            deployment_available(),
-            Duration::from_secs(90),
-            "scaled",
-        )
-        .await?;
-        deployment_rolled_out(&client, &ns, "go-demo-8").await?;
+        wait_available(&api, "go-demo-8", Duration::from_secs(90)).await?;
+        rolled_out(&api, "go-demo-8").await?;
         exactly(&serve, 0, Duration::from_secs(8)).await?;
 
-        set_image(&api, "go-demo-8", "registry.k8s.io/pause:3.9").await?;
-        let d = deployment_rolled_out(&client, &ns, "go-demo-8").await?;
+        let d = roll_out(&api, "go-demo-8", "registry.k8s.io/pause:3.9").await?;
         let revision = d
             .annotations()
             .get("deployment.kubernetes.io/revision")
@@ -239,19 +216,8 @@ async fn set_image_fires_once_after_the_delay_on_the_new_replicaset() -> anyhow:
 /// Two image changes in quick succession: one experiment, for the final revision.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
-        create_deployment(&client, &ns, "web").await?;
-        let serve = start(
-            &env,
-            &ns,
-            vec![(
-                "p.yaml",
-                rollout_policy("shake", &ns, "Deployment", "0s", "0s"),
-            )],
-        )
-        .await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    with_namespace("rollout", move |env, client, ns| async move {
+        let (serve, api) = watched_deployment(&env, &client, &ns, "web", "0s", "0s").await?;
         set_image(&api, "web", "registry.k8s.io/pause:3.9").await?;
         // The controller has started revision 2 (its new pods take 15-20 s to be ready,
         // so it cannot complete before the next change supersedes it).
@@ -266,8 +232,7 @@ async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Res
             .then_some(()))
         })
         .await?;
-        set_image(&api, "web", "registry.k8s.io/pause:3.8").await?;
-        let d = deployment_rolled_out(&client, &ns, "web").await?;
+        let d = roll_out(&api, "web", "registry.k8s.io/pause:3.8").await?;
         let revision = d
             .annotations()
             .get("deployment.kubernetes.io/revision")
@@ -287,8 +252,7 @@ async fn a_superseded_rollout_fires_once_for_the_final_revision() -> anyhow::Res
 /// A StatefulSet and a DaemonSet rollout each trigger their policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn statefulset_and_daemonset_rollouts_trigger() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         let sts: StatefulSet = serde_json::from_value(json!({
             "metadata": {"name": "db", "namespace": ns, "labels": {"app": "db"}},
             "spec": {"replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
@@ -338,26 +302,13 @@ async fn statefulset_and_daemonset_rollouts_trigger() -> anyhow::Result<()> {
 /// A second rollout inside `cooldown` fires nothing; one after it fires again.
 #[tokio::test(flavor = "multi_thread")]
 async fn cooldown_per_workload() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
-        create_deployment(&client, &ns, "web").await?;
-        let serve = start(
-            &env,
-            &ns,
-            vec![(
-                "p.yaml",
-                rollout_policy("shake", &ns, "Deployment", "0s", "45s"),
-            )],
-        )
-        .await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        set_image(&api, "web", "registry.k8s.io/pause:3.9").await?;
-        deployment_rolled_out(&client, &ns, "web").await?;
+    with_namespace("rollout", move |env, client, ns| async move {
+        let (serve, api) = watched_deployment(&env, &client, &ns, "web", "0s", "45s").await?;
+        roll_out(&api, "web", "registry.k8s.io/pause:3.9").await?;
         let first = exactly(&serve, 1, Duration::from_secs(2)).await?;
         let fired = ts(&first[0]["startedAt"])?;
         // Second rollout, well inside the cooldown.
-        set_image(&api, "web", "registry.k8s.io/pause:3.8").await?;
-        deployment_rolled_out(&client, &ns, "web").await?;
+        roll_out(&api, "web", "registry.k8s.io/pause:3.8").await?;
         exactly(&serve, 1, Duration::from_secs(5)).await?;
         let p = serve.get("/api/v1/policies").await?;
         ensure!(
@@ -368,8 +319,7 @@ async fn cooldown_per_workload() -> anyhow::Result<()> {
         );
         // Third rollout, after it.
         wait_past(fired + chrono::Duration::seconds(46)).await;
-        set_image(&api, "web", "registry.k8s.io/pause:3.7").await?;
-        deployment_rolled_out(&client, &ns, "web").await?;
+        roll_out(&api, "web", "registry.k8s.io/pause:3.7").await?;
         exactly(&serve, 2, Duration::from_secs(5)).await?;
         Ok(())
     })
@@ -379,25 +329,15 @@ async fn cooldown_per_workload() -> anyhow::Result<()> {
 /// A rollout that completed while havoc was not running fires nothing at start-up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_completed_before_start_does_not_fire() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
-        create_deployment(&client, &ns, "web").await?;
-        let policies = || {
-            vec![(
-                "p.yaml",
-                rollout_policy("shake", &ns, "Deployment", "0s", "0s"),
-            )]
-        };
-        let mut serve = start(&env, &ns, policies()).await?;
+    with_namespace("rollout", move |env, client, ns| async move {
+        let (mut serve, api) = watched_deployment(&env, &client, &ns, "web", "0s", "0s").await?;
         serve.stop().await?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        set_image(&api, "web", "registry.k8s.io/pause:3.9").await?;
-        deployment_rolled_out(&client, &ns, "web").await?;
-        let serve = start(&env, &ns, policies()).await?;
+        roll_out(&api, "web", "registry.k8s.io/pause:3.9").await?;
+        let policy = rollout_policy("shake", &ns, "Deployment", "0s", "0s");
+        let serve = start(&env, &ns, vec![("p.yaml", policy)]).await?;
         exactly(&serve, 0, Duration::from_secs(10)).await?;
         // And it still reacts to the next one.
-        set_image(&api, "web", "registry.k8s.io/pause:3.8").await?;
-        deployment_rolled_out(&client, &ns, "web").await?;
+        roll_out(&api, "web", "registry.k8s.io/pause:3.8").await?;
         exactly(&serve, 1, Duration::from_secs(3)).await?;
         Ok(())
     })
@@ -408,8 +348,7 @@ async fn a_rollout_completed_before_start_does_not_fire() -> anyhow::Result<()> 
 /// every namespace; the same rollout elsewhere does.
 #[tokio::test(flavor = "multi_thread")]
 async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("rollout", move |client, ns| async move {
+    with_namespace("rollout", move |env, client, ns| async move {
         let app = format!("guard-{}", &ns[ns.len() - 6..]);
         let protected = "havoc-system";
         create_deployment(&client, protected, &app).await?;
@@ -425,12 +364,10 @@ async fn protected_namespaces_never_trigger() -> anyhow::Result<()> {
                 .yaml();
             let serve = start(&env, &ns, vec![("p.yaml", policy)]).await?;
             let sys: Api<Deployment> = Api::namespaced(client.clone(), protected);
-            set_image(&sys, &app, "registry.k8s.io/pause:3.9").await?;
-            deployment_rolled_out(&client, protected, &app).await?;
+            roll_out(&sys, &app, "registry.k8s.io/pause:3.9").await?;
             exactly(&serve, 0, Duration::from_secs(5)).await?;
             let mine: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            set_image(&mine, &app, "registry.k8s.io/pause:3.9").await?;
-            deployment_rolled_out(&client, &ns, &app).await?;
+            roll_out(&mine, &app, "registry.k8s.io/pause:3.9").await?;
             let rs = exactly(&serve, 1, Duration::from_secs(3)).await?;
             ensure!(
                 rs[0]["trigger"]["workload"]["namespace"] == ns.as_str(),

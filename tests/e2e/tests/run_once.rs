@@ -2,10 +2,14 @@
 //! lifecycle for pod faults, judged by the real Alertmanager, reported to the sink.
 //! Needs `target/debug/havoc` (tests/run builds it) and `deploy/local/up`.
 
-use std::{path::Path, process::Stdio};
+use std::path::Path;
 
 use anyhow::{Context as _, ensure};
-use havoc_e2e::{fixtures, *};
+use havoc_e2e::{
+    fixtures,
+    serve::{WEBHOOK_SECRET, sink_receivers, verify_signature},
+    *,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
@@ -28,20 +32,7 @@ fn config(env: &Env, dry_run: bool, hook: &str, secret_file: &Path) -> anyhow::R
                 },
             }),
         )
-        .set(
-            "/receivers",
-            json!([
-                {"name": "chat", "slack": {
-                    "channel": "#chaos",
-                    "token": {"env": "HAVOC_TEST_SLACK_TOKEN"},
-                    "apiUrl": format!("{}/api", env.sink()?),
-                }},
-                {"name": "hook", "webhook": {
-                    "url": format!("{}/webhook/{hook}", env.sink()?),
-                    "secret": {"file": secret_file},
-                }},
-            ]),
-        )
+        .set("/receivers", sink_receivers(env, hook, secret_file)?)
         .set("/notify", json!({"receivers": ["chat", "hook"]}))
         .yaml())
 }
@@ -65,22 +56,25 @@ struct Run {
     stderr: String,
 }
 
-async fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<Run> {
-    let bin = repo_root().join("target/debug/havoc");
-    ensure!(
-        bin.exists(),
-        "{} missing: build it with `cargo build -p havoc`",
-        bin.display()
-    );
-    let out = tokio::process::Command::new(bin)
-        .args(["run", policy, "--once", "--config"])
-        .arg(dir.join("havoc.yaml"))
-        .arg("--policies")
-        .arg(dir.join("policies"))
-        .arg("--kubeconfig")
-        .arg(env.get("KUBECONFIG")?)
+impl Run {
+    /// The run exited with `code`.
+    fn exited(&self, code: i32) -> anyhow::Result<()> {
+        ensure!(
+            self.code == Some(code),
+            "exit {:?}, record {:#}\n{}",
+            self.code,
+            self.record,
+            self.stderr
+        );
+        Ok(())
+    }
+}
+
+/// `havoc run POLICY --once` with a fresh directory of [`setup`]'s.
+async fn havoc_run(env: &Env, dry_run: bool, hook: &str, policy: &str) -> anyhow::Result<Run> {
+    let dir = setup(env, dry_run, hook)?;
+    let out = run::once(env, dir.path(), policy)?
         .env("HAVOC_TEST_SLACK_TOKEN", env.slack_token()?)
-        .stdin(Stdio::null())
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -97,13 +91,8 @@ async fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<Run> {
 fn setup(env: &Env, dry_run: bool, hook: &str) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let secret = dir.path().join("webhook-secret");
-    std::fs::write(&secret, "e2e-webhook-secret\n")?;
-    std::fs::write(
-        dir.path().join("havoc.yaml"),
-        config(env, dry_run, hook, &secret)?,
-    )?;
-    std::fs::create_dir(dir.path().join("policies"))?;
-    for (file, text) in [
+    std::fs::write(&secret, format!("{WEBHOOK_SECRET}\n"))?;
+    let policies = [
         (
             "db-kill.yaml",
             policy("db-kill", "go-demo-8-db", Some(0), "40s"),
@@ -113,9 +102,8 @@ fn setup(env: &Env, dry_run: bool, hook: &str) -> anyhow::Result<tempfile::TempD
             policy("db-guarded", "go-demo-8-db", Some(1), "40s"),
         ),
         ("front.yaml", policy("front", "go-demo-8", None, "25s")),
-    ] {
-        std::fs::write(dir.path().join("policies").join(file), text)?;
-    }
+    ];
+    run::write_dir(dir.path(), &config(env, dry_run, hook, &secret)?, &policies)?;
     Ok(dir)
 }
 
@@ -143,15 +131,9 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
     let env = Env::load()?;
     demo_healthy(&env).await?;
     let hook = hook_name();
-    let dir = setup(&env, false, &hook)?;
-    let run = havoc_run(dir.path(), "db-kill", &env).await?;
+    let run = havoc_run(&env, false, &hook, "db-kill").await?;
     let r = &run.record;
-    ensure!(
-        run.code == Some(1),
-        "exit {:?}, record {r:#}\n{}",
-        run.code,
-        run.stderr
-    );
+    run.exited(1)?;
     ensure!(r["verdict"] == "deviated", "{r:#}");
     ensure!(r["dryRun"] == false);
     ensure!(r["trigger"]["kind"] == "manual");
@@ -161,12 +143,7 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
             .is_some_and(|n| n.starts_with("go-demo-8-db-")),
         "{r:#}"
     );
-    let alerts: Vec<&str> = r["alerts"]
-        .as_array()
-        .context("alerts")?
-        .iter()
-        .filter_map(|a| a["name"].as_str())
-        .collect();
+    let alerts = alert_names(r);
     ensure!(
         alerts.contains(&"KubeDeploymentUnavailable"),
         "attributed alerts: {alerts:?}"
@@ -189,23 +166,7 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
     let body = hooks[0]["body"].as_str().context("webhook body")?;
     let sent: Value = serde_json::from_str(body)?;
     ensure!(sent["id"] == id, "the webhook body is the record");
-    let sig = hooks[0]["headers"]["x-havoc-signature"]
-        .as_str()
-        .context("signature header")?;
-    let arrived = std::time::UNIX_EPOCH
-        + std::time::Duration::from_secs_f64(hooks[0]["time"].as_f64().context("arrival")?);
-    havoc_integrations::webhook::verify(
-        &"e2e-webhook-secret".to_string().into(),
-        sig,
-        body.as_bytes(),
-        arrived,
-        havoc_integrations::webhook::DEFAULT_TOLERANCE,
-    )?;
-    ensure!(
-        hooks[0]["signature"] == "valid",
-        "sink says {}",
-        hooks[0]["signature"]
-    );
+    verify_signature(&hooks[0])?;
     demo_healthy(&env).await
 }
 
@@ -213,18 +174,9 @@ async fn killing_the_single_db_pod_deviates_and_notifies_once() -> anyhow::Resul
 async fn default_min_available_never_takes_the_single_db_pod() -> anyhow::Result<()> {
     let env = Env::load()?;
     demo_healthy(&env).await?;
-    let hook = hook_name();
-    let dir = setup(&env, false, &hook)?;
-    let run = havoc_run(dir.path(), "db-guarded", &env).await?;
-    ensure!(run.code == Some(2), "exit {:?}: {:#}", run.code, run.record);
-    ensure!(run.record["verdict"] == "skipped");
-    ensure!(
-        run.record["reason"]
-            .as_str()
-            .is_some_and(|s| s.contains("minAvailableReplicas")),
-        "{:#}",
-        run.record
-    );
+    let run = havoc_run(&env, false, &hook_name(), "db-guarded").await?;
+    run.exited(2)?;
+    ensure_verdict(&run.record, "skipped", "minAvailableReplicas")?;
     ensure!(run.record["targets"].as_array().is_some_and(Vec::is_empty));
     Ok(())
 }
@@ -234,51 +186,34 @@ async fn a_survivable_delete_passes_silently_and_dry_run_deletes_nothing() -> an
     let env = Env::load()?;
     let client = env.client().await?;
     let pods: Api<Pod> = Api::namespaced(client, NS);
-    let names = |l: Vec<Pod>| l.iter().map(|p| p.name_any()).collect::<Vec<_>>();
+    let front_pods = || async {
+        let pods = pods
+            .list(&ListParams::default().labels("app=go-demo-8"))
+            .await?;
+        anyhow::Ok(pods.iter().map(|p| p.name_any()).collect::<Vec<_>>())
+    };
 
     // dry run: the full lifecycle, recorded, but no pod deleted
     demo_healthy(&env).await?;
     let hook = hook_name();
-    let dir = setup(&env, true, &hook)?;
-    let before = names(
-        pods.list(&ListParams::default().labels("app=go-demo-8"))
-            .await?
-            .items,
-    );
-    let run = havoc_run(dir.path(), "front", &env).await?;
-    ensure!(
-        run.code == Some(0),
-        "exit {:?}: {:#}\n{}",
-        run.code,
-        run.record,
-        run.stderr
-    );
+    let before = front_pods().await?;
+    let run = havoc_run(&env, true, &hook, "front").await?;
+    run.exited(0)?;
     ensure!(
         run.record["dryRun"] == true && run.record["verdict"] == "passed",
         "{:#}",
         run.record
     );
     ensure!(run.record["targets"][0]["outcome"] == "dryRun");
-    let after = names(
-        pods.list(&ListParams::default().labels("app=go-demo-8"))
-            .await?
-            .items,
-    );
+    let after = front_pods().await?;
     ensure!(
         before == after,
         "dry run deleted pods: {before:?} -> {after:?}"
     );
 
     // for real: one of two replicas goes, the system holds, nobody is told
-    let dir = setup(&env, false, &hook)?;
-    let run = havoc_run(dir.path(), "front", &env).await?;
-    ensure!(
-        run.code == Some(0),
-        "exit {:?}: {:#}\n{}",
-        run.code,
-        run.record,
-        run.stderr
-    );
+    let run = havoc_run(&env, false, &hook, "front").await?;
+    run.exited(0)?;
     ensure!(
         run.record["verdict"] == "passed" && run.record["targets"][0]["outcome"] == "injected",
         "{:#}",

@@ -7,15 +7,14 @@
 //! limit together; dry runs inject nothing in the metrics either.
 
 use std::{
-    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, ensure};
 use havoc_e2e::{
-    fixtures::{self, PolicyDoc},
-    identity::Identity,
+    fixtures::{self, manual, node_named, target},
+    identity::with_identity_beside,
     serve::*,
     workloads::*,
     *,
@@ -29,54 +28,6 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::{Value, json};
-
-/// A policy run only when asked, alerts counted from nowhere (these tests are about what
-/// havoc does to the cluster, not about health).
-fn manual(name: &str, ns: &str, target: Value, fault: Value, hold: &str) -> PolicyDoc {
-    fixtures::policy(name)
-        .manual_only(ns)
-        .set("/target", target)
-        .fault(fault)
-        .duration(hold)
-        .settle("1s")
-        .alert_matchers(&["namespace=\"havoc-e2e-nowhere\""])
-        .on_deviation("continue")
-}
-
-/// `havoc serve`, live in `ns` (and for nodes: not dry at all when a policy drains).
-async fn start(
-    env: &Env,
-    ns: &str,
-    policies: Vec<(&str, String)>,
-    limits: Value,
-) -> anyhow::Result<Serve> {
-    Serve::start(
-        env,
-        Setup {
-            dry_run: !policies.iter().any(|(_, p)| p.contains("nodeDrain")),
-            extra: json!({"liveNamespaces": [ns], "limits": limits}),
-            receivers: &["hook"],
-            policies,
-            ..Setup::default()
-        },
-    )
-    .await
-}
-
-fn node_of(p: &Pod) -> Option<&str> {
-    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-}
-
-/// Pods of `app` in `ns` on `node`, not terminating.
-async fn on_node(client: &Client, ns: &str, app: &str, node: &str) -> anyhow::Result<usize> {
-    Ok(Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await?
-        .items
-        .iter()
-        .filter(|p| node_of(p) == Some(node) && p.metadata.deletion_timestamp.is_none())
-        .count())
-}
 
 fn statefulset(name: &str, when_scaled: &str) -> anyhow::Result<StatefulSet> {
     Ok(serde_json::from_value(json!({
@@ -104,80 +55,69 @@ fn sts_replicas(s: &StatefulSet) -> i32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_never_shrinks_a_statefulset_that_deletes_its_volumes() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("volumes", move |client, ns| async move {
+    with_namespace("volumes", move |env, client, ns| async move {
         let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
         api.create(&PostParams::default(), &statefulset("db", "Delete")?)
             .await?;
         api.create(&PostParams::default(), &statefulset("cache", "Retain")?)
             .await?;
-        let target = |app: &str| {
-            json!({"kind": "StatefulSet", "namespaces": [ns], "selector": format!("app={app}")})
-        };
+        let sts = |app: &str| target("StatefulSet", &ns, &format!("app={app}"));
         let scale = json!({"scale": {"replicas": 1}});
-        let guarded = manual("guarded", &ns, target("db"), scale.clone(), "3s");
-        let rehearsal = manual("rehearsal", &ns, target("db"), scale.clone(), "3s")
+        let guarded = manual("guarded", &ns, sts("db"), scale.clone(), "3s").blind();
+        let rehearsal = manual("rehearsal", &ns, sts("db"), scale.clone(), "3s")
+            .blind()
             .set("/dryRun", json!(true));
         let opted_in = manual(
             "opted-in",
             &ns,
-            target("db"),
+            sts("db"),
             json!({"scale": {"replicas": 1, "allowVolumeDeletion": true}}),
             "3s",
-        );
-        let retained = manual("retained", &ns, target("cache"), scale, "3s");
-        let serve = start(
-            &env,
-            &ns,
-            vec![
-                ("guarded.yaml", guarded.yaml()),
-                ("rehearsal.yaml", rehearsal.yaml()),
-                ("opted-in.yaml", opted_in.yaml()),
-                ("retained.yaml", retained.yaml()),
-            ],
-            json!({}),
         )
-        .await?;
+        .blind();
+        let retained = manual("retained", &ns, sts("cache"), scale, "3s").blind();
+        let policies = vec![
+            ("guarded.yaml", guarded.yaml()),
+            ("rehearsal.yaml", rehearsal.yaml()),
+            ("opted-in.yaml", opted_in.yaml()),
+            ("retained.yaml", retained.yaml()),
+        ];
+        let serve = Serve::start(&env, Setup::live_in(&ns, policies)).await?;
 
         // Live and dry: skipped with the guard's own reason code; nothing scaled.
         for policy in ["guarded", "rehearsal"] {
             let id = serve.run_now(policy).await?;
             let r = serve.record(&id, Duration::from_secs(30)).await?;
-            ensure!(
-                r["verdict"] == "skipped" && r["reasonCode"] == "wouldDeleteVolumes",
-                "{policy}: {r:#}"
-            );
-            ensure!(
-                r["reason"]
-                    .as_str()
-                    .is_some_and(|s| s.contains("whenScaled: Delete")),
-                "{r:#}"
-            );
+            ensure_verdict(&r, "skipped", "whenScaled: Delete")?;
+            ensure!(r["reasonCode"] == "wouldDeleteVolumes", "{policy}: {r:#}");
             ensure!(sts_replicas(&api.get("db").await?) == 3, "db untouched");
         }
         ensure!(
-            serve.records().await?.iter().any(|r| r["dryRun"] == true
-                && r["reasonCode"] == "wouldDeleteVolumes"),
+            serve
+                .records()
+                .await?
+                .iter()
+                .any(|r| r["dryRun"] == true && r["reasonCode"] == "wouldDeleteVolumes"),
             "the dry run says so too"
         );
+        // A run of `policy` scales StatefulSet `app` to 1, passes and restores its 3.
+        let scales_and_restores = async |policy: &str, app: &str| -> anyhow::Result<()> {
+            let id = serve.run_now(policy).await?;
+            poll(
+                Duration::from_secs(20),
+                &format!("{app} scaled to 1"),
+                || async { Ok((sts_replicas(&api.get(app).await?) == 1).then_some(())) },
+            )
+            .await?;
+            let r = serve.record(&id, Duration::from_secs(30)).await?;
+            ensure!(r["verdict"] == "passed", "{r:#}");
+            ensure!(sts_replicas(&api.get(app).await?) == 3, "{app} restored");
+            Ok(())
+        };
         // A StatefulSet that keeps its claims is scaled as any workload.
-        let id = serve.run_now("retained").await?;
-        poll(Duration::from_secs(20), "cache scaled to 1", || async {
-            Ok((sts_replicas(&api.get("cache").await?) == 1).then_some(()))
-        })
-        .await?;
-        let r = serve.record(&id, Duration::from_secs(30)).await?;
-        ensure!(r["verdict"] == "passed", "{r:#}");
-        ensure!(sts_replicas(&api.get("cache").await?) == 3, "restored");
+        scales_and_restores("retained", "cache").await?;
         // The explicit, destructive opt-in scales it.
-        let id = serve.run_now("opted-in").await?;
-        poll(Duration::from_secs(20), "db scaled to 1", || async {
-            Ok((sts_replicas(&api.get("db").await?) == 1).then_some(()))
-        })
-        .await?;
-        let r = serve.record(&id, Duration::from_secs(30)).await?;
-        ensure!(r["verdict"] == "passed", "{r:#}");
-        ensure!(sts_replicas(&api.get("db").await?) == 3, "restored");
+        scales_and_restores("opted-in", "db").await?;
         Ok(())
     })
     .await
@@ -185,18 +125,19 @@ async fn scale_never_shrinks_a_statefulset_that_deletes_its_volumes() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("dry-metric", move |client, ns| async move {
+    with_namespace("dry-metric", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         let policy = manual(
             "rehearsal",
             &ns,
-            json!({"kind": "Pod", "namespaces": [ns], "selector": "app=web"}),
+            target("Pod", &ns, "app=web"),
             json!({"podDelete": {}}),
             "1s",
         )
+        .blind()
         .set("/dryRun", json!(true));
-        let serve = start(&env, &ns, vec![("p.yaml", policy.yaml())], json!({})).await?;
+        let serve =
+            Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let id = serve.run_now("rehearsal").await?;
         let r = serve.record(&id, Duration::from_secs(30)).await?;
         ensure!(
@@ -205,15 +146,8 @@ async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
                 && r["targets"][0]["outcome"] == "dryRun",
             "{r:#}"
         );
-        let metrics = serve
-            .http
-            .get(serve.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
         let injected = metric_value(
-            &metrics,
+            &serve.metrics().await?,
             "havoc_faults_injected_total{policy=\"rehearsal\",fault=\"podDelete\"}",
         );
         ensure!(
@@ -227,30 +161,31 @@ async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_spares_paused_namespaces_and_keeps_the_replica_floor() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-guards", move |client, ns| async move {
-        let pool = ns.clone();
-        let nodes = node_pool(&client, &pool, 2).await?;
-        let paused = format!("{ns}-paused");
-        let result = drain_guards(&env, &client, &ns, &paused, &pool, &nodes).await;
-        let _ = Api::<Namespace>::all(client.clone())
-            .delete(&paused, &DeleteParams::background())
-            .await;
-        delete_node_pool(&client, &pool).await?;
-        result
-    })
+    with_node_pool(
+        "drain-guards",
+        2,
+        move |env, client, ns, nodes| async move {
+            let paused = format!("{ns}-paused");
+            let result = drain_guards(&env, &client, &ns, &paused, &nodes[0]).await;
+            let _ = Api::<Namespace>::all(client.clone())
+                .delete(&paused, &DeleteParams::background())
+                .await;
+            result
+        },
+    )
     .await
 }
 
+/// A node drain of `victim` (of the pool named `ns`) that the guards keep from evicting
+/// everything: a replica floor of 1 for `web` in `ns`, and namespace `paused`.
 async fn drain_guards(
     env: &Env,
     client: &Client,
     ns: &str,
     paused: &str,
-    pool: &str,
-    nodes: &[String],
+    victim: &str,
 ) -> anyhow::Result<()> {
-    let victim = &nodes[0];
+    let pool = ns;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let p: Namespace = serde_json::from_value(json!({"metadata": {"name": paused, "labels": {
         "havoc.dev/e2e": "true", "havoc.dev/paused": "true"}}}))?;
@@ -259,21 +194,12 @@ async fn drain_guards(
     deployment_pinned(client, ns, "web", 2, pool, victim).await?;
     // A paused namespace's pods are never evicted, whatever the floor would allow.
     deployment_pinned(client, paused, "quiet", 3, pool, victim).await?;
-    let target = json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")});
-    let drain = manual(
-        "drain",
-        ns,
-        target,
-        json!({"nodeDrain": {"timeout": "10s"}}),
-        "6s",
-    );
-    let serve = start(
-        env,
-        ns,
-        vec![("drain.yaml", drain.yaml())],
-        json!({"maxUnschedulableNodes": 5, "minAvailableReplicas": 1}),
-    )
-    .await?;
+    let drain = json!({"nodeDrain": {"timeout": "10s"}});
+    let drain = manual("drain", ns, node_named(victim), drain, "6s").blind();
+    let setup = Setup::live_in(ns, vec![("drain.yaml", drain.yaml())])
+        .limits(json!({"maxUnschedulableNodes": 5, "minAvailableReplicas": 1}))
+        .live_on_nodes();
+    let serve = Serve::start(env, setup).await?;
     let nodes_api: Api<Node> = Api::all(client.clone());
     let id = serve.run_now("drain").await?;
     poll(Duration::from_secs(20), "the victim cordoned", || async {
@@ -283,12 +209,12 @@ async fn drain_guards(
     .await?;
     // One web pod evicted (its replacement lands on the other pool node), one kept.
     poll(Duration::from_secs(30), "one web pod evicted", || async {
-        Ok((on_node(client, ns, "web", victim).await? == 1).then_some(()))
+        Ok((pods_on_node(client, ns, "app=web", victim).await? == 1).then_some(()))
     })
     .await?;
     assert_quiet_for(Duration::from_secs(3), "the floor's pod stays", || async {
-        Ok(on_node(client, ns, "web", victim).await? == 1
-            && on_node(client, paused, "quiet", victim).await? == 3)
+        Ok(pods_on_node(client, ns, "app=web", victim).await? == 1
+            && pods_on_node(client, paused, "app=quiet", victim).await? == 3)
     })
     .await?;
     let r = serve.record(&id, Duration::from_secs(60)).await?;
@@ -305,32 +231,18 @@ async fn drain_guards(
     Ok(())
 }
 
-/// A drain that cannot finish: every pod of `held` on the victim is protected by a
-/// PodDisruptionBudget that allows no disruption, so evictions are refused and retried.
-async fn stuck_drain(
-    env: &Env,
-    client: &Client,
-    ns: &str,
-    pool: &str,
-    victim: &str,
-) -> anyhow::Result<Serve> {
-    deployment_pinned(client, ns, "held", 2, pool, victim).await?;
+/// A drain that cannot finish: every pod of `held` on the victim (of the pool named
+/// `ns`) is protected by a PodDisruptionBudget that allows no disruption, so evictions
+/// are refused and retried.
+async fn stuck_drain(env: &Env, client: &Client, ns: &str, victim: &str) -> anyhow::Result<Serve> {
+    deployment_pinned(client, ns, "held", 2, ns, victim).await?;
     disruption_budget(client, ns, "held", 2).await?;
-    let target = json!({"kind": "Node", "selector": format!("kubernetes.io/hostname={victim}")});
-    let drain = manual(
-        "drain",
-        ns,
-        target,
-        json!({"nodeDrain": {"timeout": "90s"}}),
-        "30s",
-    );
-    let serve = start(
-        env,
-        ns,
-        vec![("drain.yaml", drain.yaml())],
-        json!({"maxUnschedulableNodes": 5, "minAvailableReplicas": 0}),
-    )
-    .await?;
+    let drain = json!({"nodeDrain": {"timeout": "90s"}});
+    let drain = manual("drain", ns, node_named(victim), drain, "30s").blind();
+    let setup = Setup::live_in(ns, vec![("drain.yaml", drain.yaml())])
+        .limits(json!({"maxUnschedulableNodes": 5, "minAvailableReplicas": 0}))
+        .live_on_nodes();
+    let serve = Serve::start(env, setup).await?;
     let nodes_api: Api<Node> = Api::all(client.clone());
     serve.run_now("drain").await?;
     poll(Duration::from_secs(20), "the victim cordoned", || async {
@@ -339,341 +251,257 @@ async fn stuck_drain(
     })
     .await?;
     // The evictions are refused and retried (every 2 s) meanwhile.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    ensure!(
-        on_node(client, ns, "held", victim).await? == 2,
-        "the budget refuses the evictions"
-    );
+    assert_quiet_for(
+        Duration::from_secs(3),
+        "the budget refuses the evictions",
+        || async { Ok(pods_on_node(client, ns, "app=held", victim).await? == 2) },
+    )
+    .await?;
     Ok(serve)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_interrupts_a_drain_that_is_evicting() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-stop", move |client, ns| async move {
-        let pool = ns.clone();
-        let nodes = node_pool(&client, &pool, 2).await?;
-        let result = async {
-            let serve = stuck_drain(&env, &client, &ns, &pool, &nodes[0]).await?;
-            let nodes_api: Api<Node> = Api::all(client.clone());
-            let stopped = Instant::now();
-            let (status, body) = serve
-                .post(
-                    "/api/v1/stop",
-                    Some(TOKEN),
-                    json!({"reason": "e2e: stop mid-drain"}),
-                )
-                .await?;
-            let answered = stopped.elapsed();
-            ensure!(status == 200, "{status} {body}");
-            let uncordoned = poll(
-                Duration::from_secs(30),
-                "uncordoned after the stop",
-                || async {
-                    let n = nodes_api.get(&nodes[0]).await?;
-                    Ok((!unschedulable(&n) && !has_record(&n)).then(|| stopped.elapsed()))
-                },
-            )
-            .await?;
-            eprintln!(
-                "stop mid-drain: answered in {:.2} s, node uncordoned {:.2} s after the stop",
-                answered.as_secs_f64(),
-                uncordoned.as_secs_f64()
-            );
-            ensure!(
-                uncordoned < Duration::from_secs(10),
-                "the drain went on evicting after the stop: uncordoned after {uncordoned:?}"
-            );
-            let id = body["reverted"][0]
-                .as_str()
-                .context("the drain was stopped")?;
-            let r = serve.record(id, Duration::from_secs(30)).await?;
-            ensure!(r["reasonCode"] == "stopped", "{r:#}");
-            ensure!(r["targets"][0]["revert"]["result"] == "restored", "{r:#}");
-            serve.post("/api/v1/resume", Some(TOKEN), json!({})).await?;
-            Ok(())
-        }
-        .await;
-        delete_node_pool(&client, &pool).await?;
-        result
+    with_node_pool("drain-stop", 2, move |env, client, ns, nodes| async move {
+        let serve = stuck_drain(&env, &client, &ns, &nodes[0]).await?;
+        let nodes_api: Api<Node> = Api::all(client.clone());
+        let stopped = Instant::now();
+        let (status, body) = serve.emergency_stop("e2e: stop mid-drain").await?;
+        let answered = stopped.elapsed();
+        ensure!(status == 200, "{status} {body}");
+        let uncordoned = poll(
+            Duration::from_secs(30),
+            "uncordoned after the stop",
+            || async {
+                let n = nodes_api.get(&nodes[0]).await?;
+                Ok((!unschedulable(&n) && !has_record(&n)).then(|| stopped.elapsed()))
+            },
+        )
+        .await?;
+        eprintln!(
+            "stop mid-drain: answered in {:.2} s, node uncordoned {:.2} s after the stop",
+            answered.as_secs_f64(),
+            uncordoned.as_secs_f64()
+        );
+        ensure!(
+            uncordoned < Duration::from_secs(10),
+            "the drain went on evicting after the stop: uncordoned after {uncordoned:?}"
+        );
+        let id = body["reverted"][0]
+            .as_str()
+            .context("the drain was stopped")?;
+        let r = serve.record(id, Duration::from_secs(30)).await?;
+        ensure!(r["reasonCode"] == "stopped", "{r:#}");
+        ensure!(r["targets"][0]["revert"]["result"] == "restored", "{r:#}");
+        serve.resume().await?;
+        Ok(())
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_drain_exits_in_time_with_the_node_uncordoned() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("drain-term", move |client, ns| async move {
-        let pool = ns.clone();
-        let nodes = node_pool(&client, &pool, 2).await?;
-        let result = async {
-            let mut serve = stuck_drain(&env, &client, &ns, &pool, &nodes[0]).await?;
-            let (code, took) = serve.stop().await?;
-            eprintln!("SIGTERM mid-drain: exited in {:.2} s", took.as_secs_f64());
-            ensure!(
-                code == Some(0),
-                "exit {code:?} after {took:?} (shutdown timeout 10 s)\n{}",
-                tail(&serve.log(), 20)
-            );
-            let n = Api::<Node>::all(client.clone()).get(&nodes[0]).await?;
-            ensure!(
-                !unschedulable(&n) && !has_record(&n),
-                "left cordoned: {:?}",
-                n.spec
-            );
-            let r = serve
-                .journal()?
-                .into_iter()
-                .find(|r| r["fault"] == "nodeDrain" && r.get("verdict").is_some())
-                .context("the drain's record is journaled")?;
-            ensure!(r["reasonCode"] == "interrupted", "{r:#}");
-            Ok(())
-        }
-        .await;
-        delete_node_pool(&client, &pool).await?;
-        result
+    with_node_pool("drain-term", 2, move |env, client, ns, nodes| async move {
+        let mut serve = stuck_drain(&env, &client, &ns, &nodes[0]).await?;
+        let (code, took) = serve.stop().await?;
+        eprintln!("SIGTERM mid-drain: exited in {:.2} s", took.as_secs_f64());
+        ensure!(
+            code == Some(0),
+            "exit {code:?} after {took:?} (shutdown timeout 10 s)\n{}",
+            tail(&serve.log(), 20)
+        );
+        let n = Api::<Node>::all(client.clone()).get(&nodes[0]).await?;
+        ensure!(
+            !unschedulable(&n) && !has_record(&n),
+            "left cordoned: {:?}",
+            n.spec
+        );
+        let r = serve
+            .journal()?
+            .into_iter()
+            .find(|r| r["fault"] == "nodeDrain" && r.get("verdict").is_some())
+            .context("the drain's record is journaled")?;
+        ensure!(r["reasonCode"] == "interrupted", "{r:#}");
+        Ok(())
     })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revert_refused_by_rbac_is_reported() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("forbidden", move |client, ns| async move {
-        let id = Identity::beside(&client, &ns, &["scale"]).await?;
-        let result = forbidden_revert(&env, &client, &ns, &id).await;
-        id.delete(&client).await?;
-        result
-    })
+    with_identity_beside(
+        "forbidden",
+        &["scale"],
+        move |env, client, ns, identity| async move {
+            deployment(&client, &ns, "web", 2).await?;
+            let web = target("Deployment", &ns, "app=web");
+            let policy = manual("hold", &ns, web, json!({"scale": {"replicas": 0}}), "15s").blind();
+            let setup = Setup::live_in(&ns, vec![("p.yaml", policy.yaml())]).run_as(&identity);
+            let serve = Serve::start(&env, setup).await?;
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let run = serve.run_now("hold").await?;
+            wait_replicas(&api, "web", 0, Duration::from_secs(20)).await?;
+            // The permission to revert goes (as a chart upgrade turning scale off would take it).
+            identity.revoke(&client, "deployments", "patch").await?;
+            let r = serve.record(&run, Duration::from_secs(60)).await?;
+            ensure!(r["verdict"] == "rollbackFailed", "{r:#}");
+            ensure!(
+                r["targets"][0]["revert"]["result"] == "forbidden",
+                "reported as forbidden, not as a passing error: {r:#}"
+            );
+            ensure!(
+                metric_value(
+                    &serve.metrics().await?,
+                    "havoc_reverts_total{result=\"forbidden\"}"
+                ) >= 1.0,
+                "counted"
+            );
+            // The recovery sweep finds the stranded record: a gauge for the alert, and an Event.
+            poll(
+                Duration::from_secs(60),
+                "havoc_reverts_forbidden 1",
+                || async {
+                    let metrics = serve.metrics().await?;
+                    Ok((metric_value(&metrics, "havoc_reverts_forbidden") == 1.0).then_some(()))
+                },
+            )
+            .await?;
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            poll(
+                Duration::from_secs(30),
+                "a ChaosRevertFailed Event",
+                || async {
+                    Ok(events
+                        .list(&ListParams::default())
+                        .await?
+                        .items
+                        .into_iter()
+                        .find(|e| {
+                            e.reason.as_deref() == Some("ChaosRevertFailed")
+                                && e.involved_object.name.as_deref() == Some("web")
+                                && e.message
+                                    .as_deref()
+                                    .is_some_and(|m| m.contains("forbidden"))
+                        }))
+                },
+            )
+            .await?;
+            ensure!(
+                serve
+                    .log()
+                    .contains("revert refused by the API server (RBAC)"),
+                "logged as an error"
+            );
+            ensure!(
+                replicas(&api.get("web").await?) == 0,
+                "still held: stranded"
+            );
+            // Cleaned up by someone who may: `havoc revert --all` for this installation.
+            let out = std::process::Command::new(havoc_bin()?)
+                .args(["revert", "--all", "--owner"])
+                .arg(format!("{}/{}", identity.namespace, identity.lease))
+                .arg("--kubeconfig")
+                .arg(env.get("KUBECONFIG")?)
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            ensure!(
+                replicas(&api.get("web").await?) == 2,
+                "reverted by revert --all"
+            );
+            Ok(())
+        },
+    )
     .await
-}
-
-async fn forbidden_revert(
-    env: &Env,
-    client: &Client,
-    ns: &str,
-    identity: &Identity,
-) -> anyhow::Result<()> {
-    deployment(client, ns, "web", 2).await?;
-    let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-    let policy = manual("hold", ns, target, json!({"scale": {"replicas": 0}}), "15s");
-    let serve = Serve::start(
-        env,
-        Setup {
-            extra: json!({"liveNamespaces": [ns]}),
-            dry_run: true,
-            receivers: &["hook"],
-            policies: vec![("p.yaml", policy.yaml())],
-            identity: Some(identity.setup()),
-            lease: Some(identity.lease.clone()),
-            ..Setup::default()
-        },
-    )
-    .await?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let run = serve.run_now("hold").await?;
-    poll(Duration::from_secs(20), "held", || async {
-        Ok((replicas(&api.get("web").await?) == 0).then_some(()))
-    })
-    .await?;
-    // The permission to revert goes (as a chart upgrade turning scale off would take it).
-    identity.revoke(client, "deployments", "patch").await?;
-    let r = serve.record(&run, Duration::from_secs(60)).await?;
-    ensure!(r["verdict"] == "rollbackFailed", "{r:#}");
-    ensure!(
-        r["targets"][0]["revert"]["result"] == "forbidden",
-        "reported as forbidden, not as a passing error: {r:#}"
-    );
-    let metrics = || async {
-        serve
-            .http
-            .get(serve.url("/metrics"))
-            .send()
-            .await?
-            .text()
-            .await
-            .map_err(anyhow::Error::from)
-    };
-    ensure!(
-        metric_value(
-            &metrics().await?,
-            "havoc_reverts_total{result=\"forbidden\"}"
-        ) >= 1.0,
-        "counted"
-    );
-    // The recovery sweep finds the stranded record: a gauge for the alert, and an Event.
-    poll(
-        Duration::from_secs(60),
-        "havoc_reverts_forbidden 1",
-        || async {
-            Ok((metric_value(&metrics().await?, "havoc_reverts_forbidden") == 1.0).then_some(()))
-        },
-    )
-    .await?;
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    poll(
-        Duration::from_secs(30),
-        "a ChaosRevertFailed Event",
-        || async {
-            Ok(events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("ChaosRevertFailed")
-                        && e.involved_object.name.as_deref() == Some("web")
-                        && e.message
-                            .as_deref()
-                            .is_some_and(|m| m.contains("forbidden"))
-                }))
-        },
-    )
-    .await?;
-    ensure!(
-        serve
-            .log()
-            .contains("revert refused by the API server (RBAC)"),
-        "logged as an error"
-    );
-    ensure!(
-        replicas(&api.get("web").await?) == 0,
-        "still held: stranded"
-    );
-    // Cleaned up by someone who may: `havoc revert --all` for this installation.
-    let out = std::process::Command::new(repo_root().join("target/debug/havoc"))
-        .args(["revert", "--all", "--owner"])
-        .arg(format!("{}/{}", identity.namespace, identity.lease))
-        .arg("--kubeconfig")
-        .arg(env.get("KUBECONFIG")?)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    ensure!(
-        replicas(&api.get("web").await?) == 2,
-        "reverted by revert --all"
-    );
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breaker_pause_survives_a_kill_before_it_is_written() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("breaker", move |client, ns| async move {
-        let id = Identity::beside(&client, &ns, &["scale"]).await?;
-        let result = breaker_kill(&env, &client, &ns, &id).await;
-        id.delete(&client).await?;
-        result
-    })
-    .await
-}
-
-async fn breaker_kill(
-    env: &Env,
-    client: &Client,
-    ns: &str,
-    identity: &Identity,
-) -> anyhow::Result<()> {
-    deployment(client, ns, "web", 2).await?;
-    monitoring_settled(env, ns, 1).await?;
-    // The state ConfigMap can be read, not written: the breaker's pause cannot land.
-    let chart_rules = identity.chart_own_rules()?;
-    let mut read_only = chart_rules.clone();
-    for r in read_only.as_array_mut().into_iter().flatten() {
-        if r["resources"][0] == "configmaps" {
-            r["verbs"] = json!(["get", "list", "watch"]);
-        }
-    }
-    identity.own_rules(client, read_only).await?;
-    let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-    let policy = fixtures::policy("hold")
-        .manual_only(ns)
-        .set("/target", target)
-        .fault(json!({"scale": {"replicas": 1}}))
-        .duration("2m")
-        .settle("1s")
-        .alert_matchers(&[&format!("namespace=\"{ns}\"")]);
-    let mut serve = Serve::start(
-        env,
-        Setup {
-            extra: json!({"liveNamespaces": [ns]}),
-            dry_run: true,
-            receivers: &["hook"],
-            policies: vec![("p.yaml", policy.yaml())],
-            identity: Some(identity.setup()),
-            lease: Some(identity.lease.clone()),
-            ..Setup::default()
+    with_identity_beside(
+        "breaker",
+        &["scale"],
+        move |env, client, ns, identity| async move {
+            deployment(&client, &ns, "web", 2).await?;
+            monitoring_settled(&env, &ns, 1).await?;
+            // The state ConfigMap can be read, not written: the breaker's pause cannot land.
+            let chart_rules = identity.chart_own_rules()?;
+            let mut read_only = chart_rules.clone();
+            for r in read_only.as_array_mut().into_iter().flatten() {
+                if r["resources"][0] == "configmaps" {
+                    r["verbs"] = json!(["get", "list", "watch"]);
+                }
+            }
+            identity.own_rules(&client, read_only).await?;
+            let web = target("Deployment", &ns, "app=web");
+            let policy =
+                manual("hold", &ns, web, json!({"scale": {"replicas": 1}}), "2m").alerts_from(&ns);
+            let setup = Setup::live_in(&ns, vec![("p.yaml", policy.yaml())]).run_as(&identity);
+            let mut serve = Serve::start(&env, setup).await?;
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let run = serve.run_now("hold").await?;
+            wait_replicas(&api, "web", 1, Duration::from_secs(20)).await?;
+            let starts = chrono::Utc::now();
+            post_deviation_alert(&env, &ns, starts, starts + chrono::Duration::minutes(3)).await?;
+            let r = serve.record(&run, Duration::from_secs(60)).await;
+            post_deviation_alert(&env, &ns, starts, chrono::Utc::now()).await?;
+            let r = r?;
+            ensure!(r["verdict"] == "deviated", "{r:#}");
+            // Obeyed here, not written: the ConfigMap holds no pause.
+            let policies = serve.get("/api/v1/policies").await?;
+            ensure!(
+                policies.to_string().contains("circuit breaker"),
+                "paused here: {policies}"
+            );
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &identity.namespace);
+            let state = || async {
+                Ok::<_, anyhow::Error>(
+                    cms.get(&format!("{}-state", identity.lease))
+                        .await?
+                        .data
+                        .unwrap_or_default()
+                        .get("state.json")
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            };
+            ensure!(
+                !state().await?.contains("circuit breaker"),
+                "the write cannot have landed"
+            );
+            ensure!(
+                serve
+                    .log()
+                    .contains("cannot write a pause to the shared state"),
+                "retried"
+            );
+            // Killed before the write could land; the permission comes back; restarted.
+            serve.kill().await?;
+            identity.own_rules(&client, chart_rules).await?;
+            serve.respawn()?;
+            serve.wait_ready(true).await?;
+            let (status, body) = serve.ask_run("hold").await?;
+            ensure!(
+                status == 409 && body.to_string().contains("circuit breaker"),
+                "still paused after the restart: {status} {body}"
+            );
+            poll(
+                Duration::from_secs(30),
+                "the pause written at last",
+                || async { Ok(state().await?.contains("circuit breaker").then_some(())) },
+            )
+            .await?;
+            Ok(())
         },
     )
-    .await?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let run = serve.run_now("hold").await?;
-    poll(Duration::from_secs(20), "held", || async {
-        Ok((replicas(&api.get("web").await?) == 1).then_some(()))
-    })
-    .await?;
-    let starts = chrono::Utc::now();
-    post_deviation_alert(env, ns, starts, starts + chrono::Duration::minutes(3)).await?;
-    let r = serve.record(&run, Duration::from_secs(60)).await;
-    post_deviation_alert(env, ns, starts, chrono::Utc::now()).await?;
-    let r = r?;
-    ensure!(r["verdict"] == "deviated", "{r:#}");
-    // Obeyed here, not written: the ConfigMap holds no pause.
-    let policies = serve.get("/api/v1/policies").await?;
-    ensure!(
-        policies.to_string().contains("circuit breaker"),
-        "paused here: {policies}"
-    );
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &identity.namespace);
-    let state = || async {
-        Ok::<_, anyhow::Error>(
-            cms.get(&format!("{}-state", identity.lease))
-                .await?
-                .data
-                .unwrap_or_default()
-                .get("state.json")
-                .cloned()
-                .unwrap_or_default(),
-        )
-    };
-    ensure!(
-        !state().await?.contains("circuit breaker"),
-        "the write cannot have landed"
-    );
-    ensure!(
-        serve
-            .log()
-            .contains("cannot write a pause to the shared state"),
-        "retried"
-    );
-    // Killed before the write could land; the permission comes back; restarted.
-    serve.kill().await?;
-    identity.own_rules(client, chart_rules).await?;
-    serve.respawn()?;
-    serve.wait_ready(true).await?;
-    let (status, body) = serve
-        .post("/api/v1/policies/hold/run", Some(TOKEN), json!({}))
-        .await?;
-    ensure!(
-        status == 409 && body.to_string().contains("circuit breaker"),
-        "still paused after the restart: {status} {body}"
-    );
-    poll(
-        Duration::from_secs(30),
-        "the pause written at last",
-        || async { Ok(state().await?.contains("circuit breaker").then_some(())) },
-    )
-    .await?;
-    Ok(())
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_replica_without_leader_election_is_refused() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("one-replica", move |client, ns| async move {
+    with_namespace("one-replica", move |env, client, ns| async move {
         deployment(&client, &ns, "havoc", 2).await?;
         let pods: Vec<String> = Api::<Pod>::namespaced(client.clone(), &ns)
             .list(&ListParams::default().labels("app=havoc"))
@@ -695,12 +523,11 @@ async fn a_second_replica_without_leader_election_is_refused() -> anyhow::Result
                 json!({"enabled": false, "namespace": ns, "lease": "havoc"}),
             )
             .yaml();
-        std::fs::write(dir.path().join("havoc.yaml"), config)?;
-        std::fs::create_dir(dir.path().join("policies"))?;
+        run::write_dir(dir.path(), &config, &[])?;
         let started = Instant::now();
         let out = tokio::time::timeout(
             Duration::from_secs(60),
-            tokio::process::Command::new(repo_root().join("target/debug/havoc"))
+            tokio::process::Command::new(havoc_bin()?)
                 .args(["serve", "--config"])
                 .arg(dir.path().join("havoc.yaml"))
                 .arg("--policies")
@@ -730,25 +557,9 @@ async fn a_second_replica_without_leader_election_is_refused() -> anyhow::Result
     .await
 }
 
-/// `havoc run --once` of `policy` with the config and policies in `dir`.
-fn havoc_run(dir: &Path, policy: &str, env: &Env) -> anyhow::Result<tokio::process::Command> {
-    let mut cmd = tokio::process::Command::new(repo_root().join("target/debug/havoc"));
-    cmd.args(["run", policy, "--once", "--config"])
-        .arg(dir.join("havoc.yaml"))
-        .arg("--policies")
-        .arg(dir.join("policies"))
-        .arg("--kubeconfig")
-        .arg(env.get("KUBECONFIG")?)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    Ok(cmd)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn havoc_run_reverts_on_sigterm_and_two_runs_never_pass_the_limit() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    with_namespace("run-once", move |client, ns| async move {
+    with_namespace("run-once", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 2).await?;
         let dir = tempfile::tempdir()?;
         // Its own installation (lease): no service counts against its limit.
@@ -761,32 +572,24 @@ async fn havoc_run_reverts_on_sigterm_and_two_runs_never_pass_the_limit() -> any
                 json!({"namespace": "havoc-system", "lease": format!("{ns}-run")}),
             )
             .yaml();
-        std::fs::write(dir.path().join("havoc.yaml"), config)?;
-        std::fs::create_dir(dir.path().join("policies"))?;
-        let target = json!({"kind": "Deployment", "namespaces": [ns], "selector": "app=web"});
-        for name in ["hold", "other"] {
-            let p = manual(
-                name,
-                &ns,
-                target.clone(),
-                json!({"scale": {"replicas": 1}}),
-                "5m",
-            );
-            std::fs::write(
-                dir.path().join("policies").join(format!("{name}.yaml")),
-                p.yaml(),
-            )?;
-        }
+        let web = target("Deployment", &ns, "app=web");
+        let scale = json!({"scale": {"replicas": 1}});
+        let hold = manual("hold", &ns, web.clone(), scale.clone(), "5m").blind();
+        let other = manual("other", &ns, web, scale, "5m").blind();
+        let policies = [("hold.yaml", hold.yaml()), ("other.yaml", other.yaml())];
+        run::write_dir(dir.path(), &config, &policies)?;
         // Two runs started together with a limit of 1: exactly one is admitted.
-        let a = havoc_run(dir.path(), "hold", &env)?.spawn()?;
-        let b = havoc_run(dir.path(), "other", &env)?.spawn()?;
+        let spawn = |policy: &str| {
+            run::once(&env, dir.path(), policy)?
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("havoc run")
+        };
+        let (a, b) = (spawn("hold")?, spawn("other")?);
         let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        poll(
-            Duration::from_secs(30),
-            "one run holds the scale",
-            || async { Ok((replicas(&api.get("web").await?) == 1).then_some(())) },
-        )
-        .await?;
+        // One run holds the scale.
+        wait_replicas(&api, "web", 1, Duration::from_secs(30)).await?;
         // The refused one ends at once; SIGTERM the one that holds.
         let mut outs = Vec::new();
         for mut child in [a, b] {

@@ -115,13 +115,6 @@ struct Run {
     rollout_internal_p95_ms: f64,
 }
 
-fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn flat(c: &Counters) -> BTreeMap<String, f64> {
     c.iter().map(|(k, v)| (k.join(" "), *v)).collect()
 }
@@ -148,8 +141,8 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .map(Variant::parse)
         .collect::<anyhow::Result<_>>()?;
-    let seconds: u64 = var("FOOTPRINT_SECONDS", 300);
-    let rollouts: usize = var("FOOTPRINT_ROLLOUTS", 20);
+    let seconds: u64 = var_or("FOOTPRINT_SECONDS", 300);
+    let rollouts: usize = var_or("FOOTPRINT_ROLLOUTS", 20);
     let out = std::env::var_os("FOOTPRINT_OUT").map(PathBuf::from);
     ensure!(
         std::env::var_os("HAVOC_BIN").is_some(),
@@ -408,14 +401,7 @@ async fn alerts_quiet(env: &Env) -> anyhow::Result<()> {
 }
 
 async fn havoc_counters(serve: &Serve) -> anyhow::Result<Counters> {
-    let text = serve
-        .http
-        .get(serve.url("/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    let text = serve.metrics().await?;
     Ok(bench::counters(
         &text,
         "havoc_kube_requests_total",

@@ -11,28 +11,14 @@
 //! background pods.
 
 use havoc_e2e::{bench, serve::*, *};
-use serde_json::json;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let env = Env::load()?;
-    let rollouts: usize = std::env::var("ROLLOUTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    with_namespace("latency", move |client, ns| async move {
+    let rollouts: usize = var_or("ROLLOUTS", 20);
+    with_namespace("latency", move |env, client, ns| async move {
         let api = bench::rollout_workload(&client, &ns).await?;
-        let serve = Serve::start(
-            &env,
-            Setup {
-                dry_run: true,
-                extra: json!({"liveNamespaces": [&ns]}),
-                receivers: &["hook"],
-                policies: vec![("react.yaml", bench::reaction_policy("react", &ns))],
-                ..Setup::default()
-            },
-        )
-        .await?;
+        let policies = vec![("react.yaml", bench::reaction_policy("react", &ns))];
+        let serve = Serve::start(&env, Setup::live_in(&ns, policies)).await?;
         let reaction = bench::measure_reaction(&api, &serve, rollouts, true).await?;
         println!("LATENCY {}", reaction.summary());
         Ok(())
