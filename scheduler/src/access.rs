@@ -118,7 +118,8 @@ pub fn always() -> Vec<Rule> {
 
 /// What havoc needs in its own namespace: its Lease and its state ConfigMap, by name
 /// (`$LEASE` and `$STATE` stand for the names the chart gives them; the chart creates
-/// both, so havoc needs no `create`), never its own config or policies.
+/// both, so havoc needs no `create`), its experiment objects (any name: one per
+/// experiment), never its own config or policies.
 pub fn own_namespace() -> Vec<Rule> {
     vec![
         Rule {
@@ -136,9 +137,15 @@ pub fn own_namespace() -> Vec<Rule> {
                 &[""],
                 &["configmaps"],
                 &["get", "list", "watch", "update", "patch"],
-                "durable shared state: pauses, circuit breakers, stops, havoc run's runs",
+                "durable shared state: pauses, circuit breakers, stops, havoc run's runs, skip counts",
             )
         },
+        rule(
+            &["havoc.dev"],
+            &["havocexperiments"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+            "the experiment history: an object per experiment (its intent, then its final record), pruned by the leader",
+        ),
     ]
 }
 

@@ -244,6 +244,8 @@ pub enum SchemaKind {
     /// The OpenAPI document of the HTTP API (`scheduler/src/api/openapi.json`, served at
     /// `GET /api/v1/openapi.json`).
     Openapi,
+    /// The CustomResourceDefinition of the experiment history (the chart's `crds/`).
+    Crd,
 }
 
 /// At most this many runtime worker threads, however many cores the node has.

@@ -26,43 +26,53 @@ fn checked_in_schema_matches_the_model() {
     );
 }
 
-/// The chart renders its RBAC from `files/rbac.json`, generated from havoc's own table.
-#[test]
-fn checked_in_rbac_table_matches_the_code() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/havoc/files/rbac.json");
-    let generated = format!(
-        "{}\n",
-        serde_json::to_string_pretty(&havoc::access::rbac_table()).expect("json")
-    );
+/// Compares a checked-in generated file with what the code generates now (rewrites it
+/// with `HAVOC_UPDATE_SCHEMA=1`).
+fn checked_in(relative: &str, generated: &str, from: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     if std::env::var_os("HAVOC_UPDATE_SCHEMA").is_some() {
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&path, &generated).expect("write the RBAC table");
+        std::fs::write(&path, generated).expect("write");
         return;
     }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == generated,
-        "deploy/helm/havoc/files/rbac.json drifted from scheduler/src/access.rs; run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
+        "{relative} drifted from {from}; run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
+    );
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).expect("json"))
+}
+
+/// The chart renders its RBAC from `files/rbac.json`, generated from havoc's own table.
+#[test]
+fn checked_in_rbac_table_matches_the_code() {
+    checked_in(
+        "../deploy/helm/havoc/files/rbac.json",
+        &pretty(&havoc::access::rbac_table()),
+        "scheduler/src/access.rs",
     );
 }
 
 /// The service serves `scheduler/src/api/openapi.json`, generated from the API's code.
 #[test]
 fn checked_in_openapi_document_matches_the_code() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/openapi.json");
-    let generated = format!(
-        "{}\n",
-        serde_json::to_string_pretty(&havoc::api::openapi::generate()).expect("json")
+    checked_in(
+        "src/api/openapi.json",
+        &pretty(&havoc::api::openapi::generate()),
+        "the code (api/mod.rs endpoints(), the types it answers with)",
     );
-    if std::env::var_os("HAVOC_UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &generated).expect("write the OpenAPI document");
-        return;
-    }
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        on_disk == generated,
-        "scheduler/src/api/openapi.json drifted from the code (api/mod.rs endpoints(), the types \
-         it answers with); run HAVOC_UPDATE_SCHEMA=1 cargo test -p havoc --test schema"
+}
+
+/// The chart's `crds/` and `deploy/local/up` install the experiment history's CRD.
+#[test]
+fn checked_in_crd_matches_the_code() {
+    checked_in(
+        "../deploy/helm/havoc/crds/havocexperiments.havoc.dev.yaml",
+        &havoc::history::object::crd_document(),
+        "scheduler/src/history/object.rs",
     );
 }
 

@@ -137,7 +137,12 @@ impl Fixture {
         };
         manual.reason_code = Some("paused".into());
         manual.injected_at = None;
-        for r in [record("r-schedule", Verdict::Deviated), rollout, manual] {
+        // Newest last: each a minute after the one before.
+        for (i, mut r) in [record("r-schedule", Verdict::Deviated), rollout, manual]
+            .into_iter()
+            .enumerate()
+        {
+            r.started_at += chrono::Duration::minutes(i as i64);
             journal.append(&r).expect("in memory");
         }
         let ready = Arc::new(Switch::default());
@@ -441,6 +446,8 @@ async fn records_with_every_part_conform() {
     let doc = check::document();
     let mut f = Fixture::new(Some(TOKEN));
     let mut r = record("r-full", Verdict::RollbackFailed);
+    // The newest of the fixture's records.
+    r.started_at += chrono::Duration::hours(1);
     let at = r.started_at;
     let node = ObjectRef {
         kind: "Node".into(),

@@ -29,6 +29,45 @@ use crate::record::ExperimentRecord;
 
 /// Objects per page when a reader lists them whole (a report).
 const PAGE: u32 = 250;
+/// Full records kept after a read (a finished record never changes): the API's newest
+/// 50 and the console's pages are read once, not on every request.
+const CACHED: usize = 200;
+/// More missing records than this are read with one list instead of a GET each.
+const GETS_AT_MOST: usize = 20;
+
+/// The full records read lately, by id, least recently used first out.
+#[derive(Debug, Default)]
+struct Cache {
+    tick: u64,
+    records: HashMap<String, (u64, Arc<ExperimentRecord>)>,
+}
+
+impl Cache {
+    fn get(&mut self, id: &str) -> Option<Arc<ExperimentRecord>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.records.get_mut(id).map(|(t, r)| {
+            *t = tick;
+            r.clone()
+        })
+    }
+
+    fn put(&mut self, record: ExperimentRecord) -> Arc<ExperimentRecord> {
+        self.tick += 1;
+        let r = Arc::new(record);
+        self.records.insert(r.id.clone(), (self.tick, r.clone()));
+        if self.records.len() > CACHED
+            && let Some(oldest) = self
+                .records
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(id, _)| id.clone())
+        {
+            self.records.remove(&oldest);
+        }
+        r
+    }
+}
 
 /// What the watch has seen, by object name.
 #[derive(Debug, Default)]
@@ -77,6 +116,7 @@ pub struct ClusterHistory {
     api: Api<DynamicObject>,
     namespace: String,
     seen: Arc<RwLock<Seen>>,
+    cache: Arc<std::sync::Mutex<Cache>>,
     synced: watch::Receiver<bool>,
     synced_tx: Arc<watch::Sender<bool>>,
 }
@@ -102,6 +142,7 @@ impl ClusterHistory {
             api: Api::namespaced_with(client, namespace, &resource()),
             namespace: namespace.to_string(),
             seen: Arc::default(),
+            cache: Arc::default(),
             synced,
             synced_tx: Arc::new(synced_tx),
         }
@@ -211,32 +252,47 @@ impl History for ClusterHistory {
         *self.synced.borrow()
     }
 
-    /// The records matching `query`: when it is limited, each of the summaries chosen is
-    /// read; otherwise the objects are listed page by page.
+    /// The records matching `query`, newest first: those its summaries choose, from the
+    /// cache, else read (a GET each, or one list when many are missing).
     fn records<'a>(
         &'a self,
         query: &'a Query,
     ) -> BoxFuture<'a, Result<Vec<ExperimentRecord>, HistoryError>> {
         Box::pin(async move {
-            if query.limit.is_some() {
-                let mut out = Vec::new();
-                for s in self.list(query).await? {
-                    if let Some(r) = self.get(&s.id).await? {
-                        out.push(r);
+            let chosen = self.list(query).await?;
+            let mut found: HashMap<String, Arc<ExperimentRecord>> = HashMap::new();
+            let mut missing = Vec::new();
+            {
+                let mut cache = lock(&self.cache);
+                for s in &chosen {
+                    match cache.get(&s.id) {
+                        Some(r) => {
+                            found.insert(s.id.clone(), r);
+                        }
+                        None => missing.push(s.id.clone()),
                     }
                 }
-                return Ok(out);
             }
-            let records = self
-                .list_all()
-                .await?
+            if missing.len() > GETS_AT_MOST {
+                let wanted: HashSet<&String> = missing.iter().collect();
+                for o in self.list_all().await? {
+                    if let Ok(Read::Finished(r)) = object::read(&o)
+                        && wanted.contains(&r.id)
+                    {
+                        found.insert(r.id.clone(), lock(&self.cache).put(*r));
+                    }
+                }
+            } else {
+                for id in &missing {
+                    if let Some(r) = self.read_one(id).await? {
+                        found.insert(id.clone(), r);
+                    }
+                }
+            }
+            Ok(chosen
                 .iter()
-                .filter_map(|o| match object::read(o) {
-                    Ok(Read::Finished(r)) => Some(*r),
-                    _ => None,
-                })
-                .collect::<Vec<_>>();
-            Ok(query.apply(records))
+                .filter_map(|s| found.get(&s.id).map(|r| (**r).clone()))
+                .collect())
         })
     }
 
@@ -245,18 +301,32 @@ impl History for ClusterHistory {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ExperimentRecord>, HistoryError>> {
         Box::pin(async move {
-            let Some(o) = self
-                .api
-                .get_opt(&object::object_name(id))
-                .await
-                .map_err(err)?
-            else {
-                return Ok(None);
-            };
-            Ok(match object::read(&o) {
-                Ok(Read::Finished(r)) if r.id == id => Some(*r),
-                _ => None,
-            })
+            if let Some(r) = lock(&self.cache).get(id) {
+                return Ok(Some((*r).clone()));
+            }
+            Ok(self.read_one(id).await?.map(|r| (*r).clone()))
         })
     }
+}
+
+impl ClusterHistory {
+    /// Reads one finished record from the API server (and caches it).
+    async fn read_one(&self, id: &str) -> Result<Option<Arc<ExperimentRecord>>, HistoryError> {
+        let Some(o) = self
+            .api
+            .get_opt(&object::object_name(id))
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        Ok(match object::read(&o) {
+            Ok(Read::Finished(r)) if r.id == id => Some(lock(&self.cache).put(*r)),
+            _ => None,
+        })
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
