@@ -140,6 +140,8 @@ pub struct SharedState {
     /// The last state read (`None`: not read yet, or unreadable).
     current: watch::Receiver<Option<Doc>>,
     tx: Arc<watch::Sender<Option<Doc>>>,
+    /// The skip counts in the same ConfigMap, as last seen ([`crate::history::skips`]).
+    skips: Arc<watch::Sender<crate::history::skips::Skips>>,
 }
 
 impl SharedState {
@@ -150,6 +152,7 @@ impl SharedState {
             backend: Backend::Memory(Arc::default()),
             current,
             tx: Arc::new(tx),
+            skips: Arc::new(watch::Sender::new(Default::default())),
         }
     }
 
@@ -164,7 +167,13 @@ impl SharedState {
             },
             current,
             tx: Arc::new(tx),
+            skips: Arc::new(watch::Sender::new(Default::default())),
         }
+    }
+
+    /// The skip counts per policy, as the watch last saw them.
+    pub fn skips_seen(&self) -> crate::history::skips::Skips {
+        self.skips.borrow().clone()
     }
 
     /// Watches the ConfigMap on `tasks` until `stop`, with `client`: one for watches
@@ -181,6 +190,7 @@ impl SharedState {
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let stream = watcher(api, config).default_backoff();
         let tx = self.tx.clone();
+        let skips = self.skips.clone();
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut seen_any = false;
@@ -192,6 +202,7 @@ impl SharedState {
                 match ev {
                     Some(Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => {
                         seen_any = true;
+                        skips.send_replace(crate::history::skips::decode(&cm));
                         match decode(&cm) {
                             Ok(doc) => {
                                 tx.send_replace(Some(doc));

@@ -555,13 +555,18 @@ struct PolicyView {
     paused: Option<Pause>,
     /// Ids of its running experiments.
     running: Vec<String>,
-    /// Its last experiment, among the newest records.
+    /// Its last experiment that ran (the cluster's history).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "LastRun")]
     last: Option<LastRun>,
     /// Newest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     recent_triggers: Vec<TriggerView>,
+    /// Its skips (experiments that did not run), counted by reason code, and the last
+    /// one: skips are not kept in the history one by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::history::skips::PolicySkips")]
+    skips: Option<crate::history::skips::PolicySkips>,
 }
 
 /// The last experiment of a policy.
@@ -585,6 +590,7 @@ async fn policies(State(app): Shared) -> Response {
     let set = app.policies.current();
     let pauses = arbiter.pauses();
     let running = arbiter.running();
+    let skips = arbiter.shared_state().skips_seen();
     // The newest experiment of each policy in the history (skips are counted, not kept).
     let mut last: std::collections::HashMap<String, crate::history::Summary> =
         std::collections::HashMap::new();
@@ -623,6 +629,7 @@ async fn policies(State(app): Shared) -> Response {
                 ended_at: r.ended_at,
             }),
             recent_triggers: app.triggers.of(&p.name),
+            skips: skips.get(&p.name).cloned(),
         })
         .collect();
     Json(PoliciesView {

@@ -154,8 +154,11 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         HistoryWriter::new(
             client.clone(),
             &config.leader_election.namespace,
-            &owner,
-            &host,
+            crate::history::object::Author {
+                installation: config.leader_election.lease.clone(),
+                owner: owner.clone(),
+                replica: host.clone(),
+            },
             history_stop.clone(),
             &history_tasks,
         )

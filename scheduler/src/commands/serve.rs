@@ -31,7 +31,9 @@ use crate::{
         notify::Notifier,
         sweeper::{SWEEP_INTERVAL, Sweeper},
     },
-    history::{History, cluster::ClusterHistory, skips::SkipCounter, writer::HistoryWriter},
+    history::{
+        History, cluster::ClusterHistory, object::Author, skips::SkipCounter, writer::HistoryWriter,
+    },
     journal::{Journal, Rotation},
     leader::{self, Leadership},
     reload::{ReloadStatus, Reloader},
@@ -250,15 +252,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // written by the one that runs an experiment. Its writer drains after the engine
     // stopped (the last records), so it has a stop of its own.
     let namespace = &config.leader_election.namespace;
-    let history = ClusterHistory::new(requests.clone(), namespace);
+    let installation = &config.leader_election.lease;
+    let history = ClusterHistory::new(requests.clone(), namespace, Some(installation));
     history.watch(watches_client.clone(), watches.stop.clone(), &watches.tasks);
     let history_stop = CancellationToken::new();
     let history_tasks = TaskTracker::new();
     let writer = HistoryWriter::new(
         requests.clone(),
         namespace,
-        &config.owner(),
-        &replica_name(),
+        Author {
+            installation: installation.clone(),
+            owner: config.owner(),
+            replica: replica_name(),
+        },
         history_stop.clone(),
         &history_tasks,
     );

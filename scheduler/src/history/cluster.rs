@@ -115,6 +115,8 @@ impl Seen {
 pub struct ClusterHistory {
     api: Api<DynamicObject>,
     namespace: String,
+    /// `havoc.dev/installation=LEASE`, or none (every object of the namespace).
+    selector: Option<String>,
     seen: Arc<RwLock<Seen>>,
     cache: Arc<std::sync::Mutex<Cache>>,
     synced: watch::Receiver<bool>,
@@ -135,12 +137,14 @@ pub fn resource() -> ApiResource {
 }
 
 impl ClusterHistory {
-    /// The history in `namespace`, read with `client` (not watched yet: [`Self::watch`]).
-    pub fn new(client: Client, namespace: &str) -> Self {
+    /// The history in `namespace` (of one `installation`, or all), read with `client`
+    /// (not watched yet: [`Self::watch`]).
+    pub fn new(client: Client, namespace: &str, installation: Option<&str>) -> Self {
         let (synced_tx, synced) = watch::channel(false);
         ClusterHistory {
             api: Api::namespaced_with(client, namespace, &resource()),
             namespace: namespace.to_string(),
+            selector: installation.map(|i| format!("{}={i}", object::INSTALLATION_LABEL)),
             seen: Arc::default(),
             cache: Arc::default(),
             synced,
@@ -152,7 +156,11 @@ impl ClusterHistory {
     /// (`client::Purpose::Watches`), whose read timeout outlasts quiet watch connections.
     pub fn watch(&self, client: Client, stop: CancellationToken, tasks: &TaskTracker) {
         let api: Api<DynamicObject> = Api::namespaced_with(client, &self.namespace, &resource());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let mut config = watcher::Config::default();
+        if let Some(s) = &self.selector {
+            config = config.labels(s);
+        }
+        let stream = watcher(api, config).default_backoff();
         let seen = self.seen.clone();
         let synced = self.synced_tx.clone();
         tasks.spawn(async move {
@@ -218,6 +226,9 @@ impl ClusterHistory {
     async fn list_all(&self) -> Result<Vec<DynamicObject>, HistoryError> {
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(PAGE);
+        if let Some(s) = &self.selector {
+            params = params.labels(s);
+        }
         loop {
             let page = self.api.list(&params).await.map_err(err)?;
             out.extend(page.items);
@@ -230,7 +241,7 @@ impl ClusterHistory {
 }
 
 fn err(e: kube::Error) -> HistoryError {
-    HistoryError(e.to_string())
+    HistoryError(format!("the experiment history cannot be read: {e}"))
 }
 
 fn read(seen: &RwLock<Seen>) -> std::sync::RwLockReadGuard<'_, Seen> {

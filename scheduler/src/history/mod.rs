@@ -145,9 +145,9 @@ impl Summary {
     }
 }
 
-/// Why the history could not be read.
+/// Why the history could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("the experiment history cannot be read: {0}")]
+#[error("{0}")]
 pub struct HistoryError(pub String);
 
 /// Why a history could not be opened.
@@ -168,7 +168,7 @@ pub async fn cluster(
     let client = crate::client::client(kubeconfig, crate::client::Purpose::Requests, None)
         .await
         .map_err(|e| OpenError::Client(e.to_string()))?;
-    let history = cluster::ClusterHistory::new(client, namespace);
+    let history = cluster::ClusterHistory::new(client, namespace, None);
     history.load().await.map_err(|e| OpenError::Read {
         namespace: namespace.to_string(),
         error: e.0,

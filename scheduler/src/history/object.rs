@@ -35,6 +35,20 @@ pub const MAX_REASON: usize = 2000;
 pub const POLICY_LABEL: &str = "havoc.dev/policy";
 /// The label with the verdict, once there is one.
 pub const VERDICT_LABEL: &str = "havoc.dev/verdict";
+/// The label with the installation (its Lease's name): the service and its `havoc run`s
+/// read their own installation's objects when several share a namespace.
+pub const INSTALLATION_LABEL: &str = "havoc.dev/installation";
+
+/// Who writes an experiment's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    /// The installation: its Lease's name (a label value).
+    pub installation: String,
+    /// Whose revert records: `NAMESPACE/LEASE` (the service), `havoc-run/HOST-PID`.
+    pub owner: String,
+    /// The replica (pod, or host) that runs it.
+    pub replica: String,
+}
 
 /// An experiment havoc ran: its intent, then its final record.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -117,6 +131,7 @@ pub struct ExperimentStatus {
     /// Why, as a code (e.g. `crashed`, `alertsFiring`).
     pub reason_code: Option<String>,
     /// The final record (the API's `ExperimentRecord`), targets and readings bounded.
+    #[serde(default)]
     #[schemars(schema_with = "free_form_optional")]
     pub record: Option<serde_json::Value>,
     /// Targets of the record beyond the first 100, counted only.
@@ -150,8 +165,8 @@ pub fn crd_document() -> String {
 /// The CRD of [`HavocExperiment`], without the status subresource the derive adds: the
 /// status is written with the intent and replaced by the final record, by the same
 /// principal, through the main resource (one RBAC rule, one request each).
-pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition
-{
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut crd = HavocExperiment::crd();
     for v in &mut crd.spec.versions {
@@ -190,9 +205,12 @@ pub fn target_summary(targets: &[ObjectRef]) -> String {
         .join(", ")
 }
 
-fn labels(policy: &str) -> std::collections::BTreeMap<String, String> {
-    let mut labels: std::collections::BTreeMap<String, String> =
-        [(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into();
+fn labels(policy: &str, installation: &str) -> std::collections::BTreeMap<String, String> {
+    let mut labels: std::collections::BTreeMap<String, String> = [
+        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+        (INSTALLATION_LABEL.to_string(), installation.to_string()),
+    ]
+    .into();
     // Policy names are DNS labels (validated), so also label values.
     if policy.len() <= 63 {
         labels.insert(POLICY_LABEL.into(), policy.into());
@@ -201,7 +219,7 @@ fn labels(policy: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 /// The object of an experiment about to change the cluster: the intent, phase `Running`.
-pub fn intent_object(intent: &Intent, owner: &str, replica: &str) -> HavocExperiment {
+pub fn intent_object(intent: &Intent, author: &Author) -> HavocExperiment {
     let spec = ExperimentSpec {
         id: intent.id.clone(),
         policy: intent.policy.clone(),
@@ -211,8 +229,8 @@ pub fn intent_object(intent: &Intent, owner: &str, replica: &str) -> HavocExperi
         started_at: intent.started_at,
         deadline: intent.deadline,
         ends_by: intent.ends_by,
-        owner: owner.to_string(),
-        replica: replica.to_string(),
+        owner: author.owner.clone(),
+        replica: author.replica.clone(),
         targets: intent.targets.iter().take(MAX_TARGETS).cloned().collect(),
         target_count: intent.targets.len(),
         target_summary: target_summary(&intent.targets),
@@ -220,7 +238,7 @@ pub fn intent_object(intent: &Intent, owner: &str, replica: &str) -> HavocExperi
     HavocExperiment {
         metadata: ObjectMeta {
             name: Some(object_name(&intent.id)),
-            labels: Some(labels(&intent.policy)),
+            labels: Some(labels(&intent.policy, &author.installation)),
             ..ObjectMeta::default()
         },
         spec,
@@ -378,6 +396,14 @@ mod tests {
         }
     }
 
+    fn author() -> Author {
+        Author {
+            installation: "havoc".into(),
+            owner: "havoc-system/havoc".into(),
+            replica: "havoc-0".into(),
+        }
+    }
+
     fn dynamic(hx: &HavocExperiment) -> DynamicObject {
         let mut v = serde_json::to_value(hx).expect("json");
         v["apiVersion"] = HavocExperiment::api_version(&()).into();
@@ -388,7 +414,7 @@ mod tests {
     #[test]
     fn an_intent_reads_back_as_running_and_a_record_as_finished() {
         let i = intent(3);
-        let mut hx = intent_object(&i, "havoc-system/havoc", "havoc-0");
+        let mut hx = intent_object(&i, &author());
         assert_eq!(hx.name_any(), "scale-20261204t101500z-00ab");
         assert_eq!(hx.spec.target_summary, "3 Pod");
         match read(&dynamic(&hx)).expect("reads") {
@@ -425,14 +451,14 @@ mod tests {
         assert_eq!(status.targets_omitted, Some(900));
         let size = serde_json::to_string(&status).expect("json").len();
         assert!(size < 512 * 1024, "{size} bytes");
-        let spec = intent_object(&intent(5000), "o", "r").spec;
+        let spec = intent_object(&intent(5000), &author()).spec;
         assert_eq!(spec.targets.len(), MAX_TARGETS);
         assert_eq!(spec.target_count, 5000);
     }
 
     #[test]
     fn hand_made_and_corrupted_objects_are_refused_not_fatal() {
-        let hx = intent_object(&intent(1), "o", "r");
+        let hx = intent_object(&intent(1), &author());
         let mut renamed = hx.clone();
         renamed.metadata.name = Some("something-else".into());
         assert!(read(&dynamic(&renamed)).is_err());

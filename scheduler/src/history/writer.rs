@@ -25,7 +25,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
     History, HistoryError,
-    object::{self, HavocExperiment, VERDICT_LABEL},
+    object::{self, Author, HavocExperiment, VERDICT_LABEL},
 };
 use crate::{journal::Intent, record::ExperimentRecord};
 
@@ -44,8 +44,7 @@ const PRUNE_BATCH: usize = 100;
 #[derive(Clone)]
 pub struct HistoryWriter {
     api: Api<HavocExperiment>,
-    owner: String,
-    replica: String,
+    author: Author,
     queue: mpsc::UnboundedSender<ExperimentRecord>,
     /// Experiments this process finished: when (pending or landed recently).
     ours: Arc<Mutex<HashMap<String, Instant>>>,
@@ -56,8 +55,7 @@ pub struct HistoryWriter {
 impl std::fmt::Debug for HistoryWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HistoryWriter")
-            .field("owner", &self.owner)
-            .field("replica", &self.replica)
+            .field("author", &self.author)
             .finish_non_exhaustive()
     }
 }
@@ -100,21 +98,19 @@ enum Landed {
 }
 
 impl HistoryWriter {
-    /// A writer into `namespace` for `owner` (`NAMESPACE/LEASE` or `havoc-run/HOST`) and
-    /// `replica`; its queue runs on `tasks` until `stop` (then [`Self::flush`] drains it).
+    /// A writer into `namespace` for `author`; its queue runs on `tasks` until `stop`
+    /// (then [`Self::flush`] drains it).
     pub fn new(
         client: Client,
         namespace: &str,
-        owner: &str,
-        replica: &str,
+        author: Author,
         stop: CancellationToken,
         tasks: &TaskTracker,
     ) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<ExperimentRecord>();
         let w = HistoryWriter {
             api: Api::namespaced(client, namespace),
-            owner: owner.to_string(),
-            replica: replica.to_string(),
+            author,
             queue,
             ours: Arc::default(),
             pending: Arc::default(),
@@ -135,7 +131,7 @@ impl HistoryWriter {
     /// Writes the intent of an experiment about to change the cluster. `Err`: it is not
     /// written, and the experiment must not change anything.
     pub async fn intent(&self, intent: &Intent) -> Result<(), HistoryError> {
-        let object = object::intent_object(intent, &self.owner, &self.replica);
+        let object = object::intent_object(intent, &self.author);
         match bounded(self.api.create(&PostParams::default(), &object)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(text(e)),
@@ -238,8 +234,7 @@ impl HistoryWriter {
             Some(409 | 429 | 500..) | None => return Err((text(e), true)),
             Some(_) => return Err((text(e), false)),
         }
-        let mut object =
-            object::intent_object(&object::intent_of(record), &self.owner, &self.replica);
+        let mut object = object::intent_object(&object::intent_of(record), &self.author);
         object.status = Some(status);
         if let Some(labels) = object.metadata.labels.as_mut() {
             labels.insert(VERDICT_LABEL.into(), record.verdict.label().into());

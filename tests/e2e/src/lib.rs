@@ -23,6 +23,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod fixtures;
 pub mod grafana;
+pub mod history;
 pub mod identity;
 pub mod run;
 pub mod serve;

@@ -449,13 +449,29 @@ impl Serve {
             .await?)
     }
 
+    /// The records of this installation: what ran, from the API (the cluster's
+    /// history, the same from every replica), and the skips of this process, from its
+    /// journal (skips are only counted in the cluster, kept one by one in the journal).
+    /// Newest first.
     pub async fn records(&self) -> anyhow::Result<Vec<Value>> {
-        Ok(self
+        let mut all = self
             .get("/api/v1/experiments?limit=1000")
             .await?
             .as_array()
             .cloned()
-            .unwrap_or_default())
+            .unwrap_or_default();
+        let skips = self
+            .journal()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["verdict"] == "skipped" && !all.iter().any(|a| a["id"] == r["id"]));
+        let skips: Vec<Value> = skips.collect();
+        all.extend(skips);
+        all.sort_by(|a, b| {
+            let at = |r: &Value| r["startedAt"].as_str().unwrap_or_default().to_string();
+            at(b).cmp(&at(a))
+        });
+        Ok(all)
     }
 
     /// Runs `policy` again and again until its record satisfies `pred` (a run that comes

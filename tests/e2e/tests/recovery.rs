@@ -19,6 +19,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use havoc_e2e::{
     fixtures::{self, PolicyDoc, pool_nodes, target},
+    history,
     serve::*,
     workloads::*,
     *,
@@ -396,10 +397,17 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
         // The follower runs nothing, and says so.
         let (status, _) = follower.ask_run("scale").await?;
         ensure!(status == 503, "a follower refuses runs: {status}");
-        leader.run_now("scale").await?;
+        let id = leader.run_now("scale").await?;
         let web = Api::<Deployment>::namespaced(client.clone(), &ns);
-        // Held by the leader.
+        // Held by the leader; its intent is in the cluster's history.
         wait_replicas(&web, "web", 1, Duration::from_secs(20)).await?;
+        let intent = history::object(&client, "havoc-system", &id).await?;
+        ensure!(
+            intent
+                .as_ref()
+                .is_some_and(|o| o["status"]["phase"] == "Running"),
+            "the intent before the change: {intent:?}"
+        );
         leader.kill().await?;
         let killed = Instant::now();
         poll(
@@ -416,6 +424,34 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
             "takeover: leader killed to its faults reverted by the follower: {:.1} s",
             killed.elapsed().as_secs_f64()
         );
+        // The follower closes what the dead leader left: errored (crashed), naming the
+        // revert, in the cluster and in the API of both replicas.
+        let left = Duration::from_secs(90).saturating_sub(killed.elapsed());
+        let closed = poll(left, "the crashed experiment's final record", || async {
+            let o = history::object(&client, "havoc-system", &id).await?;
+            Ok(o.filter(|o| o["status"]["phase"] == "Finished"))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\nfollower log:\n{}", tail(&follower.log(), 30)))?;
+        eprintln!(
+            "takeover: leader killed to the experiment's record closed: {:.1} s",
+            killed.elapsed().as_secs_f64()
+        );
+        let record = &closed["status"]["record"];
+        ensure!(record["verdict"] == "errored", "{closed:#}");
+        ensure!(record["reasonCode"] == "crashed", "{closed:#}");
+        ensure!(
+            record["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("Deployment web: restored")),
+            "names the revert: {closed:#}"
+        );
+        leader.respawn()?;
+        leader.wait_ready(false).await?;
+        for (who, replica) in [("follower", &follower), ("restarted", &leader)] {
+            let r = replica.record(&id, Duration::from_secs(30)).await?;
+            ensure!(r["reasonCode"] == "crashed", "{who}: {r:#}");
+        }
         undisturbed(&client, &s).await?;
         Ok(())
     })

@@ -34,6 +34,9 @@ fn config(env: &Env, dry_run: bool, hook: &str, secret_file: &Path) -> anyhow::R
         )
         .set("/receivers", sink_receivers(env, hook, secret_file)?)
         .set("/notify", json!({"receivers": ["chat", "hook"]}))
+        // Its own shared state (pauses, circuit breakers) per test: a deviation of an
+        // earlier run must not pause this one.
+        .set("/leaderElection/lease", json!(hook))
         .yaml())
 }
 

@@ -128,6 +128,11 @@ impl std::fmt::Debug for Arbiter {
 }
 
 impl Arbiter {
+    /// The state shared by every replica (pauses, stops, skip counts).
+    pub fn shared_state(&self) -> &SharedState {
+        &self.shared
+    }
+
     pub fn new(parts: Parts) -> Arc<Self> {
         let notifications = TaskTracker::new();
         let queues = parts.notifier.queues(parts.metrics.clone(), &notifications);
