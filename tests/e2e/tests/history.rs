@@ -24,7 +24,8 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-/// A dry-run pod delete in `ns`, run on demand.
+/// A dry-run pod delete in `ns`, run on demand (health: other tests' alerts do not
+/// count).
 fn probe(ns: &str) -> PolicyDoc {
     fixtures::manual(
         "probe",
@@ -33,6 +34,7 @@ fn probe(ns: &str) -> PolicyDoc {
         json!({"podDelete": {}}),
         "1s",
     )
+    .blind()
 }
 
 /// [`with_namespace`] (the workloads), plus a namespace for the test's havoc (its Lease,
@@ -158,7 +160,8 @@ async fn fires_missed_while_down_are_counted_from_the_cluster_history() -> anyho
             .pods(&ns, "app=web")
             .interval("4s", "5s")
             .duration("1s")
-            .settle("1s");
+            .settle("1s")
+            .blind();
         let mut first =
             Serve::start(&env, replica(&home, &lease, "replica-a", true, &tick)).await?;
         first
