@@ -121,7 +121,13 @@ impl Publisher {
         if let Some(m) = &self.metrics {
             m.leading(leading);
         }
-        self.tx.send_replace(leading) != leading
+        // Receivers wake when leadership changes, not on every renewal (the sweeper and
+        // the clock wake on these).
+        self.tx.send_if_modified(|v| {
+            let changed = *v != leading;
+            *v = leading;
+            changed
+        })
     }
 
     /// Leading for good (leader election off) or not at all.

@@ -216,7 +216,9 @@ def test_the_emergency_stop_reverts_the_held_fault_latches_and_resume_works(brow
     print(f"\nthe other tab showed the stop {time.monotonic() - pressed:.2f} s after the click")
     expect(page.locator("#status")).to_contain_text("EMERGENCY STOP")
     # The one-time message of the redirect (its cookie reaches the page it leads to).
-    expect(page.locator(".flash")).to_contain_text("Emergency stop: all chaos paused")
+    expect(page.locator(".flash")).to_contain_text(
+        "Emergency stop: 1 experiment(s) cut short here, their faults reverted; all chaos paused until resumed"
+    )
     expect(page.locator("#status")).to_contain_text("browser test: INC-0 rehearsal [stopped by e2e-sre (console login from")
     # Checked with the API server: the replicas are back and the record is gone.
     wait_for(lambda: replicas() == (2, False), 30, "replicas restored")

@@ -15,7 +15,7 @@ use std::{
 use futures::{StreamExt, future::BoxFuture};
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams},
+    api::{ApiResource, ListParams},
     runtime::{WatchStreamExt, watcher},
 };
 use tokio::sync::watch;
@@ -27,8 +27,10 @@ use super::{
 };
 use crate::record::ExperimentRecord;
 
-/// Objects per page when a reader lists them whole (a report).
-const PAGE: u32 = 250;
+/// Objects per page of a list (the watch's first, a report's): kube reads a whole page
+/// into memory (as a tree of JSON values) before it hands out its objects, so the page
+/// bounds what a list costs at its peak.
+const PAGE: u32 = 50;
 /// Full records kept after a read (a finished record never changes): the API's newest
 /// 50 and the console's pages are read once, not on every request.
 const CACHED: usize = 200;
@@ -79,7 +81,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn apply(&mut self, o: &DynamicObject) {
+    fn apply(&mut self, o: &HavocExperiment) {
         let name = o.name_any();
         match object::read(o) {
             Ok(Read::Finished(r)) => {
@@ -102,7 +104,7 @@ impl Seen {
         }
     }
 
-    fn delete(&mut self, o: &DynamicObject) {
+    fn delete(&mut self, o: &HavocExperiment) {
         let name = o.name_any();
         self.finished.remove(&name);
         self.running.remove(&name);
@@ -113,7 +115,7 @@ impl Seen {
 /// The experiment objects of one namespace, as this process has seen them.
 #[derive(Clone)]
 pub struct ClusterHistory {
-    api: Api<DynamicObject>,
+    api: Api<HavocExperiment>,
     namespace: String,
     /// `havoc.dev/installation=LEASE`, or none (every object of the namespace).
     selector: Option<String>,
@@ -142,7 +144,7 @@ impl ClusterHistory {
     pub fn new(client: Client, namespace: &str, installation: Option<&str>) -> Self {
         let (synced_tx, synced) = watch::channel(false);
         ClusterHistory {
-            api: Api::namespaced_with(client, namespace, &resource()),
+            api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
             selector: installation.map(|i| format!("{}={i}", object::INSTALLATION_LABEL)),
             seen: Arc::default(),
@@ -155,8 +157,8 @@ impl ClusterHistory {
     /// Watches the objects on `tasks` until `stop`, with `client`: one for watches
     /// (`client::Purpose::Watches`), whose read timeout outlasts quiet watch connections.
     pub fn watch(&self, client: Client, stop: CancellationToken, tasks: &TaskTracker) {
-        let api: Api<DynamicObject> = Api::namespaced_with(client, &self.namespace, &resource());
-        let mut config = watcher::Config::default();
+        let api: Api<HavocExperiment> = Api::namespaced(client, &self.namespace);
+        let mut config = watcher::Config::default().page_size(PAGE);
         if let Some(s) = &self.selector {
             config = config.labels(s);
         }
@@ -223,7 +225,7 @@ impl ClusterHistory {
         Ok(())
     }
 
-    async fn list_all(&self) -> Result<Vec<DynamicObject>, HistoryError> {
+    async fn list_all(&self) -> Result<Vec<HavocExperiment>, HistoryError> {
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(PAGE);
         if let Some(s) = &self.selector {
