@@ -80,7 +80,7 @@ impl Client {
         })
     }
 
-    fn target(&self, url: &Url) -> String {
+    fn target(url: &Url) -> String {
         format!("grafana {}", http::display(url))
     }
 
@@ -90,7 +90,7 @@ impl Client {
         url: Url,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, NotifyError> {
-        let target = self.target(&url);
+        let target = Self::target(&url);
         let response = self
             .http
             .request(method, url)
@@ -133,7 +133,7 @@ impl Client {
             .map_err(|_| {
                 NotifyError::permanent(format!(
                     "{}: unexpected answer (no annotation id): {}",
-                    self.target(&url),
+                    Self::target(&url),
                     http::body_reason(200, &answer)
                 ))
             })

@@ -312,7 +312,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for page in PAGES {
         group.bench_function(page, |b| {
-            b.iter(|| render(page, &history, &probe, &live, &rt))
+            b.iter(|| render(page, &history, &probe, &live, &rt));
         });
     }
     group.finish();

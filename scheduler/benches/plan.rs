@@ -122,10 +122,10 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("1000 cron policies", |b| b.iter(|| year_of_fires(&cron)));
     g.bench_function("1000 cron policies, no two alike", |b| {
-        b.iter(|| year_of_fires(&distinct))
+        b.iter(|| year_of_fires(&distinct));
     });
     g.bench_function("1000 random policies", |b| {
-        b.iter(|| year_of_fires(&random))
+        b.iter(|| year_of_fires(&random));
     });
     g.finish();
     let files = files(cron_policy);
@@ -139,7 +139,7 @@ fn bench(c: &mut Criterion) {
                         .len()
                 })
                 .sum::<usize>()
-        })
+        });
     });
 }
 

@@ -121,7 +121,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let report = Report::new(&records, &query, Utc::now());
                 render(format, &report).expect("renders")
-            })
+            });
         });
     }
     group.finish();

@@ -346,7 +346,7 @@ pub async fn elect(
     publisher: Publisher,
     stop: CancellationToken,
 ) {
-    elect_with(client, cfg, publisher, stop, identity()).await
+    elect_with(client, cfg, publisher, stop, identity()).await;
 }
 
 async fn elect_with(

@@ -29,6 +29,26 @@
 //! - [`commands`]: one module per command (`validate`, `plan`, `schema`, `run`, `serve`);
 //!   [`cli`] holds the clap types; `main.rs` only calls [`cli::Cli::parse_and_run`].
 //! - [`logging`]: log output.
+//!
+//! # Which module may name which
+//!
+//! Arrows point down; `tests/layout.rs` fails on one pointing back up (file and line):
+//!
+//! ```text
+//! commands, api                  wiring: may name anything below
+//!   engine, trigger              the arbiter, clock, experiments; rollout triggers
+//!     fault                      faults, revert records, recovery
+//!       targets, leader, report  selection + safety rules, caches; the fence; reports
+//!         history, state, journal  where records and shared state are kept
+//!           policy               the language (its records' names come from record)
+//!             record, kinds, labels, schedule  the shared vocabulary; the clock's arithmetic
+//! ```
+//!
+//! One exception, kept on purpose: `record` names `api::openapi::Fault` in a schema
+//! attribute only (the OpenAPI shape of a fault's parameters), no code.
+//!
+//! The wire model (`policy::model`, what YAML parses into) is read only inside
+//! [`policy`]; everything else reads the validated [`policy::domain`] types.
 
 pub mod access;
 pub mod api;

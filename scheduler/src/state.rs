@@ -342,7 +342,8 @@ impl SharedState {
                     self.tx.send_replace(Some(doc.clone()));
                     return Ok(Ok(doc));
                 }
-                Err(StateError::Api(kube::Error::Api(s))) if s.code == 409 => continue,
+                // A conflict: read again and retry.
+                Err(StateError::Api(kube::Error::Api(s))) if s.code == 409 => {}
                 Err(e) => return Err(e),
             }
         }

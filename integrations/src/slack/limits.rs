@@ -162,7 +162,9 @@ pub(crate) fn blocks_text(blocks: &[Value]) -> String {
         push(block.get("text"));
         for list in ["fields", "elements"] {
             if let Some(Value::Array(items)) = block.get(list) {
-                items.iter().for_each(|item| push(Some(item)));
+                for item in items {
+                    push(Some(item));
+                }
             }
         }
     }

@@ -112,7 +112,7 @@ impl Notifier {
                     let token = token.resolve().map_err(fail)?;
                     let mut sc = slack::SlackConfig::new(token, channel.clone());
                     if let Some(url) = api_url {
-                        sc.api_url = url.clone();
+                        sc.api_url.clone_from(url);
                     }
                     sc.timeout = SEND_TIMEOUT;
                     Receiver::Slack(slack::Notifier::new(sc).map_err(fail)?)
@@ -187,7 +187,9 @@ impl Notifier {
             }
             Receiver::Webhook(w) => {
                 let body = serde_json::to_vec(record).unwrap_or_default();
-                retry(&self.backoff, || w.send(&body)).await.map(|(_, n)| n)
+                retry(&self.backoff, || w.send(&body))
+                    .await
+                    .map(|((), n)| n)
             }
         };
         match outcome {

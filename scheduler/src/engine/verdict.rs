@@ -93,7 +93,7 @@ impl Conclusion {
             Conclusion::Deviated(reason) => record.finish(Verdict::Deviated, reason, None),
             Conclusion::Errored(why) => record.error(&why),
             Conclusion::RollbackFailed(reason) => {
-                record.finish(Verdict::RollbackFailed, reason, Some("revertFailed"))
+                record.finish(Verdict::RollbackFailed, reason, Some("revertFailed"));
             }
         }
     }

@@ -274,7 +274,7 @@ pub async fn inject(
             Ok(r) => held.record = r,
             // The record keeps its later deadline: reverted later, never earlier.
             Err(e) => {
-                tracing::warn!(node = %name, error = %e, "cannot move the drain's revert deadline; it keeps the one covering the evictions")
+                tracing::warn!(node = %name, error = %e, "cannot move the drain's revert deadline; it keeps the one covering the evictions");
             }
         }
     }

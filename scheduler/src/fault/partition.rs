@@ -182,9 +182,8 @@ pub async fn inject(
         return Ok(Injection::dry_run(change));
     }
     let api: Api<NetworkPolicy> = Api::namespaced(m.client().clone(), &target.namespace);
-    let record = match record_of(&np) {
-        Some(Ok(r)) => r,
-        _ => return Err(FaultError::Invalid("no record on the NetworkPolicy".into())),
+    let Some(Ok(record)) = record_of(&np) else {
+        return Err(FaultError::Invalid("no record on the NetworkPolicy".into()));
     };
     match m.send(api.create(&PostParams::default(), &np)).await {
         Ok(_) => {}

@@ -194,9 +194,8 @@ pub async fn inject(
     let api = api(m.client(), &object)?;
     let name = &object.name;
     with_conflict_retries(|| async {
-        let current = match bounded(api.get_opt(name)).await? {
-            Some(o) => o,
-            None => return Ok(Injection::skipped("the workload is gone")),
+        let Some(current) = bounded(api.get_opt(name)).await? else {
+            return Ok(Injection::skipped("the workload is gone"));
         };
         if record_of(&current).is_some() {
             return Ok(Injection::skipped("it already holds a havoc revert record"));

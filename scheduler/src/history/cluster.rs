@@ -217,26 +217,31 @@ impl ClusterHistory {
     /// Lists every object once (a reader without a watch: `havoc report`).
     pub async fn load(&self) -> Result<(), HistoryError> {
         let mut seen = Seen::default();
-        for o in self.list_all().await? {
-            seen.apply(&o);
-        }
+        self.each_page(|page| {
+            for o in &page {
+                seen.apply(o);
+            }
+        })
+        .await?;
         *write(&self.seen) = seen;
         self.synced_tx.send_replace(true);
         Ok(())
     }
 
-    async fn list_all(&self) -> Result<Vec<HavocExperiment>, HistoryError> {
-        let mut out = Vec::new();
+    /// Lists every object, a page at a time: `f` sees each page, which is dropped before
+    /// the next is read (a list of the whole history never sits in memory at once).
+    async fn each_page(&self, mut f: impl FnMut(Vec<HavocExperiment>)) -> Result<(), HistoryError> {
         let mut params = ListParams::default().limit(PAGE);
         if let Some(s) = &self.selector {
             params = params.labels(s);
         }
         loop {
             let page = self.api.list(&params).await.map_err(err)?;
-            out.extend(page.items);
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            let next = page.metadata.continue_.filter(|c| !c.is_empty());
+            f(page.items);
+            match next {
                 Some(c) => params = params.continue_token(&c),
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
     }
@@ -288,13 +293,16 @@ impl History for ClusterHistory {
             }
             if missing.len() > GETS_AT_MOST {
                 let wanted: HashSet<&String> = missing.iter().collect();
-                for o in self.list_all().await? {
-                    if let Ok(Read::Finished(r)) = object::read(&o)
-                        && wanted.contains(&r.id)
-                    {
-                        found.insert(r.id.clone(), lock(&self.cache).put(*r));
+                self.each_page(|page| {
+                    for o in &page {
+                        if let Ok(Read::Finished(r)) = object::read(o)
+                            && wanted.contains(&r.id)
+                        {
+                            found.insert(r.id.clone(), lock(&self.cache).put(*r));
+                        }
                     }
-                }
+                })
+                .await?;
             } else {
                 for id in &missing {
                     if let Some(r) = self.read_one(id).await? {

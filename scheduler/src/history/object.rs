@@ -420,10 +420,7 @@ mod tests {
         let mut rec = record(&i.id, Verdict::Errored);
         rec.reason_code = Some("crashed".into());
         hx.status = Some(final_status(&rec));
-        assert_eq!(
-            read(&(hx)).expect("reads"),
-            Read::Finished(Box::new(rec))
-        );
+        assert_eq!(read(&(hx)).expect("reads"), Read::Finished(Box::new(rec)));
     }
 
     #[test]

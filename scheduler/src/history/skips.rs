@@ -185,7 +185,8 @@ async fn write(
         };
         match written.map_err(bounded)? {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            // A conflict: read again and retry.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(err(e)),
         }
     }
@@ -195,7 +196,7 @@ async fn write(
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -223,9 +223,8 @@ impl HistoryWriter {
             &Patch::<()>::Json(serde_json::from_value(patch).unwrap_or_default()),
         ))
         .await;
-        let e = match patched {
-            Ok(_) => return Ok(Landed::Written),
-            Err(e) => e,
+        let Err(e) = patched else {
+            return Ok(Landed::Written);
         };
         match code(&e) {
             // Not running any more: someone else's final record is there.
@@ -294,5 +293,5 @@ impl HistoryWriter {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

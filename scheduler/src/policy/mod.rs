@@ -503,7 +503,7 @@ fn deserialize<T: DeserializeOwned>(value: &mut Value) -> (Option<T>, Vec<Issue>
 fn to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut p = String::new();
-    for seg in path.iter() {
+    for seg in path {
         p = match seg {
             Segment::Seq { index } => push_pointer(&p, &index.to_string()),
             Segment::Map { key } => push_pointer(&p, key),

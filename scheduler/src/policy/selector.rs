@@ -148,13 +148,10 @@ fn parse_requirement(part: &str) -> Result<Requirement, Invalid> {
             .strip_suffix(')')
             .ok_or_else(|| Invalid(format!("expected ')' at the end of {part:?}")))?;
         let mut words = head.split_whitespace();
-        let (key, op) = match (words.next(), words.next(), words.next()) {
-            (Some(k), Some(op), None) => (k, op),
-            _ => {
-                return Err(Invalid(format!(
-                    "expected `key in (...)` or `key notin (...)` in {part:?}"
-                )));
-            }
+        let (Some(key), Some(op), None) = (words.next(), words.next(), words.next()) else {
+            return Err(Invalid(format!(
+                "expected `key in (...)` or `key notin (...)` in {part:?}"
+            )));
         };
         check_key(key)?;
         let values: Vec<String> = body.split(',').map(|v| v.trim().to_string()).collect();

@@ -665,8 +665,7 @@ fn scalar_to_json(scalar: &Scalar<'_>) -> Value {
         Scalar::Boolean(b) => Value::Bool(*b),
         Scalar::Integer(i) => Value::Number((*i).into()),
         Scalar::FloatingPoint(f) => Number::from_f64(f.into_inner())
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(f.to_string())),
+            .map_or_else(|| Value::String(f.to_string()), Value::Number),
         Scalar::String(s) => Value::String(s.to_string()),
     }
 }

@@ -197,13 +197,13 @@ impl Claim {
         if claims.is_empty() {
             return;
         }
-        for p in snapshot.pods.iter_mut() {
+        for p in &mut snapshot.pods {
             if claims.contains(&Claim::pod(p)) {
                 p.terminating = true;
                 p.ready = false;
             }
         }
-        for n in snapshot.nodes.iter_mut() {
+        for n in &mut snapshot.nodes {
             if claims.contains(&Claim::Node(n.name.clone())) {
                 n.unschedulable = true;
             }

@@ -197,7 +197,7 @@ impl Dispatcher {
                 if let Some(at) = last.get(&key)
                     && now.duration_since(*at) < cooldown
                 {
-                    let left = cooldown - now.duration_since(*at);
+                    let left = cooldown.saturating_sub(now.duration_since(*at));
                     self.record(
                         &policy.name,
                         view(&c, format!("cooldown: {}s left", left.as_secs())),

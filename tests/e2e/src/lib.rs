@@ -103,8 +103,7 @@ pub fn repo_root() -> PathBuf {
 /// release one), else this checkout's `target/debug/havoc`.
 pub fn havoc_bin() -> anyhow::Result<PathBuf> {
     let bin = std::env::var_os("HAVOC_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/havoc"));
+        .map_or_else(|| repo_root().join("target/debug/havoc"), PathBuf::from);
     ensure!(
         bin.exists(),
         "{} missing: build it with `cargo build -p havoc`",

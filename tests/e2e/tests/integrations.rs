@@ -611,7 +611,7 @@ async fn webhook_retries_are_signed_afresh() -> anyhow::Result<()> {
         max: Duration::from_secs(2),
         ..quick_backoff()
     };
-    let (_, attempts) = retry(&backoff, || hook.send(body.as_bytes()))
+    let ((), attempts) = retry(&backoff, || hook.send(body.as_bytes()))
         .await
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     ensure!(attempts == 2, "attempts: {attempts}");
@@ -641,7 +641,7 @@ async fn webhook_failures_are_classified() -> anyhow::Result<()> {
     let body = format!("{{\"marker\":\"{name}\"}}");
 
     sink_fail(&env, json!({"mode": "500", "count": 2})).await?;
-    let (_, attempts) = retry(&quick_backoff(), || hook.send(body.as_bytes()))
+    let ((), attempts) = retry(&quick_backoff(), || hook.send(body.as_bytes()))
         .await
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     ensure!(attempts == 3, "attempts: {attempts}");

@@ -139,7 +139,7 @@ async fn restart_apiserver(env: &Env) -> anyhow::Result<()> {
             || async { Ok(std::net::TcpListener::bind(&address).ok().map(drop)) },
         )
         .await?;
-        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let offset = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -432,7 +432,7 @@ async fn a_full_journal_file_system_pauses_chaos_and_space_resumes_it() -> anyho
             use std::io::Write;
             let mut f = std::fs::File::create(&filler)?;
             let chunk = vec![b'x'; 1024];
-            while f.write_all(&chunk).and_then(|_| f.sync_data()).is_ok() {}
+            while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
         }
         let paused = poll(
             Duration::from_secs(30),

@@ -13,7 +13,7 @@ use havoc_e2e::{
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{ListParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ async fn pod_uids(env: &Env) -> anyhow::Result<Vec<String>> {
         .await?
         .items
         .iter()
-        .filter_map(|p| p.uid())
+        .filter_map(kube::ResourceExt::uid)
         .collect();
     uids.sort();
     Ok(uids)
