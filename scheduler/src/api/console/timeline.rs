@@ -84,10 +84,10 @@ pub fn svg(
     let mut o = String::with_capacity(16 * 1024);
     let _ = write!(
         o,
-        r##"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="group" aria-labelledby="tl-title tl-desc"><title id="tl-title">Experiments of the last 24 hours and fires of the next 24 hours, per policy</title><desc id="tl-desc">{}</desc>"##,
+        r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="group" aria-labelledby="tl-title tl-desc"><title id="tl-title">Experiments of the last 24 hours and fires of the next 24 hours, per policy</title><desc id="tl-desc">{}</desc>"#,
         xml(&describe(summaries, policies))
     );
-    o.push_str(r##"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>"##);
+    o.push_str(r#"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>"#);
     // Hour grid every 3 hours, labelled in UTC.
     let nx = axis.x(now);
     let mut h = (axis.start + Duration::hours(1))
