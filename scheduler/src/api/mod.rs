@@ -137,6 +137,15 @@ where
 /// Every endpoint, with its OpenAPI operation: the router is built from this table and
 /// the document generated from it ([`openapi::generate`]), so a new endpoint is one entry
 /// here. The schemas come from the types the handlers answer with and read.
+/// What pause and resume may answer besides success (they share their body and checks).
+const PAUSE_ERRORS: &[E] = &[
+    E::BadRequest,
+    E::NotFound,
+    E::RequestTimeout,
+    E::PayloadTooLarge,
+    E::StateUnavailable,
+];
+
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     let read_needs_token = "Open, unless `server.readRequiresToken` is true: then it needs \
                             the bearer token like the mutating endpoints.";
@@ -274,13 +283,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             Operation::write("/api/v1/pause", "pause", "Pause all chaos, or one policy")
                 .body::<PauseBody>()
                 .json::<PauseView>(200, "Paused.")
-                .errors(&[
-                    E::BadRequest,
-                    E::NotFound,
-                    E::RequestTimeout,
-                    E::PayloadTooLarge,
-                    E::StateUnavailable,
-                ]),
+                .errors(PAUSE_ERRORS),
             pause,
         ),
         endpoint(
@@ -291,13 +294,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             )
             .body::<PauseBody>()
             .json::<PauseView>(200, "Resumed.")
-            .errors(&[
-                E::BadRequest,
-                E::NotFound,
-                E::RequestTimeout,
-                E::PayloadTooLarge,
-                E::StateUnavailable,
-            ]),
+            .errors(PAUSE_ERRORS),
             resume,
         ),
         endpoint(

@@ -80,7 +80,7 @@ impl Query {
 const SUMMARY_REASON: usize = 300;
 
 /// What a list, a timeline or a count needs of one experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub id: String,
@@ -91,7 +91,7 @@ pub struct Summary {
     pub fault: String,
     pub dry_run: bool,
     /// `schedule`, `rollout` or `manual`.
-    pub trigger: String,
+    pub trigger: &'static str,
     /// The namespaces of its targets (sorted, no duplicates).
     pub namespaces: Vec<String>,
     pub targets: usize,
@@ -117,6 +117,10 @@ impl Summary {
             .collect();
         namespaces.sort();
         namespaces.dedup();
+        // Kept for every experiment of the history: no spare capacity.
+        namespaces.shrink_to_fit();
+        let mut reason: String = r.reason.chars().take(SUMMARY_REASON).collect();
+        reason.shrink_to_fit();
         Summary {
             id: r.id.clone(),
             policy: r.policy.clone(),
@@ -128,11 +132,10 @@ impl Summary {
                 TriggerInfo::Schedule { .. } => "schedule",
                 TriggerInfo::Rollout { .. } => "rollout",
                 TriggerInfo::Manual { .. } => "manual",
-            }
-            .to_string(),
+            },
             namespaces,
             targets: r.targets.len(),
-            reason: r.reason.chars().take(SUMMARY_REASON).collect(),
+            reason,
             scheduled_at: match r.trigger {
                 TriggerInfo::Schedule { scheduled_at } => Some(scheduled_at),
                 _ => None,
@@ -272,36 +275,27 @@ mod tests {
         c.started_at = "2026-11-22T12:00:00Z".parse().expect("t");
         c.policy = "other".into();
         let h = InMemory(vec![a, b, c]);
-        let all = h.list(&Query::default()).await.expect("list");
-        let ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["c", "b", "a"]);
+        let ids = |q: Query| {
+            let h = &h;
+            async move {
+                let listed = h.list(&q).await.expect("list");
+                listed.into_iter().map(|s| s.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids(Query::default()).await, ["c", "b", "a"]);
         let q = Query {
             policy: Some("p".into()),
             verdict: Some(Verdict::Passed),
             ..Query::default()
         };
-        let ids: Vec<String> = h
-            .list(&q)
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        assert_eq!(ids, ["a"]);
+        assert_eq!(ids(q).await, ["a"]);
         let q = Query {
             since: Some("2026-11-22T11:00:00Z".parse().expect("t")),
             until: Some("2026-11-22T12:00:00Z".parse().expect("t")),
             namespace: Some("go-demo-8".into()),
             ..Query::default()
         };
-        let ids: Vec<String> = h
-            .list(&q)
-            .await
-            .expect("list")
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        assert_eq!(ids, ["b"]);
+        assert_eq!(ids(q).await, ["b"]);
         let q = Query {
             limit: Some(1),
             ..Query::default()

@@ -329,8 +329,9 @@ pub struct Running {
 
 /// Reads an object. Its shape is the CRD's (the API server validates it); what the
 /// schema leaves open (the trigger, the record) is checked here.
-pub fn read(hx: &HavocExperiment) -> Result<Read, String> {
-    let hx = hx.clone();
+pub fn read(mut hx: HavocExperiment) -> Result<Read, String> {
+    // Taken by value: the record's JSON tree is moved out, not copied (a replica lists
+    // the whole history at start; copies there are what its RSS keeps).
     let name = hx.name_any();
     if name != object_name(&hx.spec.id) {
         return Err(format!(
@@ -338,11 +339,12 @@ pub fn read(hx: &HavocExperiment) -> Result<Read, String> {
             hx.spec.id
         ));
     }
-    let status = hx.status.as_ref();
-    match status.map(|s| s.phase) {
+    match hx.status.as_ref().map(|s| s.phase) {
         Some(Phase::Finished) => {
-            let record = status
-                .and_then(|s| s.record.clone())
+            let record = hx
+                .status
+                .as_mut()
+                .and_then(|s| s.record.take())
                 .ok_or("finished without a record")?;
             let record: ExperimentRecord =
                 serde_json::from_value(record).map_err(|e| format!("its record: {e}"))?;
@@ -352,7 +354,7 @@ pub fn read(hx: &HavocExperiment) -> Result<Read, String> {
             Ok(Read::Finished(Box::new(record)))
         }
         Some(Phase::Running) | None => {
-            let trigger = serde_json::from_value(hx.spec.trigger.clone())
+            let trigger = serde_json::from_value(std::mem::take(&mut hx.spec.trigger))
                 .map_err(|e| format!("its trigger: {e}"))?;
             Ok(Read::Running(Box::new(Running {
                 intent: Intent {
@@ -410,7 +412,7 @@ mod tests {
         let mut hx = intent_object(&i, &author());
         assert_eq!(hx.name_any(), "scale-20261204t101500z-00ab");
         assert_eq!(hx.spec.target_summary, "3 Pod");
-        match read(&(hx)).expect("reads") {
+        match read(hx.clone()).expect("reads") {
             Read::Running(r) => {
                 assert_eq!(r.intent, i);
                 assert_eq!(r.owner, "havoc-system/havoc");
@@ -420,7 +422,10 @@ mod tests {
         let mut rec = record(&i.id, Verdict::Errored);
         rec.reason_code = Some("crashed".into());
         hx.status = Some(final_status(&rec));
-        assert_eq!(read(&(hx)).expect("reads"), Read::Finished(Box::new(rec)));
+        assert_eq!(
+            read(hx.clone()).expect("reads"),
+            Read::Finished(Box::new(rec))
+        );
     }
 
     #[test]
@@ -451,7 +456,7 @@ mod tests {
         let hx = intent_object(&intent(1), &author());
         let mut renamed = hx.clone();
         renamed.metadata.name = Some("something-else".into());
-        assert!(read(&(renamed)).is_err());
+        assert!(read(renamed.clone()).is_err());
         let mut finished_empty = hx.clone();
         finished_empty.status = Some(ExperimentStatus {
             phase: Phase::Finished,
@@ -460,10 +465,10 @@ mod tests {
             record: None,
             targets_omitted: None,
         });
-        assert!(read(&(finished_empty)).is_err());
+        assert!(read(finished_empty.clone()).is_err());
         let mut bad_trigger = hx.clone();
         bad_trigger.spec.trigger = serde_json::json!({"kind": "cosmic rays"});
-        assert!(read(&bad_trigger).is_err());
+        assert!(read(bad_trigger).is_err());
         let mut bad_record = hx;
         bad_record.status = Some(ExperimentStatus {
             phase: Phase::Finished,
@@ -472,7 +477,7 @@ mod tests {
             record: Some(serde_json::json!({"id": "x"})),
             targets_omitted: None,
         });
-        assert!(read(&(bad_record)).is_err());
+        assert!(read(bad_record.clone()).is_err());
     }
 
     #[test]

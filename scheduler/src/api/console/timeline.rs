@@ -381,7 +381,7 @@ mod tests {
             reason_code: None,
             fault: "podDelete".into(),
             dry_run: false,
-            trigger: "schedule".into(),
+            trigger: "schedule",
             namespaces: vec!["d".into()],
             targets: 1,
             started_at: at,
@@ -420,7 +420,7 @@ mod tests {
                     now - Duration::seconds(86 * i),
                 );
                 if i % 100 == 0 {
-                    s.trigger = "rollout".into();
+                    s.trigger = "rollout";
                 }
                 s
             })
