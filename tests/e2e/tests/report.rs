@@ -21,7 +21,7 @@ use havoc_e2e::{
     fixtures::{self, target},
     grafana::FakeGrafana,
     serve::*,
-    workloads::{deployment, wait_replicas},
+    workloads::{deployment, monitoring_settled, wait_replicas},
     *,
 };
 use k8s_openapi::api::apps::v1::Deployment;
@@ -314,6 +314,8 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
     with_namespace("report", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         deployment(&client, &ns, "db", 1).await?;
+        // New Deployments are briefly unavailable: that alert must not land in web-kill.
+        monitoring_settled(&env, &ns, 2).await?;
         let grafana = FakeGrafana::start(TOKEN).await?;
         let work = tempfile::tempdir()?;
         let serve = start(&env, &ns, &grafana.url, work.path()).await?;
@@ -485,6 +487,7 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
 async fn grafana_down_leaves_experiments_passing_and_counts_the_failures() -> anyhow::Result<()> {
     with_namespace("report-down", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
+        monitoring_settled(&env, &ns, 1).await?;
         // Nothing listens on this port.
         let down = format!("http://127.0.0.1:{}", free_port()?);
         let work = tempfile::tempdir()?;
