@@ -491,6 +491,21 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 async fn metrics(State(app): Shared) -> Response {
+    // Coverage from the history (the same on every replica), read at each scrape; not
+    // before the history is listed (a replica just started would report stale coverage).
+    if app.history.is_ready() {
+        let set = app.policies.current();
+        let live = set
+            .policies
+            .values()
+            .filter(|p| !p.dry_run)
+            .map(|p| p.name.as_str());
+        let passed = crate::history::last_passed(app.history.summaries());
+        // A policy without a pass counts from when its set was loaded (the first set
+        // this replica saw it in, unless the first scrape came after a reload).
+        let loaded = set.loaded_at.unwrap_or_else(chrono::Utc::now);
+        app.metrics.coverage(live, &passed, loaded);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -96,6 +96,10 @@ pub struct Metrics {
     kube_requests: Family<VerbLabel, Counter>,
     experiment_running: Family<RunningLabels, Gauge<i64, AtomicI64>>,
     grafana_annotations: Family<ResultLabel, Counter>,
+    last_passed: Family<PolicyLabel, Gauge<f64, AtomicU64>>,
+    /// When this process first saw each live policy: the coverage clock of a policy
+    /// that never passed starts there.
+    first_seen: Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>,
 }
 
 /// Registers `metric` as `havoc_NAME` with its help text, and returns it.
@@ -214,7 +218,45 @@ impl Metrics {
                 "grafana_annotations",
                 "Grafana annotation requests by result (created, closed, failed, dropped)",
             ),
+            last_passed: registered(
+                &mut r,
+                "policy_last_passed_timestamp_seconds",
+                "Each live policy's last passed experiment in the history (Unix time); for one that never passed, when this replica first loaded it",
+            ),
+            first_seen: Arc::default(),
             registry: Arc::new(r),
+        }
+    }
+
+    /// Coverage: `live` are the live policies (dry runs prove nothing), `passed` the end of
+    /// each one's last live passed experiment, `loaded` when the policies were loaded
+    /// (where the clock of a policy without a pass starts, the first time it is seen).
+    /// Policies no longer live lose their series.
+    pub fn coverage<'a>(
+        &self,
+        live: impl IntoIterator<Item = &'a str>,
+        passed: &std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+        loaded: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut first_seen = self
+            .first_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let live: Vec<&str> = live.into_iter().collect();
+        first_seen.retain(|p, _| live.contains(&p.as_str()));
+        self.last_passed.clear();
+        for policy in live {
+            let seen = *first_seen
+                .entry(policy.to_string())
+                .or_insert(loaded.timestamp_millis() as f64 / 1000.0);
+            let at = passed
+                .get(policy)
+                .map_or(seen, |t| t.timestamp_millis() as f64 / 1000.0);
+            self.last_passed
+                .get_or_create(&PolicyLabel {
+                    policy: policy.to_string(),
+                })
+                .set(at);
         }
     }
 
@@ -391,6 +433,33 @@ impl crate::leader::Observer for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_is_the_last_pass_or_when_first_seen_and_follows_the_live_policies() {
+        let m = Metrics::new();
+        let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+        let passed =
+            std::collections::HashMap::from([("a".to_string(), t("2026-12-01T00:00:00Z"))]);
+        m.coverage(["a", "b"], &passed, t("2026-12-05T00:00:00Z"));
+        let text = m.encode();
+        // 2026-12-01 and 2026-12-05 as Unix time.
+        assert!(
+            text.contains("havoc_policy_last_passed_timestamp_seconds{policy=\"a\"} 1796083200.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("havoc_policy_last_passed_timestamp_seconds{policy=\"b\"} 1796428800.0"),
+            "{text}"
+        );
+        // Later: b's clock still starts when it was first seen; a is no longer live.
+        m.coverage(["b"], &passed, t("2026-12-09T00:00:00Z"));
+        let text = m.encode();
+        assert!(!text.contains("policy=\"a\""), "{text}");
+        assert!(
+            text.contains("havoc_policy_last_passed_timestamp_seconds{policy=\"b\"} 1796428800.0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_cluster_label_is_on_every_metric_when_named() {

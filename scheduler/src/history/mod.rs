@@ -108,6 +108,20 @@ pub struct Summary {
     pub ended_at: DateTime<Utc>,
 }
 
+/// The end of each policy's last live (not dry-run) passed experiment among `summaries`.
+pub fn last_passed(
+    summaries: impl IntoIterator<Item = Summary>,
+) -> std::collections::HashMap<String, DateTime<Utc>> {
+    let mut last = std::collections::HashMap::new();
+    for s in summaries {
+        if s.verdict == Verdict::Passed && !s.dry_run {
+            let at = last.entry(s.policy).or_insert(s.ended_at);
+            *at = (*at).max(s.ended_at);
+        }
+    }
+    last
+}
+
 impl Summary {
     pub fn of(r: &ExperimentRecord) -> Self {
         let mut namespaces: Vec<String> = r
@@ -264,6 +278,28 @@ impl<T: AtHand> History for T {
 mod tests {
     use super::*;
     use crate::record::tests::record;
+
+    #[test]
+    fn last_passed_counts_live_passes_only() {
+        let at = |r: &mut ExperimentRecord, t: &str| r.ended_at = t.parse().expect("t");
+        let mut old = record("old", Verdict::Passed);
+        at(&mut old, "2026-11-01T00:00:00Z");
+        let mut new = record("new", Verdict::Passed);
+        at(&mut new, "2026-11-20T00:00:00Z");
+        let mut dry = record("dry", Verdict::Passed);
+        at(&mut dry, "2026-11-25T00:00:00Z");
+        dry.dry_run = true;
+        let mut deviated = record("dev", Verdict::Deviated);
+        at(&mut deviated, "2026-11-26T00:00:00Z");
+        let mut other = record("other", Verdict::Deviated);
+        other.policy = "q".into();
+        let last = last_passed([&new, &old, &dry, &deviated, &other].map(Summary::of));
+        assert_eq!(last.len(), 1, "{last:?}");
+        assert_eq!(
+            last.get(&new.policy).map(|t| t.to_rfc3339()),
+            Some("2026-11-20T00:00:00+00:00".to_string())
+        );
+    }
 
     #[tokio::test]
     async fn queries_filter_and_order_newest_first() {

@@ -352,6 +352,33 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
             "{dry:#}"
         );
 
+        // Coverage: the live policy that passed shows its pass; one that never passed
+        // shows when havoc loaded it (before its deviation); the dry run none.
+        let metrics = serve.metrics().await?;
+        let last_passed = |policy: &str| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("havoc_policy_last_passed_timestamp_seconds{"))
+                .find(|l| l.contains(&format!("policy=\"{policy}\"")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        let seconds = |r: &Value| {
+            chrono::DateTime::parse_from_rfc3339(r["endedAt"].as_str().unwrap_or_default())
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+        };
+        ensure!(
+            last_passed("web-kill") == Some(seconds(&passed)?),
+            "web-kill: {:?} vs {passed:#}",
+            last_passed("web-kill")
+        );
+        let deviated_at = seconds(&deviated)?;
+        ensure!(
+            last_passed("db-down").is_some_and(|t| t <= deviated_at),
+            "db-down: {:?}",
+            last_passed("db-down")
+        );
+        ensure!(last_passed("web-kill-dry").is_none(), "{metrics}");
+
         // Annotations: one region per live experiment that injected, created at
         // injection and closed at its end, tagged with the cluster; none for the dry run
         // or the skip.
