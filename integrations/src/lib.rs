@@ -39,6 +39,7 @@ pub mod alertmanager;
 pub mod error;
 pub mod grafana;
 mod http;
+pub mod preflight;
 pub mod prometheus;
 pub mod retry;
 pub mod secret;

@@ -90,6 +90,12 @@ pub enum SkipReason {
     /// (`whenScaled: Delete`), and the policy does not allow it.
     #[error("{0}")]
     WouldDeleteVolumes(String),
+    /// The preflight hook answered, and not with 2xx (the text is what it said).
+    #[error("{0}")]
+    PreflightRefused(String),
+    /// The preflight hook did not answer: fail closed.
+    #[error("{0}")]
+    PreflightUnavailable(String),
 }
 
 impl SkipReason {
@@ -112,6 +118,8 @@ impl SkipReason {
             SkipReason::NotLeader => "notLeader",
             SkipReason::StateUnknown => "stateUnknown",
             SkipReason::WouldDeleteVolumes(_) => "wouldDeleteVolumes",
+            SkipReason::PreflightRefused(_) => "preflightRefused",
+            SkipReason::PreflightUnavailable(_) => "preflightUnavailable",
         }
     }
 }

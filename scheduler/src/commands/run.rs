@@ -134,6 +134,8 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::from_config(&config)?);
     let notifier = Notifier::from_config(&config)?;
     let annotations = crate::engine::annotations::Annotations::from_config(&config, None)?;
+    let preflight =
+        crate::engine::experiment::preflight_client(&config).map_err(anyhow::Error::msg)?;
     let journal = args
         .sources
         .journal
@@ -176,6 +178,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),
         annotations: annotations.clone(),
+        preflight,
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),

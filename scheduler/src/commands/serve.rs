@@ -214,6 +214,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(health);
     let notifier = Arc::new(Notifier::from_config(&config)?);
     let annotations = Annotations::from_config(&config, Some(metrics.clone()))?;
+    let preflight =
+        crate::engine::experiment::preflight_client(&config).map_err(anyhow::Error::msg)?;
     let journal = Arc::new(match &args.sources.journal {
         Some(p) => Journal::open(p, JOURNAL_KEEP, Rotation::default())
             .with_context(|| format!("opening the journal {}", p.display()))?,
@@ -287,6 +289,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         leader: leader.clone(),
         claims: Default::default(),
         annotations: annotations.clone(),
+        preflight,
     };
     // The shared state lives beside the Lease: one per installation.
     let shared = SharedState::cluster(

@@ -4,7 +4,8 @@
 //! that is evicting; a revert the API server refuses is reported as such; a circuit
 //! breaker's pause survives a kill before it was written; a second replica without
 //! leader election is refused; `havoc run` reverts on SIGTERM and two runs never pass the
-//! limit together; dry runs inject nothing in the metrics either.
+//! limit together; dry runs inject nothing in the metrics either; a preflight hook that
+//! says no (or nothing) keeps an experiment from changing anything.
 
 use std::{
     process::Stdio,
@@ -621,6 +622,93 @@ async fn havoc_run_reverts_on_sigterm_and_two_runs_never_pass_the_limit() -> any
         ensure!(r["targets"][0]["revert"]["result"] == "restored", "{r:#}");
         let d = api.get("web").await?;
         ensure!(replicas(&d) == 2 && !has_record(&d), "nothing left");
+        Ok(())
+    })
+    .await
+}
+
+/// The preflight hook (a change-freeze service): closed, the experiment is skipped with
+/// what it said and no pod is touched; open, the same policy runs. Every request is
+/// signed and carries the planned target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()> {
+    with_namespace("preflight", move |env, client, ns| async move {
+        deployment(&client, &ns, "web", 3).await?;
+        monitoring_settled(&env, &ns, 1).await?;
+        let hook = havoc_e2e::preflight::Hook::start().await?;
+        let dir = tempfile::tempdir()?;
+        let secret_file = dir.path().join("preflight-secret");
+        std::fs::write(&secret_file, "e2e-preflight-secret")?;
+        let policy = manual(
+            "web-kill",
+            &ns,
+            target("Pod", &ns, "app=web"),
+            json!({"podDelete": {"gracePeriod": "0s"}}),
+            "1s",
+        );
+        let serve = Serve::start(
+            &env,
+            Setup {
+                dry_run: true,
+                extra: json!({
+                    "liveNamespaces": [ns],
+                    "preflight": {"url": hook.url, "secret": {"file": secret_file}, "timeout": "3s"},
+                }),
+                ..Setup::policy("p.yaml", &policy)
+            },
+        )
+        .await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let uids = || async {
+            let list = pods.list(&ListParams::default().labels("app=web")).await?;
+            anyhow::Ok(
+                list.items
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect::<std::collections::BTreeSet<_>>(),
+            )
+        };
+        let before = uids().await?;
+
+        hook.close("change freeze until Monday (CHG-42)");
+        let id = serve.run_now("web-kill").await?;
+        let refused = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(
+            refused["verdict"] == "skipped" && refused["reasonCode"] == "preflightRefused",
+            "{refused:#}"
+        );
+        ensure!(
+            refused["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("change freeze until Monday (CHG-42)")),
+            "{refused:#}"
+        );
+        ensure!(uids().await? == before, "a pod was deleted while the hook said no");
+
+        hook.open();
+        let id = serve.run_now("web-kill").await?;
+        let passed = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(passed["verdict"] == "passed", "{passed:#}");
+        let victim = passed["targets"][0]["name"].as_str().context("target")?;
+
+        let asked = hook.asked();
+        ensure!(asked.len() == 2, "{} requests", asked.len());
+        for a in &asked {
+            havoc_integrations::webhook::verify(
+                &havoc_integrations::SecretString::new("e2e-preflight-secret"),
+                a.signature.as_deref().unwrap_or_default(),
+                &a.body,
+                std::time::SystemTime::now(),
+                havoc_integrations::webhook::DEFAULT_TOLERANCE,
+            )?;
+            ensure!(a.json()["policy"] == "web-kill", "{}", a.json());
+        }
+        let planned = asked[1].json();
+        ensure!(
+            planned["targets"][0]["name"] == victim,
+            "the hook was shown {planned}, the run deleted {victim}"
+        );
+        ensure!(uids().await? != before, "the open hook's run deleted no pod");
         Ok(())
     })
     .await

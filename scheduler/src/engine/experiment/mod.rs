@@ -80,6 +80,24 @@ pub struct Env {
     pub claims: Claims,
     /// Live experiments marked on dashboards (gauge, Grafana); a no-op by default.
     pub annotations: super::annotations::Annotations,
+    /// Asked before every live injection (`preflight`); `None`: nobody to ask.
+    pub preflight: Option<havoc_integrations::preflight::Client>,
+}
+
+/// The preflight hook's client for `config` (its secret read now), if one is configured.
+pub fn preflight_client(
+    config: &Config,
+) -> Result<Option<havoc_integrations::preflight::Client>, String> {
+    let Some(p) = &config.preflight else {
+        return Ok(None);
+    };
+    let secret = match &p.secret {
+        Some(s) => Some(s.resolve().map_err(|e| format!("preflight.secret: {e}"))?),
+        None => None,
+    };
+    havoc_integrations::preflight::Client::new(&p.url, secret, p.timeout)
+        .map(Some)
+        .map_err(|e| format!("preflight.url: {e}"))
 }
 
 #[cfg(test)]
@@ -104,6 +122,7 @@ impl Env {
             leader,
             claims: Claims::default(),
             annotations: Default::default(),
+            preflight: None,
         }
     }
 }
@@ -226,6 +245,19 @@ pub async fn execute(
                         .unwrap_or_default(),
             ),
         };
+        // The preflight hook sees the plan before anything is written or changed.
+        if let Some(hook) = &env.preflight
+            && let Err(refusal) = hook
+                .ask(&serde_json::to_value(&intent).unwrap_or_default())
+                .await
+        {
+            use havoc_integrations::preflight::Refusal;
+            record.skip(&match refusal {
+                r @ Refusal::Refused { .. } => SkipReason::PreflightRefused(r.to_string()),
+                r @ Refusal::Unavailable(_) => SkipReason::PreflightUnavailable(r.to_string()),
+            });
+            return record;
+        }
         if let Some(journal) = &env.journal
             && let Err(e) = journal.started(&intent)
         {

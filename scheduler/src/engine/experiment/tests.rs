@@ -122,6 +122,7 @@ fn env_polling_every(health: Arc<Scripted>, secs: u64) -> (Env, Handle) {
         leader: crate::leader::Leadership::always(),
         claims: Default::default(),
         annotations: Default::default(),
+        preflight: None,
     };
     (env, handle)
 }
@@ -514,4 +515,111 @@ async fn a_passing_pod_experiment_costs_two_requests_the_delete_and_one_event() 
     let mut seen = seen.lock().expect("lock").clone();
     seen.sort();
     assert_eq!(seen, ["create events", "delete pods"]);
+}
+
+/// A preflight hook on loopback that answers every request with `status` and `body`;
+/// the bodies it received.
+async fn preflight_hook(
+    status: u16,
+    body: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/preflight", listener.local_addr().expect("addr"));
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let bodies = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            let received = loop {
+                let n = conn.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break String::new();
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        break rest.to_string();
+                    }
+                }
+            };
+            bodies.lock().expect("lock").push(received);
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_refusing_preflight_hook_skips_before_anything_changes() {
+    let (url, seen) = preflight_hook(423, r#"{"message": "change freeze until Monday"}"#).await;
+    let (mut env, mut handle) = env(Scripted::new(vec![healthy()]));
+    env.preflight = Some(
+        havoc_integrations::preflight::Client::new(&url, None, Duration::from_secs(5))
+            .expect("client"),
+    );
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    assert_eq!(r.verdict, Verdict::Skipped);
+    assert_eq!(r.reason_code.as_deref(), Some("preflightRefused"));
+    assert!(
+        r.reason.contains("change freeze until Monday"),
+        "{}",
+        r.reason
+    );
+    // It was shown the plan: the policy, the fault and the chosen target.
+    let asked: serde_json::Value =
+        serde_json::from_str(&seen.lock().expect("lock")[0]).expect("json");
+    assert_eq!(asked["policy"], "p");
+    assert_eq!(asked["fault"], "podDelete");
+    assert_eq!(
+        asked["targets"].as_array().map(Vec::len),
+        Some(1),
+        "{asked}"
+    );
+    assert!(asked["deadline"].is_string(), "{asked}");
+    let next = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(next.is_err(), "nothing reaches the API server");
+}
+
+#[tokio::test]
+async fn a_preflight_hook_that_does_not_answer_skips() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (mut env, mut handle) = env(Scripted::new(vec![healthy()]));
+    env.preflight = Some(
+        havoc_integrations::preflight::Client::new(
+            &format!("http://127.0.0.1:{port}/"),
+            None,
+            Duration::from_secs(2),
+        )
+        .expect("client"),
+    );
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    assert_eq!(
+        r.reason_code.as_deref(),
+        Some("preflightUnavailable"),
+        "{}",
+        r.reason
+    );
+    let next = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    assert!(next.is_err(), "nothing reaches the API server");
 }

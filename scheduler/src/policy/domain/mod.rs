@@ -256,6 +256,15 @@ pub struct Config {
     /// `clusterName`: a label on the metrics, a tag on annotations.
     pub cluster_name: Option<String>,
     pub grafana: Option<Grafana>,
+    pub preflight: Option<Preflight>,
+}
+
+/// The preflight hook (`preflight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preflight {
+    pub url: String,
+    pub secret: Option<SecretRef>,
+    pub timeout: Duration,
 }
 
 /// How much of the experiment history in the cluster the leader keeps.

@@ -57,6 +57,22 @@ pub struct ConfigSpec {
     /// Grafana annotations: a region on the dashboards for every live experiment, from
     /// its injection to the end of its settle.
     pub grafana: Option<GrafanaConfig>,
+    /// A hook asked before every live injection: 2xx goes ahead, any other answer or
+    /// none skips the experiment (for change freezes, on-call tools, ticket systems).
+    pub preflight: Option<PreflightConfig>,
+}
+
+/// The preflight hook: `POST`ed the planned experiment before a live injection.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreflightConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// HMAC-SHA256 key for the X-Havoc-Signature header (as the notification webhooks).
+    pub secret: Option<SecretRef>,
+    /// How long to wait for the answer (default 5s); no answer skips the experiment.
+    pub timeout: Option<HumanDuration>,
 }
 
 /// Where and how havoc annotates Grafana.
@@ -106,6 +122,7 @@ impl Default for ConfigSpec {
             history: HistoryConfig::default(),
             cluster_name: None,
             grafana: None,
+            preflight: None,
         }
     }
 }

@@ -180,6 +180,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
             },
             cluster_name: s.cluster_name.clone(),
             grafana,
+            preflight: preflight(&mut c, s),
         }),
         _ => None,
     };
@@ -200,6 +201,24 @@ fn grafana_url_ok(url: &str) -> bool {
         && !host.contains('@')
         && !url.contains(['?', '#', '"', '<', '>', ' '])
         && url.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn preflight(c: &mut Checker, s: &model::ConfigSpec) -> Option<super::super::domain::Preflight> {
+    let p = s.preflight.as_ref()?;
+    url(c, "/spec/preflight/url", &p.url);
+    if let Some(secret) = &p.secret {
+        c.secret("/spec/preflight/secret", secret);
+    }
+    if let Some(t) = p.timeout
+        && t.0.is_zero()
+    {
+        c.value("/spec/preflight/timeout", "timeout must be more than 0s");
+    }
+    Some(super::super::domain::Preflight {
+        url: p.url.clone(),
+        secret: p.secret.clone(),
+        timeout: p.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |t| t.0),
+    })
 }
 
 fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {
