@@ -63,6 +63,7 @@ async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result
                 json!({"podDelete": {"gracePeriod": "0s"}}),
                 "1s",
             )
+            .alerts_from(ns)
             .yaml(),
         ),
         (
@@ -74,12 +75,14 @@ async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result
                 json!({"podDelete": {}}),
                 "1s",
             )
+            .alerts_from(ns)
             .yaml(),
         ),
         (
             "deviate.yaml",
             manual("db-down", ns, db, json!({"scale": {"replicas": 0}}), "60s")
                 .set("/health/slos", json!(["db-replicas"]))
+                .alerts_from(ns)
                 .yaml(),
         ),
         (
@@ -91,6 +94,7 @@ async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result
                 json!({"scale": {"replicas": 1}}),
                 "120s",
             )
+            .alerts_from(ns)
             .yaml(),
         ),
         (
@@ -103,6 +107,7 @@ async fn start(env: &Env, ns: &str, grafana: &str, dir: &Path) -> anyhow::Result
                 "1s",
             )
             .set("/dryRun", json!(true))
+            .alerts_from(ns)
             .yaml(),
         ),
     ];
@@ -561,7 +566,9 @@ async fn a_one_shot_run_writes_its_reports_and_annotates() -> anyhow::Result<()>
             .set("/leaderElection", json!({"namespace": "havoc-system", "lease": lease}))
             .yaml();
         let pods = target("Pod", &ns, "app=web");
-        let kill = manual("web-kill", &ns, pods, json!({"podDelete": {"gracePeriod": "0s"}}), "1s");
+        let kill = manual("web-kill", &ns, pods, json!({"podDelete": {"gracePeriod": "0s"}}), "1s")
+            .alerts_from(&ns);
+        monitoring_settled(&env, &ns, 1).await?;
         run::write_dir(dir.path(), &config, &[("web.yaml", kill.yaml())])?;
         let junit = dir.path().join("results.xml");
         let markdown = dir.path().join("summary.md");

@@ -645,7 +645,9 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
             target("Pod", &ns, "app=web"),
             json!({"podDelete": {"gracePeriod": "0s"}}),
             "1s",
-        );
+        )
+        // Other tests' alerts (they run beside this one) do not gate it.
+        .alerts_from(&ns);
         let serve = Serve::start(
             &env,
             Setup {
