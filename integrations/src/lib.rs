@@ -44,8 +44,8 @@ pub mod prometheus;
 pub mod retry;
 pub mod secret;
 pub mod slack;
-#[cfg(test)]
-mod test_server;
+#[cfg(any(test, feature = "test-server"))]
+pub mod test_server;
 pub mod tls;
 pub mod webhook;
 

@@ -1,6 +1,8 @@
 //! A scripted HTTP/1.1 server on loopback for unit tests: it records every request and
 //! answers each with what the test's handler returns for it (given its index, from 0).
 //! One request per connection (`Connection: close`), which every client here handles.
+//! Other crates' tests use it too (feature `test-server`: a dev-dependency only, never in
+//! the binary): a stand-in for a receiver the operator runs, such as a preflight hook.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +14,7 @@ use tokio::{
 
 /// A request as received. Header names are lower-cased.
 #[derive(Debug, Clone)]
-pub(crate) struct Request {
+pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -34,7 +36,7 @@ impl Request {
 
 /// An answer.
 #[derive(Debug, Clone)]
-pub(crate) struct Reply {
+pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     content_type: &'static str,
@@ -85,7 +87,8 @@ impl Reply {
 type Handler = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
 /// The server; stops when dropped.
-pub(crate) struct Server {
+#[derive(Debug)]
+pub struct Server {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     requests: Arc<Mutex<Vec<Request>>>,

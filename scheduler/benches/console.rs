@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use havoc::{
     api::console::{
         self, list_page, list_query,
-        pages::{self, PolicyRow, Viewer},
+        pages::{self, Viewer},
         view::{self, Chaos, HeldView, Holder, Live, SourceView},
     },
     engine::health::Reading,
@@ -258,17 +258,7 @@ fn render(
             "policies" => {
                 let names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
                 let last = console::last_of_each(history, &names).await.expect("last");
-                let rows: Vec<PolicyRow> = live
-                    .policies
-                    .iter()
-                    .zip(&last)
-                    .map(|(p, l)| PolicyRow {
-                        view: p,
-                        paused: None,
-                        running: None,
-                        last: l.as_ref(),
-                    })
-                    .collect();
+                let rows = console::policy_rows(live, &last);
                 pages::policies_page(&v, live, &rows).into_string()
             }
             "faults" => pages::faults_page(&v, live).into_string(),

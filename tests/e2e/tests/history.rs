@@ -170,9 +170,11 @@ async fn fires_missed_while_down_are_counted_from_the_cluster_history() -> anyho
             })
             .await?;
         let (code, _) = first.stop().await?;
+        let stopped = chrono::Utc::now();
         ensure!(code == Some(0), "a clean stop: {code:?}");
-        // havoc is down while at least two fires fall due (gaps of 4 to 5 s).
-        tokio::time::sleep(Duration::from_secs(12)).await;
+        // The outage itself: havoc stays down until at least two fires have fallen due
+        // (gaps of at most 5 s, the first counted from a fire before the stop).
+        wait_past(stopped + chrono::Duration::seconds(11)).await;
         // Another replica, its own empty journal: what ran is in the cluster only.
         let second = Serve::start(&env, replica(&home, &lease, "replica-b", true, &tick)).await?;
         let missed: Value = poll(

@@ -635,7 +635,7 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
     with_namespace("preflight", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         monitoring_settled(&env, &ns, 1).await?;
-        let hook = havoc_e2e::preflight::Hook::start().await?;
+        let hook = havoc_e2e::preflight::Hook::start().await;
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("preflight-secret");
         std::fs::write(&secret_file, "e2e-preflight-secret")?;
@@ -698,7 +698,8 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
         for a in &asked {
             havoc_integrations::webhook::verify(
                 &havoc_integrations::SecretString::new("e2e-preflight-secret"),
-                a.signature.as_deref().unwrap_or_default(),
+                a.header(havoc_integrations::webhook::SIGNATURE_HEADER)
+                    .unwrap_or_default(),
                 &a.body,
                 std::time::SystemTime::now(),
                 havoc_integrations::webhook::DEFAULT_TOLERANCE,

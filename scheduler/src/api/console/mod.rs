@@ -62,7 +62,7 @@ use maud::Markup;
 
 pub use self::{
     actions::{RevertPlan, revert_plan},
-    read::{ListParams, last_of_each, list_page, list_query, timeline_svg},
+    read::{ListParams, last_of_each, list_page, list_query, policy_rows, timeline_svg},
 };
 use self::{
     auth::{FLASH_COOKIE, Keys, LoginLimiter, SESSION_COOKIE},

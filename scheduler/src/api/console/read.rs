@@ -294,16 +294,12 @@ pub async fn last_of_each(
     Ok(out)
 }
 
-pub(super) async fn policies_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
-    let names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
-    let last = match last_of_each(app.history.as_ref(), &names).await {
-        Ok(l) => l,
-        Err(e) => return history_error(&ctx, &live, e),
-    };
-    let rows: Vec<PolicyRow> = live
-        .policies
+/// The rows of the policies page: each live policy with its pause, its running
+/// experiment and `last` (its newest experiment, in the same order: [`last_of_each`]).
+pub fn policy_rows<'a>(live: &'a Live, last: &'a [Option<Summary>]) -> Vec<PolicyRow<'a>> {
+    live.policies
         .iter()
-        .zip(&last)
+        .zip(last)
         .map(|(p, l)| PolicyRow {
             view: p,
             paused: live.policy_pauses.get(&p.name),
@@ -314,7 +310,16 @@ pub(super) async fn policies_page(State(app): Shared, Page { ctx, live }: Page) 
                 .map(|r| r.id.as_str()),
             last: l.as_ref(),
         })
-        .collect();
+        .collect()
+}
+
+pub(super) async fn policies_page(State(app): Shared, Page { ctx, live }: Page) -> Response {
+    let names: Vec<String> = live.policies.iter().map(|p| p.name.clone()).collect();
+    let last = match last_of_each(app.history.as_ref(), &names).await {
+        Ok(l) => l,
+        Err(e) => return history_error(&ctx, &live, e),
+    };
+    let rows = policy_rows(&live, &last);
     ctx.page(
         StatusCode::OK,
         pages::policies_page(&ctx.viewer, &live, &rows),

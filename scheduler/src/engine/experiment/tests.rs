@@ -517,62 +517,19 @@ async fn a_passing_pod_experiment_costs_two_requests_the_delete_and_one_event() 
     assert_eq!(seen, ["create events", "delete pods"]);
 }
 
-/// A preflight hook on loopback that answers every request with `status` and `body`;
-/// the bodies it received.
-async fn preflight_hook(
-    status: u16,
-    body: &'static str,
-) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/preflight", listener.local_addr().expect("addr"));
-    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    let bodies = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Headers, then as many body bytes as Content-Length says.
-            let received = loop {
-                let n = conn.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break String::new();
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if rest.len() >= len {
-                        break rest.to_string();
-                    }
-                }
-            };
-            bodies.lock().expect("lock").push(received);
-            let answer = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(answer.as_bytes()).await;
-        }
-    });
-    (url, seen)
-}
-
 #[tokio::test]
 async fn a_refusing_preflight_hook_skips_before_anything_changes() {
-    let (url, seen) = preflight_hook(423, r#"{"message": "change freeze until Monday"}"#).await;
+    use havoc_integrations::test_server::{Reply, Server};
+    let hook = Server::start(|_, _| {
+        Reply::json(
+            423,
+            serde_json::json!({"message": "change freeze until Monday"}),
+        )
+    })
+    .await;
     let (mut env, mut handle) = env(Scripted::new(vec![healthy()]));
     env.preflight = Some(
-        havoc_integrations::preflight::Client::new(&url, None, Duration::from_secs(5))
+        havoc_integrations::preflight::Client::new(&hook.url, None, Duration::from_secs(5))
             .expect("client"),
     );
     let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
@@ -584,8 +541,7 @@ async fn a_refusing_preflight_hook_skips_before_anything_changes() {
         r.reason
     );
     // It was shown the plan: the policy, the fault and the chosen target.
-    let asked: serde_json::Value =
-        serde_json::from_str(&seen.lock().expect("lock")[0]).expect("json");
+    let asked = hook.requests()[0].json();
     assert_eq!(asked["policy"], "p");
     assert_eq!(asked["fault"], "podDelete");
     assert_eq!(
