@@ -139,6 +139,7 @@ fn record(i: usize, now: DateTime<Utc>) -> ExperimentRecord {
             breached: false,
             at: started + chrono::Duration::seconds(60),
         }],
+        budgets: Vec::new(),
     }
 }
 
@@ -196,6 +197,7 @@ fn live(now: DateTime<Utc>, policies: &[Policy]) -> Live {
             .iter()
             .map(|p| view::policy_view(p, Some(now + chrono::Duration::minutes(7)), now))
             .collect(),
+        namespace_budgets: None,
     }
 }
 

@@ -105,6 +105,7 @@ fn records(n: usize) -> Vec<ExperimentRecord> {
                     breached: deviated,
                     at: started + Duration::seconds(90),
                 }],
+                budgets: Vec::new(),
             }
         })
         .rev()

@@ -96,6 +96,18 @@ pub enum SkipReason {
     /// The preflight hook did not answer: fail closed.
     #[error("{0}")]
     PreflightUnavailable(String),
+    /// An error budget is below the policy's minimum (the text has the values).
+    #[error("{0}")]
+    BudgetExhausted(String),
+    /// An error budget's burn rate is already above the policy's limit.
+    #[error("{0}")]
+    BudgetBurning(String),
+    /// An error budget cannot be read (an error, or no data): fail closed.
+    #[error("{0}")]
+    BudgetUnreadable(String),
+    /// A namespace's chaos budget has not this experiment's hold left.
+    #[error("{0}")]
+    NamespaceBudgetSpent(String),
 }
 
 impl SkipReason {
@@ -120,6 +132,10 @@ impl SkipReason {
             SkipReason::WouldDeleteVolumes(_) => "wouldDeleteVolumes",
             SkipReason::PreflightRefused(_) => "preflightRefused",
             SkipReason::PreflightUnavailable(_) => "preflightUnavailable",
+            SkipReason::BudgetExhausted(_) => "budgetExhausted",
+            SkipReason::BudgetBurning(_) => "budgetBurning",
+            SkipReason::BudgetUnreadable(_) => "budgetUnreadable",
+            SkipReason::NamespaceBudgetSpent(_) => "namespaceBudgetSpent",
         }
     }
 }
@@ -339,6 +355,33 @@ pub struct SloRecord {
     pub at: DateTime<Utc>,
 }
 
+/// An error budget through one experiment: what it was at the gate, and its burn rate
+/// before, while the fault was held, and after the settle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetRecord {
+    pub name: String,
+    /// Where it was read: `sloth SERVICE/SLO`, `pyrra SLO` or `query`.
+    pub source: String,
+    /// The remaining share at the gate (`null`: unreadable).
+    pub remaining: Option<f64>,
+    pub min_remaining: f64,
+    /// Burn rate at the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate_before: Option<f64>,
+    /// The highest burn rate read while the fault was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate_during: Option<f64>,
+    /// The last burn rate read in the settle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate_after: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_burn_rate: Option<f64>,
+    /// The verdict's `burnRateAfter` factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate_after_factor: Option<f64>,
+}
+
 /// One experiment, from start to verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -354,8 +397,10 @@ pub struct ExperimentRecord {
         with = "String",
         description = "The reason's label for skipped and errored experiments, e.g. paused, \
                        limit, alertsFiring, sloBreached, healthUnreadable, targetsUnreadable, \
-                       noTarget, notDisrupted, stillRunning, missed, shuttingDown, injection, \
-                       interrupted, stopped, unsupported, panicked."
+                       noTarget, notDisrupted, stillRunning, missed, shuttingDown, \
+                       preflightRefused, preflightUnavailable, budgetExhausted, budgetBurning, \
+                       budgetUnreadable, namespaceBudgetSpent, injection, interrupted, \
+                       stopped, unsupported, panicked."
     )]
     pub reason_code: Option<String>,
     pub dry_run: bool,
@@ -371,6 +416,9 @@ pub struct ExperimentRecord {
     /// Alerts attributed to the experiment.
     pub alerts: Vec<AlertRecord>,
     pub slos: Vec<SloRecord>,
+    /// The error budgets it spent (none: no budget applies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<BudgetRecord>,
 }
 
 /// A new experiment id: policy name, UTC start time, and a random suffix.
@@ -416,6 +464,7 @@ impl ExperimentRecord {
             ended_at: started_at,
             alerts: Vec::new(),
             slos: Vec::new(),
+            budgets: Vec::new(),
         }
     }
 
@@ -480,6 +529,7 @@ pub(crate) mod tests {
             ended_at: t,
             alerts: vec![],
             slos: vec![],
+            budgets: vec![],
         }
     }
 

@@ -111,6 +111,7 @@ fn record(id: &str) -> ExperimentRecord {
         ended_at: t0(),
         alerts: vec![],
         slos: vec![],
+        budgets: vec![],
     }
 }
 

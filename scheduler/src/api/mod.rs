@@ -30,6 +30,7 @@
 //!   caller's own input (a policy name, cut to 100 characters) or a JSON parse error's
 //!   position; never an internal path or an error chain.
 
+pub(crate) mod budgets;
 pub mod console;
 mod control;
 mod experiments;
@@ -204,6 +205,21 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
                 }),
             ),
             policies,
+        ),
+        endpoint(
+            Operation::read(
+                "/api/v1/budgets",
+                "listBudgets",
+                "What is left of each namespace's chaos budget, and the error budgets",
+            )
+            .describe(
+                "Namespace budgets are counted from the experiment history in the cluster \
+                 (the same on every replica); error budgets show this replica's last reading.",
+            )
+            .describe(read_needs_token)
+            .json::<budgets::BudgetsView>(200, "The budgets.")
+            .errors(&[E::HistoryUnavailable]),
+            budgets::budgets,
         ),
         endpoint(
             Operation::read(

@@ -165,6 +165,29 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             &history_tasks,
         )
     });
+    // Namespace chaos budgets are counted from the history in the cluster, read once.
+    let ledger: Option<Arc<dyn crate::history::History>> = match (
+        &config.limits.namespace_budget,
+        args.no_history,
+    ) {
+        (Some(_), false) => {
+            let h = crate::history::cluster::ClusterHistory::new(
+                client.clone(),
+                &config.leader_election.namespace,
+                Some(&config.leader_election.lease),
+            );
+            match h.load().await {
+                Ok(()) => Some(Arc::new(h)),
+                Err(e) => {
+                    eprintln!(
+                        "warning: the experiment history cannot be read ({e}): namespace chaos budgets cannot be counted, so a live run is skipped"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let env = Env {
         client: client.clone(),
         guards: Guards::for_service(&config),
@@ -179,6 +202,7 @@ pub async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         claims: Default::default(),
         annotations: annotations.clone(),
         preflight,
+        ledger,
     };
     let trigger = TriggerInfo::Manual {
         source: "havoc run".to_string(),

@@ -290,6 +290,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         claims: Default::default(),
         annotations: annotations.clone(),
         preflight,
+        ledger: Some(Arc::new(history.clone())),
     };
     // The shared state lives beside the Lease: one per installation.
     let shared = SharedState::cluster(

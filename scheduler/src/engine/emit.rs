@@ -156,6 +156,7 @@ pub fn interrupted_record(intent: &Intent, reverts: &[&TargetRevert]) -> Experim
         ended_at: Utc::now(),
         alerts: Vec::new(),
         slos: Vec::new(),
+        budgets: Vec::new(),
     };
     for r in reverts {
         // A partition's change is on a NetworkPolicy; attach it to the first target.

@@ -15,11 +15,11 @@ use chrono::{DateTime, Utc};
 use futures::{FutureExt, future::BoxFuture};
 use havoc_integrations::{alertmanager, prometheus};
 
-use super::{metrics::Metrics, verdict::Observation};
+use super::{budget::BudgetReading, metrics::Metrics, verdict::Observation};
 use crate::{
     policy::{
         Config,
-        domain::{PolicyHealth, Slo},
+        domain::{Budget, PolicyHealth, Slo},
     },
     record::{AlertRecord, SloRecord},
 };
@@ -38,6 +38,8 @@ pub struct Health {
     /// The service's alert matchers (which alerts count at all).
     matchers: Vec<String>,
     slos: Vec<Slo>,
+    /// The config's error budgets (a policy chooses among them, or brings its own).
+    budgets: Vec<Budget>,
     metrics: Option<Metrics>,
     readings: Readings,
 }
@@ -101,6 +103,7 @@ impl Health {
                 .flat_map(|a| a.matchers.iter().map(ToString::to_string))
                 .collect(),
             slos: h.slos.clone(),
+            budgets: h.budgets.clone(),
             metrics: None,
             readings: Readings::default(),
         })
@@ -125,7 +128,8 @@ impl Health {
 
     /// Whether any source is configured at all.
     pub fn has_sources(&self) -> bool {
-        self.alertmanager.is_some() || (self.prometheus.is_some() && !self.slos.is_empty())
+        self.alertmanager.is_some()
+            || (self.prometheus.is_some() && !(self.slos.is_empty() && self.budgets.is_empty()))
     }
 
     async fn read(&self, policy: &PolicyHealth) -> Observation {
@@ -134,7 +138,11 @@ impl Health {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let (alerts, slos) = tokio::join!(self.alerts(&extra), self.slo_readings(policy));
+        let (alerts, slos, budgets) = tokio::join!(
+            self.alerts(&extra),
+            self.slo_readings(policy),
+            self.budget_readings(policy)
+        );
         let mut obs = Observation::default();
         match alerts {
             Ok(a) => obs.alerts = a,
@@ -143,7 +151,88 @@ impl Health {
         let (readings, errors) = slos;
         obs.slos = readings;
         obs.unreadable.extend(errors);
+        (obs.budgets, obs.budget_unreadable) = budgets;
         obs
+    }
+
+    /// Reads every error budget `policy` spends: its remaining share and, when it has
+    /// one, its burn rate, all queries at once. No data is unreadable (fail closed).
+    async fn budget_readings(&self, policy: &PolicyHealth) -> (Vec<BudgetReading>, Vec<String>) {
+        let budgets = match policy.budgets.resolve(&self.budgets) {
+            Ok(b) => b,
+            Err(e) => return (Vec::new(), vec![e]),
+        };
+        let reads = budgets.into_iter().map(|budget| async move {
+            let Some(prom) = &self.prometheus else {
+                return Err(format!(
+                    "{}: health.prometheus is not configured",
+                    budget.name
+                ));
+            };
+            let started = Instant::now();
+            let burn = async {
+                match &budget.source.burn_rate {
+                    Some(q) => Some(prom.slo_value(q).await),
+                    None => None,
+                }
+            };
+            let (remaining, burn) = tokio::join!(prom.slo_value(&budget.source.remaining), burn);
+            self.count(
+                "prometheus",
+                remaining.is_ok() && burn.as_ref().is_none_or(Result::is_ok),
+            );
+            let remaining = match remaining {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(format!(
+                    "{} ({}): no data for the remaining budget",
+                    budget.name, budget.source.text
+                )),
+                Err(e) => Err(format!("{} ({}): {e}", budget.name, budget.source.text)),
+            };
+            // A burn rate nobody judges by may be missing; one a threshold needs may not.
+            let judged = budget.max_burn_rate.is_some() || budget.burn_rate_after.is_some();
+            let burn_rate = match burn {
+                Some(Ok(Some(v))) => Ok(Some(v)),
+                None => Ok(None),
+                Some(Ok(None)) if judged => Err(format!(
+                    "{} ({}): no data for the burn rate",
+                    budget.name, budget.source.text
+                )),
+                Some(Err(e)) if judged => Err(format!(
+                    "{} ({}): burn rate: {e}",
+                    budget.name, budget.source.text
+                )),
+                Some(_) => Ok(None),
+            };
+            self.readings.record(
+                &format!("budget/{}", budget.name),
+                started,
+                match (&remaining, &burn_rate) {
+                    (Ok(left), Ok(rate)) => Ok(format!(
+                        "{left} remaining (minimum {}){}",
+                        budget.min_remaining,
+                        rate.map(|r| format!(", burn rate {r}")).unwrap_or_default()
+                    )),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                },
+            );
+            match (remaining, burn_rate) {
+                (Ok(left), Ok(rate)) => Ok(BudgetReading {
+                    budget,
+                    remaining: Some(left),
+                    burn_rate: rate,
+                }),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        });
+        let (mut readings, mut errors) = (Vec::new(), Vec::new());
+        for r in futures::future::join_all(reads).await {
+            match r {
+                Ok(r) => readings.push(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        (readings, errors)
     }
 
     async fn alerts(

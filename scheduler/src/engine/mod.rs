@@ -17,6 +17,7 @@
 
 pub mod annotations;
 pub mod arbiter;
+pub mod budget;
 pub mod clock;
 pub mod emit;
 pub mod events;

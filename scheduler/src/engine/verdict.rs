@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::record::{AlertRecord, ErrorReason, ExperimentRecord, SkipReason, SloRecord, Verdict};
+use super::budget::{BudgetReading, Tracks};
+use crate::record::{
+    AlertRecord, BudgetRecord, ErrorReason, ExperimentRecord, SkipReason, SloRecord, Verdict,
+};
 
 /// How much earlier than the injection an alert's `startsAt` may be and still count as
 /// caused by it: Prometheus and havoc clocks differ a little, and rule evaluation stamps
@@ -21,6 +24,11 @@ pub struct Observation {
     pub slos: Vec<SloRecord>,
     /// Sources that could not be read, with why (e.g. `prometheus: connection refused`).
     pub unreadable: Vec<String>,
+    /// The error budgets that apply, as read.
+    pub budgets: Vec<BudgetReading>,
+    /// Budgets that could not be read (an error or no data), with why: these always
+    /// close the gate (see [`super::budget`]).
+    pub budget_unreadable: Vec<String>,
 }
 
 /// Whether an experiment may start, judged before injection.
@@ -43,7 +51,7 @@ pub fn gate(obs: &Observation, fail_closed: bool) -> Result<(), SkipReason> {
     if !breached.is_empty() {
         return Err(SkipReason::SloBreached(breached.join(", ")));
     }
-    Ok(())
+    super::budget::gate(&obs.budgets, &obs.budget_unreadable)
 }
 
 fn describe_slo(s: &SloRecord) -> String {
@@ -109,6 +117,7 @@ pub struct Judge {
     breaches: Vec<SloRecord>,
     latest_slos: BTreeMap<String, SloRecord>,
     unreadable: Option<String>,
+    budgets: Tracks,
 }
 
 impl Judge {
@@ -130,7 +139,18 @@ impl Judge {
                 .map(|s| (s.name.clone(), s.clone()))
                 .collect(),
             unreadable: None,
+            budgets: Tracks::new(&baseline.budgets),
         }
+    }
+
+    /// The fault is reverted: from now on, burn rates are "after" (the settle's).
+    pub fn reverted(&mut self) {
+        self.budgets.reverted();
+    }
+
+    /// The error budgets through the experiment, for the record.
+    pub fn budgets(&self) -> Vec<BudgetRecord> {
+        self.budgets.records()
     }
 
     /// Takes one observation (during the fault or the settle window).
@@ -152,8 +172,13 @@ impl Judge {
                     .or_insert_with(|| a.clone());
             }
         }
+        let budgets = self.budgets.observe(&obs.budgets, &obs.budget_unreadable);
         if let Some(reason) = self.deviation() {
             return Assessment::Deviated(reason);
+        }
+        if let Err(reason) = budgets {
+            self.unreadable.get_or_insert(reason.clone());
+            return Assessment::Unreadable(reason);
         }
         if self.fail_closed && !obs.unreadable.is_empty() {
             let reason = format!(
@@ -179,6 +204,7 @@ impl Judge {
         if let Some(first) = self.breaches.first() {
             parts.push(format!("SLO breached: {}", describe_slo(first)));
         }
+        parts.extend(self.budgets.deviation());
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
@@ -188,6 +214,9 @@ impl Judge {
             return Conclusion::RollbackFailed(format!("revert failed: {why}"));
         }
         if let Some(reason) = self.deviation() {
+            return Conclusion::Deviated(reason);
+        }
+        if let Some(reason) = self.budgets.after_rule() {
             return Conclusion::Deviated(reason);
         }
         if let Some(reason) = &self.unreadable {

@@ -269,6 +269,10 @@ impl History for ClusterHistory {
         read(&self.seen).finished.values().cloned().collect()
     }
 
+    fn running(&self) -> Vec<Running> {
+        ClusterHistory::running(self)
+    }
+
     fn is_ready(&self) -> bool {
         *self.synced.borrow()
     }

@@ -14,6 +14,7 @@
 //! read a full [`ExperimentRecord`] on demand (a page per experiment, a report).
 
 pub mod cluster;
+pub mod ledger;
 pub mod object;
 pub mod skips;
 pub mod writer;
@@ -197,6 +198,12 @@ pub async fn cluster(
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The summary of every experiment it holds, in any order (kept in memory).
     fn summaries(&self) -> Vec<Summary>;
+
+    /// The experiments whose final record is not written yet (the cluster's history
+    /// knows them by their intents; a history at hand has none).
+    fn running(&self) -> Vec<object::Running> {
+        Vec::new()
+    }
 
     /// Whether it has read what it holds (a cluster history has listed the objects once);
     /// until then its summaries are not the history.

@@ -162,7 +162,9 @@ impl ConfigFixture {
     /// Parses and validates; panics with the diagnostics if the config is invalid.
     pub fn build(mut self) -> Config {
         let health = &mut self.doc["spec"]["health"];
-        if (health.get("alertmanager").is_some() || health.get("slos").is_some())
+        if ["alertmanager", "slos", "budgets"]
+            .iter()
+            .any(|k| health.get(*k).is_some())
             && let Some(h) = health.as_object_mut()
         {
             h.remove("none");

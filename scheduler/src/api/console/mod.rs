@@ -340,6 +340,18 @@ fn live_with(app: &App, with_policies: bool) -> Live {
         rejected,
         applied_at,
         grafana: c.config.server.grafana_url.clone(),
+        namespace_budgets: c
+            .config
+            .limits
+            .namespace_budget
+            .as_ref()
+            .filter(|_| with_policies && app.history.is_ready())
+            .map(|b| {
+                let named =
+                    crate::api::budgets::named_namespaces(set.policies.values().map(AsRef::as_ref));
+                let spends = crate::history::ledger::spends(b, app.history.as_ref(), named, now);
+                (b.per.as_secs(), spends)
+            }),
         policies,
     }
 }

@@ -190,6 +190,21 @@ pub fn sources(
             name,
         });
     }
+    for b in &config.health.budgets {
+        let name = format!("budget/{}", b.name);
+        out.push(SourceView {
+            what: format!(
+                "{}: at least {} remaining{}",
+                b.source.text,
+                b.min_remaining,
+                b.max_burn_rate
+                    .map(|m| format!(", burn rate at most {m} while held"))
+                    .unwrap_or_default()
+            ),
+            last: readings.get(&name).cloned(),
+            name,
+        });
+    }
     out
 }
 
@@ -215,6 +230,9 @@ pub struct Live {
     pub applied_at: Option<DateTime<Utc>>,
     pub grafana: Option<String>,
     pub policies: Vec<PolicyView>,
+    /// Each namespace's chaos budget (`limits.namespaceBudget`; `None`: not configured,
+    /// or the history not read yet), with the period in seconds.
+    pub namespace_budgets: Option<(u64, Vec<crate::history::ledger::NamespaceSpend>)>,
 }
 
 impl Live {

@@ -82,6 +82,9 @@ pub struct Env {
     pub annotations: super::annotations::Annotations,
     /// Asked before every live injection (`preflight`); `None`: nobody to ask.
     pub preflight: Option<havoc_integrations::preflight::Client>,
+    /// The history namespace chaos budgets are counted from (`limits.namespaceBudget`);
+    /// `None` with a budget configured: no live experiment starts (fail closed).
+    pub ledger: Option<Arc<dyn crate::history::History>>,
 }
 
 /// The preflight hook's client for `config` (its secret read now), if one is configured.
@@ -123,6 +126,7 @@ impl Env {
             claims: Claims::default(),
             annotations: Default::default(),
             preflight: None,
+            ledger: None,
         }
     }
 }
@@ -151,6 +155,38 @@ pub struct RunOptions {
     pub shutdown: Option<CancellationToken>,
 }
 
+/// Whether the namespaces of `targets` have `policy`'s hold left in their chaos budgets
+/// (`limits.namespaceBudget`), counted from the history in the cluster. Node faults
+/// target nodes, which belong to no namespace: they are not charged.
+fn namespace_budget(
+    env: &Env,
+    policy: &Policy,
+    targets: &[crate::record::ObjectRef],
+) -> Result<(), SkipReason> {
+    let Some(budget) = &env.config.limits.namespace_budget else {
+        return Ok(());
+    };
+    let mut namespaces: Vec<String> = targets.iter().filter_map(|t| t.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    if namespaces.is_empty() {
+        return Ok(());
+    }
+    let Some(history) = env.ledger.as_ref().filter(|h| h.is_ready()) else {
+        return Err(SkipReason::HistoryUnavailable(
+            "namespace chaos budgets are counted from it, and it has not been read".into(),
+        ));
+    };
+    crate::history::ledger::check(
+        budget,
+        history.as_ref(),
+        &namespaces,
+        policy.duration,
+        Utc::now(),
+    )
+    .map_err(SkipReason::NamespaceBudgetSpent)
+}
+
 /// Watching health for this long is "until the injection ends" (it always ends first).
 const UNTIL_INJECTED: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -171,6 +207,7 @@ pub async fn execute(
     let baseline = env.health.observe(&policy.health).await;
     let gate_read = Instant::now();
     record.slos = baseline.slos.clone();
+    record.budgets = super::budget::Tracks::new(&baseline.budgets).records();
     if let Err(why) = gate(&baseline, fail_closed) {
         record.skip(&why);
         return record;
@@ -218,6 +255,10 @@ pub async fn execute(
     };
     if opts.cancel.is_cancelled() {
         record.skip(&SkipReason::ShuttingDown);
+        return record;
+    }
+    if !dry_run && let Err(why) = namespace_budget(env, policy, &plan.objects()) {
+        record.skip(&why);
         return record;
     }
 
@@ -342,6 +383,7 @@ pub async fn execute(
         };
         record.alerts = judge.alerts();
         record.slos = judge.slos();
+        record.budgets = judge.budgets();
         conclude_reverts(&mut record, conclusion).apply(&mut record);
         return record;
     }
@@ -370,6 +412,7 @@ pub async fn execute(
     //    replica sends nothing: the leader that follows reverts the records)
     revert_all(env, &m, &mut record, &held).await;
     record.reverted_at = Some(Utc::now());
+    judge.reverted();
     // 7. settle: also after a deviation (the fault was reverted early): the alerts that a
     //    breach sets off arrive seconds later, and the record should name them.
     if matches!(stop, Stop::Elapsed | Stop::Deviated) {
@@ -399,6 +442,7 @@ pub async fn execute(
     }
     record.alerts = judge.alerts();
     record.slos = judge.slos();
+    record.budgets = judge.budgets();
     conclude_reverts(&mut record, conclusion).apply(&mut record);
     record
 }

@@ -123,6 +123,7 @@ fn env_polling_every(health: Arc<Scripted>, secs: u64) -> (Env, Handle) {
         claims: Default::default(),
         annotations: Default::default(),
         preflight: None,
+        ledger: None,
     };
     (env, handle)
 }
@@ -578,4 +579,113 @@ async fn a_preflight_hook_that_does_not_answer_skips() {
     );
     let next = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
     assert!(next.is_err(), "nothing reaches the API server");
+}
+
+fn budget_reading(remaining: f64, burn: f64) -> Observation {
+    use crate::{engine::budget::BudgetReading, policy::domain};
+    Observation {
+        budgets: vec![BudgetReading {
+            budget: domain::Budget {
+                name: "checkout".into(),
+                source: domain::BudgetSource::sloth("checkout", "availability"),
+                min_remaining: 0.25,
+                max_burn_rate: Some(10.0),
+                burn_rate_after: None,
+            },
+            remaining: Some(remaining),
+            burn_rate: Some(burn),
+        }],
+        ..Observation::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_error_budget_skips_with_its_value_before_anything_changes() {
+    let (env, mut handle) = env(Scripted::new(vec![budget_reading(0.1, 1.0)]));
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    assert_eq!(r.verdict, Verdict::Skipped);
+    assert_eq!(r.reason_code.as_deref(), Some("budgetExhausted"));
+    assert!(r.reason.contains("0.1 remaining"), "{}", r.reason);
+    assert_eq!(r.budgets[0].remaining, Some(0.1));
+    assert_no_request(&mut handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burn_rate_above_the_limit_reverts_early_and_the_record_keeps_before_during_after() {
+    // gate, a quiet poll, then the burn rate jumps; the settle reads it falling
+    let health = Scripted::new(vec![
+        budget_reading(0.8, 1.0),
+        budget_reading(0.8, 2.0),
+        budget_reading(0.7, 15.0),
+        budget_reading(0.7, 4.0),
+    ]);
+    let (env, mut handle) = env(health);
+    let server = tokio::spawn(async move {
+        answer(&mut handle, "DELETE", "/api/v1/namespaces/d/pods/web-", 200).await;
+    });
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    server.await.expect("scripted");
+    assert_eq!(r.verdict, Verdict::Deviated, "{r:?}");
+    assert!(r.reason.contains("burned at 15"), "{}", r.reason);
+    let held = r.reverted_at.expect("reverted") - r.injected_at.expect("injected");
+    assert!(held < chrono::Duration::seconds(10), "held {held}");
+    let b = &r.budgets[0];
+    assert_eq!(
+        (b.burn_rate_before, b.burn_rate_during, b.burn_rate_after),
+        (Some(1.0), Some(15.0), Some(4.0))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_whose_chaos_budget_is_spent_is_skipped_before_anything_changes() {
+    use crate::{
+        history::InMemory,
+        policy::domain::NamespaceBudget,
+        record::{TargetRecord, tests::record},
+    };
+    let (mut env, mut handle) = env(Scripted::new(vec![healthy()]));
+    let mut config = (*env.config).clone();
+    config.limits.namespace_budget = Some(NamespaceBudget {
+        fault_time: Duration::from_secs(25),
+        per: Duration::from_secs(24 * 3600),
+        namespaces: Default::default(),
+    });
+    env.config = Arc::new(config);
+    // Two earlier experiments in `d` held their faults 10 s each.
+    let now = Utc::now();
+    let held = |id: &str, ago: i64| {
+        let mut r = record(id, Verdict::Passed);
+        r.targets = vec![TargetRecord {
+            namespace: Some("d".into()),
+            ..r.targets[0].clone()
+        }];
+        r.injected_at = Some(now - chrono::Duration::seconds(ago));
+        r.reverted_at = Some(now - chrono::Duration::seconds(ago - 10));
+        r
+    };
+    env.ledger = Some(Arc::new(InMemory(vec![held("a", 100)])));
+    // 10 s spent + 10 s of this hold fit in 25 s: the experiment runs.
+    env.config = {
+        let mut c = (*env.config).clone();
+        c.dry_run = true;
+        Arc::new(c)
+    };
+    let mut dry = policy();
+    dry.dry_run = true;
+    let r = execute(&env, &two_pods(), &dry, manual(), opts()).await;
+    assert_eq!(
+        r.verdict,
+        Verdict::Passed,
+        "dry runs are never charged: {r:?}"
+    );
+    env.ledger = Some(Arc::new(InMemory(vec![held("a", 100), held("b", 50)])));
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    assert_eq!(r.verdict, Verdict::Skipped);
+    assert_eq!(r.reason_code.as_deref(), Some("namespaceBudgetSpent"));
+    assert!(r.reason.contains("namespace d has 5s"), "{}", r.reason);
+    // Without the history read, a live experiment does not start (fail closed).
+    env.ledger = None;
+    let r = execute(&env, &two_pods(), &policy(), manual(), opts()).await;
+    assert_eq!(r.reason_code.as_deref(), Some("historyUnavailable"));
+    assert_no_request(&mut handle).await;
 }

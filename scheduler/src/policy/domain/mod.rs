@@ -12,8 +12,12 @@ use std::{
 use chrono_tz::Tz;
 use regex::Regex;
 
+mod budget;
 mod enums;
 
+pub use budget::{
+    Budget, BudgetSelection, BudgetSource, BudgetUse, DEFAULT_BUDGET_PERIOD, NamespaceBudget,
+};
 pub use enums::{Direction, NotifyOn, OnDeviation, TargetKind, WorkloadKind};
 
 use super::{
@@ -94,6 +98,8 @@ pub struct PolicyHealth {
     pub slos: SloSelection,
     /// Narrow which alerts count (added to the service's matchers).
     pub alert_matchers: Vec<LabelMatcher>,
+    /// Which error budgets it spends.
+    pub budgets: BudgetSelection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +298,7 @@ pub struct Limits {
     pub max_concurrent_experiments: u32,
     pub min_available_replicas: u32,
     pub max_unschedulable_nodes: u32,
+    pub namespace_budget: Option<NamespaceBudget>,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +310,8 @@ pub struct HealthConfig {
     pub prometheus: Option<Endpoint>,
     pub alertmanager: Option<AlertmanagerSource>,
     pub slos: Vec<Slo>,
+    /// Error budgets, with their default thresholds.
+    pub budgets: Vec<Budget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +403,7 @@ impl Config {
             protected_namespaces: self.protected_namespaces.clone(),
             receivers: Some(self.receivers.keys().cloned().collect()),
             slos: Some(self.health.slos.iter().map(|s| s.name.clone()).collect()),
+            budgets: Some(self.health.budgets.iter().map(|b| b.name.clone()).collect()),
             dry_run: self.dry_run,
             live_namespaces: self.live_namespaces.clone(),
             notify: self.notify.clone(),
@@ -411,6 +421,8 @@ pub struct Context {
     /// Known receivers and SLOs; `None` when validating without a config file.
     pub receivers: Option<BTreeSet<String>>,
     pub slos: Option<BTreeSet<String>>,
+    /// Known error budgets; `None` without a config file.
+    pub budgets: Option<BTreeSet<String>>,
     pub dry_run: bool,
     pub live_namespaces: BTreeSet<String>,
     /// The service's notification defaults.
@@ -430,6 +442,7 @@ impl Default for Context {
             protected_namespaces: protected,
             receivers: None,
             slos: None,
+            budgets: None,
             dry_run: true,
             live_namespaces: BTreeSet::new(),
             notify: NotifyRule {

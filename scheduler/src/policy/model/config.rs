@@ -150,6 +150,70 @@ pub struct Limits {
     /// (default 1).
     #[serde(default = "default_one")]
     pub max_unschedulable_nodes: u32,
+    /// How much fault time each namespace may take per period, counted from the history
+    /// in the cluster (so every replica and restart agree). None: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_budget: Option<NamespaceBudget>,
+}
+
+/// A namespace's chaos budget: fault time (from injection to revert; a pod kill's is its
+/// observation `duration`) per rolling period. An experiment starts only when its hold
+/// fits in what is left in every namespace it touches.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceBudget {
+    /// Fault time each namespace may take per period, e.g. `30m`.
+    pub fault_time: HumanDuration,
+    /// The period: a window ending now (default 24h).
+    pub per: Option<HumanDuration>,
+    /// Another fault time for some namespaces, e.g. `{payments: 5m}` (`0s`: none at all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<String, HumanDuration>,
+}
+
+/// An error budget read from Prometheus. Its source is exactly one of `sloth`, `pyrra`,
+/// or the queries `remaining` (and `burnRate`); a policy's entry may instead name a
+/// budget of the config's `health.budgets` and change its thresholds.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Budget {
+    pub name: String,
+    /// Sloth's recording rules (`slo:period_error_budget_remaining:ratio`,
+    /// `slo:current_burn_rate:ratio`) of one service's SLO.
+    pub sloth: Option<SlothSlo>,
+    /// Pyrra's generic recording rules (`pyrra_availability`, `pyrra_objective`,
+    /// `pyrra_errors:rate5m`, `pyrra_requests:rate5m`; Pyrra's `--generic-rules`) of one SLO.
+    pub pyrra: Option<PyrraSlo>,
+    /// PromQL giving the remaining error budget as a ratio (1: untouched, 0: spent,
+    /// below 0: overspent).
+    pub remaining: Option<String>,
+    /// PromQL giving the current burn rate (1: the budget lasts exactly its period).
+    pub burn_rate: Option<String>,
+    /// Skip an experiment while less than this share of the budget remains (0..1;
+    /// default 0: only a spent budget).
+    pub min_remaining: Option<f64>,
+    /// While a fault is held, a burn rate above this reverts it at once (deviated).
+    pub max_burn_rate: Option<f64>,
+    /// Verdict: deviated when the burn rate at the end of the settle is more than this
+    /// many times the one before the injection (which counts as at least 1).
+    pub burn_rate_after: Option<f64>,
+}
+
+/// A Sloth SLO: the `sloth_service` and `sloth_slo` labels of its recording rules.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlothSlo {
+    pub service: String,
+    pub slo: String,
+}
+
+/// A Pyrra SLO: the `slo` label of its recording rules (the SLO object's name).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PyrraSlo {
+    pub slo: String,
 }
 
 impl Default for Limits {
@@ -158,6 +222,7 @@ impl Default for Limits {
             max_concurrent_experiments: 1,
             min_available_replicas: 1,
             max_unschedulable_nodes: 1,
+            namespace_budget: None,
         }
     }
 }
@@ -180,6 +245,11 @@ pub struct HealthConfig {
     pub alertmanager: Option<AlertmanagerConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slos: Vec<Slo>,
+    /// Error budgets read from Prometheus (Sloth, Pyrra, or queries): an experiment is
+    /// skipped while one is spent below its minimum, and reverted when its burn rate
+    /// rises above the limit while the fault is held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
     /// Judge by nothing: no health source at all. UNSAFE: every experiment then passes
     /// whatever happens. A config without any source is refused unless it says this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -194,6 +264,7 @@ impl Default for HealthConfig {
             prometheus: None,
             alertmanager: None,
             slos: Vec::new(),
+            budgets: Vec::new(),
             none: false,
         }
     }

@@ -386,6 +386,10 @@ pub struct PolicyHealth {
     /// Alertmanager matchers that narrow which alerts count, e.g. `namespace="go-demo-8"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alert_matchers: Vec<String>,
+    /// Error budgets this policy spends (default: every budget of the config's
+    /// `health.budgets`, with its thresholds; `[]`: none). An entry names a config budget
+    /// (and may change its thresholds) or brings its own source.
+    pub budgets: Option<Vec<Budget>>,
 }
 
 /// Experiment outcomes that notifications can be sent for.

@@ -86,6 +86,8 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
         );
     }
     let health = health(&mut c, &s.health);
+    let namespace_budget =
+        super::budget::namespace_budget(&mut c, s.limits.namespace_budget.as_ref());
     let receivers = receivers(&mut c, &s.receivers);
     if let Some(names) = &s.notify.receivers {
         for (i, n) in names.iter().enumerate() {
@@ -145,6 +147,7 @@ pub fn validate_config(cfg: &HavocConfig) -> Result<Config, Vec<Issue>> {
                 max_concurrent_experiments: s.limits.max_concurrent_experiments,
                 min_available_replicas: s.limits.min_available_replicas,
                 max_unschedulable_nodes: s.limits.max_unschedulable_nodes,
+                namespace_budget,
             },
             health,
             receivers,
@@ -279,7 +282,14 @@ fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {
     if !slos.is_empty() && prometheus.is_none() {
         c.key("/spec/health/slos", "SLO checks need health.prometheus");
     }
-    let sources = alertmanager.is_some() || !slos.is_empty();
+    let budgets = super::budget::config_budgets(c, &h.budgets);
+    if !h.budgets.is_empty() && prometheus.is_none() {
+        c.key(
+            "/spec/health/budgets",
+            "error budgets need health.prometheus",
+        );
+    }
+    let sources = alertmanager.is_some() || !slos.is_empty() || !budgets.is_empty();
     if !sources && !h.none {
         c.key(
             "/spec/health",
@@ -298,6 +308,7 @@ fn health(c: &mut Checker, h: &model::HealthConfig) -> HealthConfig {
         prometheus,
         alertmanager,
         slos,
+        budgets,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`policy`](mod@policy): `ChaosPolicy` documents, checked against a [`Context`].
 //! - [`config`]: the `HavocConfig` document.
 
+mod budget;
 mod config;
 mod policy;
 

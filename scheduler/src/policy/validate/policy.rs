@@ -229,6 +229,7 @@ fn health(c: &mut Checker, h: Option<&model::PolicyHealth>, ctx: &Context) -> Po
         settle: h.and_then(|h| h.settle).map_or(DEFAULT_SETTLE, |d| d.0),
         slos,
         alert_matchers,
+        budgets: super::budget::policy_budgets(c, h.and_then(|h| h.budgets.as_deref()), ctx),
     }
 }
 

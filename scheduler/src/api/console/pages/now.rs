@@ -79,6 +79,22 @@ pub fn now_page(v: &Viewer, live: &Live, today: &[Summary], today_since: DateTim
                 }
             }))
         }
+        @if let Some((period, spends)) = &live.namespace_budgets {
+            section aria-labelledby="h-budgets" {
+                h2 #h-budgets { "Namespace chaos budgets" }
+                p { "Fault time each namespace may take in any " (span(*period)) ", counted from the history in the cluster (the same on every replica). An experiment starts only if its hold fits in what is left." }
+                (table_of(spends, "No namespace yet.", "Chaos budget of each namespace", &["Namespace", "Spent", "Left", "Budget"], |s| html! {
+                    tr {
+                        td { code { (s.namespace) } }
+                        td { (span(s.spent_seconds)) }
+                        td {
+                            @if s.left_seconds == 0 { span.bad { "✕ spent" } } @else { (span(s.left_seconds)) }
+                        }
+                        td { (span(s.budget_seconds)) }
+                    }
+                }))
+            }
+        }
         section aria-labelledby="h-today" {
             h2 #h-today { "Today's experiments" }
             p { "Since " (stamp(today_since)) " (midnight in " (live.tz.name()) "): " (today.len()) " experiment(s)." }
