@@ -217,6 +217,28 @@ fn experiment(s: &mut String, r: &ExperimentRecord) {
         }
         s.push_str("</table>");
     }
+    if !r.budgets.is_empty() {
+        s.push_str(
+            "<table><tr><th>error budget</th><th>remaining</th><th>burn rate before</th>\
+             <th>while held</th><th>after</th></tr>",
+        );
+        let n = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+        for b in &r.budgets {
+            s.push_str("<tr><td>");
+            push_xml(s, &b.name);
+            s.push_str(" (");
+            push_xml(s, &b.source);
+            let _ = write!(
+                s,
+                ")</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                n(b.remaining),
+                n(b.burn_rate_before),
+                n(b.burn_rate_during),
+                n(b.burn_rate_after)
+            );
+        }
+        s.push_str("</table>");
+    }
     s.push_str("</section>\n");
 }
 
@@ -406,6 +428,8 @@ mod tests {
         assert!(page.contains("<svg"));
         assert_eq!(page.matches("<section class=\"exp\"").count(), 5);
         assert!(page.contains("Deployment go-demo-8/go-demo-8-db"));
+        // The deviated experiment's error budget, with its burn rates.
+        assert!(page.contains("(sloth checkout/availability)</td><td class=\"n\">0.800</td><td class=\"n\">1.000</td><td class=\"n\">14.500</td><td class=\"n\">3.000</td>"), "budgets");
     }
 
     #[test]

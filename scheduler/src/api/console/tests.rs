@@ -200,7 +200,8 @@ fn fixture(read_requires_token: bool) -> Fixture {
         .set(
             "/server/grafanaUrl",
             json!("https://grafana.example.com/d/havoc/havoc"),
-        );
+        )
+        .set("/limits/namespaceBudget", json!({"faultTime": "2m"}));
     if read_requires_token {
         config = config.set("/server/readRequiresToken", json!(true));
     }
@@ -242,6 +243,17 @@ fn fixture(read_requires_token: bool) -> Fixture {
         objective: "< 0.01".into(),
         breached: true,
         at: r.started_at + Duration::seconds(20),
+    });
+    r.budgets.push(crate::record::BudgetRecord {
+        name: "checkout".into(),
+        source: "sloth checkout/availability".into(),
+        remaining: Some(0.8),
+        min_remaining: 0.25,
+        burn_rate_before: Some(1.0),
+        burn_rate_during: Some(14.5),
+        burn_rate_after: Some(3.0),
+        max_burn_rate: Some(10.0),
+        burn_rate_after_factor: Some(2.0),
     });
     f.journal.append(&r).expect("in memory");
     f
@@ -523,6 +535,10 @@ async fn pages_show_what_the_issue_asks_for() {
         "30.0 s",
         "https://grafana.example.com/d/havoc/havoc?from=",
         "! deviated",
+        "Error budgets",
+        "sloth checkout/availability",
+        "✕ 14.500",
+        "after ≤ before × 2",
     ] {
         assert!(a.text.contains(text), "missing {text:?}");
     }
@@ -552,6 +568,20 @@ async fn pages_show_what_the_issue_asks_for() {
     // Now: today's counts, health sources (none configured), running none.
     let a = b.get(&r, "/").await;
     assert!(a.text.contains("Today&#39;s experiments") || a.text.contains("Today's experiments"));
+    // The namespace chaos budgets: the deviated experiment held its fault 30 s in its
+    // target's namespace, of 2 minutes.
+    let budgets = a
+        .text
+        .split("Namespace chaos budgets")
+        .nth(1)
+        .expect("the budgets section");
+    let row = budgets
+        .split("<tr>")
+        .find(|r| r.contains("go-demo-8"))
+        .expect("its namespace");
+    for cell in ["<td>30 s</td>", "<td>1 min 30 s</td>", "<td>2 min</td>"] {
+        assert!(row.contains(cell), "{cell}: {row}");
+    }
     // The list: filters by verdict and time; a bad time is a 400 with the reason.
     let a = b.get(&r, "/experiments?verdict=deviated").await;
     assert!(a.text.contains("p-20261201T110000Z-00aa"));

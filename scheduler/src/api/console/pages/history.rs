@@ -240,10 +240,35 @@ pub fn experiment_page(v: &Viewer, live: &Live, r: &ExperimentRecord) -> Markup 
                 td { (stamp(s.at)) }
             }
         }))
+        @if !r.budgets.is_empty() {
+            h2 { "Error budgets" }
+            (table_of(&r.budgets, "None.", "Error budgets through the experiment", &["Budget", "Remaining at the start", "Burn rate before", "Highest while held", "After", "Limits"], |b| html! {
+                tr {
+                    td { (b.name) " " code { (b.source) } }
+                    td { (opt_number(b.remaining)) " (minimum " (b.min_remaining) ")" }
+                    td { (opt_number(b.burn_rate_before)) }
+                    td {
+                        @if b.max_burn_rate.zip(b.burn_rate_during).is_some_and(|(max, d)| d > max) {
+                            span.bad { "✕ " (opt_number(b.burn_rate_during)) }
+                        } @else { (opt_number(b.burn_rate_during)) }
+                    }
+                    td { (opt_number(b.burn_rate_after)) }
+                    td {
+                        @if let Some(m) = b.max_burn_rate { "held at most " (m) " " }
+                        @if let Some(k) = b.burn_rate_after_factor { "after ≤ before × " (k) }
+                    }
+                }
+            }))
+        }
         details {
             summary { "The record as JSON" }
             pre { (json) }
         }
     };
     layout(v, live, &r.id, Nav::Experiments, body)
+}
+
+/// A reading for a person: three decimals, or a dash when there is none.
+fn opt_number(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| format!("{v:.3}"))
 }
