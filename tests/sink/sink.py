@@ -31,7 +31,13 @@ receives, and can be told to fail on purpose.
   POST /control/webhook-secret {"name":"<webhook name>","secret":"…"}: the signing secret of that
                                webhook (without "name": the default one); "secret": null removes
                                a webhook's own. Kept across /control/reset (it is configuration).
-  POST /control/reset          clears records and pending failures
+  POST /control/answer         {"name":"<webhook name>","status":S[,"body":{…}][,"seconds":D]}: from
+                               now on /webhook/<name> answers HTTP S with that JSON body (default
+                               {"ok": S < 300}), after D seconds (default 0: a hook that hangs is
+                               one with D beyond its caller's timeout); "status": null answers
+                               normally again. One webhook's answer never touches another's (tests
+                               running side by side each use their own name), e.g. a preflight hook.
+  POST /control/reset          clears records, pending failures and answers
   GET  /received[?kind=slack|webhook][&name=<webhook name>]
                                everything received, in arrival order, failed attempts included
                                (`response` says what was answered)
@@ -182,6 +188,7 @@ class State:
         self.fail_retry_after = 1
         self.last_ts = 0.0
         self.webhook_secrets = {}  # webhook name -> its own signing secret
+        self.answers = {}  # webhook name -> (status, body, seconds) it answers with
         self.accepted = {}  # (t, sha256 of the body) of accepted deliveries -> t, for replays
 
     def next_ts(self):
@@ -346,11 +353,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.handle_control_fail()
         if path == "/control/webhook-secret":
             return self.handle_control_secret()
+        if path == "/control/answer":
+            return self.handle_control_answer()
         if path == "/control/reset":
             self.read_body()
             with self.state.lock:
                 self.state.records.clear()
                 self.state.accepted.clear()
+                self.state.answers.clear()
                 self.state.fail_mode, self.state.fail_count = None, 0
             return self.send_json(200, {"ok": True})
         self.read_body()
@@ -374,6 +384,26 @@ class Handler(BaseHTTPRequestHandler):
             self.state.fail_seconds = seconds
             self.state.fail_retry_after = retry_after
         return self.send_json(200, {"ok": True, "mode": mode, "count": max(count, 0)})
+
+    def handle_control_answer(self):
+        try:
+            spec = json.loads(self.read_body() or b"{}")
+            name, status = str(spec["name"]), spec["status"]
+            if status is not None:
+                status = int(status)
+                if not 200 <= status <= 599:
+                    raise ValueError("status")
+            body = spec.get("body", {"ok": status is not None and status < 300})
+            seconds = float(spec.get("seconds", 0))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return self.send_json(400, {"ok": False, "error": "bad_request",
+                                        "detail": 'expected {"name": "...", "status": 200..599 or null}'})
+        with self.state.lock:
+            if status is None:
+                self.state.answers.pop(name, None)
+            else:
+                self.state.answers[name] = (status, body, seconds)
+        return self.send_json(200, {"ok": True})
 
     def handle_control_secret(self):
         try:
@@ -438,7 +468,22 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "delay":
                 entry["delayed_seconds"] = seconds
                 time.sleep(seconds)
-            if kind == "webhook":
+            with self.state.lock:
+                answer = self.state.answers.get(entry.get("name")) if kind == "webhook" else None
+            if answer is not None:
+                status, body, delay = answer
+                entry["outcome"] = "answered_%d" % status
+                if delay > 0:
+                    entry["delayed_seconds"] = delay
+                    # Recorded before the wait: the caller that gives up still finds it.
+                    entry["response"] = {"status": status, "headers": {}, "body": body}
+                    self.state.record(entry)
+                    time.sleep(delay)
+                    try:
+                        return self.send_json(status, body, headers)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return None
+            elif kind == "webhook":
                 entry["outcome"], status, body = "ok", 200, {"ok": True}
             else:
                 entry["outcome"], status, body = self.slack_answer(entry["method_name"], parsed_json, form)

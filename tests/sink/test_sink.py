@@ -345,3 +345,27 @@ def test_fail_ratelimited_with_a_long_retry_after(sink):
     assert call(sink, "GET", "/control/fail")[2]["retry_after"] == 86400
     status, headers, _ = call(sink, "POST", "/webhook/w", b"{}")
     assert status == 429 and headers.get("Retry-After") == "86400"
+
+
+def test_a_webhook_answers_as_told_and_only_that_one(sink):
+    body = b'{"policy":"p"}'
+    told = lambda spec: call(sink, "POST", "/control/answer", json.dumps(spec).encode())[0]
+    assert told({"name": "gate", "status": 409, "body": {"message": "change freeze"}}) == 200
+    try:
+        status, _, answer = call(sink, "POST", "/webhook/gate", body, {"X-Havoc-Signature": sign(body, int(time.time()), SECRET)})
+        assert (status, answer) == (409, {"message": "change freeze"})
+        item = received(sink, "?kind=webhook&name=gate")[-1]
+        assert item["signature"] == "valid" and item["outcome"] == "answered_409"
+        # Another webhook answers as usual.
+        assert call(sink, "POST", "/webhook/other", body)[0] == 200
+        # A hook that hangs: recorded at once, answered after the delay.
+        assert told({"name": "gate", "status": 200, "seconds": 1.5}) == 200
+        started = time.time()
+        status, _, _ = call(sink, "POST", "/webhook/gate", body)
+        assert status == 200 and time.time() - started >= 1.5
+        assert received(sink, "?kind=webhook&name=gate")[-1]["delayed_seconds"] == 1.5
+    finally:
+        assert told({"name": "gate", "status": None}) == 200
+    assert call(sink, "POST", "/webhook/gate", body)[0] == 200
+    assert told({"name": "gate", "status": 99}) == 400
+    assert told({"status": 409}) == 400

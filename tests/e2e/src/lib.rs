@@ -25,7 +25,6 @@ pub mod fixtures;
 pub mod grafana;
 pub mod history;
 pub mod identity;
-pub mod preflight;
 pub mod run;
 pub mod serve;
 pub mod workloads;

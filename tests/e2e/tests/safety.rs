@@ -627,18 +627,30 @@ async fn havoc_run_reverts_on_sigterm_and_two_runs_never_pass_the_limit() -> any
     .await
 }
 
-/// The preflight hook (a change-freeze service): closed, the experiment is skipped with
-/// what it said and no pod is touched; open, the same policy runs. Every request is
-/// signed and carries the planned target.
+/// The preflight hook is the local sink's webhook, told how to answer: 409 with a message
+/// (skipped with it: the pods stay), no answer within the timeout (skipped, fail closed),
+/// then 200 (the same policy deletes the very target it showed the hook). Every request
+/// carries a signature the sink verifies.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()> {
     with_namespace("preflight", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
         monitoring_settled(&env, &ns, 1).await?;
-        let hook = havoc_e2e::preflight::Hook::start().await;
+        let sink = env.sink()?.to_string();
+        let http = reqwest::Client::new();
+        let hook = format!("preflight-{ns}");
+        let control = |path: &str, body: Value| {
+            let (http, url) = (http.clone(), format!("{sink}{path}"));
+            async move {
+                http.post(url).json(&body).send().await?.error_for_status()?;
+                anyhow::Ok(())
+            }
+        };
+        let secret = "e2e-preflight-secret";
+        control("/control/webhook-secret", json!({"name": hook, "secret": secret})).await?;
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("preflight-secret");
-        std::fs::write(&secret_file, "e2e-preflight-secret")?;
+        std::fs::write(&secret_file, secret)?;
         let policy = manual(
             "web-kill",
             &ns,
@@ -654,7 +666,11 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
                 dry_run: true,
                 extra: json!({
                     "liveNamespaces": [ns],
-                    "preflight": {"url": hook.url, "secret": {"file": secret_file}, "timeout": "3s"},
+                    "preflight": {
+                        "url": format!("{sink}/webhook/{hook}"),
+                        "secret": {"file": secret_file},
+                        "timeout": "2s",
+                    },
                 }),
                 ..Setup::policy("p.yaml", &policy)
             },
@@ -672,7 +688,12 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
         };
         let before = uids().await?;
 
-        hook.close("change freeze until Monday (CHG-42)");
+        // 409 with a message: skipped with the message.
+        control(
+            "/control/answer",
+            json!({"name": hook, "status": 409, "body": {"message": "change freeze until Monday (CHG-42)"}}),
+        )
+        .await?;
         let id = serve.run_now("web-kill").await?;
         let refused = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(
@@ -687,26 +708,37 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
         );
         ensure!(uids().await? == before, "a pod was deleted while the hook said no");
 
-        hook.open();
+        // No answer within the timeout: skipped, fail closed.
+        control("/control/answer", json!({"name": hook, "status": 200, "seconds": 10})).await?;
+        let id = serve.run_now("web-kill").await?;
+        let hung = serve.record(&id, Duration::from_secs(60)).await?;
+        ensure!(
+            hung["verdict"] == "skipped" && hung["reasonCode"] == "preflightUnavailable",
+            "{hung:#}"
+        );
+        ensure!(uids().await? == before, "a pod was deleted while the hook hung");
+
+        // 200: the experiment goes ahead.
+        control("/control/answer", json!({"name": hook, "status": 200})).await?;
         let id = serve.run_now("web-kill").await?;
         let passed = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(passed["verdict"] == "passed", "{passed:#}");
         let victim = passed["targets"][0]["name"].as_str().context("target")?;
+        control("/control/answer", json!({"name": hook, "status": null})).await?;
 
-        let asked = hook.asked();
-        ensure!(asked.len() == 2, "{} requests", asked.len());
+        let asked: Vec<Value> = http
+            .get(format!("{sink}/received?kind=webhook&name={hook}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ensure!(asked.len() == 3, "{} requests: {asked:#?}", asked.len());
         for a in &asked {
-            havoc_integrations::webhook::verify(
-                &havoc_integrations::SecretString::new("e2e-preflight-secret"),
-                a.header(havoc_integrations::webhook::SIGNATURE_HEADER)
-                    .unwrap_or_default(),
-                &a.body,
-                std::time::SystemTime::now(),
-                havoc_integrations::webhook::DEFAULT_TOLERANCE,
-            )?;
-            ensure!(a.json()["policy"] == "web-kill", "{}", a.json());
+            ensure!(a["signature"] == "valid", "{a:#}");
+            ensure!(a["json"]["policy"] == "web-kill", "{a:#}");
         }
-        let planned = asked[1].json();
+        let planned = &asked[2]["json"];
         ensure!(
             planned["targets"][0]["name"] == victim,
             "the hook was shown {planned}, the run deleted {victim}"
