@@ -26,16 +26,34 @@ fn named_namespaces_are_watched_alone_with_havocs_own() {
 }
 
 #[test]
-fn a_selector_or_no_namespace_list_needs_the_cluster() {
+fn a_selector_needs_the_namespaces_it_matches_not_the_cluster() {
     let p = fixtures::policy("p")
         .set("/target/namespaceSelector", json!("env=staging"))
         .build();
-    assert_eq!(needs_of([&p], OWN).pods, Some(Namespaces::All));
-    // one selector policy widens the union for every policy
+    let matching = |names: &[&str]| {
+        Some(Namespaces::Matching {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            selectors: vec!["env=staging".parse().expect("selector")],
+        })
+    };
+    assert_eq!(needs_of([&p], OWN).pods, matching(&[OWN]));
+    // with a policy naming its namespaces: both, still not the cluster
     let q = fixtures::policy("q").namespaces(&["a"]).build();
     let set = needs_of([&q, &p], OWN);
-    assert_eq!(set.pods, Some(Namespaces::All));
+    assert_eq!(set.pods, matching(&["a", OWN]));
     assert_eq!(needs_of([&q], OWN).pods, names(&["a", OWN]));
+    // resolved against the namespaces' labels
+    let labels = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (staging, prod) = (labels(&[("env", "staging")]), labels(&[("env", "prod")]));
+    let resolved =
+        set.pods
+            .expect("pods")
+            .resolve([("s1", &staging), ("p1", &prod), ("s2", &staging)]);
+    assert_eq!(resolved, Namespaces::names(["a", OWN, "s1", "s2"]));
 }
 
 #[test]
@@ -104,7 +122,11 @@ fn rollout_triggers_by_kind() {
     let set = needs_of([&p, &q], OWN);
     assert_eq!(
         set.rollouts.get(&WorkloadKind::StatefulSet),
-        Some(&Namespaces::All)
+        Some(&Namespaces::Matching {
+            names: ["b".to_string()].into(),
+            selectors: vec!["x=y".parse().expect("selector")]
+        }),
+        "the rollout watches take an unresolved selector as the cluster"
     );
     assert_eq!(
         set.rollouts.get(&WorkloadKind::Deployment),

@@ -95,6 +95,9 @@ pub struct Caches {
     virtual_services: Arc<RwLock<Option<VirtualServiceCache>>>,
     /// The VirtualService CRD was looked for and, if found, its watch has listed.
     virtual_services_synced: Arc<AtomicBool>,
+    /// What the policies need, as they said it (a namespace selector unresolved): the
+    /// pod-sized watches follow its resolution, again whenever a namespace changes.
+    wanted: Arc<std::sync::Mutex<Needs>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -217,7 +220,8 @@ fn collect<T: Send + Sync + 'static>(
     ns: &Namespaces,
 ) -> Result<Vec<Arc<T>>, SnapshotError> {
     match ns {
-        Namespaces::All => Ok(set
+        // Unresolved selectors are read from the cluster-wide watch, if there is one.
+        Namespaces::All | Namespaces::Matching { .. } => Ok(set
             .serving(None)
             .map_err(|e| unserved(set.kind, None, e))?
             .all()),
@@ -309,12 +313,26 @@ impl Caches {
             ),
             virtual_services: Arc::default(),
             virtual_services_synced: Arc::new(AtomicBool::new(false)),
+            wanted: Arc::default(),
         };
         caches.namespaces.set(Some(Namespaces::All));
         caches.node_records.set(Some(Namespaces::All));
         caches.deployments.set(Some(Namespaces::All));
         caches.statefulsets.set(Some(Namespaces::All));
         caches.network_policies.set(Some(Namespaces::All));
+        // A namespace selector's watches follow the namespaces' labels: re-resolved after
+        // every Namespace event (a label added, a namespace created or deleted).
+        if let Some(index) = caches.namespaces.running().into_iter().next() {
+            let (this, stop) = (caches.clone(), stop.clone());
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = index.changed() => this.rescope(),
+                    }
+                }
+            });
+        }
         let (this, client, stop, t) = (caches.clone(), client.clone(), stop.clone(), tasks.clone());
         tasks.spawn(async move {
             let ready = async {
@@ -337,10 +355,33 @@ impl Caches {
     /// this through [`FollowsPolicies`]); a watch no longer needed stops once those
     /// replacing it have listed.
     pub fn apply(&self, needs: &Needs) {
-        self.pods.set(needs.pods.clone());
-        self.replicasets.set(needs.pods.clone());
-        self.autoscalers.set(needs.autoscalers.clone());
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = needs.clone();
+        self.rescope();
         self.nodes.set(needs.nodes.then_some(Namespaces::All));
+    }
+
+    /// Sets the pod-sized watches to what the policies need now: a namespace selector
+    /// resolved against the namespaces watched (a scope that did not change is left
+    /// alone: [`WatchSet::set`] compares).
+    fn rescope(&self) {
+        let (pods, autoscalers) = {
+            let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            (wanted.pods.clone(), wanted.autoscalers.clone())
+        };
+        let namespaces = self.namespaces.running().into_iter().next();
+        let resolve = |n: Option<Namespaces>| {
+            n.map(|n| match &namespaces {
+                Some(index) => {
+                    let all = index.all();
+                    n.resolve(all.iter().map(|i| (i.name.as_str(), &i.labels)))
+                }
+                None => n,
+            })
+        };
+        let pods = resolve(pods);
+        self.pods.set(pods.clone());
+        self.replicasets.set(pods);
+        self.autoscalers.set(resolve(autoscalers));
     }
 
     /// Finds the VirtualService CRD and, if installed, starts its watch.
@@ -498,7 +539,18 @@ impl Caches {
             namespaces,
             ..Snapshot::default()
         };
-        if let Some(ns) = &needs.pods {
+        // A namespace selector reads the namespaces it matches now.
+        let labels = &snapshot.namespaces;
+        let resolve = |n: &Option<Namespaces>| {
+            n.as_ref()
+                .map(|n| n.resolve(labels.iter().map(|(k, v)| (k.as_str(), &v.labels))))
+        };
+        let (pods, workloads, autoscalers) = (
+            resolve(&needs.pods),
+            resolve(&needs.workloads),
+            resolve(&needs.autoscalers),
+        );
+        if let Some(ns) = &pods {
             let rs = collect(&self.replicasets, ns)?;
             let owners: BTreeMap<(&str, &str), &str> = rs
                 .iter()
@@ -518,8 +570,8 @@ impl Caches {
                 })
                 .collect();
         }
-        if let Some(ns) = &needs.workloads {
-            let scaled: BTreeSet<ObjectRef> = match &needs.autoscalers {
+        if let Some(ns) = &workloads {
+            let scaled: BTreeSet<ObjectRef> = match &autoscalers {
                 Some(a) => collect(&self.autoscalers, a)?
                     .iter()
                     .map(|o| ObjectRef::clone(o))
@@ -633,7 +685,7 @@ mod tests {
                 "/api/v1/namespaces",
                 vec![
                     json!({"metadata": {"name": "d"}}),
-                    json!({"metadata": {"name": "e"}}),
+                    json!({"metadata": {"name": "e", "labels": {"env": "staging"}}}),
                 ],
             ),
         ]);
@@ -714,21 +766,23 @@ mod tests {
         .await;
         assert_eq!(caches.sizes()["pods"], 1);
 
-        // A namespace selector needs the whole cluster.
-        let everywhere = needs(
-            &fixtures::policy("all")
+        // A namespace selector needs the namespaces it matches (e), never the cluster.
+        let staging = needs(
+            &fixtures::policy("staging")
                 .set("/target/namespaceSelector", json!("env=staging"))
                 .build(),
         );
-        caches.apply(&everywhere);
-        until("cluster listed", || {
-            !requested(&seen, "GET /api/v1/pods?").is_empty()
-        })
-        .await;
+        caches.apply(&staging);
         until("synced", || caches.is_synced()).await;
-        assert!(caches.snapshot(&everywhere).await.is_ok());
+        let s = caches.snapshot(&staging).await.expect("readable");
+        assert_eq!(
+            s.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["api-1"]
+        );
+        assert!(requested(&seen, "GET /api/v1/pods?").is_empty(), "{seen:?}");
 
-        // A drain reads Nodes as targets: their full objects.
+        // A drain reads Nodes as targets (their full objects) and the pods of the whole
+        // cluster (it evicts whatever runs on its node).
         let drain = needs(
             &fixtures::policy("drain")
                 .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
@@ -740,6 +794,10 @@ mod tests {
             requested(&seen, "GET /api/v1/nodes?")
                 .iter()
                 .any(|r| !r.ends_with(" meta"))
+        })
+        .await;
+        until("cluster listed", || {
+            !requested(&seen, "GET /api/v1/pods?").is_empty()
         })
         .await;
         until("synced", || caches.is_synced()).await;

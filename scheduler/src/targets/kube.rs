@@ -261,7 +261,10 @@ where
 {
     let lp = ListParams::default();
     match ns {
-        Namespaces::All => Ok(Api::<K>::all(client.clone()).list(&lp).await?.items),
+        // A one-off list: every namespace, selection reads the labels afterwards.
+        Namespaces::All | Namespaces::Matching { .. } => {
+            Ok(Api::<K>::all(client.clone()).list(&lp).await?.items)
+        }
         Namespaces::Names(names) => {
             let mut out = Vec::new();
             for n in names {

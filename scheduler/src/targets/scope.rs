@@ -2,9 +2,10 @@
 //! over the loaded policy set. The watch caches and the rollout triggers follow the
 //! union, so that havoc's cost grows with what its policies cover, not with the cluster.
 //!
-//! A policy that names its namespaces needs those namespaces; a namespace selector (or
-//! no namespace list) can match any namespace, now or after a label changes, so it needs
-//! the kind cluster-wide. Kinds that carry revert records (Nodes, Deployments,
+//! A policy that names its namespaces needs those namespaces; a namespace selector needs
+//! the namespaces its selector matches ([`Namespaces::Matching`]), which the watch caches
+//! resolve against the Namespaces they watch, again whenever a namespace's labels change;
+//! no namespace list needs the kind cluster-wide. Kinds that carry revert records (Nodes, Deployments,
 //! StatefulSets, havoc's NetworkPolicies, VirtualServices) and Namespaces are not scoped
 //! here: the recovery sweep must find every record whatever the policies say now (one
 //! may be left by a policy since removed, or by another installation), and the pause
@@ -12,7 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::policy::{Policy, domain::NamespaceScope, domain::WorkloadKind, set::PolicySet};
+use crate::policy::{
+    Policy, domain::NamespaceScope, domain::WorkloadKind, selector::LabelSelector, set::PolicySet,
+};
 
 /// Which namespaces a watch covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +24,13 @@ pub enum Namespaces {
     All,
     /// These namespaces (one watch each).
     Names(BTreeSet<String>),
+    /// These namespaces and those whose labels match one of the selectors: resolved to
+    /// [`Namespaces::Names`] with the namespaces' labels ([`Namespaces::resolve`]) by
+    /// whoever watches. A follower that cannot resolve it watches the whole cluster.
+    Matching {
+        names: BTreeSet<String>,
+        selectors: Vec<LabelSelector>,
+    },
 }
 
 impl Namespaces {
@@ -32,13 +42,18 @@ impl Namespaces {
     pub fn of(scope: &NamespaceScope) -> Self {
         match scope {
             NamespaceScope::Names(names) => Namespaces::names(names.iter().map(String::as_str)),
-            NamespaceScope::All | NamespaceScope::Selector(_) => Namespaces::All,
+            NamespaceScope::Selector(s) => Namespaces::Matching {
+                names: BTreeSet::new(),
+                selectors: vec![s.clone()],
+            },
+            NamespaceScope::All => Namespaces::All,
         }
     }
 
+    /// Whether `ns` is covered; unresolved selectors may match any namespace.
     pub fn contains(&self, ns: &str) -> bool {
         match self {
-            Namespaces::All => true,
+            Namespaces::All | Namespaces::Matching { .. } => true,
             Namespaces::Names(n) => n.contains(ns),
         }
     }
@@ -50,7 +65,60 @@ impl Namespaces {
                 a.extend(b);
                 Namespaces::Names(a)
             }
+            (
+                Namespaces::Matching {
+                    mut names,
+                    mut selectors,
+                },
+                other @ (Namespaces::Names(_) | Namespaces::Matching { .. }),
+            )
+            | (
+                other @ Namespaces::Names(_),
+                Namespaces::Matching {
+                    mut names,
+                    mut selectors,
+                },
+            ) => {
+                match other {
+                    Namespaces::Names(n) => names.extend(n),
+                    Namespaces::Matching {
+                        names: n,
+                        selectors: s,
+                    } => {
+                        names.extend(n);
+                        for sel in s {
+                            if !selectors.contains(&sel) {
+                                selectors.push(sel);
+                            }
+                        }
+                    }
+                    Namespaces::All => unreachable!("matched above"),
+                }
+                Namespaces::Matching { names, selectors }
+            }
             _ => Namespaces::All,
+        }
+    }
+
+    /// The namespaces this covers among `namespaces` (each with its labels): a
+    /// [`Namespaces::Matching`] becomes the names it lists and those a selector matches;
+    /// the others are what they are.
+    pub fn resolve<'a>(
+        &self,
+        namespaces: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+    ) -> Namespaces {
+        match self {
+            Namespaces::Matching { names, selectors } => {
+                let mut out = names.clone();
+                out.extend(
+                    namespaces
+                        .into_iter()
+                        .filter(|(_, labels)| selectors.iter().any(|s| s.matches(labels)))
+                        .map(|(n, _)| n.to_string()),
+                );
+                Namespaces::Names(out)
+            }
+            other => other.clone(),
         }
     }
 

@@ -115,7 +115,8 @@ impl<H> std::fmt::Debug for WatchSet<H> {
 fn keys(wanted: &Option<Namespaces>) -> Vec<Option<String>> {
     match wanted {
         None => Vec::new(),
-        Some(Namespaces::All) => vec![None],
+        // Unresolved selectors (a follower that does not resolve them): the whole cluster.
+        Some(Namespaces::All | Namespaces::Matching { .. }) => vec![None],
         Some(Namespaces::Names(n)) => n.iter().cloned().map(Some).collect(),
     }
 }
@@ -263,6 +264,9 @@ type ByNamespace<T> = BTreeMap<String, BTreeMap<String, Arc<T>>>;
 pub struct Index<T> {
     health: WatchHealth,
     state: RwLock<IndexState<T>>,
+    /// Told after every event applied (whoever follows the objects: the namespaces a
+    /// selector matches).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -283,6 +287,7 @@ impl<T> Default for Index<T> {
                 items: BTreeMap::new(),
                 listing: None,
             }),
+            changed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -350,6 +355,14 @@ impl<T> Index<T> {
                 remove(&mut st.items, &ns, &name);
             }
         }
+        drop(st);
+        // One follower at most: a permit is kept until it looks.
+        self.changed.notify_one();
+    }
+
+    /// Completes after an event was applied since the last call (or now, if one was).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The objects of namespace `ns` (`""` for cluster-scoped kinds).

@@ -748,3 +748,121 @@ async fn a_preflight_hook_decides_before_anything_changes() -> anyhow::Result<()
     })
     .await
 }
+
+/// A `namespaceSelector` policy watches the pods of the namespaces its selector matches,
+/// not the cluster's, and follows their labels while it runs: a namespace labelled later
+/// is watched and chosen from, one whose label is taken away is never chosen again, and
+/// with none left the run is skipped (no target), never run on a stale cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_selector_policy_follows_namespace_labels_while_it_runs() -> anyhow::Result<()> {
+    with_namespace("selector", move |env, client, ns| async move {
+        let other = format!("{ns}-b");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let n: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": other, "labels": {"havoc.dev/e2e": "true"}}}),
+        )?;
+        namespaces.create(&PostParams::default(), &n).await?;
+        let cleanup = {
+            let (namespaces, other) = (namespaces.clone(), other.clone());
+            async move {
+                let _ = namespaces.delete(&other, &DeleteParams::background()).await;
+                Ok(())
+            }
+        };
+        let body = async move {
+            deployment(&client, &ns, "web", 3).await?;
+            deployment(&client, &other, "web", 3).await?;
+            let group = format!("chaos-group={ns}");
+            let label = |name: String, on: bool| {
+                let namespaces = namespaces.clone();
+                let key = "chaos-group";
+                let value = if on { json!(ns) } else { Value::Null };
+                async move {
+                    namespaces
+                        .patch(
+                            &name,
+                            &kube::api::PatchParams::default(),
+                            &kube::api::Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+                        )
+                        .await?;
+                    anyhow::Ok(())
+                }
+            };
+            label(ns.clone(), true).await?;
+            let policy = fixtures::policy("by-label")
+                .manual_only(&ns)
+                .set(
+                    "/target",
+                    json!({"kind": "Pod", "namespaceSelector": group, "selector": "app=web"}),
+                )
+                .duration("1s")
+                .settle("1s")
+                .blind();
+            // Live everywhere: a selector policy is never live by `liveNamespaces`; this
+            // havoc has this one policy, which touches only the labelled namespaces.
+            let serve = Serve::start(
+                &env,
+                Setup {
+                    dry_run: false,
+                    ..Setup::policy("p.yaml", &policy)
+                },
+            )
+            .await?;
+            let run_in = |expected: String| {
+                let serve = &serve;
+                async move {
+                    // A namespace just (un)labelled is re-scoped within moments; until its
+                    // watch has listed, a run is skipped as unreadable, never misjudged.
+                    poll(
+                        Duration::from_secs(30),
+                        &format!("a run in {expected}"),
+                        || async {
+                            let id = serve.run_now("by-label").await?;
+                            let r = serve.record(&id, Duration::from_secs(30)).await?;
+                            if r["verdict"] == "skipped" && r["reasonCode"] == "targetsUnreadable" {
+                                return Ok(None);
+                            }
+                            ensure!(r["verdict"] == "passed", "{r:#}");
+                            ensure!(r["targets"][0]["namespace"] == expected.as_str(), "{r:#}");
+                            Ok(Some(()))
+                        },
+                    )
+                    .await
+                }
+            };
+            run_in(ns.clone()).await?;
+            // The other namespace joins, this one leaves: only the other is chosen.
+            label(other.clone(), true).await?;
+            label(ns.clone(), false).await?;
+            for _ in 0..3 {
+                run_in(other.clone()).await?;
+            }
+            // The log says the pod watch followed the labels, and never went cluster-wide.
+            let log = serve.log();
+            let pod_scopes: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("watch scope changed") && l.contains(r#""kind":"Pod""#))
+                .collect();
+            ensure!(
+                pod_scopes.iter().any(|l| l.contains(&other)),
+                "no re-scope to {other}: {pod_scopes:#?}\n{}",
+                tail(&log, 60)
+            );
+            ensure!(
+                pod_scopes.iter().all(|l| !l.contains("All")),
+                "a cluster-wide pod watch: {pod_scopes:#?}"
+            );
+            // No labelled namespace left: nothing to choose from.
+            label(other.clone(), false).await?;
+            poll(Duration::from_secs(30), "a run without target", || async {
+                let id = serve.run_now("by-label").await?;
+                let r = serve.record(&id, Duration::from_secs(30)).await?;
+                Ok((r["verdict"] == "skipped" && r["reasonCode"] == "noTarget").then_some(()))
+            })
+            .await?;
+            Ok(())
+        };
+        cleaned_up(body, cleanup).await
+    })
+    .await
+}
