@@ -69,6 +69,13 @@ enum Variant {
     Namespaces,
     /// `target.namespaceSelector: havoc.dev/footprint=target`.
     Selector,
+    /// The peer: chaoskube (CHAOSKUBE_BIN, v0.39.1) killing one `app=victim` pod of the
+    /// target namespace every 10 s, with `--client-namespace-scope` (it lists only that
+    /// namespace's pods), as the same ServiceAccount, in the same cluster. It has no
+    /// health gate.
+    ChaoskubeScoped,
+    /// chaoskube as it runs by default: it lists every pod of the cluster, then filters.
+    Chaoskube,
 }
 
 impl Variant {
@@ -76,7 +83,11 @@ impl Variant {
         match s.trim() {
             "namespaces" => Ok(Variant::Namespaces),
             "selector" => Ok(Variant::Selector),
-            other => bail!("unknown variant {other:?} (namespaces, selector)"),
+            "chaoskube-scoped" => Ok(Variant::ChaoskubeScoped),
+            "chaoskube" => Ok(Variant::Chaoskube),
+            other => bail!(
+                "unknown variant {other:?} (namespaces, selector, chaoskube-scoped, chaoskube)"
+            ),
         }
     }
 
@@ -84,7 +95,13 @@ impl Variant {
         match self {
             Variant::Namespaces => "`namespaces: [target]`",
             Variant::Selector => "`namespaceSelector`",
+            Variant::ChaoskubeScoped => "chaoskube v0.39.1 `--client-namespace-scope`",
+            Variant::Chaoskube => "chaoskube v0.39.1 (lists the cluster)",
         }
+    }
+
+    fn is_peer(self) -> bool {
+        matches!(self, Variant::ChaoskubeScoped | Variant::Chaoskube)
     }
 }
 
@@ -172,7 +189,11 @@ async fn main() -> anyhow::Result<()> {
         for n in sorted {
             grow_background(&client, n).await?;
             for &variant in &variants {
-                let run = measure(&env, &web, &audit_log, n, variant, seconds, rollouts).await?;
+                let run = if variant.is_peer() {
+                    measure_peer(&audit_log, n, variant, seconds).await?
+                } else {
+                    measure(&env, &web, &audit_log, n, variant, seconds, rollouts).await?
+                };
                 println!("RESULT {}", serde_json::to_string(&run)?);
                 runs.push(run);
                 if let Some(dir) = &out {
@@ -347,7 +368,7 @@ fn kill_policy(variant: Variant) -> String {
         .duration("1s")
         .settle("2s");
     match variant {
-        Variant::Namespaces => doc,
+        Variant::Namespaces | Variant::ChaoskubeScoped | Variant::Chaoskube => doc,
         Variant::Selector => doc.set(
             "/target",
             json!({"kind": "Pod", "namespaceSelector": format!("{TARGET_LABEL}=target"), "selector": "app=victim"}),
@@ -572,6 +593,106 @@ async fn measure(
     Ok(run)
 }
 
+/// chaoskube (`CHAOSKUBE_BIN`) as the benchmark's ServiceAccount, in-cluster, killing
+/// one victim every 10 s for `seconds`; RSS and CPU from /proc, requests and kills from the
+/// API server's audit log (chaoskube counts nothing itself).
+async fn measure_peer(
+    audit_log: &std::path::Path,
+    background: usize,
+    variant: Variant,
+    seconds: u64,
+) -> anyhow::Result<Run> {
+    println!(
+        "== {background} background pods, {}: {seconds} s",
+        variant.describe()
+    );
+    let bin = std::env::var("CHAOSKUBE_BIN")
+        .context("set CHAOSKUBE_BIN (tests/bench/peers/chaoskube builds it)")?;
+    let mut command = tokio::process::Command::new(repo_root().join("tests/install/in-cluster"));
+    command.args(["-n", HOME, "-s", ACCOUNT, "--", &bin]);
+    command.args([
+        "--interval=10s",
+        &format!("--namespaces={TARGET}"),
+        "--labels=app=victim",
+        "--no-dry-run",
+        "--metrics-address=",
+    ]);
+    if variant == Variant::ChaoskubeScoped {
+        command.arg(format!("--client-namespace-scope={TARGET}"));
+    }
+    let log_path =
+        std::env::temp_dir().join(format!("footprint-chaoskube-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)?;
+    command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    let mut child = command.spawn().context("starting chaoskube")?;
+    let pid = child.id().context("chaoskube exited")?;
+    let user = format!("system:serviceaccount:{HOME}:{ACCOUNT}");
+    let began = Utc::now();
+    // Warm: its first kill is behind (start-up and its first lists).
+    poll(
+        Duration::from_secs(60),
+        "chaoskube's first kill",
+        || async {
+            let a = bench::audited_requests(audit_log, &user, began, Utc::now())?;
+            Ok(a.keys().any(|k| k.join(" ") == "delete pods").then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\nlog:\n{}",
+            tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 30)
+        )
+    })?;
+    let startup = bench::proc_stat(pid)?;
+    let t0 = Utc::now();
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        samples.push(bench::proc_stat(pid)?);
+    }
+    let end = bench::proc_stat(pid)?;
+    let t1 = Utc::now();
+    child.start_kill()?;
+    let _ = child.wait().await;
+    // The API server logs a request once answered: give the log a moment to catch up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let audited = flat(&bench::audited_requests(audit_log, &user, t0, t1)?);
+    let kills = audited.get("delete pods").copied().unwrap_or(0.0) as usize;
+    let _ = std::fs::remove_file(&log_path);
+    let mut steady: Vec<u64> = samples[samples.len() / 2..]
+        .iter()
+        .map(|s| s.rss_kib)
+        .collect();
+    steady.sort_unstable();
+    Ok(Run {
+        background_pods: background,
+        variant,
+        seconds: (t1 - t0).num_milliseconds() as f64 / 1000.0,
+        startup_rss_mib: mib(startup.rss_kib),
+        startup_cpu_s: startup.cpu_s,
+        peak_rss_mib: mib(end.peak_kib),
+        steady_rss_mib: mib(steady.get(steady.len() / 2).copied().unwrap_or(0)),
+        cpu_s: end.cpu_s - startup.cpu_s,
+        experiments: BTreeMap::new(),
+        reasons: BTreeMap::new(),
+        injected: kills,
+        kills,
+        havoc_requests: BTreeMap::new(),
+        audited_requests: audited,
+        startup_requests: f64::NAN,
+        rollout_p50_ms: f64::NAN,
+        rollout_p95_ms: f64::NAN,
+        rollout_max_ms: f64::NAN,
+        rollout_internal_p95_ms: f64::NAN,
+    })
+}
+
 /// Requests as `verb resource count, ...`.
 fn requests(r: &BTreeMap<String, f64>) -> String {
     r.iter()
@@ -589,6 +710,21 @@ fn table(runs: &[Run], seconds: u64) -> String {
     for r in runs {
         let total: f64 = r.havoc_requests.values().sum();
         let audited: f64 = r.audited_requests.values().sum();
+        if r.variant.is_peer() {
+            // Counted by the API server only; no rollout trigger to measure.
+            t.push_str(&format!(
+                "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} | – / {audited} | {:.1} requests per kill | – |\n",
+                r.background_pods,
+                r.variant.describe(),
+                r.peak_rss_mib,
+                r.steady_rss_mib,
+                r.cpu_s,
+                1000.0 * r.cpu_s / r.kills.max(1) as f64,
+                r.kills,
+                audited / r.kills.max(1) as f64,
+            ));
+            continue;
+        }
         let per = |key: &str| {
             r.havoc_requests.get(key).copied().unwrap_or(0.0) / r.injected.max(1) as f64
         };
@@ -609,6 +745,15 @@ fn table(runs: &[Run], seconds: u64) -> String {
     }
     t.push_str("\nRequests in the window by verb and resource (havoc's count; the API server's where it differs):\n\n");
     for r in runs {
+        if r.variant.is_peer() {
+            t.push_str(&format!(
+                "- {} pods, {}: {} (the audit log)\n",
+                r.background_pods,
+                r.variant.describe(),
+                requests(&r.audited_requests)
+            ));
+            continue;
+        }
         let differs: BTreeMap<&String, f64> = r
             .audited_requests
             .iter()
