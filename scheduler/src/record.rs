@@ -503,6 +503,21 @@ impl ExperimentRecord {
 pub(crate) mod tests {
     use super::*;
 
+    /// An error budget through an experiment whose burn rate broke its limit, for tests.
+    pub(crate) fn budget_record(name: &str) -> BudgetRecord {
+        BudgetRecord {
+            name: name.to_string(),
+            source: "sloth checkout/availability".into(),
+            remaining: Some(0.8),
+            min_remaining: 0.25,
+            burn_rate_before: Some(1.0),
+            burn_rate_during: Some(14.5),
+            burn_rate_after: Some(3.0),
+            max_burn_rate: Some(10.0),
+            burn_rate_after_factor: Some(2.0),
+        }
+    }
+
     /// A record with every field set, for tests.
     pub(crate) fn record(id: &str, verdict: Verdict) -> ExperimentRecord {
         let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().expect("valid");

@@ -48,14 +48,8 @@ pub fn fault_time(
         if r.intent.dry_run {
             continue;
         }
-        let mut namespaces: Vec<String> = r
-            .intent
-            .targets
-            .iter()
-            .filter_map(|t| t.namespace.clone())
-            .collect();
-        namespaces.sort();
-        namespaces.dedup();
+        let namespaces =
+            super::namespaces_of(r.intent.targets.iter().map(|t| t.namespace.as_ref()));
         charge(&mut namespaces.into_iter(), r.intent.started_at, now);
     }
     spent

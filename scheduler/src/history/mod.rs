@@ -123,15 +123,17 @@ pub fn last_passed(
     last
 }
 
+/// The namespaces among targets' (sorted, no duplicates).
+pub fn namespaces_of<'a>(namespaces: impl Iterator<Item = Option<&'a String>>) -> Vec<String> {
+    let mut out: Vec<String> = namespaces.flatten().cloned().collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl Summary {
     pub fn of(r: &ExperimentRecord) -> Self {
-        let mut namespaces: Vec<String> = r
-            .targets
-            .iter()
-            .filter_map(|t| t.namespace.clone())
-            .collect();
-        namespaces.sort();
-        namespaces.dedup();
+        let mut namespaces = namespaces_of(r.targets.iter().map(|t| t.namespace.as_ref()));
         // Kept for every experiment of the history: no spare capacity.
         namespaces.shrink_to_fit();
         let mut reason: String = r.reason.chars().take(SUMMARY_REASON).collect();

@@ -341,17 +341,7 @@ pub(crate) mod fixtures {
                         breached: true,
                         at: r.started_at + Duration::seconds(6),
                     });
-                    r.budgets.push(crate::record::BudgetRecord {
-                        name: HOSTILE.into(),
-                        source: "sloth checkout/availability".into(),
-                        remaining: Some(0.8),
-                        min_remaining: 0.25,
-                        burn_rate_before: Some(1.0),
-                        burn_rate_during: Some(14.5),
-                        burn_rate_after: Some(3.0),
-                        max_burn_rate: Some(10.0),
-                        burn_rate_after_factor: None,
-                    });
+                    r.budgets.push(crate::record::tests::budget_record(HOSTILE));
                 }
                 Verdict::Skipped => {
                     r.injected_at = None;

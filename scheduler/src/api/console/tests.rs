@@ -244,17 +244,8 @@ fn fixture(read_requires_token: bool) -> Fixture {
         breached: true,
         at: r.started_at + Duration::seconds(20),
     });
-    r.budgets.push(crate::record::BudgetRecord {
-        name: "checkout".into(),
-        source: "sloth checkout/availability".into(),
-        remaining: Some(0.8),
-        min_remaining: 0.25,
-        burn_rate_before: Some(1.0),
-        burn_rate_during: Some(14.5),
-        burn_rate_after: Some(3.0),
-        max_burn_rate: Some(10.0),
-        burn_rate_after_factor: Some(2.0),
-    });
+    r.budgets
+        .push(crate::record::tests::budget_record("checkout"));
     f.journal.append(&r).expect("in memory");
     f
 }

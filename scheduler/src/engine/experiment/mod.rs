@@ -166,9 +166,7 @@ fn namespace_budget(
     let Some(budget) = &env.config.limits.namespace_budget else {
         return Ok(());
     };
-    let mut namespaces: Vec<String> = targets.iter().filter_map(|t| t.namespace.clone()).collect();
-    namespaces.sort();
-    namespaces.dedup();
+    let namespaces = crate::history::namespaces_of(targets.iter().map(|t| t.namespace.as_ref()));
     if namespaces.is_empty() {
         return Ok(());
     }

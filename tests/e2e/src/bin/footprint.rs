@@ -471,14 +471,7 @@ async fn measure(
     let startup = bench::proc_stat(pid)?;
     let before = havoc_counters(&serve).await?;
     let t0 = Utc::now();
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    while started.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        samples.push(bench::proc_stat(pid)?);
-    }
-    let end = bench::proc_stat(pid)?;
+    let (samples, end) = sample(pid, seconds).await?;
     let after = havoc_counters(&serve).await?;
     let t1 = Utc::now();
     let window = bench::delta(&before, &after);
@@ -564,11 +557,6 @@ async fn measure(
         Err(_) => read()?,
     };
 
-    let mut steady: Vec<u64> = samples[samples.len() / 2..]
-        .iter()
-        .map(|s| s.rss_kib)
-        .collect();
-    steady.sort_unstable();
     let run = Run {
         background_pods: background,
         variant,
@@ -576,7 +564,7 @@ async fn measure(
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
-        steady_rss_mib: mib(steady.get(steady.len() / 2).copied().unwrap_or(0)),
+        steady_rss_mib: steady_mib(&samples),
         cpu_s: end.cpu_s - startup.cpu_s,
         experiments,
         reasons,
@@ -649,14 +637,7 @@ async fn measure_peer(
     })?;
     let startup = bench::proc_stat(pid)?;
     let t0 = Utc::now();
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    while started.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        samples.push(bench::proc_stat(pid)?);
-    }
-    let end = bench::proc_stat(pid)?;
+    let (samples, end) = sample(pid, seconds).await?;
     let t1 = Utc::now();
     child.start_kill()?;
     let _ = child.wait().await;
@@ -665,11 +646,6 @@ async fn measure_peer(
     let audited = flat(&bench::audited_requests(audit_log, &user, t0, t1)?);
     let kills = audited.get("delete pods").copied().unwrap_or(0.0) as usize;
     let _ = std::fs::remove_file(&log_path);
-    let mut steady: Vec<u64> = samples[samples.len() / 2..]
-        .iter()
-        .map(|s| s.rss_kib)
-        .collect();
-    steady.sort_unstable();
     Ok(Run {
         background_pods: background,
         variant,
@@ -677,7 +653,7 @@ async fn measure_peer(
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
-        steady_rss_mib: mib(steady.get(steady.len() / 2).copied().unwrap_or(0)),
+        steady_rss_mib: steady_mib(&samples),
         cpu_s: end.cpu_s - startup.cpu_s,
         experiments: BTreeMap::new(),
         reasons: BTreeMap::new(),
@@ -691,6 +667,28 @@ async fn measure_peer(
         rollout_max_ms: f64::NAN,
         rollout_internal_p95_ms: f64::NAN,
     })
+}
+
+/// `pid`'s /proc figures once a second for `seconds`, and at the end.
+async fn sample(pid: u32, seconds: u64) -> anyhow::Result<(Vec<bench::ProcStat>, bench::ProcStat)> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        samples.push(bench::proc_stat(pid)?);
+    }
+    Ok((samples, bench::proc_stat(pid)?))
+}
+
+/// Steady RSS: the median of the second half of the samples.
+fn steady_mib(samples: &[bench::ProcStat]) -> f64 {
+    let mut steady: Vec<u64> = samples[samples.len() / 2..]
+        .iter()
+        .map(|s| s.rss_kib)
+        .collect();
+    steady.sort_unstable();
+    mib(steady.get(steady.len() / 2).copied().unwrap_or(0))
 }
 
 /// Requests as `verb resource count, ...`.
