@@ -162,6 +162,7 @@ async fn error_budgets_gate_abort_and_judge_by_the_burn_rate() -> anyhow::Result
             "{r:#}"
         );
         ensure!(number(&r["budgets"][0]["remaining"]) < 0.5, "{r:#}");
+        eprintln!("budget gate: {}", r["reason"]);
         ensure!(
             replicas(&deployments.get("web").await?) == 3,
             "changed while skipped"

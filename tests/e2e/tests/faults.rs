@@ -239,12 +239,16 @@ async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() 
         )
         .await?;
         // Its pods are evicted (replaced on the other pool nodes).
-        poll(
+        let evicted = poll(
             Duration::from_secs(30),
             "no pod of the test left on the node",
             || async { Ok((pods_on_node(&client, &ns, "", &name).await? == 0).then_some(())) },
         )
-        .await?;
+        .await;
+        if let Err(e) = evicted {
+            let r = serve.record(&id, Duration::from_secs(60)).await;
+            anyhow::bail!("{e:#}\nrecord: {r:#?}\nlog:\n{}", tail(&serve.log(), 40));
+        }
         let r = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(r["verdict"] == "passed", "{r:#}");
         ensure!(revert_of(&r)["result"] == "restored", "{r:#}");

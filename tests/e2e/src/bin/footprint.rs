@@ -527,6 +527,17 @@ async fn measure(
         },
     )
     .await?;
+    // The kill policy's last experiment may still be settling: the first rollout would
+    // find the limit taken (maxConcurrentExperiments 1) and be skipped.
+    poll(Duration::from_secs(60), "no experiment running", || async {
+        let text = serve.metrics().await?;
+        let running = text
+            .lines()
+            .find_map(|l| l.strip_prefix("havoc_active_experiments "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        Ok((running == Some(0.0)).then_some(()))
+    })
+    .await?;
     let reaction: Reaction = bench::measure_reaction(web, &serve, rollouts, false).await?;
     println!("rollout reaction: {}", reaction.summary());
     let startup_requests: f64 = before.values().sum();
