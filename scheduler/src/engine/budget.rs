@@ -25,8 +25,8 @@ pub struct BudgetReading {
 /// (or slower) is not a baseline a little noise could multiply past `burnRateAfter`.
 const BURN_RATE_FLOOR: f64 = 1.0;
 
-fn value(v: f64) -> String {
-    // Three significant decimals are what a person compares; the record keeps all.
+/// A reading as people compare it: three decimals at most (`0.835`, `14.5`, `3`).
+pub fn value(v: f64) -> String {
     format!("{:.3}", v)
         .trim_end_matches('0')
         .trim_end_matches('.')

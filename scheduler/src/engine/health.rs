@@ -209,9 +209,11 @@ impl Health {
                 started,
                 match (&remaining, &burn_rate) {
                     (Ok(left), Ok(rate)) => Ok(format!(
-                        "{left} remaining (minimum {}){}",
+                        "{} remaining (minimum {}){}",
+                        super::budget::value(*left),
                         budget.min_remaining,
-                        rate.map(|r| format!(", burn rate {r}")).unwrap_or_default()
+                        rate.map(|r| format!(", burn rate {}", super::budget::value(r)))
+                            .unwrap_or_default()
                     )),
                     (Err(e), _) | (_, Err(e)) => Err(e.clone()),
                 },

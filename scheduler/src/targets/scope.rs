@@ -61,42 +61,31 @@ impl Namespaces {
     /// Both (the cluster, if either is).
     pub fn union(self, other: Self) -> Self {
         match (self, other) {
+            (Namespaces::All, _) | (_, Namespaces::All) => Namespaces::All,
             (Namespaces::Names(mut a), Namespaces::Names(b)) => {
                 a.extend(b);
                 Namespaces::Names(a)
             }
-            (
-                Namespaces::Matching {
-                    mut names,
-                    mut selectors,
-                },
-                other @ (Namespaces::Names(_) | Namespaces::Matching { .. }),
-            )
-            | (
-                other @ Namespaces::Names(_),
-                Namespaces::Matching {
-                    mut names,
-                    mut selectors,
-                },
-            ) => {
-                match other {
-                    Namespaces::Names(n) => names.extend(n),
-                    Namespaces::Matching {
-                        names: n,
-                        selectors: s,
-                    } => {
-                        names.extend(n);
-                        for sel in s {
-                            if !selectors.contains(&sel) {
-                                selectors.push(sel);
-                            }
-                        }
+            (a, b) => {
+                let (mut names, mut selectors) = a.parts();
+                let (more, others) = b.parts();
+                names.extend(more);
+                for s in others {
+                    if !selectors.contains(&s) {
+                        selectors.push(s);
                     }
-                    Namespaces::All => unreachable!("matched above"),
                 }
                 Namespaces::Matching { names, selectors }
             }
-            _ => Namespaces::All,
+        }
+    }
+
+    /// The names and selectors of a scope that is not the whole cluster.
+    fn parts(self) -> (BTreeSet<String>, Vec<LabelSelector>) {
+        match self {
+            Namespaces::Names(names) => (names, Vec::new()),
+            Namespaces::Matching { names, selectors } => (names, selectors),
+            Namespaces::All => (BTreeSet::new(), Vec::new()),
         }
     }
 

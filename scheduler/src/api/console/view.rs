@@ -403,8 +403,15 @@ pub fn span(secs: u64) -> String {
                 format!("{} min {s} s", secs / 60)
             }
         }
-        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
+        // A whole number of hours or days says so: `24 h` is `1 d`, not `1 d 0 h`.
+        3600..86400 => match secs % 3600 / 60 {
+            0 => format!("{} h", secs / 3600),
+            m => format!("{} h {m} min", secs / 3600),
+        },
+        _ => match secs % 86400 / 3600 {
+            0 => format!("{} d", secs / 86400),
+            h => format!("{} d {h} h", secs / 86400),
+        },
     }
 }
 

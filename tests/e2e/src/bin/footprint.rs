@@ -719,17 +719,21 @@ fn table(runs: &[Run], seconds: u64) -> String {
     for r in runs {
         let total: f64 = r.havoc_requests.values().sum();
         let audited: f64 = r.audited_requests.values().sum();
+        // What every row has; then what a peer (counted by the API server only, no
+        // rollout trigger) or havoc adds.
+        t.push_str(&format!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} |",
+            r.background_pods,
+            r.variant.describe(),
+            r.peak_rss_mib,
+            r.steady_rss_mib,
+            r.cpu_s,
+            1000.0 * r.cpu_s / r.kills.max(1) as f64,
+            r.kills,
+        ));
         if r.variant.is_peer() {
-            // Counted by the API server only; no rollout trigger to measure.
             t.push_str(&format!(
-                "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} | – / {audited} | {:.1} requests per kill | – |\n",
-                r.background_pods,
-                r.variant.describe(),
-                r.peak_rss_mib,
-                r.steady_rss_mib,
-                r.cpu_s,
-                1000.0 * r.cpu_s / r.kills.max(1) as f64,
-                r.kills,
+                " – / {audited} | {:.1} requests per kill | – |\n",
                 audited / r.kills.max(1) as f64,
             ));
             continue;
@@ -738,14 +742,7 @@ fn table(runs: &[Run], seconds: u64) -> String {
             r.havoc_requests.get(key).copied().unwrap_or(0.0) / r.injected.max(1) as f64
         };
         t.push_str(&format!(
-            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} | {total} / {audited} | {:.1} delete + {:.1} Event |  {:.1} / {:.1} ms |\n",
-            r.background_pods,
-            r.variant.describe(),
-            r.peak_rss_mib,
-            r.steady_rss_mib,
-            r.cpu_s,
-            1000.0 * r.cpu_s / r.kills.max(1) as f64,
-            r.kills,
+            " {total} / {audited} | {:.1} delete + {:.1} Event |  {:.1} / {:.1} ms |\n",
             per("delete pods"),
             per("create events"),
             r.rollout_p50_ms,

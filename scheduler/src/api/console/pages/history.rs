@@ -253,10 +253,7 @@ pub fn experiment_page(v: &Viewer, live: &Live, r: &ExperimentRecord) -> Markup 
                         } @else { (opt_number(b.burn_rate_during)) }
                     }
                     td { (opt_number(b.burn_rate_after)) }
-                    td {
-                        @if let Some(m) = b.max_burn_rate { "held at most " (m) " " }
-                        @if let Some(k) = b.burn_rate_after_factor { "after ≤ before × " (k) }
-                    }
+                    td { (budget_limits(b)) }
                 }
             }))
         }
@@ -271,4 +268,21 @@ pub fn experiment_page(v: &Viewer, live: &Live, r: &ExperimentRecord) -> Markup 
 /// A reading for a person: three decimals, or a dash when there is none.
 fn opt_number(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_string(), |v| format!("{v:.3}"))
+}
+
+/// A budget's burn-rate limits, as a policy sets them (`—`: none).
+fn budget_limits(b: &crate::record::BudgetRecord) -> String {
+    let limits: Vec<String> = [
+        b.max_burn_rate.map(|m| format!("at most {m} while held")),
+        b.burn_rate_after_factor
+            .map(|k| format!("after ≤ before × {k}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if limits.is_empty() {
+        "—".to_string()
+    } else {
+        limits.join("; ")
+    }
 }
