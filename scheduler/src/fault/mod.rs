@@ -74,7 +74,7 @@ use self::{access::FaultAccess, recovery::RecordKind, revert::Stamp};
 use crate::{
     policy::Policy,
     record::{ObjectRef, SkipReason},
-    targets::{Claim, Guards, Snapshot, scope::Needs},
+    targets::{Claim, Guards, NodeInfo, Snapshot, scope::Needs},
 };
 
 /// One kind of fault (one file under `fault/`).
@@ -103,6 +103,16 @@ pub trait FaultKind: Send + Sync + Debug {
     /// The targets of the input's policy in its snapshot, chosen under its guards (the
     /// shared rules of selection plus this fault's own), or why there are none.
     fn plan(&self, input: PlanInput<'_>) -> Plan;
+
+    /// For a fault that empties whole nodes (drain, zone outage): the nodes it would act
+    /// on, chosen from the snapshot before their pods are read ([`Needs::node_pods`]).
+    /// The engine then reads those pods into the snapshot and plans with the same nodes
+    /// ([`PlanInput::nodes`]). `None`: it reads no node's pods.
+    ///
+    /// [`Needs::node_pods`]: crate::targets::scope::Needs::node_pods
+    fn choose_nodes(&self, _input: PlanInput<'_>) -> Result<Option<Vec<NodeInfo>>, SkipReason> {
+        Ok(None)
+    }
 
     /// Undoes one of its records (the record alone says what to restore). Reversible
     /// faults write it with [`reversible!`].
@@ -144,6 +154,8 @@ pub struct PlanInput<'a> {
     pub snapshot: &'a Snapshot,
     pub guards: &'a Guards,
     pub rng: &'a mut ChaCha8Rng,
+    /// The nodes [`FaultKind::choose_nodes`] chose, their pods now in the snapshot.
+    pub nodes: Option<&'a [NodeInfo]>,
 }
 
 /// A fault's plan, or why the experiment is skipped.

@@ -37,10 +37,11 @@ use super::{
 use crate::{
     policy::{Policy, domain::Fault},
     record::ObjectRef,
+    record::SkipReason,
     targets::{
-        Claim, DrainTarget, PodInfo, drain_plan,
+        Claim, DrainTarget, NodeInfo, PodInfo, drain_plan,
         scope::{Namespaces, Needs},
-        select_nodes,
+        select_nodes, still_free,
     },
 };
 
@@ -70,12 +71,21 @@ pub fn drain_access(patch: &'static str, evict: &'static str) -> FaultAccess {
     }
 }
 
-/// What a drain reads: every pod of the cluster (it evicts any pod of its node, and must
-/// know which nodes run havoc), and the nodes.
-pub fn drain_needs() -> Needs {
+/// What a drain reads: the nodes; the pods of havoc's namespace (which nodes run havoc)
+/// and of `withPodsIn`'s (which nodes host them), watched; and, once it has chosen its
+/// nodes, their pods, read then ([`Needs::node_pods`]): not every pod of the cluster.
+pub fn drain_needs(policy: &Policy, own_namespace: &str) -> Needs {
     Needs {
-        pods: Some(Namespaces::All),
+        pods: Some(Namespaces::names(
+            policy
+                .target
+                .hosting
+                .iter()
+                .map(String::as_str)
+                .chain([own_namespace]),
+        )),
         nodes: true,
+        node_pods: true,
         ..Needs::default()
     }
 }
@@ -94,14 +104,11 @@ impl FaultKind for NodeDrain {
 
     reversible!(records on Node; reverted by revert; original Original);
 
-    fn needs(&self, _: &Policy, _: &str) -> Needs {
-        drain_needs()
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        drain_needs(policy, own_namespace)
     }
 
-    fn plan(&self, input: PlanInput<'_>) -> Plan {
-        let Fault::NodeDrain { timeout } = input.policy.fault else {
-            return Err(super::not_mine(self, input.policy));
-        };
+    fn choose_nodes(&self, input: PlanInput<'_>) -> Result<Option<Vec<NodeInfo>>, SkipReason> {
         let nodes = select_nodes(
             &input.policy.target,
             input.snapshot,
@@ -110,6 +117,24 @@ impl FaultKind for NodeDrain {
             input.rng,
         )
         .into_chosen()?;
+        Ok(Some(nodes))
+    }
+
+    fn plan(&self, input: PlanInput<'_>) -> Plan {
+        let Fault::NodeDrain { timeout } = input.policy.fault else {
+            return Err(super::not_mine(self, input.policy));
+        };
+        let nodes = match input.nodes {
+            Some(chosen) => still_free(input.snapshot, chosen, input.guards)?,
+            None => select_nodes(
+                &input.policy.target,
+                input.snapshot,
+                input.guards,
+                Utc::now(),
+                input.rng,
+            )
+            .into_chosen()?,
+        };
         Ok(Box::new(DrainPlan {
             timeout,
             nodes: drain_plan(input.snapshot, nodes, input.guards),

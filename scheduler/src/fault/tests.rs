@@ -73,8 +73,21 @@ fn each_fault_reads_its_kinds() {
         .fault(json!({"nodeDrain": {}}))
         .build();
     let n = needs_of([&drain], OWN);
-    assert_eq!(n.pods, Some(Namespaces::All), "a drain evicts any pod");
-    assert!(n.nodes);
+    assert_eq!(
+        n.pods,
+        names(&[OWN]),
+        "its nodes' pods are read, not watched"
+    );
+    assert!(n.nodes && n.node_pods);
+    let hosting = fixtures::policy("d")
+        .set(
+            "/target",
+            json!({"kind": "Node", "selector": "pool=a", "withPodsIn": ["a"]}),
+        )
+        .fault(json!({"nodeDrain": {}}))
+        .build();
+    let n = needs_of([&hosting], OWN);
+    assert_eq!(n.pods, names(&["a", OWN]), "which nodes run their pods");
 
     let cut = fixtures::policy("c")
         .namespaces(&["a"])

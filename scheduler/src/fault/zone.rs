@@ -37,7 +37,10 @@ use crate::{
     labels::ZONE_LABEL,
     policy::{Policy, domain::Fault},
     record::{ObjectRef, SkipReason},
-    targets::{Claim, DrainTarget, Guards, NodeInfo, PodInfo, Snapshot, drain_plan, select_nodes},
+    targets::{
+        Claim, DrainTarget, Guards, NodeInfo, PodInfo, Snapshot, drain_plan, select_nodes,
+        still_free,
+    },
 };
 
 pub const FAULT: &str = "zoneOutage";
@@ -60,28 +63,48 @@ impl FaultKind for ZoneOutage {
 
     reversible!(records on Node; reverted by node::revert; original node::Original);
 
-    fn needs(&self, _: &Policy, _: &str) -> crate::targets::scope::Needs {
-        drain_needs()
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> crate::targets::scope::Needs {
+        drain_needs(policy, own_namespace)
+    }
+
+    /// Every node of the zone it takes away.
+    fn choose_nodes(&self, input: PlanInput<'_>) -> Result<Option<Vec<NodeInfo>>, SkipReason> {
+        let zone = choose_zone(input.policy, input.snapshot, input.guards, input.rng)?;
+        Ok(Some(nodes_of(input.snapshot, &zone)))
     }
 
     fn plan(&self, input: PlanInput<'_>) -> Plan {
         let Fault::ZoneOutage { timeout } = input.policy.fault else {
             return Err(super::not_mine(self, input.policy));
         };
-        let zone = choose_zone(input.policy, input.snapshot, input.guards, input.rng)?;
-        let nodes: Vec<NodeInfo> = input
-            .snapshot
-            .nodes
-            .iter()
-            .filter(|n| zone_of(n) == Some(zone.as_str()))
-            .cloned()
-            .collect();
+        let (zone, nodes) = match input.nodes {
+            Some(chosen) => {
+                let nodes = still_free(input.snapshot, chosen, input.guards)?;
+                let zone = nodes.first().and_then(zone_of).unwrap_or_default();
+                (zone.to_string(), nodes)
+            }
+            None => {
+                let zone = choose_zone(input.policy, input.snapshot, input.guards, input.rng)?;
+                let nodes = nodes_of(input.snapshot, &zone);
+                (zone, nodes)
+            }
+        };
         Ok(Box::new(ZonePlan {
             zone,
             timeout,
             nodes: drain_plan(input.snapshot, nodes, input.guards),
         }))
     }
+}
+
+/// The nodes of `zone`.
+fn nodes_of(snapshot: &Snapshot, zone: &str) -> Vec<NodeInfo> {
+    snapshot
+        .nodes
+        .iter()
+        .filter(|n| zone_of(n) == Some(zone))
+        .cloned()
+        .collect()
 }
 
 fn zone_of(n: &NodeInfo) -> Option<&str> {
@@ -276,6 +299,7 @@ mod tests {
                 snapshot: &s,
                 guards: &guards(5),
                 rng: &mut ChaCha8Rng::seed_from_u64(3),
+                nodes: None,
             })
             .expect("a zone");
         let names: Vec<String> = plan.objects().into_iter().map(|o| o.name).collect();

@@ -54,8 +54,9 @@ fn json_response(v: &serde_json::Value) -> http::Response<kube::client::Body> {
         .expect("response")
 }
 
-/// Answers lists from `objects` (path -> items), holds watches open, serves a
-/// discovery without Istio; records every request in `seen`.
+/// Answers lists from `objects` (path -> items; selectors are not applied) and gets of
+/// one of their items by name (404 if none), holds watches open, serves a discovery
+/// without Istio; records every request in `seen`.
 pub async fn api_server(
     mut handle: Handle,
     objects: BTreeMap<&'static str, Vec<serde_json::Value>>,
@@ -85,11 +86,33 @@ pub async fn api_server(
                 json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
             }
             "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
-            p => json!({
-                "apiVersion": "v1", "kind": "List",
-                "metadata": {"resourceVersion": "1"},
-                "items": objects.get(p).cloned().unwrap_or_default(),
-            }),
+            p => match (objects.get(p), p.rsplit_once('/')) {
+                // One object, by name, from its list.
+                (None, Some((list, name))) if objects.contains_key(list) => {
+                    match objects[list].iter().find(|o| o["metadata"]["name"] == name) {
+                        Some(o) => o.clone(),
+                        None => {
+                            send.send_response(
+                                http::Response::builder()
+                                    .status(404)
+                                    .body(kube::client::Body::from(
+                                        serde_json::to_vec(&json!({
+                                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                            "reason": "NotFound", "code": 404, "message": "not found"}))
+                                        .expect("json"),
+                                    ))
+                                    .expect("response"),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                (items, _) => json!({
+                    "apiVersion": "v1", "kind": "List",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": items.cloned().unwrap_or_default(),
+                }),
+            },
         };
         send.send_response(json_response(&body));
     }

@@ -248,6 +248,13 @@ impl SnapshotSource for ListSource {
     fn snapshot<'a>(&'a self, needs: &'a Needs) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
         async move { Ok(list_snapshot(&self.client, needs).await?) }.boxed()
     }
+
+    fn node_pods<'a>(
+        &'a self,
+        nodes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<PodInfo>, SnapshotError>> {
+        async move { Ok(super::nodes::read(&self.client, nodes).await?) }.boxed()
+    }
 }
 
 /// Lists a namespaced kind in `ns`: one list per namespace, or one for the cluster.

@@ -6,12 +6,14 @@
 //!   comes from ([`SnapshotSource`]);
 //! - [`cache`]: the service's watch caches (a [`SnapshotSource`]), scoped by [`scope`]
 //!   to what the policies read and kept by [`watches`];
-//! - [`kube`]: conversions from Kubernetes objects, and a listing source for `havoc run`.
+//! - [`kube`]: conversions from Kubernetes objects, and a listing source for `havoc run`;
+//! - [`nodes`]: the pods of the nodes a drain chose, read when it chooses them.
 
 pub mod cache;
 #[cfg(test)]
 pub mod fixtures;
 pub mod kube;
+pub mod nodes;
 pub mod scope;
 pub mod select;
 pub mod snapshot;
@@ -25,7 +27,7 @@ pub use self::{
     scope::FollowsPolicies,
     select::{
         DrainTarget, ScaleGuard, Selection, drain_plan, select_nodes, select_partitions,
-        select_pods, select_virtual_services, select_workloads,
+        select_pods, select_virtual_services, select_workloads, still_free,
     },
     snapshot::{Snapshot, SnapshotError, SnapshotSource, VirtualServices},
 };

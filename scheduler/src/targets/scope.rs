@@ -144,6 +144,11 @@ pub struct Needs {
     pub autoscalers: Option<Namespaces>,
     /// Nodes as targets.
     pub nodes: bool,
+    /// The pods of the nodes it chooses, read from the API server when it chooses them
+    /// (by `spec.nodeName`, with the other replicas of their workloads), never watched:
+    /// a drain may evict any pod of its node, and a watch of every pod would make havoc's
+    /// cost grow with the cluster ([`super::snapshot::SnapshotSource::node_pods`]).
+    pub node_pods: bool,
     /// VirtualServices as targets.
     pub virtual_services: bool,
     /// Rollout triggers: the workloads watched for completed rollouts, by kind.
@@ -176,6 +181,7 @@ impl Needs {
             workloads: join(self.workloads, other.workloads),
             autoscalers: join(self.autoscalers, other.autoscalers),
             nodes: self.nodes || other.nodes,
+            node_pods: self.node_pods || other.node_pods,
             virtual_services: self.virtual_services || other.virtual_services,
             rollouts,
         }

@@ -333,6 +333,44 @@ pub fn select_nodes(
     sel
 }
 
+/// The nodes a drain or zone outage chose before their pods were read, as the snapshot
+/// sees them now, if they are still free: none cordoned meanwhile (by anyone, or taken by
+/// another experiment of this process), and all of them still within
+/// `maxUnschedulableNodes` beside the other cordons.
+pub fn still_free(
+    snapshot: &Snapshot,
+    chosen: &[NodeInfo],
+    guards: &Guards,
+) -> Result<Vec<NodeInfo>, crate::record::SkipReason> {
+    use crate::record::SkipReason;
+    let mut now = Vec::with_capacity(chosen.len());
+    for c in chosen {
+        match snapshot.nodes.iter().find(|n| n.name == c.name) {
+            Some(n) if !n.unschedulable && !n.has_record => now.push(n.clone()),
+            Some(_) => {
+                return Err(SkipReason::NoTarget(format!(
+                    "node {} was cordoned while its pods were read",
+                    c.name
+                )));
+            }
+            None => {
+                return Err(SkipReason::NoTarget(format!(
+                    "node {} was deleted while its pods were read",
+                    c.name
+                )));
+            }
+        }
+    }
+    let cordoned = snapshot.nodes.iter().filter(|n| n.unschedulable).count();
+    if cordoned + now.len() > guards.max_unschedulable_nodes as usize {
+        return Err(SkipReason::NoTarget(format!(
+            "{} more cordoned node(s) would exceed maxUnschedulableNodes: {cordoned} were cordoned while their pods were read",
+            now.len()
+        )));
+    }
+    Ok(now)
+}
+
 /// One node of a drain: the node, the pods it evicts, and the pods the guards keep on it
 /// (with why).
 #[derive(Debug, Clone, PartialEq, Eq)]

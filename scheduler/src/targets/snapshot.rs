@@ -13,7 +13,9 @@ use super::{NamespaceInfo, NodeInfo, PodInfo, VirtualServiceInfo, WorkloadInfo};
 /// What selection knows about the cluster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The pods of the policy's namespaces and havoc's own (every pod for a drain).
+    /// The pods of the policy's namespaces and havoc's own; for a drain, also those of
+    /// the nodes it chose and the other replicas of their workloads
+    /// ([`SnapshotSource::node_pods`]).
     pub pods: Vec<PodInfo>,
     /// Every namespace with its labels, by name.
     pub namespaces: BTreeMap<String, NamespaceInfo>,
@@ -49,4 +51,37 @@ pub trait SnapshotSource: Send + Sync {
     /// What a policy can select from: the kinds its fault reads (`needs`), in the
     /// namespaces it covers (and havoc's own), not the whole cluster.
     fn snapshot<'a>(&'a self, needs: &'a Needs) -> BoxFuture<'a, Result<Snapshot, SnapshotError>>;
+
+    /// The pods bound to `nodes`, and every pod of the workloads they belong to (a drain
+    /// counts a workload's ready replicas wherever they run), read when a drain has
+    /// chosen its nodes ([`Needs::node_pods`]). The default reads a snapshot of every
+    /// pod: right for sources that hold the whole cluster anyway (tests).
+    fn node_pods<'a>(
+        &'a self,
+        nodes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<PodInfo>, SnapshotError>> {
+        Box::pin(async move {
+            let all = Needs {
+                pods: Some(super::scope::Namespaces::All),
+                ..Needs::default()
+            };
+            let pods = self.snapshot(&all).await?.pods;
+            Ok(super::nodes::of_nodes(pods, nodes))
+        })
+    }
+}
+
+impl Snapshot {
+    /// Adds `pods`, except those already in (the same pod read twice).
+    pub fn add_pods(&mut self, pods: Vec<PodInfo>) {
+        let have: std::collections::BTreeSet<(String, String)> = self
+            .pods
+            .iter()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        self.pods.extend(
+            pods.into_iter()
+                .filter(|p| !have.contains(&(p.namespace.clone(), p.name.clone()))),
+        );
+    }
 }

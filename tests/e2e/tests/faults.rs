@@ -252,6 +252,16 @@ async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() 
         let r = serve.record(&id, Duration::from_secs(60)).await?;
         ensure!(r["verdict"] == "passed", "{r:#}");
         ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
+        // It read the node's pods when it chose the node: no pod watch went cluster-wide.
+        let log = serve.log();
+        let pod_scopes: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("watch scope changed") && l.contains(r#""kind":"Pod""#))
+            .collect();
+        ensure!(
+            !pod_scopes.is_empty() && pod_scopes.iter().all(|l| !l.contains("All")),
+            "the pod watches: {pod_scopes:#?}"
+        );
         let n = nodes_api.get(&name).await?;
         ensure!(
             !unschedulable(&n) && !has_record(&n),

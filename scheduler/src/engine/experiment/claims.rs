@@ -13,7 +13,7 @@ use crate::{
     fault::{FaultKind, Planned},
     policy::Policy,
     record::SkipReason,
-    targets::{Claim, Guards, Snapshot},
+    targets::{Claim, Guards, NodeInfo, Snapshot},
 };
 
 /// The claims of the experiments running in this process. Cheap to clone.
@@ -37,8 +37,31 @@ impl Drop for Claimed {
 }
 
 impl Claims {
+    /// The nodes `fault` would empty ([`FaultKind::choose_nodes`]), chosen with the
+    /// others' claims marked; nothing is claimed yet (their pods are read first, then
+    /// [`Claims::choose`] plans with them and claims).
+    pub fn choose_nodes(
+        &self,
+        fault: &dyn FaultKind,
+        policy: &Policy,
+        snapshot: &mut Snapshot,
+        guards: &Guards,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Vec<NodeInfo>>, SkipReason> {
+        let set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Claim::mark(&set, snapshot);
+        fault.choose_nodes(PlanInput {
+            policy,
+            snapshot,
+            guards,
+            rng,
+            nodes: None,
+        })
+    }
+
     /// Chooses `fault`'s plan with the others' claims marked in the snapshot (their pods
-    /// gone, their nodes cordoned), and claims what this plan takes, atomically.
+    /// gone, their nodes cordoned), and claims what this plan takes, atomically. `nodes`:
+    /// what [`Claims::choose_nodes`] chose.
     pub fn choose(
         &self,
         fault: &dyn FaultKind,
@@ -46,6 +69,7 @@ impl Claims {
         snapshot: &mut Snapshot,
         guards: &Guards,
         rng: &mut ChaCha8Rng,
+        nodes: Option<&[NodeInfo]>,
     ) -> Result<(Box<dyn Planned>, Claimed), SkipReason> {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
         Claim::mark(&set, snapshot);
@@ -54,6 +78,7 @@ impl Claims {
             snapshot,
             guards,
             rng,
+            nodes,
         })?;
         let keys = plan.claims();
         set.extend(keys.iter().cloned());

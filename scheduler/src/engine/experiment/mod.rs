@@ -227,9 +227,6 @@ pub async fn execute(
             return record;
         }
     };
-    if let Some(r) = &opts.restrict {
-        snapshot.pods.retain(|p| r.allows(p));
-    }
     let guards = Guards {
         min_available_replicas: policy.min_available_replicas,
         max_unschedulable_nodes: policy
@@ -241,10 +238,42 @@ pub async fn execute(
         Some(s) => ChaCha8Rng::seed_from_u64(s),
         None => ChaCha8Rng::from_rng(&mut rand::rng()),
     };
-    let (plan, _claimed) = match env
-        .claims
-        .choose(kind, policy, &mut snapshot, &guards, &mut rng)
-    {
+    // A drain chooses its nodes first, then reads their pods (no watch holds them).
+    let mut nodes = None;
+    if needs.node_pods {
+        match env
+            .claims
+            .choose_nodes(kind, policy, &mut snapshot, &guards, &mut rng)
+        {
+            Ok(None) => {}
+            Ok(Some(chosen)) => {
+                let names: Vec<String> = chosen.iter().map(|n| n.name.clone()).collect();
+                match source.node_pods(&names).await {
+                    Ok(pods) => snapshot.add_pods(pods),
+                    Err(e) => {
+                        record.skip(&SkipReason::TargetsUnreadable(e.to_string()));
+                        return record;
+                    }
+                }
+                nodes = Some(chosen);
+            }
+            Err(why) => {
+                record.skip(&why);
+                return record;
+            }
+        }
+    }
+    if let Some(r) = &opts.restrict {
+        snapshot.pods.retain(|p| r.allows(p));
+    }
+    let (plan, _claimed) = match env.claims.choose(
+        kind,
+        policy,
+        &mut snapshot,
+        &guards,
+        &mut rng,
+        nodes.as_deref(),
+    ) {
         Ok(p) => p,
         Err(why) => {
             record.skip(&why);

@@ -450,10 +450,10 @@ fn a_pod_chosen_by_a_running_experiment_counts_as_gone() {
     let read = || targets::snapshot("d", "web", 2);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (first, claimed) = claims
-        .choose(kind, &policy, &mut read(), &guards, &mut rng)
+        .choose(kind, &policy, &mut read(), &guards, &mut rng, None)
         .expect("the first takes a pod");
     assert_eq!(first.objects().len(), 1);
-    let second = claims.choose(kind, &policy, &mut read(), &guards, &mut rng);
+    let second = claims.choose(kind, &policy, &mut read(), &guards, &mut rng, None);
     assert!(
         matches!(second, Err(SkipReason::NoTarget(_))),
         "the second would leave web without a ready replica: {:?}",
@@ -461,7 +461,7 @@ fn a_pod_chosen_by_a_running_experiment_counts_as_gone() {
     );
     drop(claimed);
     let (third, _claimed) = claims
-        .choose(kind, &policy, &mut read(), &guards, &mut rng)
+        .choose(kind, &policy, &mut read(), &guards, &mut rng, None)
         .expect("free again once the first ended");
     assert_eq!(third.objects().len(), 1);
 }
