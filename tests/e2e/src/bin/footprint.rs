@@ -1,15 +1,17 @@
 //! Benchmark: what havoc costs as the cluster around it grows. A program, not a test: it
 //! measures and prints; `tests/bench/footprint` runs it and puts its table in the README.
 //!
-//! For each count N of background pods (`FOOTPRINT_BACKGROUND`, default `0,5000,10000`;
+//! For each count N of background pods (`FOOTPRINT_BACKGROUND`, default `0,10000,50000`;
 //! Deployments of 1,000 pause pods in namespaces `havoc-footprint-bg-*`, on KWOK nodes of
-//! their own), and for each way of naming the target (`FOOTPRINT_VARIANTS`: `namespaces`,
-//! the policy lists its namespace; `selector`, it uses a namespace selector, which needs
-//! cluster-wide watches), one `havoc serve` (HAVOC_BIN, the release build) runs a policy
-//! deleting one pod of `havoc-footprint-target` every 10 s (held 1 s, settling 2 s), with
+//! their own), and for each kind of policy (`FOOTPRINT_VARIANTS`: `namespaces`, the policy
+//! lists its namespace; `selector`, it uses a namespace selector; `drain`, it drains a node
+//! of the target's own pool of 3 KWOK nodes, `withPodsIn` the target namespace, evicting the
+//! victims there), one `havoc serve` (HAVOC_BIN, the release build) runs a policy
+//! deleting one pod of `havoc-footprint-target` (or draining) every 10 s (held 1 s, settling 2 s), with
 //! the default health interval (10 s) and policy reload interval (5 s), and no SLOs. Measured over `FOOTPRINT_SECONDS` (default 300) after the
 //! first experiment:
 //!
+//! - start-up: from the process's start to `/readyz` (its first lists included);
 //! - peak RSS (`VmHWM`, start-up included) and steady RSS (median of 1 s samples over the
 //!   second half), CPU seconds (user + system) and per kill;
 //! - API requests by verb and resource, as havoc counts them
@@ -61,6 +63,9 @@ const PER_NAMESPACE: usize = 1000;
 /// KWOK nodes of the background (110 pods each; 100 used).
 const PODS_PER_NODE: usize = 100;
 const NODE_POOL: &str = "footprint";
+/// KWOK nodes of the target's pods (so that a drain evicts nothing else).
+const TARGET_POOL: &str = "footprint-target";
+const TARGET_NODES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +74,9 @@ enum Variant {
     Namespaces,
     /// `target.namespaceSelector: havoc.dev/footprint=target`.
     Selector,
+    /// `nodeDrain` of one node of the target's own pool (`withPodsIn: [target]`), held
+    /// 1 s: it evicts the victims there (they come back on the pool's other nodes).
+    Drain,
     /// The peer: chaoskube (CHAOSKUBE_BIN, v0.39.1) killing one `app=victim` pod of the
     /// target namespace every 10 s, with `--client-namespace-scope` (it lists only that
     /// namespace's pods), as the same ServiceAccount, in the same cluster. It has no
@@ -83,10 +91,11 @@ impl Variant {
         match s.trim() {
             "namespaces" => Ok(Variant::Namespaces),
             "selector" => Ok(Variant::Selector),
+            "drain" => Ok(Variant::Drain),
             "chaoskube-scoped" => Ok(Variant::ChaoskubeScoped),
             "chaoskube" => Ok(Variant::Chaoskube),
             other => bail!(
-                "unknown variant {other:?} (namespaces, selector, chaoskube-scoped, chaoskube)"
+                "unknown variant {other:?} (namespaces, selector, drain, chaoskube-scoped, chaoskube)"
             ),
         }
     }
@@ -95,6 +104,7 @@ impl Variant {
         match self {
             Variant::Namespaces => "`namespaces: [target]`",
             Variant::Selector => "`namespaceSelector`",
+            Variant::Drain => "`nodeDrain` with `withPodsIn`",
             Variant::ChaoskubeScoped => "chaoskube v0.39.1 `--client-namespace-scope`",
             Variant::Chaoskube => "chaoskube v0.39.1 (lists the cluster)",
         }
@@ -111,6 +121,8 @@ struct Run {
     background_pods: usize,
     variant: Variant,
     seconds: f64,
+    /// From the process's start to `/readyz` answering (its first lists included).
+    startup_s: f64,
     startup_rss_mib: f64,
     startup_cpu_s: f64,
     peak_rss_mib: f64,
@@ -145,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::load()?;
     let client = env.client().await?;
     let backgrounds: Vec<usize> = std::env::var("FOOTPRINT_BACKGROUND")
-        .unwrap_or_else(|_| "0,5000,10000".into())
+        .unwrap_or_else(|_| "0,10000,50000".into())
         .split(',')
         .map(|s| {
             s.trim()
@@ -154,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     let variants: Vec<Variant> = std::env::var("FOOTPRINT_VARIANTS")
-        .unwrap_or_else(|_| "namespaces,selector".into())
+        .unwrap_or_else(|_| "namespaces,selector,drain,chaoskube-scoped".into())
         .split(',')
         .map(Variant::parse)
         .collect::<anyhow::Result<_>>()?;
@@ -237,8 +249,17 @@ async fn prepare(client: &Client) -> anyhow::Result<()> {
     }))?;
     create_or_keep(&Api::all(client.clone()), &crb).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), TARGET);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let have = nodes
+        .list_metadata(&ListParams::default().labels(&format!("{POOL}={TARGET_POOL}")))
+        .await?
+        .items
+        .len();
+    if have < TARGET_NODES {
+        workloads::add_pool_nodes(client, TARGET_POOL, have..TARGET_NODES).await?;
+    }
     if deployments.get_opt("victim").await?.is_none() {
-        workloads::deployment(client, TARGET, "victim", 10).await?;
+        workloads::deployment_on(client, TARGET, "victim", 10, Some(TARGET_POOL)).await?;
     }
     if deployments.get_opt("web").await?.is_some() {
         // From a run with FOOTPRINT_KEEP: start over with a fresh one.
@@ -373,6 +394,12 @@ fn kill_policy(variant: Variant) -> String {
             "/target",
             json!({"kind": "Pod", "namespaceSelector": format!("{TARGET_LABEL}=target"), "selector": "app=victim"}),
         ),
+        Variant::Drain => doc
+            .set(
+                "/target",
+                json!({"kind": "Node", "selector": format!("{POOL}={TARGET_POOL}"), "withPodsIn": [TARGET]}),
+            )
+            .set("/fault", json!({"nodeDrain": {"timeout": "5s"}})),
     }
     .yaml()
 }
@@ -441,6 +468,7 @@ async fn measure(
 ) -> anyhow::Result<Run> {
     println!("== {background} background pods, target by {variant:?}: {seconds} s");
     alerts_quiet(env).await?;
+    let starting = Instant::now();
     let mut serve = Serve::start(
         env,
         Setup {
@@ -460,6 +488,7 @@ async fn measure(
         },
     )
     .await?;
+    let startup_s = starting.elapsed().as_secs_f64();
     let pid = serve.child.id().context("havoc exited")?;
     // Warm: the first experiment has ended (start-up, the caches' first lists, the
     // RBAC checks and the first kill are behind).
@@ -572,6 +601,7 @@ async fn measure(
         background_pods: background,
         variant,
         seconds: (t1 - t0).num_milliseconds() as f64 / 1000.0,
+        startup_s,
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
@@ -661,6 +691,7 @@ async fn measure_peer(
         background_pods: background,
         variant,
         seconds: (t1 - t0).num_milliseconds() as f64 / 1000.0,
+        startup_s: f64::NAN,
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
@@ -713,18 +744,23 @@ fn requests(r: &BTreeMap<String, f64>) -> String {
 fn table(runs: &[Run], seconds: u64) -> String {
     let mut t = String::new();
     t.push_str(&format!(
-        "| background pods | target | peak RSS | steady RSS | CPU in {seconds} s | CPU per kill | kills | API requests (havoc / API server's audit) | per experiment | rollout reaction p50 / p95 |\n"
+        "| background pods | target | ready after | peak RSS | steady RSS | CPU in {seconds} s | CPU per kill (drain) | kills (drains) | API requests (havoc / API server's audit) | per experiment | rollout reaction p50 / p95 |\n"
     ));
-    t.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    t.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         let total: f64 = r.havoc_requests.values().sum();
         let audited: f64 = r.audited_requests.values().sum();
         // What every row has; then what a peer (counted by the API server only, no
         // rollout trigger) or havoc adds.
         t.push_str(&format!(
-            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} |",
+            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} |",
             r.background_pods,
             r.variant.describe(),
+            if r.startup_s.is_nan() {
+                "–".to_string()
+            } else {
+                format!("{:.1} s", r.startup_s)
+            },
             r.peak_rss_mib,
             r.steady_rss_mib,
             r.cpu_s,
@@ -741,12 +777,23 @@ fn table(runs: &[Run], seconds: u64) -> String {
         let per = |key: &str| {
             r.havoc_requests.get(key).copied().unwrap_or(0.0) / r.injected.max(1) as f64
         };
+        let each = if r.variant == Variant::Drain {
+            format!(
+                "{:.1} eviction + {:.1} pod list + {:.1} Node patch",
+                per("create pods/eviction"),
+                per("list pods"),
+                per("patch nodes"),
+            )
+        } else {
+            format!(
+                "{:.1} delete + {:.1} Event",
+                per("delete pods"),
+                per("create events")
+            )
+        };
         t.push_str(&format!(
-            " {total} / {audited} | {:.1} delete + {:.1} Event |  {:.1} / {:.1} ms |\n",
-            per("delete pods"),
-            per("create events"),
-            r.rollout_p50_ms,
-            r.rollout_p95_ms,
+            " {total} / {audited} | {each} |  {:.1} / {:.1} ms |\n",
+            r.rollout_p50_ms, r.rollout_p95_ms,
         ));
     }
     t.push_str("\nRequests in the window by verb and resource (havoc's count; the API server's where it differs):\n\n");
@@ -826,5 +873,6 @@ async fn cleanup(client: &Client) -> anyhow::Result<()> {
         },
     )
     .await?;
+    workloads::delete_node_pool(client, TARGET_POOL).await?;
     workloads::delete_node_pool(client, NODE_POOL).await
 }
