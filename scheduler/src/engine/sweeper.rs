@@ -10,8 +10,9 @@
 //! in `havoc_reverts_forbidden` (the chart's PrometheusRule alerts on it) and tried again
 //! only every [`MAX_BACKOFF`], in case the permission comes back.
 //!
-//! Before its first sweep the leader lists the Nodes once for records written without
-//! their label ([`recovery::mark_unlabelled`]): the Node watch selects that label.
+//! Before its first sweep the leader lists the Nodes, Deployments and StatefulSets once
+//! for records written without their label ([`recovery::mark_unlabelled`]): the watches
+//! of those kinds select that label.
 //!
 //! The first sweep also closes the journal's dangling intents (experiments a crash cut
 //! short): one final record each, `errored` (reasonCode `crashed`) naming what its revert
@@ -223,14 +224,14 @@ impl Sweeper {
         }
     }
 
-    /// Adds to `found` the Node records written without their label (and labels them);
+    /// Adds to `found` the records written without their label (and labels them);
     /// whether that list succeeded. A failure never holds up the sweep of the records the
     /// watches see: the next round tries again.
     async fn adopt_unlabelled(&self, found: &mut recovery::Found) -> bool {
         let old = match recovery::mark_unlabelled(&self.mutator()).await {
             Ok(old) => old,
             Err(e) => {
-                tracing::warn!(error = %e, "recovery: listing Nodes for unlabelled records failed; the next sweep tries again");
+                tracing::warn!(error = %e, "recovery: listing Nodes, Deployments and StatefulSets for unlabelled records failed; the next sweep tries again");
                 return false;
             }
         };

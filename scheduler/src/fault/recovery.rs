@@ -132,26 +132,45 @@ pub fn in_caches(caches: &Caches) -> Found {
     found
 }
 
-/// Nodes per page of that list: a page is read whole before it is decoded, and a
+/// Objects per page of that list: a page is read whole before it is decoded, and a
 /// (KWOK) node's metadata is about 2 KB, mostly managed fields; pages keep the start-up
 /// peak (which the allocator keeps as RSS) from growing with the cluster.
 const NODE_PAGE: u32 = 25;
 
-/// The records on Nodes that lack their label ([`REVERT_LABEL`], which the caches' Node
-/// watch selects): written by a havoc older than the label. One metadata list (in pages) of
-/// the Nodes without the label; each one holding a record gets the label (a merge patch with
-/// its resourceVersion as precondition, so a record removed meanwhile is not relabelled),
-/// so the watch follows it from then on, and its record is returned for this sweep. Any
+/// The records on Nodes, Deployments and StatefulSets that lack their label
+/// ([`REVERT_LABEL`], which the caches' watches of those kinds select): written by a havoc
+/// older than the label. One paged metadata list per kind of the objects without the
+/// label; each one holding a record gets the label (a merge patch with its
+/// resourceVersion as precondition, so a record removed meanwhile is not relabelled), so
+/// the watch follows it from then on, and its record is returned for this sweep. Any
 /// failure (a conflict included) is returned: the caller tries again on its next round.
 pub async fn mark_unlabelled(m: &super::Mutator) -> Result<Found, super::FaultError> {
-    let api = Api::<Node>::all(m.client().clone());
+    use crate::targets::watches::{cluster, namespaced};
+    let client = m.client();
+    let mut found = Found::default();
+    mark_kind::<Node>(m, cluster(client), &mut found).await?;
+    mark_kind::<Deployment>(m, namespaced(client), &mut found).await?;
+    mark_kind::<StatefulSet>(m, namespaced(client), &mut found).await?;
+    Ok(found)
+}
+
+/// [`mark_unlabelled`] for one kind (`api`: its API in a namespace, or the cluster's).
+async fn mark_kind<K>(
+    m: &super::Mutator,
+    api: impl Fn(Option<&str>) -> Api<K>,
+    found: &mut Found,
+) -> Result<(), super::FaultError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let all = api(None);
     let mut page = ListParams::default()
         .labels(&format!("!{}", REVERT_LABEL.0))
         .limit(NODE_PAGE);
-    let mut nodes = Vec::new();
+    let mut held = Vec::new();
     loop {
-        let list = super::bounded(api.list_metadata(&page)).await?;
-        nodes.extend(
+        let list = super::bounded(all.list_metadata(&page)).await?;
+        held.extend(
             list.items
                 .into_iter()
                 .filter(|n| n.annotations().contains_key(REVERT_ANNOTATION)),
@@ -161,21 +180,22 @@ pub async fn mark_unlabelled(m: &super::Mutator) -> Result<Found, super::FaultEr
             _ => break,
         }
     }
-    let mut found = Found::default();
-    for n in nodes {
-        let patch = merge(precondition(n.metadata.resource_version.clone()), label());
-        let name = n.name_any();
+    let kind = K::kind(&());
+    for o in held {
+        let patch = merge(precondition(o.metadata.resource_version.clone()), label());
+        let name = o.name_any();
+        let ns = o.namespace();
         match m
-            .send(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .send(api(ns.as_deref()).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)))
             .await
         {
-            Ok(_) => found.add("Node", &n),
+            Ok(_) => found.add(&kind, &o),
             Err(super::FaultError::Api(kube::Error::Api(s))) if s.code == 404 => {}
             // A conflict too: the caller lists again on its next round.
             Err(e) => return Err(e),
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// Objects per page when `havoc revert --all` lists the cluster.
@@ -337,8 +357,9 @@ mod tests {
     }
 
     /// A record an older havoc wrote without its label: found by the start-up list of
-    /// unlabelled Nodes, labelled with the listed resourceVersion as precondition, and
-    /// returned; a Node without a record is left alone.
+    /// unlabelled Nodes (then Deployments and StatefulSets), labelled with the listed
+    /// resourceVersion as precondition, and returned; an object without a record is left
+    /// alone.
     #[tokio::test]
     async fn a_record_without_its_label_is_labelled_and_found() {
         use http::{Request, Response};
@@ -385,13 +406,43 @@ mod tests {
             );
             send.send_response(respond(json!({"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "kwok-b", "resourceVersion": "10"}})));
+            // Then the Deployments (one holds a record) and the StatefulSets (none).
+            let (req, send) = handle.next_request().await.expect("the Deployment list");
+            assert_eq!(req.uri().path(), "/apis/apps/v1/deployments");
+            send.send_response(respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                "metadata": {"resourceVersion": "9"},
+                "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                    "metadata": {"name": "web", "namespace": "d", "resourceVersion": "5",
+                        "annotations": {REVERT_ANNOTATION: stored}}}]
+            })));
+            let (req, send) = handle.next_request().await.expect("the Deployment patch");
+            assert_eq!(req.method(), "PATCH");
+            assert_eq!(
+                req.uri().path(),
+                "/apis/apps/v1/namespaces/d/deployments/web"
+            );
+            send.send_response(respond(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "d", "resourceVersion": "11"}}),
+            ));
+            let (req, send) = handle.next_request().await.expect("the StatefulSet list");
+            assert_eq!(req.uri().path(), "/apis/apps/v1/statefulsets");
+            send.send_response(respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                "metadata": {"resourceVersion": "9"}, "items": []
+            })));
         });
         let found = mark_unlabelled(&crate::fault::Mutator::unfenced(client))
             .await
             .expect("listed");
         server.await.expect("scripted");
-        assert_eq!(found.held.len(), 1, "{found:?}");
-        assert_eq!(found.held[0].object.name, "kwok-b");
+        let held: Vec<(&str, &str)> = found
+            .held
+            .iter()
+            .map(|h| (h.object.kind.as_str(), h.object.name.as_str()))
+            .collect();
+        assert_eq!(held, [("Node", "kwok-b"), ("Deployment", "web")]);
         assert_eq!(found.held[0].record.experiment, "e1");
     }
 }

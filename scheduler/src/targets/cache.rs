@@ -5,16 +5,19 @@
 //! What is watched follows the policies ([`Needs`], re-derived on every reload): pods,
 //! their ReplicaSets and HorizontalPodAutoscalers only in the namespaces the policies
 //! cover, cluster-wide only when one uses a namespace selector or no namespace list, and
-//! not at all when no policy reads them; Nodes as targets only for a node drain. The
-//! kinds that carry revert records (Nodes, Deployments, StatefulSets, havoc's
-//! NetworkPolicies, VirtualServices) and Namespaces are always watched cluster-wide:
-//! recovery must find every record whatever the policies say now, and a namespace's
-//! pause label applies to every policy. For Nodes that watch selects the label that comes
-//! with every revert record ([`REVERT_LABEL`]) and reads metadata only: a kubelet (or
-//! KWOK) updates each node's status every 10-20 s, and a watch of every Node would decode
-//! each of those updates to find nothing (about 1,400 events in 5 minutes at 100 nodes).
+//! not at all when no policy reads them; Deployments and StatefulSets as targets only in
+//! the namespaces of the policies that scale or partition them; Nodes as targets only for
+//! a node drain. The kinds that carry revert records (Nodes, Deployments, StatefulSets,
+//! havoc's NetworkPolicies, VirtualServices) and Namespaces are always watched
+//! cluster-wide: recovery must find every record whatever the policies say now, and a
+//! namespace's pause label applies to every policy. For Nodes, Deployments and
+//! StatefulSets that watch selects the label that comes with every revert record
+//! ([`REVERT_LABEL`]) and reads metadata only: a kubelet (or KWOK) updates each node's
+//! status every 10-20 s, a Deployment's status changes with every pod it replaces, and a
+//! watch of every object would decode each of those updates to find nothing (about 1,400
+//! events in 5 minutes at 100 nodes).
 //! A record written without the label (by a havoc older than the label) is found by the
-//! leader's one paged metadata list of the unlabelled Nodes before its first sweep
+//! leader's one paged metadata list of the unlabelled objects of those kinds before its first sweep
 //! ([`crate::fault::recovery::mark_unlabelled`]).
 //!
 //! Each object is reduced to what havoc reads before it is stored: a pod to its
@@ -87,8 +90,14 @@ pub struct Caches {
     /// The metadata of the Nodes that hold a revert record (label-selected), for the
     /// recovery sweep.
     node_records: WatchSet<Index<Node>>,
+    /// Deployments and StatefulSets as targets (scale, partition), in the policies'
+    /// namespaces.
     deployments: WatchSet<Index<Deployment>>,
     statefulsets: WatchSet<Index<StatefulSet>>,
+    /// The metadata of the Deployments and StatefulSets that hold a record
+    /// (label-selected, cluster-wide), for the recovery sweep.
+    deployment_records: WatchSet<Index<Deployment>>,
+    statefulset_records: WatchSet<Index<StatefulSet>>,
     /// NetworkPolicies havoc created (label-selected: only havoc's own are watched).
     network_policies: WatchSet<Index<NetworkPolicy>>,
     /// VirtualServices, once the CRD is found (`None`: not installed).
@@ -167,6 +176,26 @@ fn node_record_row(n: PartialObjectMeta<Node>) -> Option<Node> {
     };
     trim_meta(&mut node);
     Some(node)
+}
+
+/// A Deployment's metadata, for the recovery sweep.
+fn deployment_record_row(d: PartialObjectMeta<Deployment>) -> Option<Deployment> {
+    let mut d = Deployment {
+        metadata: d.metadata,
+        ..Deployment::default()
+    };
+    trim_meta(&mut d);
+    Some(d)
+}
+
+/// A StatefulSet's metadata, for the recovery sweep.
+fn statefulset_record_row(s: PartialObjectMeta<StatefulSet>) -> Option<StatefulSet> {
+    let mut s = StatefulSet {
+        metadata: s.metadata,
+        ..StatefulSet::default()
+    };
+    trim_meta(&mut s);
+    Some(s)
 }
 
 fn deployment_row(mut d: Deployment) -> Option<Deployment> {
@@ -253,7 +282,7 @@ impl Caches {
         let all = watcher::Config::default;
         let managed =
             watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-        let held = watcher::Config::default().labels(REVERT_LABEL.0);
+        let held = || watcher::Config::default().labels(REVERT_LABEL.0);
         let caches = Caches {
             pods: index_set("Pod", namespaced(client), all(), pod_row, stop, tasks),
             replicasets: index_set(
@@ -284,8 +313,24 @@ impl Caches {
             node_records: index_set(
                 "Node (metadata)",
                 cluster::<PartialObjectMeta<Node>>(client),
-                held,
+                held(),
                 node_record_row,
+                stop,
+                tasks,
+            ),
+            deployment_records: index_set(
+                "Deployment (metadata)",
+                namespaced::<PartialObjectMeta<Deployment>>(client),
+                held(),
+                deployment_record_row,
+                stop,
+                tasks,
+            ),
+            statefulset_records: index_set(
+                "StatefulSet (metadata)",
+                namespaced::<PartialObjectMeta<StatefulSet>>(client),
+                held(),
+                statefulset_record_row,
                 stop,
                 tasks,
             ),
@@ -320,8 +365,8 @@ impl Caches {
         };
         caches.namespaces.set(Some(Namespaces::All));
         caches.node_records.set(Some(Namespaces::All));
-        caches.deployments.set(Some(Namespaces::All));
-        caches.statefulsets.set(Some(Namespaces::All));
+        caches.deployment_records.set(Some(Namespaces::All));
+        caches.statefulset_records.set(Some(Namespaces::All));
         caches.network_policies.set(Some(Namespaces::All));
         // A namespace selector's watches follow the namespaces' labels: re-resolved after
         // every Namespace event (a label added, a namespace created or deleted).
@@ -367,9 +412,13 @@ impl Caches {
     /// resolved against the namespaces watched (a scope that did not change is left
     /// alone: [`WatchSet::set`] compares).
     fn rescope(&self) {
-        let (pods, autoscalers) = {
+        let (pods, workloads, autoscalers) = {
             let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
-            (wanted.pods.clone(), wanted.autoscalers.clone())
+            (
+                wanted.pods.clone(),
+                wanted.workloads.clone(),
+                wanted.autoscalers.clone(),
+            )
         };
         let namespaces = self.namespaces.running().into_iter().next();
         let resolve = |n: Option<Namespaces>| {
@@ -385,6 +434,9 @@ impl Caches {
         self.pods.set(pods.clone());
         self.replicasets.set(pods);
         self.autoscalers.set(resolve(autoscalers));
+        let workloads = resolve(workloads);
+        self.deployments.set(workloads.clone());
+        self.statefulsets.set(workloads);
     }
 
     /// Finds the VirtualService CRD and, if installed, starts its watch.
@@ -447,14 +499,16 @@ impl Caches {
             && self.replicasets.is_synced()
             && self.autoscalers.is_synced()
             && self.nodes.is_synced()
+            && self.deployments.is_synced()
+            && self.statefulsets.is_synced()
     }
 
     /// The watches of the kinds that carry revert records have listed: the recovery
     /// sweep can trust what it does not find.
     pub fn recovery_synced(&self) -> bool {
         self.node_records.is_synced()
-            && self.deployments.is_synced()
-            && self.statefulsets.is_synced()
+            && self.deployment_records.is_synced()
+            && self.statefulset_records.is_synced()
             && self.network_policies.is_synced()
             && self.virtual_services_synced.load(Ordering::Acquire)
     }
@@ -481,11 +535,11 @@ impl Caches {
     }
 
     pub(crate) fn deployments(&self) -> Vec<Arc<Deployment>> {
-        every(&self.deployments)
+        every(&self.deployment_records)
     }
 
     pub(crate) fn statefulsets(&self) -> Vec<Arc<StatefulSet>> {
-        every(&self.statefulsets)
+        every(&self.statefulset_records)
     }
 
     pub(crate) fn network_policies(&self) -> Vec<Arc<NetworkPolicy>> {
@@ -506,6 +560,14 @@ impl Caches {
             ("nodes holding a record", count(&self.node_records)),
             ("deployments", count(&self.deployments)),
             ("statefulsets", count(&self.statefulsets)),
+            (
+                "deployments holding a record",
+                count(&self.deployment_records),
+            ),
+            (
+                "statefulsets holding a record",
+                count(&self.statefulset_records),
+            ),
         ])
     }
 
@@ -737,6 +799,25 @@ mod tests {
                     .all(|r| r.ends_with(" meta") && r.contains("labelSelector=havoc.dev%2Frevert")),
             "{nodes:?}"
         );
+        // Deployments and StatefulSets likewise: no scale policy, no full object.
+        for kind in ["deployments", "statefulsets"] {
+            let seen_kind: Vec<String> = seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|r| r.starts_with("GET /apis/apps/v1/") && r.contains(kind))
+                .cloned()
+                .collect();
+            assert!(
+                !seen_kind.is_empty()
+                    && seen_kind
+                        .iter()
+                        .all(|r| r.starts_with(&format!("GET /apis/apps/v1/{kind}?"))
+                            && r.ends_with(" meta")
+                            && r.contains("labelSelector=havoc.dev%2Frevert")),
+                "{seen_kind:?}"
+            );
+        }
 
         let s = caches.snapshot(&in_d).await.expect("readable");
         assert_eq!(s.pods.len(), 1);
@@ -810,6 +891,30 @@ mod tests {
         until("synced", || caches.is_synced()).await;
         assert!(caches.snapshot(&drain).await.is_ok());
         assert!(requested(&seen, "GET /api/v1/pods?").is_empty(), "{seen:?}");
+
+        // A scale policy reads the full Deployments and StatefulSets of its namespace.
+        let scale = needs(
+            &fixtures::policy("scale")
+                .namespaces(&["d"])
+                .kind("Deployment")
+                .fault(json!({"scale": {"replicas": 0}}))
+                .build(),
+        );
+        caches.apply(&scale);
+        until("d's Deployments listed", || {
+            requested(&seen, "GET /apis/apps/v1/namespaces/d/deployments?")
+                .iter()
+                .any(|r| !r.ends_with(" meta"))
+        })
+        .await;
+        until("synced", || caches.is_synced()).await;
+        assert!(caches.snapshot(&scale).await.is_ok());
+        assert!(
+            requested(&seen, "GET /apis/apps/v1/deployments?")
+                .iter()
+                .all(|r| r.ends_with(" meta")),
+            "{seen:?}"
+        );
         stop.cancel();
     }
 }

@@ -458,9 +458,10 @@ async fn a_follower_takes_over_and_reverts_the_killed_leaders_faults() -> anyhow
     .await
 }
 
-/// A drain's record that lost its label (as an older havoc wrote records) is not seen by
-/// the Node watch, which selects the label: the successor of a killed havoc finds it in
-/// its one start-up list of Nodes, labels it and uncordons the node.
+/// A drain's and a scale's records that lost their label (as an older havoc wrote
+/// records) are not seen by the Node and Deployment watches, which select the label: the
+/// successor of a killed havoc finds them in its one start-up list of each kind, labels
+/// them, uncordons the node and gives the Deployment its replicas back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::Result<()> {
     with_namespace("unlabelled", move |env, client, ns| async move {
@@ -475,6 +476,17 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
             )
             .await?;
             serve.run_now("drain").await?;
+            serve.run_now("scale").await?;
+            let deployments = Api::<Deployment>::namespaced(client.clone(), &s.ns);
+            poll(
+                Duration::from_secs(30),
+                "web scaled with its record",
+                || async {
+                    let d = deployments.get("web").await?;
+                    Ok((replicas(&d) == 1 && has_record(&d)).then_some(()))
+                },
+            )
+            .await?;
             let nodes = Api::<Node>::all(client.clone());
             let held = poll(
                 Duration::from_secs(30),
@@ -500,6 +512,13 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
                 .await?;
             let node = nodes.get(&held).await?;
             ensure!(node.annotations().contains_key(REVERT) && !node.labels().contains_key(REVERT));
+            deployments
+                .patch(
+                    "web",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"labels": {REVERT: null}}})),
+                )
+                .await?;
             serve.respawn()?;
             serve.wait_ready(true).await?;
             poll(
@@ -517,10 +536,25 @@ async fn a_record_without_its_label_is_still_reverted_after_a_kill() -> anyhow::
                 ensure!(!has_record(&node), "record and label removed together");
                 Ok(())
             })?;
+            poll(
+                Duration::from_secs(60),
+                "the unlabelled scale reverted",
+                || async {
+                    let d = deployments.get("web").await?;
+                    Ok((replicas(&d) == 3 && !d.annotations().contains_key(REVERT)).then_some(()))
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\nlog:\n{}", tail(&serve.log(), 40)))?;
+            let log = serve.log();
+            let labelled = log
+                .lines()
+                .filter(|l| l.contains("a record without its label, labelled"))
+                .count();
             ensure!(
-                serve.log().contains("a record without its label, labelled"),
-                "the start-up list found it:\n{}",
-                tail(&serve.log(), 40)
+                labelled == 2,
+                "the start-up lists found both ({labelled}):\n{}",
+                tail(&log, 40)
             );
             undisturbed(&client, &s).await
         }
