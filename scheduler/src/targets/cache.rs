@@ -53,7 +53,7 @@ use kube::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    NamespaceInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
+    NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
     kube::{deployment_info, node_info, pod_info, statefulset_info, virtual_service_info},
     scope::{FollowsPolicies, Namespaces, Needs},
     watches::{Index, Unserved, WatchSet, cluster, index_set, namespaced},
@@ -86,7 +86,7 @@ pub struct Caches {
     autoscalers: WatchSet<Index<ObjectRef>>,
     namespaces: WatchSet<Index<NamespaceInfo>>,
     /// Nodes as drain targets (spec kept), watched only while a policy drains.
-    nodes: WatchSet<Index<Node>>,
+    nodes: WatchSet<Index<NodeInfo>>,
     /// The metadata of the Nodes that hold a revert record (label-selected), for the
     /// recovery sweep.
     node_records: WatchSet<Index<Node>>,
@@ -162,10 +162,10 @@ fn namespace_row(n: PartialObjectMeta<Namespace>) -> Option<NamespaceInfo> {
     })
 }
 
-fn node_row(mut n: Node) -> Option<Node> {
-    trim_meta(&mut n);
-    n.status = None;
-    Some(n)
+/// A Node as selection reads it: name, labels, age, cordon and record (a drain's
+/// target watch is cluster-wide, since its guards count every cordoned node).
+fn node_row(n: Node) -> Option<NodeInfo> {
+    Some(node_info(&n))
 }
 
 /// A Node's metadata as a Node without spec and status: what the recovery sweep reads.
@@ -656,7 +656,7 @@ impl Caches {
         if needs.nodes {
             snapshot.nodes = collect(&self.nodes, &all)?
                 .iter()
-                .map(|n| node_info(n))
+                .map(|n| NodeInfo::clone(n))
                 .collect();
         }
         if needs.virtual_services {
