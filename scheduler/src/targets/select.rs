@@ -919,6 +919,35 @@ mod tests {
         }
     }
 
+    /// Nodes chosen before their pods were read are planned only if nothing took them
+    /// meanwhile: a cordon by anyone, or one that leaves no room under the limit.
+    #[test]
+    fn nodes_chosen_before_their_pods_were_read_must_still_be_free() {
+        let mut g = guards(0);
+        g.max_unschedulable_nodes = 2;
+        let chosen = [node("node-0", false)];
+        let s = cluster(vec![node("node-0", false), node("node-1", false)]);
+        assert_eq!(
+            names_of(&still_free(&s, &chosen, &g).expect("free")),
+            ["node-0"]
+        );
+        // node-0 cordoned meanwhile (by someone, or claimed by another drain)
+        let s = cluster(vec![node("node-0", true), node("node-1", false)]);
+        let why = still_free(&s, &chosen, &g).expect_err("taken");
+        assert!(why.to_string().contains("cordoned while"), "{why}");
+        // two other nodes cordoned meanwhile: no room left for a third
+        let s = cluster(vec![
+            node("node-0", false),
+            node("node-1", true),
+            node("node-2", true),
+        ]);
+        let why = still_free(&s, &chosen, &g).expect_err("no room");
+        assert!(why.to_string().contains("maxUnschedulableNodes"), "{why}");
+        // gone
+        let s = cluster(vec![node("node-1", false)]);
+        assert!(still_free(&s, &chosen, &g).is_err());
+    }
+
     fn names_of<T: Candidate>(v: &[T]) -> Vec<String> {
         v.iter().map(|c| c.name().to_string()).collect()
     }

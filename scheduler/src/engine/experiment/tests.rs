@@ -689,3 +689,85 @@ async fn a_namespace_whose_chaos_budget_is_spent_is_skipped_before_anything_chan
     assert_eq!(r.reason_code.as_deref(), Some("historyUnavailable"));
     assert_no_request(&mut handle).await;
 }
+
+/// A source whose snapshot holds nodes but no pod on them: a drain reads its node's pods
+/// with [`SnapshotSource::node_pods`], which records what it was asked for.
+struct NodesOnly {
+    snapshot: Snapshot,
+    pods: Vec<crate::targets::PodInfo>,
+    asked: Mutex<Vec<Vec<String>>>,
+}
+
+impl SnapshotSource for NodesOnly {
+    fn snapshot<'a>(
+        &'a self,
+        _: &'a crate::targets::scope::Needs,
+    ) -> BoxFuture<'a, Result<Snapshot, SnapshotError>> {
+        futures::future::ready(Ok(self.snapshot.clone())).boxed()
+    }
+
+    fn node_pods<'a>(
+        &'a self,
+        nodes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<crate::targets::PodInfo>, SnapshotError>> {
+        self.asked.lock().expect("lock").push(nodes.to_vec());
+        let pods = crate::targets::nodes::of_nodes(self.pods.clone(), nodes);
+        futures::future::ready(Ok(pods)).boxed()
+    }
+}
+
+/// A drain chooses its node first, then reads that node's pods (and their workload's
+/// replicas elsewhere) and plans its evictions with them, under the replica floor.
+#[tokio::test(start_paused = true)]
+async fn a_drain_reads_the_pods_of_the_node_it_chose() {
+    let health = Scripted::new(vec![healthy()]);
+    let (env, mut handle) = env(health);
+    let node = |name: &str| crate::targets::NodeInfo {
+        name: name.into(),
+        labels: [("pool".to_string(), "a".to_string())].into(),
+        created: Utc::now() - chrono::Duration::days(1),
+        unschedulable: false,
+        has_record: false,
+    };
+    let mut snapshot = targets::snapshot("d", "web", 0);
+    snapshot.nodes = vec![node("node-0")];
+    let mut pods = targets::snapshot("d", "web", 3).pods;
+    pods[1].node = Some("node-1".into());
+    pods[2].node = Some("node-1".into());
+    let source = NodesOnly {
+        snapshot,
+        pods,
+        asked: Mutex::default(),
+    };
+    let drain = fixtures::policy("drain")
+        .set(
+            "/target",
+            serde_json::json!({"kind": "Node", "selector": "pool=a"}),
+        )
+        .fault(serde_json::json!({"nodeDrain": {}}))
+        .duration_secs(10)
+        .settle_secs(5)
+        .build();
+    assert!(drain.dry_run);
+    // The dry run reads the node once, to say what it would do.
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("the node read");
+        assert_eq!(req.uri().path(), "/api/v1/nodes/node-0");
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-0"}, "spec": {}});
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&body).expect("json")))
+                .expect("response"),
+        );
+    });
+    let r = execute(&env, &source, &drain, manual(), opts()).await;
+    server.await.expect("scripted");
+    assert_eq!(r.verdict, Verdict::Passed, "{r:?}");
+    assert_eq!(*source.asked.lock().expect("lock"), [["node-0"]]);
+    let detail = r.targets[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("evict 1 pod(s): d/web-0"),
+        "the node's pod, with two more replicas elsewhere: {detail}"
+    );
+}
