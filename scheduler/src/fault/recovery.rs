@@ -191,6 +191,11 @@ where
         {
             Ok(_) => found.add(&kind, &o),
             Err(super::FaultError::Api(kube::Error::Api(s))) if s.code == 404 => {}
+            // Not allowed to label it (the fault's permission was taken away): the record
+            // is still swept, and its revert reports the missing permission.
+            Err(super::FaultError::Api(kube::Error::Api(s))) if s.code == 403 => {
+                found.add(&kind, &o);
+            }
             // A conflict too: the caller lists again on its next round.
             Err(e) => return Err(e),
         }

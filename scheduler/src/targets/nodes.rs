@@ -35,16 +35,16 @@ pub async fn read(client: &Client, nodes: &[String]) -> Result<Vec<PodInfo>, kub
         let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
         on_nodes.extend(list_pages(&all, lp).await?);
     }
-    // A pod's ReplicaSet says which Deployment it belongs to.
+    // A pod's ReplicaSet says which Deployment it belongs to. Listed by name: havoc may
+    // list ReplicaSets (the pod watches' owner chain), not get them.
     let mut replicasets: BTreeMap<(String, String), ReplicaSet> = BTreeMap::new();
     for (ns, name) in on_nodes.iter().filter_map(controller_replicaset) {
         if replicasets.contains_key(&(ns.clone(), name.clone())) {
             continue;
         }
-        if let Some(rs) = Api::<ReplicaSet>::namespaced(client.clone(), &ns)
-            .get_opt(&name)
-            .await?
-        {
+        let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+        let api = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
+        if let Some(rs) = api.list(&lp).await?.items.into_iter().next() {
             replicasets.insert((ns, name), rs);
         }
     }
@@ -226,6 +226,14 @@ mod tests {
         assert!(
             cluster[0].contains("fieldSelector=spec.nodeName%3Dnode-a"),
             "{cluster:?}"
+        );
+        // ReplicaSets are listed by name (havoc may list them, not get them).
+        assert!(requested(&seen, "GET /apis/apps/v1/namespaces/d/replicasets/").is_empty());
+        let rs = requested(&seen, "GET /apis/apps/v1/namespaces/d/replicasets?");
+        assert!(
+            rs.iter()
+                .any(|r| r.contains("fieldSelector=metadata.name%3Dweb-abc")),
+            "{rs:?}"
         );
         let replicas = requested(&seen, "GET /api/v1/namespaces/d/pods?");
         assert!(
