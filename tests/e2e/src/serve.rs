@@ -376,6 +376,17 @@ impl Serve {
         std::fs::read_to_string(log_path(self.dir.path(), self.generation)).unwrap_or_default()
     }
 
+    /// The log's "watch scope changed" lines of the watch of `kind` (e.g. `Pod`).
+    pub fn watch_scopes(&self, kind: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("watch scope changed") && l.contains(&format!(r#""kind":"{kind}""#))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn policies_dir(&self) -> PathBuf {
         self.dir.path().join("policies")
     }

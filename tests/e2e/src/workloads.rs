@@ -301,6 +301,19 @@ pub async fn add_pool_nodes(
     Ok(names)
 }
 
+/// Grows node `pool` ([`node_pool`]) to at least `n` nodes.
+pub async fn grow_pool(client: &Client, pool: &str, n: usize) -> anyhow::Result<()> {
+    let have = Api::<Node>::all(client.clone())
+        .list_metadata(&ListParams::default().labels(&format!("{POOL}={pool}")))
+        .await?
+        .items
+        .len();
+    if have < n {
+        add_pool_nodes(client, pool, have..n).await?;
+    }
+    Ok(())
+}
+
 /// The label of a node's failure domain.
 pub const ZONE: &str = "topology.kubernetes.io/zone";
 

@@ -253,11 +253,7 @@ async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() 
         ensure!(r["verdict"] == "passed", "{r:#}");
         ensure!(revert_of(&r)["result"] == "restored", "{r:#}");
         // It read the node's pods when it chose the node: no pod watch went cluster-wide.
-        let log = serve.log();
-        let pod_scopes: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("watch scope changed") && l.contains(r#""kind":"Pod""#))
-            .collect();
+        let pod_scopes = serve.watch_scopes("Pod");
         ensure!(
             !pod_scopes.is_empty() && pod_scopes.iter().all(|l| !l.contains("All")),
             "the pod watches: {pod_scopes:#?}"

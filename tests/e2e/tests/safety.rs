@@ -839,10 +839,7 @@ async fn a_selector_policy_follows_namespace_labels_while_it_runs() -> anyhow::R
             }
             // The log says the pod watch followed the labels, and never went cluster-wide.
             let log = serve.log();
-            let pod_scopes: Vec<&str> = log
-                .lines()
-                .filter(|l| l.contains("watch scope changed") && l.contains(r#""kind":"Pod""#))
-                .collect();
+            let pod_scopes = serve.watch_scopes("Pod");
             ensure!(
                 pod_scopes.iter().any(|l| l.contains(&other)),
                 "no re-scope to {other}: {pod_scopes:#?}\n{}",

@@ -43,7 +43,7 @@ use havoc_e2e::{
 };
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Namespace, Node, ServiceAccount},
+    core::v1::{Namespace, ServiceAccount},
     rbac::v1::ClusterRoleBinding,
 };
 use kube::{
@@ -249,15 +249,7 @@ async fn prepare(client: &Client) -> anyhow::Result<()> {
     }))?;
     create_or_keep(&Api::all(client.clone()), &crb).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), TARGET);
-    let nodes: Api<Node> = Api::all(client.clone());
-    let have = nodes
-        .list_metadata(&ListParams::default().labels(&format!("{POOL}={TARGET_POOL}")))
-        .await?
-        .items
-        .len();
-    if have < TARGET_NODES {
-        workloads::add_pool_nodes(client, TARGET_POOL, have..TARGET_NODES).await?;
-    }
+    workloads::grow_pool(client, TARGET_POOL, TARGET_NODES).await?;
     if deployments.get_opt("victim").await?.is_none() {
         workloads::deployment_on(client, TARGET, "victim", 10, Some(TARGET_POOL)).await?;
     }
@@ -310,16 +302,8 @@ async fn grow_background(client: &Client, n: usize) -> anyhow::Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let nodes: Api<Node> = Api::all(client.clone());
-    let have = nodes
-        .list_metadata(&ListParams::default().labels(&format!("{POOL}={NODE_POOL}")))
-        .await?
-        .items
-        .len();
     let want = n.div_ceil(PODS_PER_NODE) + 1;
-    if want > have {
-        workloads::add_pool_nodes(client, NODE_POOL, have..want).await?;
-    }
+    workloads::grow_pool(client, NODE_POOL, want).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for i in 0..n.div_ceil(PER_NAMESPACE) {
         let name = format!("havoc-footprint-bg-{i}");
