@@ -40,7 +40,7 @@ use crate::{
     record::SkipReason,
     targets::{
         Claim, DrainTarget, NodeInfo, PodInfo, drain_plan,
-        scope::{Namespaces, Needs},
+        scope::{Namespaces, Needs, Nodes},
         select_nodes, still_free,
     },
 };
@@ -71,9 +71,10 @@ pub fn drain_access(patch: &'static str, evict: &'static str) -> FaultAccess {
     }
 }
 
-/// What a drain reads: the nodes; the pods of havoc's namespace (which nodes run havoc)
-/// and of `withPodsIn`'s (which nodes host them), watched; and, once it has chosen its
-/// nodes, their pods, read then ([`Needs::node_pods`]): not every pod of the cluster.
+/// What a drain reads: the nodes its selector matches and the cordoned ones
+/// ([`Nodes::Matching`]); the pods of havoc's namespace (which nodes run havoc) and of
+/// `withPodsIn`'s (which nodes host them), watched; and, once it has chosen its nodes,
+/// their pods, read then ([`Needs::node_pods`]): not every pod of the cluster.
 pub fn drain_needs(policy: &Policy, own_namespace: &str) -> Needs {
     Needs {
         pods: Some(Namespaces::names(
@@ -84,7 +85,7 @@ pub fn drain_needs(policy: &Policy, own_namespace: &str) -> Needs {
                 .map(String::as_str)
                 .chain([own_namespace]),
         )),
-        nodes: true,
+        nodes: Some(Nodes::of(&policy.target.selector)),
         node_pods: true,
         ..Needs::default()
     }

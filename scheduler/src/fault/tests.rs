@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::{
     policy::{domain::WorkloadKind, fixtures},
-    targets::scope::Namespaces,
+    targets::scope::{Namespaces, Nodes},
 };
 
 const OWN: &str = "havoc-system";
@@ -21,7 +21,7 @@ fn named_namespaces_are_watched_alone_with_havocs_own() {
     let p = fixtures::policy("p").namespaces(&["a", "b"]).build();
     let n = needs_of([&p], OWN);
     assert_eq!(n.pods, names(&["a", "b", OWN]));
-    assert_eq!((n.workloads, n.autoscalers, n.nodes), (None, None, false));
+    assert_eq!((n.workloads, n.autoscalers, n.nodes), (None, None, None));
     assert!(n.rollouts.is_empty());
 }
 
@@ -78,7 +78,8 @@ fn each_fault_reads_its_kinds() {
         names(&[OWN]),
         "its nodes' pods are read, not watched"
     );
-    assert!(n.nodes && n.node_pods);
+    assert_eq!(n.nodes, Some(Nodes::All), "no selector: any node");
+    assert!(n.node_pods);
     let hosting = fixtures::policy("d")
         .set(
             "/target",
@@ -88,6 +89,33 @@ fn each_fault_reads_its_kinds() {
         .build();
     let n = needs_of([&hosting], OWN);
     assert_eq!(n.pods, names(&["a", OWN]), "which nodes run their pods");
+    let pool_a = "pool=a".parse().expect("selector");
+    assert_eq!(
+        n.nodes,
+        Some(Nodes::Matching(vec![pool_a])),
+        "the nodes of its pool (and the cordoned ones), not every node"
+    );
+    let zone = fixtures::policy("z")
+        .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
+        .fault(json!({"zoneOutage": {}}))
+        .set("/limits", json!({"maxUnschedulableNodes": 3}))
+        .build();
+    assert_eq!(
+        needs_of([&hosting, &zone], OWN).nodes,
+        Some(Nodes::All),
+        "a zone outage weighs every zone"
+    );
+    let pool_b = fixtures::policy("b")
+        .set("/target", json!({"kind": "Node", "selector": "pool=b"}))
+        .fault(json!({"nodeDrain": {}}))
+        .build();
+    assert_eq!(
+        needs_of([&hosting, &pool_b, &hosting], OWN).nodes,
+        Some(Nodes::Matching(vec![
+            "pool=a".parse().expect("selector"),
+            "pool=b".parse().expect("selector")
+        ]))
+    );
 
     let cut = fixtures::policy("c")
         .namespaces(&["a"])

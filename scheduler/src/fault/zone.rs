@@ -63,8 +63,13 @@ impl FaultKind for ZoneOutage {
 
     reversible!(records on Node; reverted by node::revert; original node::Original);
 
+    /// A drain's, but every node: a zone is weighed against every other zone's
+    /// schedulable nodes, and havoc's own node's zone is never taken.
     fn needs(&self, policy: &Policy, own_namespace: &str) -> crate::targets::scope::Needs {
-        drain_needs(policy, own_namespace)
+        crate::targets::scope::Needs {
+            nodes: Some(crate::targets::scope::Nodes::All),
+            ..drain_needs(policy, own_namespace)
+        }
     }
 
     /// Every node of the zone it takes away.

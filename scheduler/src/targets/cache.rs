@@ -7,7 +7,8 @@
 //! cover, cluster-wide only when one uses a namespace selector or no namespace list, and
 //! not at all when no policy reads them; Deployments and StatefulSets as targets only in
 //! the namespaces of the policies that scale or partition them; Nodes as targets only for
-//! a node drain. The kinds that carry revert records (Nodes, Deployments, StatefulSets,
+//! a node drain or zone outage, and for a drain with a node selector only the nodes it
+//! matches and the cordoned ones ([`Nodes::Matching`]). The kinds that carry revert records (Nodes, Deployments, StatefulSets,
 //! havoc's NetworkPolicies, VirtualServices) and Namespaces are always watched
 //! cluster-wide: recovery must find every record whatever the policies say now, and a
 //! namespace's pause label applies to every policy. For Nodes, Deployments and
@@ -55,8 +56,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
     kube::{deployment_info, node_info, pod_info, statefulset_info, virtual_service_info},
-    scope::{FollowsPolicies, Namespaces, Needs},
-    watches::{Index, Unserved, WatchSet, cluster, index_set, namespaced},
+    scope::{FollowsPolicies, Namespaces, Needs, Nodes},
+    watches::{Index, Unserved, WatchSet, cluster, filtered_set, index_set, namespaced},
 };
 use crate::{
     labels::{DEPLOYMENT_REVISION, MANAGED_BY, POD_TEMPLATE_HASH, REVERT_ANNOTATION, REVERT_LABEL},
@@ -162,10 +163,67 @@ fn namespace_row(n: PartialObjectMeta<Namespace>) -> Option<NamespaceInfo> {
     })
 }
 
-/// A Node as selection reads it: name, labels, age, cordon and record (a drain's
-/// target watch is cluster-wide, since its guards count every cordoned node).
+/// A Node as selection reads it: name, labels, age, cordon and record.
 fn node_row(n: Node) -> Option<NodeInfo> {
     Some(node_info(&n))
+}
+
+/// The key of the Node watch of every cordoned node (beside those of the policies'
+/// selectors, [`Nodes::Matching`]): a field selector the API server filters on.
+const CORDONED: &str = "fields:spec.unschedulable=true";
+/// The prefix of the key of a Node watch by label selector.
+const LABELED: &str = "labels:";
+
+/// The Node watches of a scope, as the keys of their [`WatchSet`].
+fn node_keys(nodes: &Nodes) -> Namespaces {
+    match nodes {
+        Nodes::All => Namespaces::All,
+        Nodes::Matching(selectors) => Namespaces::Names(
+            selectors
+                .iter()
+                .map(|s| format!("{LABELED}{s}"))
+                .chain([CORDONED.to_string()])
+                .collect(),
+        ),
+    }
+}
+
+/// The watch of one Node key ([`node_keys`]).
+fn node_watch(key: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default();
+    match key {
+        None => config,
+        Some(CORDONED) => config.fields("spec.unschedulable=true"),
+        Some(k) => config.labels(k.strip_prefix(LABELED).unwrap_or(k)),
+    }
+}
+
+/// The nodes of `scope`, each once; a node two watches disagree on (one has seen it
+/// cordoned, the other not yet) counts as cordoned.
+fn read_nodes(
+    set: &WatchSet<Index<NodeInfo>>,
+    scope: &Nodes,
+) -> Result<Vec<NodeInfo>, SnapshotError> {
+    let keys = match node_keys(scope) {
+        Namespaces::Names(keys) => keys.into_iter().map(Some).collect(),
+        _ => vec![None],
+    };
+    let mut by_name: BTreeMap<String, NodeInfo> = BTreeMap::new();
+    for key in keys {
+        let index = set.serving(key.as_deref()).map_err(|e| match &key {
+            Some(k) => unserved(&format!("{} ({k})", set.kind), None, e),
+            None => unserved(set.kind, None, e),
+        })?;
+        for n in index.all() {
+            match by_name.get(&n.name) {
+                Some(seen) if seen.unschedulable || !n.unschedulable => {}
+                _ => {
+                    by_name.insert(n.name.clone(), NodeInfo::clone(&n));
+                }
+            }
+        }
+    }
+    Ok(by_name.into_values().collect())
 }
 
 /// A Node's metadata as a Node without spec and status: what the recovery sweep reads.
@@ -309,7 +367,14 @@ impl Caches {
                 stop,
                 tasks,
             ),
-            nodes: index_set("Node", cluster(client), all(), node_row, stop, tasks),
+            nodes: filtered_set(
+                "Node",
+                Api::all(client.clone()),
+                node_watch,
+                node_row,
+                stop,
+                tasks,
+            ),
             node_records: index_set(
                 "Node (metadata)",
                 cluster::<PartialObjectMeta<Node>>(client),
@@ -405,7 +470,7 @@ impl Caches {
     pub fn apply(&self, needs: &Needs) {
         *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = needs.clone();
         self.rescope();
-        self.nodes.set(needs.nodes.then_some(Namespaces::All));
+        self.nodes.set(needs.nodes.as_ref().map(node_keys));
     }
 
     /// Sets the pod-sized watches to what the policies need now: a namespace selector
@@ -653,11 +718,8 @@ impl Caches {
                 )
                 .collect();
         }
-        if needs.nodes {
-            snapshot.nodes = collect(&self.nodes, &all)?
-                .iter()
-                .map(|n| NodeInfo::clone(n))
-                .collect();
+        if let Some(scope) = &needs.nodes {
+            snapshot.nodes = read_nodes(&self.nodes, scope)?;
         }
         if needs.virtual_services {
             snapshot.virtual_services = self.virtual_services.read().ok().and_then(|s| {
@@ -760,6 +822,10 @@ mod tests {
                     json!({"metadata": {"name": "d"}}),
                     json!({"metadata": {"name": "e", "labels": {"env": "staging"}}}),
                 ],
+            ),
+            (
+                "/api/v1/nodes",
+                vec![json!({"metadata": {"name": "a-1", "labels": {"pool": "a"}}})],
             ),
         ]);
         tokio::spawn(cluster(handle, objects, seen.clone()));
@@ -873,8 +939,9 @@ mod tests {
         );
         assert!(requested(&seen, "GET /api/v1/pods?").is_empty(), "{seen:?}");
 
-        // A drain reads Nodes as targets (their full objects); its nodes' pods are read
-        // when it chooses them (targets::nodes), never watched.
+        // A drain reads as targets the Nodes of its pool and the cordoned ones (full
+        // objects, each watch filtered by the API server), never every node; its nodes'
+        // pods are read when it chooses them (targets::nodes), never watched.
         let drain = needs(
             &fixtures::policy("drain")
                 .set("/target", json!({"kind": "Node", "selector": "pool=a"}))
@@ -882,14 +949,34 @@ mod tests {
                 .build(),
         );
         caches.apply(&drain);
-        until("full nodes listed", || {
+        let full_nodes = || -> Vec<String> {
             requested(&seen, "GET /api/v1/nodes?")
-                .iter()
-                .any(|r| !r.ends_with(" meta"))
+                .into_iter()
+                .filter(|r| !r.ends_with(" meta"))
+                .collect()
+        };
+        until("the pool's and the cordoned nodes listed", || {
+            let full = full_nodes();
+            full.iter().any(|r| r.contains("labelSelector=pool%3Da"))
+                && full
+                    .iter()
+                    .any(|r| r.contains("fieldSelector=spec.unschedulable%3Dtrue"))
         })
         .await;
         until("synced", || caches.is_synced()).await;
-        assert!(caches.snapshot(&drain).await.is_ok());
+        let s = caches.snapshot(&drain).await.expect("readable");
+        // (this API server ignores selectors: both watches list node a-1; it is read once)
+        assert_eq!(
+            s.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["a-1"]
+        );
+        assert!(
+            full_nodes()
+                .iter()
+                .all(|r| r.contains("labelSelector=pool%3Da") || r.contains("fieldSelector=")),
+            "no Node watch of the whole cluster: {:?}",
+            full_nodes()
+        );
         assert!(requested(&seen, "GET /api/v1/pods?").is_empty(), "{seen:?}");
 
         // A scale policy reads the full Deployments and StatefulSets of its namespace.

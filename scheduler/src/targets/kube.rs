@@ -332,7 +332,8 @@ pub async fn list_snapshot(client: &Client, needs: &Needs) -> Result<Snapshot, k
             )
             .collect();
     }
-    if needs.nodes {
+    // Every node, whatever the scope: one list, for one plan.
+    if needs.nodes.is_some() {
         snapshot.nodes = Api::<Node>::all(client.clone())
             .list(&lp)
             .await?

@@ -117,6 +117,44 @@ impl Namespaces {
     }
 }
 
+/// Which Nodes a policy reads as targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nodes {
+    /// Every node (a zone outage weighs every zone; a drain without a selector may take
+    /// any node).
+    All,
+    /// The nodes one of these (non-empty) selectors matches, and every cordoned node: the
+    /// cordons are all that `maxUnschedulableNodes` counts beyond a drain's own nodes. A
+    /// node pool's status updates (every node's, every few seconds) then cost havoc
+    /// nothing outside the pools its policies drain.
+    Matching(Vec<LabelSelector>),
+}
+
+impl Nodes {
+    /// The nodes a node selector picks from.
+    pub fn of(selector: &LabelSelector) -> Self {
+        if selector.is_empty() {
+            Nodes::All
+        } else {
+            Nodes::Matching(vec![selector.clone()])
+        }
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        match (self, other) {
+            (Nodes::Matching(mut a), Nodes::Matching(b)) => {
+                for s in b {
+                    if !a.contains(&s) {
+                        a.push(s);
+                    }
+                }
+                Nodes::Matching(a)
+            }
+            _ => Nodes::All,
+        }
+    }
+}
+
 /// What follows the policy set (start-up and every reload): the watch caches, the rollout
 /// watches, the arbiter. The reloader calls each with the new set and what it needs
 /// ([`crate::fault::needs_of`]): one place follows the policies, not a loop per follower.
@@ -142,8 +180,9 @@ pub struct Needs {
     pub workloads: Option<Namespaces>,
     /// HorizontalPodAutoscalers (a scaled workload is never a scale target).
     pub autoscalers: Option<Namespaces>,
-    /// Nodes as targets.
-    pub nodes: bool,
+    /// Nodes as targets: those the policies' selectors match and every cordoned node
+    /// (the `maxUnschedulableNodes` guard counts them), or every node.
+    pub nodes: Option<Nodes>,
     /// The pods of the nodes it chooses, read from the API server when it chooses them
     /// (by `spec.nodeName`, with the other replicas of their workloads), never watched:
     /// a drain may evict any pod of its node, and a watch of every pod would make havoc's
@@ -180,7 +219,10 @@ impl Needs {
             pods: join(self.pods, other.pods),
             workloads: join(self.workloads, other.workloads),
             autoscalers: join(self.autoscalers, other.autoscalers),
-            nodes: self.nodes || other.nodes,
+            nodes: match (self.nodes, other.nodes) {
+                (Some(a), Some(b)) => Some(a.union(b)),
+                (a, b) => a.or(b),
+            },
             node_pods: self.node_pods || other.node_pods,
             virtual_services: self.virtual_services || other.virtual_services,
             rollouts,

@@ -343,6 +343,16 @@ pub fn still_free(
     guards: &Guards,
 ) -> Result<Vec<NodeInfo>, crate::record::SkipReason> {
     use crate::record::SkipReason;
+    // The limit first: a node another drain of this process took meanwhile (its claim is
+    // a cordon here) leaves no room for this one when the limit is reached, and that is
+    // the reason to report.
+    let cordoned = snapshot.nodes.iter().filter(|n| n.unschedulable).count();
+    if cordoned + chosen.len() > guards.max_unschedulable_nodes as usize {
+        return Err(SkipReason::NoTarget(format!(
+            "{} more cordoned node(s) would exceed maxUnschedulableNodes: {cordoned} are cordoned now, some since its nodes were chosen",
+            chosen.len()
+        )));
+    }
     let mut now = Vec::with_capacity(chosen.len());
     for c in chosen {
         match snapshot.nodes.iter().find(|n| n.name == c.name) {
@@ -355,18 +365,11 @@ pub fn still_free(
             }
             None => {
                 return Err(SkipReason::NoTarget(format!(
-                    "node {} was deleted while its pods were read",
+                    "node {} was deleted or relabelled while its pods were read",
                     c.name
                 )));
             }
         }
-    }
-    let cordoned = snapshot.nodes.iter().filter(|n| n.unschedulable).count();
-    if cordoned + now.len() > guards.max_unschedulable_nodes as usize {
-        return Err(SkipReason::NoTarget(format!(
-            "{} more cordoned node(s) would exceed maxUnschedulableNodes: {cordoned} were cordoned while their pods were read",
-            now.len()
-        )));
     }
     Ok(now)
 }
@@ -935,6 +938,11 @@ mod tests {
         let s = cluster(vec![node("node-0", true), node("node-1", false)]);
         let why = still_free(&s, &chosen, &g).expect_err("taken");
         assert!(why.to_string().contains("cordoned while"), "{why}");
+        // ... and when that cordon reached the limit, the limit is the reason
+        let mut full = g.clone();
+        full.max_unschedulable_nodes = 1;
+        let why = still_free(&s, &chosen, &full).expect_err("no room");
+        assert!(why.to_string().contains("maxUnschedulableNodes"), "{why}");
         // two other nodes cordoned meanwhile: no room left for a third
         let s = cluster(vec![
             node("node-0", false),

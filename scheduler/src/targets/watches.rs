@@ -432,6 +432,36 @@ where
     })
 }
 
+/// A set of watches of a cluster-scoped kind whose keys are filters, not namespaces:
+/// `config(key)` is the watch of one key (`None`: every object), each with its own
+/// [`Index`] (the objects two filters both match are in both).
+pub fn filtered_set<K, T>(
+    kind: &'static str,
+    api: Api<K>,
+    config: impl Fn(Option<&str>) -> watcher::Config + Send + Sync + 'static,
+    convert: fn(K) -> Option<T>,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> WatchSet<Index<T>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
+    let spawn_on = tasks.clone();
+    WatchSet::new(kind, stop, tasks, move |key, stop| {
+        let index = Arc::new(Index::default());
+        spawn_on.spawn(run(
+            kind,
+            api.clone(),
+            config(key),
+            index.clone(),
+            convert,
+            stop,
+        ));
+        index
+    })
+}
+
 /// The API of a namespaced kind in one namespace, or in the whole cluster.
 pub fn namespaced<K>(client: &Client) -> impl Fn(Option<&str>) -> Api<K> + Send + Sync + 'static
 where

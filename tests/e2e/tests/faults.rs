@@ -258,6 +258,14 @@ async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() 
             !pod_scopes.is_empty() && pod_scopes.iter().all(|l| !l.contains("All")),
             "the pod watches: {pod_scopes:#?}"
         );
+        // Nor the Node watch: the pool's nodes (and the aimed one's), and the cordoned ones.
+        let node_scopes = serve.watch_scopes("Node");
+        ensure!(
+            node_scopes.last().is_some_and(|l| !l.contains("All")
+                && l.contains(&format!("labels:{POOL}={pool}"))
+                && l.contains("fields:spec.unschedulable=true")),
+            "the node watches: {node_scopes:#?}"
+        );
         let n = nodes_api.get(&name).await?;
         ensure!(
             !unschedulable(&n) && !has_record(&n),
