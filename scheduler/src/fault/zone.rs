@@ -38,8 +38,9 @@ use crate::{
     policy::{Policy, domain::Fault},
     record::{ObjectRef, SkipReason},
     targets::{
-        Claim, DrainTarget, Guards, NodeInfo, PodInfo, Snapshot, drain_plan, select_nodes,
-        still_free,
+        Claim, DrainTarget, Guards, NodeInfo, PodInfo, Snapshot, drain_plan,
+        scope::{Needs, Nodes},
+        select_nodes, still_free,
     },
 };
 
@@ -65,9 +66,9 @@ impl FaultKind for ZoneOutage {
 
     /// A drain's, but every node: a zone is weighed against every other zone's
     /// schedulable nodes, and havoc's own node's zone is never taken.
-    fn needs(&self, policy: &Policy, own_namespace: &str) -> crate::targets::scope::Needs {
-        crate::targets::scope::Needs {
-            nodes: Some(crate::targets::scope::Nodes::All),
+    fn needs(&self, policy: &Policy, own_namespace: &str) -> Needs {
+        Needs {
+            nodes: Some(Nodes::All),
             ..drain_needs(policy, own_namespace)
         }
     }

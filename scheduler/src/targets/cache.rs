@@ -8,17 +8,17 @@
 //! not at all when no policy reads them; Deployments and StatefulSets as targets only in
 //! the namespaces of the policies that scale or partition them; Nodes as targets only for
 //! a node drain or zone outage, and for a drain with a node selector only the nodes it
-//! matches and the cordoned ones ([`Nodes::Matching`]). The kinds that carry revert records (Nodes, Deployments, StatefulSets,
-//! havoc's NetworkPolicies, VirtualServices) and Namespaces are always watched
-//! cluster-wide: recovery must find every record whatever the policies say now, and a
-//! namespace's pause label applies to every policy. For Nodes, Deployments and
-//! StatefulSets that watch selects the label that comes with every revert record
-//! ([`REVERT_LABEL`]) and reads metadata only: a kubelet (or KWOK) updates each node's
-//! status every 10-20 s, a Deployment's status changes with every pod it replaces, and a
-//! watch of every object would decode each of those updates to find nothing (about 1,400
-//! events in 5 minutes at 100 nodes).
-//! A record written without the label (by a havoc older than the label) is found by the
-//! leader's one paged metadata list of the unlabelled objects of those kinds before its first sweep
+//! matches and the cordoned ones ([`Nodes::Matching`]). The kinds that carry revert
+//! records (Nodes, Deployments, StatefulSets, havoc's NetworkPolicies, VirtualServices)
+//! and Namespaces are always watched cluster-wide: recovery must find every record
+//! whatever the policies say now, and a namespace's pause label applies to every policy.
+//! For Nodes, Deployments and StatefulSets that watch selects the label that comes with
+//! every revert record ([`REVERT_LABEL`]) and reads metadata only: a kubelet (or KWOK)
+//! updates each node's status every 10-20 s, a Deployment's status changes with every pod
+//! it replaces, and a watch of every object would decode each of those updates to find
+//! nothing (about 1,400 events in 5 minutes at 100 nodes). A record written without the
+//! label (by a havoc older than the label) is found by the leader's one paged metadata
+//! list of the unlabelled objects of those kinds before its first sweep
 //! ([`crate::fault::recovery::mark_unlabelled`]).
 //!
 //! Each object is reduced to what havoc reads before it is stored: a pod to its

@@ -417,19 +417,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     T: Send + Sync + 'static,
 {
-    let spawn_on = tasks.clone();
-    WatchSet::new(kind, stop, tasks, move |ns, stop| {
-        let index = Arc::new(Index::default());
-        spawn_on.spawn(run(
-            kind,
-            api(ns),
-            config.clone(),
-            index.clone(),
-            convert,
-            stop,
-        ));
-        index
-    })
+    keyed_set(kind, api, move |_| config.clone(), convert, stop, tasks)
 }
 
 /// A set of watches of a cluster-scoped kind whose keys are filters, not namespaces:
@@ -447,12 +435,28 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     T: Send + Sync + 'static,
 {
+    keyed_set(kind, move |_| api.clone(), config, convert, stop, tasks)
+}
+
+/// A set whose watch of key `k` lists `api(k)` with `config(k)`.
+fn keyed_set<K, T>(
+    kind: &'static str,
+    api: impl Fn(Option<&str>) -> Api<K> + Send + Sync + 'static,
+    config: impl Fn(Option<&str>) -> watcher::Config + Send + Sync + 'static,
+    convert: fn(K) -> Option<T>,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> WatchSet<Index<T>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
     let spawn_on = tasks.clone();
     WatchSet::new(kind, stop, tasks, move |key, stop| {
         let index = Arc::new(Index::default());
         spawn_on.spawn(run(
             kind,
-            api.clone(),
+            api(key),
             config(key),
             index.clone(),
             convert,
