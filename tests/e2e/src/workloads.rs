@@ -56,6 +56,28 @@ pub async fn deployment_on(
     create_available(client, ns, &d).await
 }
 
+/// [`deployment_on`] a node `pool`, with at most one pod more on any node than on another
+/// (`DoNotSchedule`): a test that drains one node needs the pods spread, and the
+/// scheduler's `ScheduleAnyway` preference alone put all three pods of a 3-node pool on
+/// one node about once in eight runs (2026-12-05).
+pub async fn deployment_spread_on(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+    pool: &str,
+) -> anyhow::Result<Deployment> {
+    let mut d = quick_pods(ns, name, replicas)?;
+    if let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.node_selector = Some([(POOL.to_string(), pool.to_string())].into());
+        spec.tolerations = Some(vec![pool_toleration(pool)?]);
+        for c in spec.topology_spread_constraints.iter_mut().flatten() {
+            c.when_unsatisfiable = "DoNotSchedule".to_string();
+        }
+    }
+    create_available(client, ns, &d).await
+}
+
 /// A Deployment `name` (label `app=name`) of `replicas` pods pinned to `node` of the
 /// test's node `pool` (see [`node_pool`]), Ready about a second after they start.
 pub async fn deployment_pinned(

@@ -194,7 +194,7 @@ async fn a_drain_cordons_evicts_and_uncordons_and_leaves_others_cordons_alone() 
     // Nodes of the test's own, tainted: the drain evicts no other test's pods.
     with_node_pool("drain", 3, move |env, client, ns, nodes| async move {
         let pool = &ns;
-        deployment_on(&client, &ns, "spread", 3, Some(pool)).await?;
+        deployment_spread_on(&client, &ns, "spread", 3, pool).await?;
         monitoring_settled(&env, &ns, 1).await?;
         let mut with_our_pods = pool_nodes(pool);
         with_our_pods["withPodsIn"] = json!([ns]);
@@ -369,7 +369,7 @@ async fn a_zone_outage_cordons_one_zone_and_uncordons_it() -> anyhow::Result<()>
         &[("a", 2), ("b", 1)],
         move |env, client, ns, zones| async move {
             let pool = &ns;
-            deployment_on(&client, &ns, "spread", 3, Some(pool)).await?;
+            deployment_spread_on(&client, &ns, "spread", 3, pool).await?;
             monitoring_settled(&env, &ns, 1).await?;
             let outage = fixtures::manual(
                 "outage",
