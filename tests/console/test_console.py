@@ -170,8 +170,10 @@ def test_without_login_the_mutating_controls_are_absent_and_forged_posts_get_403
     # Forged: no cookie.
     r = context.request.post(URL + "stop", form={"reason": "forged"}, max_redirects=0)
     assert r.status == 403, r.status
-    # A real session, but no CSRF token.
-    login(page, "forger")
+    # A real session, but no CSRF token. The login page is fetched again while its form
+    # is shown, as the live updates do on every change of havoc's state (and a second
+    # tab does): the form shown must still log in.
+    login(page, "forger", refetched=True)
     r = context.request.post(URL + "stop", form={"reason": "forged"}, max_redirects=0)
     assert r.status == 403, r.status
     r = context.request.post(URL + "stop", form={"reason": "forged", "csrf": "guess"}, max_redirects=0)
@@ -182,10 +184,16 @@ def test_without_login_the_mutating_controls_are_absent_and_forged_posts_get_403
     context.close()
 
 
-def login(page, name):
+def login(page, name, refetched=False):
     page.goto(URL + "login")
     page.get_by_label("API token").fill(TOKEN)
     page.get_by_label("Your name").fill(name)
+    if refetched:
+        status = page.evaluate(
+            "fetch(location.href, {credentials: 'same-origin', cache: 'no-store'})"
+            ".then(r => r.status)"
+        )
+        assert status == 200, status
     page.get_by_role("button", name="Log in").click()
     expect(page.locator(".who")).to_contain_text(f"{name} (console login from")
 

@@ -31,13 +31,28 @@ const REVERT_TIMEOUT: Duration = Duration::from_secs(8);
 
 pub(super) async fn login_form(State(app): Shared, headers: HeaderMap, uri: Uri) -> Response {
     let ctx = Ctx::new(&app, &headers, &uri);
-    login_answer(&app, &ctx, StatusCode::OK, None)
+    login_answer(&app, &ctx, &headers, StatusCode::OK, None)
 }
 
-/// The login form with a fresh CSRF nonce (also set as a cookie: double submit).
-fn login_answer(app: &App, ctx: &Ctx, status: StatusCode, error: Option<&str>) -> Response {
+/// The login form with its CSRF nonce, also set as a cookie (double submit).
+///
+/// The nonce the browser already holds is kept: the page's live updates fetch the login
+/// page again whenever havoc's state changes, and a second tab may open it too; a new
+/// nonce each time would replace the cookie under a form already shown, and that login
+/// would fail with "wrong form token". Keeping it is as safe as a fresh one: the cookie
+/// is HttpOnly and SameSite=Strict, so a page that could not read or set it before
+/// cannot now.
+fn login_answer(
+    app: &App,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     let live = live(app);
-    let nonce = auth::random_token(24);
+    let nonce = auth::cookie(headers, LOGIN_COOKIE)
+        .filter(|c| auth::is_login_nonce(c))
+        .map_or_else(auth::login_nonce, str::to_string);
     let mut res = ctx.page(status, pages::login_page(&ctx.viewer, &live, &nonce, error));
     res.headers_mut().append(
         header::SET_COOKIE,
@@ -91,7 +106,7 @@ pub(super) async fn login(
         return forbidden(auth::Refusal::BadCsrf);
     }
     let Some(token) = &app.token else {
-        return login_answer(&app, &ctx, StatusCode::FORBIDDEN, None);
+        return login_answer(&app, &ctx, &headers, StatusCode::FORBIDDEN, None);
     };
     let ip = peer_ip(&peer);
     if let Err(wait) = app.console.limiter.attempt(ip, std::time::Instant::now()) {
@@ -99,6 +114,7 @@ pub(super) async fn login(
         let mut res = login_answer(
             &app,
             &ctx,
+            &headers,
             StatusCode::TOO_MANY_REQUESTS,
             Some(&format!(
                 "Too many login attempts: try again in {} s.",
@@ -112,11 +128,17 @@ pub(super) async fn login(
     }
     if !same(form.token.as_bytes(), token.expose().as_bytes()) {
         tracing::warn!(client = ?ip, "console login failed: wrong token");
-        return login_answer(&app, &ctx, StatusCode::UNAUTHORIZED, Some("Wrong token."));
+        return login_answer(
+            &app,
+            &ctx,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong token."),
+        );
     }
     let identity = auth::identity(&form.name, ip);
     let Some((_, cookie)) = app.console.keys.issue(&identity, Utc::now()) else {
-        return login_answer(&app, &ctx, StatusCode::FORBIDDEN, None);
+        return login_answer(&app, &ctx, &headers, StatusCode::FORBIDDEN, None);
     };
     tracing::info!(%identity, "console login");
     let mut res = redirect(&ctx.viewer.root, Some("Logged in."), ctx.tls);

@@ -21,7 +21,8 @@
 //!
 //! Every form carries a token: for a session, HMAC(key, "csrf" + nonce), checked in
 //! constant time; for the login form (no session yet), a random nonce also set as a
-//! cookie (double submit). A POST without a valid session or token is `403`, and so is
+//! cookie (double submit), kept while the browser holds it (the live updates fetch the
+//! login page again). A POST without a valid session or token is `403`, and so is
 //! one a browser marks `Sec-Fetch-Site: cross-site`. `SameSite=Strict` already keeps the
 //! cookie off cross-site requests; the token is the second lock.
 //!
@@ -200,6 +201,21 @@ impl Keys {
         let expected = self.csrf(session);
         !expected.is_empty() && crate::api::same(expected.as_bytes(), given.as_bytes())
     }
+}
+
+/// How many random bytes a login form's nonce has.
+const LOGIN_NONCE_BYTES: usize = 24;
+
+/// A fresh nonce for the login form (and its cookie).
+pub fn login_nonce() -> String {
+    random_token(LOGIN_NONCE_BYTES)
+}
+
+/// Whether a login cookie's value is one [`login_nonce`] could have made: anything else
+/// (empty, forged garbage, an old format) gets a fresh nonce.
+pub fn is_login_nonce(value: &str) -> bool {
+    B64.decode(value)
+        .is_ok_and(|b| b.len() == LOGIN_NONCE_BYTES && B64.encode(&b) == value)
 }
 
 /// Random bytes as base64url.

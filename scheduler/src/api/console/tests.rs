@@ -348,6 +348,39 @@ async fn forged_posts_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn the_login_form_survives_its_page_being_fetched_again() {
+    // The live updates fetch the login page again when havoc's state changes, and a
+    // second tab may open it: the form already shown must still log in.
+    let mut f = fixture(false);
+    let r = f.router();
+    let mut b = Browser::from("10.0.0.12");
+    let shown = b.get(&r, "/login").await;
+    let csrf = shown.cookie(auth::LOGIN_COOKIE).expect("csrf cookie");
+    let again = b.get(&r, "/login").await;
+    assert_eq!(again.cookie(auth::LOGIN_COOKIE).as_deref(), Some(&*csrf));
+    let ok = b
+        .post(
+            &r,
+            "/login",
+            &[("csrf", &csrf), ("token", TOKEN), ("name", "bob")],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    // A cookie no login form made (planted, or garbage) is replaced, not echoed.
+    for planted in ["x", "AAAA", "not base64 !"] {
+        let mut other = Browser::from("10.0.0.13");
+        other
+            .cookies
+            .push((auth::LOGIN_COOKIE.to_string(), planted.to_string()));
+        let form = other.get(&r, "/login").await;
+        let nonce = form.cookie(auth::LOGIN_COOKIE).expect("a fresh csrf");
+        assert_ne!(nonce, planted);
+        assert!(auth::is_login_nonce(&nonce), "{nonce}");
+        assert!(!form.text.contains(&format!("value=\"{planted}\"")));
+    }
+}
+
+#[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_is_rate_limited() {
     let mut f = fixture(false);
     let r = f.router();
@@ -362,7 +395,9 @@ async fn login_sets_a_strict_http_only_cookie_and_is_rate_limited() {
     assert_eq!(wrong.status, 401);
     assert!(wrong.text.contains("Wrong token"));
     assert!(!wrong.text.contains("guess"), "the attempt is not echoed");
-    let csrf = wrong.cookie(auth::LOGIN_COOKIE).expect("a new csrf");
+    let csrf = wrong
+        .cookie(auth::LOGIN_COOKIE)
+        .expect("the csrf cookie again");
     let ok = b
         .post(
             &r,
