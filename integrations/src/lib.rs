@@ -7,7 +7,7 @@
 //! - [`secret`]: [`SecretString`] (never printed) and resolution of `{env, file}` references.
 //! - [`alertmanager`]: active alerts from the v2 API, filtered by Alertmanager itself.
 //! - [`prometheus`]: instant queries and the single number an SLO query yields.
-//! - [`slack`]: `chat.postMessage` through slack-morphism, with retryable/permanent failures;
+//! - [`slack`]: `chat.postMessage` (one JSON POST), with retryable/permanent failures;
 //!   every message cut to Slack's limits ([`slack::limits`]), the text alone when Slack
 //!   still refuses the blocks; `https://` only, but for loopback hosts.
 //! - [`webhook`]: JSON `POST` signed with a timestamped HMAC-SHA256
@@ -21,8 +21,8 @@
 //!
 //! # HTTP and TLS
 //!
-//! Prometheus, Alertmanager and webhooks share one HTTP stack, `reqwest` (hyper
-//! underneath, as slack-morphism uses). TLS is rustls with the `ring` crypto provider
+//! Prometheus, Alertmanager, webhooks and Slack share one HTTP stack, `reqwest` (hyper
+//! underneath, HTTP/1.1 only). TLS is rustls with the `ring` crypto provider
 //! only, the one kube uses, so no second provider (aws-lc-rs) enters the build. Every
 //! client gets its rustls configuration from [`tls::client_config`] (ring + the platform's
 //! certificate verifier), so nothing here depends on, or installs, a process-wide default

@@ -10,8 +10,8 @@ use rustls_platform_verifier::BuilderVerifierExt as _;
 use crate::Error;
 
 /// A rustls client configuration with `ring` and the platform verifier. No ALPN
-/// protocols are set: hyper-rustls insists on setting them itself, and without them a
-/// server speaks HTTP/1.1, the only version these clients use.
+/// protocols are set: without them a server speaks HTTP/1.1, the only version these
+/// clients use.
 pub fn client_config() -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

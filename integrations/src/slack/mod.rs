@@ -1,30 +1,37 @@
-//! Slack: `chat.postMessage` through slack-morphism, with a fallback `text` and Block Kit
-//! `blocks`, and failures classified as retryable or permanent.
+//! Slack: `chat.postMessage` over HTTPS with the crate's one HTTP client, with a
+//! fallback `text` and Block Kit `blocks`, and failures classified as retryable or
+//! permanent.
 //!
 //! Every message is cut to Slack's limits before it is sent ([`limits`],
 //! [`SlackMessage::fit_to_limits`]); should Slack still refuse the blocks
 //! (`invalid_blocks`), the message is posted once more as its text alone, so a deviation
 //! is never lost to its formatting.
 //!
-//! An `https://` API URL (Slack itself) uses hyper-rustls with the configuration of
-//! [`crate::tls`] (ring and the platform verifier) — the same connector type as
-//! slack-morphism's default, without relying on a process-wide crypto provider. Plain
-//! `http://` is accepted only to a loopback host (`localhost`, `127.0.0.0/8`, `::1`: a
-//! local test server such as the e2e sink), because every call carries the bot token;
-//! any other `http://` URL is [`Error::InsecureUrl`] (kind `config`). The token is never
-//! logged or put in an error.
+//! One call of Slack's Web API needs no SDK: a JSON body with the channel, the text and the
+//! blocks (sent as they are, so a block type newer than havoc goes through), the bot token
+//! as a bearer token, and an answer `{"ok": …, "error": …, "channel": …, "ts": …}`. It
+//! goes through the same reqwest client as the webhooks (TLS from [`crate::tls`]: ring and
+//! the platform verifier), so the binary carries one HTTP client stack, not a second one
+//! for Slack. An `https://` API URL is Slack itself; plain `http://` is accepted only to a
+//! loopback host (`localhost`, `127.0.0.0/8`, `::1`: a local test server such as the e2e
+//! sink), because every call carries the bot token; any other `http://` URL is
+//! [`Error::InsecureUrl`] (kind `config`). The token is never logged or put in an error
+//! (an answer echoing it is quoted with `***`).
 
 pub mod limits;
 
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use slack_morphism::{errors::*, prelude::*};
+use serde_json::{Value, json};
+use url::Url;
 
-use crate::{Error, NotifyError, SecretString, http, tls};
+use crate::{Error, NotifyError, SecretString, http};
 
 /// Slack's Web API.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// What errors name as the target.
+const TARGET: &str = "slack";
 
 /// Where and how to post.
 #[derive(Clone)]
@@ -68,7 +75,7 @@ impl SlackConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SlackMessage {
     pub text: String,
-    pub blocks: Vec<serde_json::Value>,
+    pub blocks: Vec<Value>,
 }
 
 impl SlackMessage {
@@ -110,28 +117,25 @@ pub struct Posted {
 }
 
 /// A `chat.postMessage` call that did not succeed.
+#[derive(Debug)]
 enum PostError {
-    Slack(SlackClientError),
-    Timeout,
+    /// Slack answered `"ok": false` with this `error` code (and `errors` details).
+    Api { code: String, errors: Vec<String> },
+    /// Anything else, already classified.
+    Other(NotifyError),
 }
 
 /// Slack's answers to blocks it will not take.
 const BLOCK_ERRORS: &[&str] = &["invalid_blocks", "invalid_blocks_format"];
 
-#[derive(Clone)]
-enum Transport {
-    Http(SlackClient<SlackClientHyperConnector<HttpConnector>>),
-    Https(SlackClient<SlackClientHyperHttpsConnector>),
-}
-
 /// Posts messages to one channel. Cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
-    transport: Transport,
+    endpoint: Url,
+    http: reqwest::Client,
     api: String,
     channel: String,
     token: SecretString,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -140,7 +144,6 @@ impl std::fmt::Debug for Notifier {
             .field("api", &self.api)
             .field("channel", &self.channel)
             .field("token", &self.token)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -150,29 +153,12 @@ impl Notifier {
     /// loopback is refused ([`Error::InsecureUrl`]): it would send the token in clear.
     pub fn new(config: SlackConfig) -> Result<Self, Error> {
         let url = checked_api_url(&config.api_url)?;
-        let api_url = config.api_url.trim_end_matches('/');
-        let transport = if url.scheme() == "https" {
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls::client_config()?)
-                .https_only()
-                .enable_http1()
-                .build();
-            Transport::Https(SlackClient::new(
-                SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url),
-            ))
-        } else {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(config.timeout));
-            Transport::Http(SlackClient::new(
-                SlackClientHyperConnector::with_connector(connector).with_slack_api_url(api_url),
-            ))
-        };
         Ok(Notifier {
-            transport,
+            endpoint: http::endpoint(&url, "chat.postMessage"),
+            http: http::client(config.timeout)?,
             api: http::display(&url),
             channel: config.channel,
             token: config.token,
-            timeout: config.timeout,
         })
     }
 
@@ -189,84 +175,119 @@ impl Notifier {
         if message.fit_to_limits() {
             tracing::debug!(channel = %self.channel, "Slack message cut to Slack's limits");
         }
-        let mut content = SlackMessageContent::new().with_text(message.text.clone());
-        if !message.blocks.is_empty() {
-            match to_blocks(&message.blocks) {
-                Ok(blocks) => content = content.with_blocks(blocks),
-                Err(e) => {
-                    tracing::warn!(channel = %self.channel, error = %e, "unusable blocks; posting the text alone");
-                    return self.post_text_only(&message).await;
-                }
-            }
+        if message.blocks.is_empty() {
+            return self.post(&message.text, None).await.map_err(classify);
         }
-        match self.post(content).await {
-            Ok(posted) => Ok(posted),
-            Err(PostError::Slack(SlackClientError::ApiError(api)))
-                if BLOCK_ERRORS.contains(&api.code.as_str()) && !message.blocks.is_empty() =>
-            {
+        if let Some(i) = message.blocks.iter().position(|b| !b.is_object()) {
+            tracing::warn!(channel = %self.channel, block = i, "a block is not a JSON object; posting the text alone");
+            return self.post_text_only(&message).await;
+        }
+        match self.post(&message.text, Some(&message.blocks)).await {
+            Err(PostError::Api { code, errors }) if BLOCK_ERRORS.contains(&code.as_str()) => {
                 tracing::warn!(
                     channel = %self.channel,
-                    code = %api.code,
-                    errors = %http::sanitize(
-                        &api.errors.as_deref().unwrap_or_default().join("; "),
-                        http::REASON_MAX * 2
-                    ),
+                    %code,
+                    errors = %http::sanitize(&errors.join("; "), http::REASON_MAX * 2),
                     "Slack refused the blocks; posting the text alone"
                 );
                 self.post_text_only(&message).await
             }
-            Err(e) => Err(self.classify(e)),
+            other => other.map_err(classify),
         }
     }
 
     async fn post_text_only(&self, message: &SlackMessage) -> Result<Posted, NotifyError> {
-        let content = SlackMessageContent::new().with_text(message.fallback_text());
-        let posted = self.post(content).await.map_err(|e| self.classify(e))?;
+        let posted = self
+            .post(&message.fallback_text(), None)
+            .await
+            .map_err(classify)?;
         Ok(Posted {
             text_only: true,
             ..posted
         })
     }
 
-    async fn post(&self, content: SlackMessageContent) -> Result<Posted, PostError> {
-        let request =
-            SlackApiChatPostMessageRequest::new(SlackChannelId::new(self.channel.clone()), content);
-        let token = SlackApiToken::new(SlackApiTokenValue::new(self.token.expose().to_string()));
-        let call = async {
-            match &self.transport {
-                Transport::Http(client) => {
-                    client
-                        .open_session(&token)
-                        .chat_post_message(&request)
-                        .await
-                }
-                Transport::Https(client) => {
-                    client
-                        .open_session(&token)
-                        .chat_post_message(&request)
-                        .await
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(response)) => Ok(Posted {
-                channel: response.channel.to_string(),
-                ts: response.ts.to_string(),
-                text_only: false,
-            }),
-            Ok(Err(e)) => Err(PostError::Slack(e)),
-            Err(_) => Err(PostError::Timeout),
+    async fn post(&self, text: &str, blocks: Option<&[Value]>) -> Result<Posted, PostError> {
+        let mut body = json!({"channel": self.channel, "text": text});
+        if let Some(blocks) = blocks {
+            body["blocks"] = Value::from(blocks);
         }
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .bearer_auth(self.token.expose())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| PostError::Other(http::notify_transport_error(e, TARGET)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = response
+            .bytes()
+            .await
+            .map_err(|e| PostError::Other(http::notify_transport_error(e, TARGET)))?;
+        answer_of(status, retry_after.as_deref(), &answer, self.token.expose())
     }
+}
 
-    fn classify(&self, error: PostError) -> NotifyError {
-        match error {
-            PostError::Slack(e) => classify(e),
-            PostError::Timeout => {
-                NotifyError::retryable(format!("slack: no answer within {:?}", self.timeout))
-            }
-        }
+/// What one `chat.postMessage` answer means. A non-2xx status is classified like a
+/// webhook's (429 and 5xx retryable, with `Retry-After`), except that a 429's reason is
+/// Slack's error code; a 2xx answer is Slack's JSON verdict.
+fn answer_of(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    token: &str,
+) -> Result<Posted, PostError> {
+    let verdict: Option<Value> = serde_json::from_slice(body).ok();
+    let code = |v: &Value| v["error"].as_str().map(|c| http::sanitize(c, 64));
+    if status == 429 {
+        return Err(PostError::Other(NotifyError::Retryable {
+            reason: format!(
+                "{TARGET}: HTTP 429 {}",
+                verdict
+                    .as_ref()
+                    .and_then(code)
+                    .unwrap_or_else(|| "ratelimited".into())
+            ),
+            retry_after: retry_after.and_then(http::parse_retry_after),
+        }));
     }
+    http::classify_status(status, retry_after, body, TARGET, &[token]).map_err(PostError::Other)?;
+    let Some(verdict) = verdict.filter(Value::is_object) else {
+        return Err(PostError::Other(NotifyError::permanent(format!(
+            "{TARGET}: unexpected answer: {}",
+            http::body_reason(
+                status,
+                &http::redact(&String::from_utf8_lossy(body), &[token]).into_bytes()
+            )
+        ))));
+    };
+    if verdict["ok"].as_bool() != Some(true) {
+        return Err(PostError::Api {
+            code: code(&verdict).unwrap_or_else(|| "no error code".into()),
+            errors: verdict["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect(),
+        });
+    }
+    let field = |name: &str| verdict[name].as_str().unwrap_or_default().to_string();
+    Ok(Posted {
+        channel: field("channel"),
+        ts: field("ts"),
+        text_only: false,
+    })
 }
 
 /// Checks a Slack API URL as [`Notifier::new`] does: `https://`, or `http://` to a
@@ -287,24 +308,6 @@ fn checked_api_url(api_url: &str) -> Result<url::Url, Error> {
     Ok(url)
 }
 
-/// Block Kit JSON to slack-morphism blocks. A block slack-morphism does not model (or
-/// models differently) is kept as raw JSON, so this fails only for non-objects.
-fn to_blocks(blocks: &[serde_json::Value]) -> Result<Vec<SlackBlock>, NotifyError> {
-    blocks
-        .iter()
-        .enumerate()
-        .map(|(i, block)| {
-            if !block.is_object() {
-                return Err(NotifyError::permanent(format!(
-                    "slack: block {i} is not a JSON object"
-                )));
-            }
-            serde_json::from_value(block.clone())
-                .map_err(|e| NotifyError::permanent(format!("slack: block {i}: {e}")))
-        })
-        .collect()
-}
-
 /// Slack API error codes worth retrying; every other code is permanent.
 const RETRYABLE_CODES: &[&str] = &[
     "ratelimited",
@@ -315,60 +318,17 @@ const RETRYABLE_CODES: &[&str] = &[
     "request_timeout",
 ];
 
-fn classify(error: SlackClientError) -> NotifyError {
+fn classify(error: PostError) -> NotifyError {
     match error {
-        SlackClientError::ApiError(api) => {
-            let reason = format!("slack: {}", http::sanitize(&api.code, 64));
-            if RETRYABLE_CODES.contains(&api.code.as_str()) {
+        PostError::Api { code, .. } => {
+            let reason = format!("{TARGET}: {code}");
+            if RETRYABLE_CODES.contains(&code.as_str()) {
                 NotifyError::retryable(reason)
             } else {
                 NotifyError::permanent(reason)
             }
         }
-        SlackClientError::RateLimitError(limit) => NotifyError::Retryable {
-            reason: format!(
-                "slack: HTTP 429 {}",
-                limit.code.as_deref().unwrap_or("ratelimited")
-            ),
-            retry_after: limit.retry_after,
-        },
-        SlackClientError::HttpError(e) => {
-            let status = e.status_code.as_u16();
-            let body = http::body_reason(
-                status,
-                e.http_response_body
-                    .as_deref()
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-            let reason = format!("slack: HTTP {status}: {body}");
-            if status == 429 || status >= 500 {
-                NotifyError::retryable(reason)
-            } else {
-                NotifyError::permanent(reason)
-            }
-        }
-        SlackClientError::HttpProtocolError(e) => {
-            let cause = e
-                .cause
-                .as_deref()
-                .map_or_else(|| "unknown".to_string(), |c| http::chain(c));
-            NotifyError::retryable(format!(
-                "slack: network error: {}",
-                http::sanitize(&cause, http::REASON_MAX)
-            ))
-        }
-        SlackClientError::EndOfStream(_) => {
-            NotifyError::retryable("slack: connection closed before the answer")
-        }
-        SlackClientError::ProtocolError(e) => NotifyError::permanent(format!(
-            "slack: unexpected answer: {}",
-            http::sanitize(&e.json_error.to_string(), http::REASON_MAX)
-        )),
-        other => NotifyError::permanent(format!(
-            "slack: {}",
-            http::sanitize(&other.to_string(), http::REASON_MAX)
-        )),
+        PostError::Other(e) => e,
     }
 }
 
@@ -379,60 +339,65 @@ mod tests {
     use super::*;
     use crate::test_server::{Reply, Request, Server};
 
-    fn api_error(code: &str) -> SlackClientError {
-        SlackClientError::ApiError(SlackClientApiError::new(code.to_string()))
+    fn verdict(status: u16, retry_after: Option<&str>, body: &str) -> NotifyError {
+        match answer_of(status, retry_after, body.as_bytes(), "xoxb-very-secret") {
+            Ok(posted) => panic!("posted: {posted:?}"),
+            Err(e) => classify(e),
+        }
     }
 
     #[test]
     fn api_errors_are_classified() {
         for code in ["invalid_auth", "channel_not_found", "not_authed", "no_text"] {
-            let e = classify(api_error(code));
+            let e = verdict(200, None, &json!({"ok": false, "error": code}).to_string());
             assert!(!e.is_retryable(), "{code}");
             assert_eq!(e.reason(), format!("slack: {code}"));
         }
-        assert!(classify(api_error("ratelimited")).is_retryable());
-        assert!(classify(api_error("internal_error")).is_retryable());
+        for code in ["ratelimited", "internal_error"] {
+            let e = verdict(200, None, &json!({"ok": false, "error": code}).to_string());
+            assert!(e.is_retryable(), "{code}");
+        }
+        let posted = answer_of(
+            200,
+            None,
+            br#"{"ok": true, "channel": "C0CHAOS", "ts": "1774692000.000100"}"#,
+            "t",
+        )
+        .expect("posted");
+        assert_eq!(
+            (posted.channel.as_str(), posted.ts.as_str()),
+            ("C0CHAOS", "1774692000.000100")
+        );
     }
 
     #[test]
-    fn http_errors_and_rate_limits_are_classified() {
-        let http = |s: u16| {
-            SlackClientError::HttpError(SlackClientHttpError::new(
-                reqwest::StatusCode::from_u16(s).expect("status"),
-            ))
-        };
-        assert!(classify(http(500)).is_retryable());
-        assert!(classify(http(503)).is_retryable());
-        assert!(!classify(http(404)).is_retryable());
-        let limited = SlackClientError::RateLimitError(
-            SlackRateLimitError::new()
-                .with_retry_after(Duration::from_secs(1))
-                .with_code("ratelimited".to_string()),
-        );
+    fn http_errors_rate_limits_and_odd_answers_are_classified() {
+        assert!(verdict(500, None, "").is_retryable());
+        assert!(verdict(503, None, "busy").is_retryable());
+        assert!(!verdict(404, None, "").is_retryable());
         assert_eq!(
-            classify(limited),
+            verdict(429, Some("1"), r#"{"ok": false, "error": "ratelimited"}"#),
             NotifyError::Retryable {
                 reason: "slack: HTTP 429 ratelimited".into(),
                 retry_after: Some(Duration::from_secs(1)),
             }
         );
-    }
-
-    #[test]
-    fn blocks_round_trip_including_unknown_ones() {
-        let blocks = vec![
-            json!({"type": "header", "text": {"type": "plain_text", "text": "havoc: deviated"}}),
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": "*nightly* deviated"}}),
-            json!({"type": "some_future_block", "answer": 42}),
-        ];
-        let typed = to_blocks(&blocks).expect("blocks");
-        let back = serde_json::to_value(&typed).expect("serializes");
-        assert_eq!(back, json!(blocks));
-        assert!(
-            !to_blocks(&[json!("text")])
-                .expect_err("not an object")
-                .is_retryable()
+        assert_eq!(
+            verdict(429, None, "").reason(),
+            "slack: HTTP 429 ratelimited"
         );
+        // A 200 that is not Slack's JSON (a captive portal, a proxy's page) is permanent.
+        let odd = verdict(200, None, "<html>sign in</html>");
+        assert!(!odd.is_retryable());
+        assert_eq!(
+            odd.reason(),
+            "slack: unexpected answer: <html>sign in</html>"
+        );
+        // An answer quoting the token does not put it in the error.
+        for status in [200, 401, 502] {
+            let e = verdict(status, None, "bad token xoxb-very-secret");
+            assert!(!e.reason().contains("very-secret"), "{status}: {e}");
+        }
     }
 
     #[test]
@@ -450,8 +415,15 @@ mod tests {
             "{config:?}"
         );
         assert_eq!(notifier.api, "http://127.0.0.1:9/api/");
+        assert_eq!(
+            notifier.endpoint.as_str(),
+            "http://user:pw-very-secret@127.0.0.1:9/api/chat.postMessage"
+        );
         let https = Notifier::new(SlackConfig::new(SecretString::new("x"), "#c")).expect("https");
-        assert!(matches!(https.transport, Transport::Https(_)));
+        assert_eq!(
+            https.endpoint.as_str(),
+            "https://slack.com/api/chat.postMessage"
+        );
     }
 
     fn config(api_url: &str) -> SlackConfig {
@@ -553,6 +525,37 @@ mod tests {
         assert!(text.starts_with("*Alerts*\n• KubePodCrashLooping"));
         assert!(text.contains("… (cut: "), "{text}");
         assert_eq!(sent["text"], "havoc: nightly deviated");
+    }
+
+    #[tokio::test]
+    async fn blocks_are_sent_as_given_including_unknown_ones() {
+        let server = Server::start(|_, _| posted_reply()).await;
+        let notifier = Notifier::new(api(&server)).expect("notifier");
+        let blocks = vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": "havoc: deviated"}}),
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": "*nightly* deviated"}}),
+            json!({"type": "some_future_block", "answer": 42}),
+        ];
+        let message = SlackMessage {
+            text: "havoc: nightly deviated".into(),
+            blocks: blocks.clone(),
+        };
+        let posted = notifier.send(&message).await.expect("delivered");
+        assert_eq!(
+            posted,
+            Posted {
+                channel: "C0CHAOS".into(),
+                ts: "1774692000.000100".into(),
+                text_only: false,
+            }
+        );
+        let sent = server.requests()[0].json();
+        assert_eq!(sent["blocks"], json!(blocks));
+        assert_eq!(sent["channel"], "#chaos");
+        assert_eq!(
+            server.requests()[0].header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
     }
 
     #[tokio::test]
