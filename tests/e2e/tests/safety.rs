@@ -450,12 +450,27 @@ async fn a_breaker_pause_survives_a_kill_before_it_is_written() -> anyhow::Resul
             post_deviation_alert(&env, &ns, starts, chrono::Utc::now()).await?;
             let r = r?;
             ensure!(r["verdict"] == "deviated", "{r:#}");
-            // Obeyed here, not written: the ConfigMap holds no pause.
-            let policies = serve.get("/api/v1/policies").await?;
-            ensure!(
-                policies.to_string().contains("circuit breaker"),
-                "paused here: {policies}"
-            );
+            // Obeyed here, not written: the ConfigMap holds no pause. The write is tried
+            // after the verdict, by a task of its own: its refusal is awaited, not assumed.
+            poll(Duration::from_secs(20), "the pause obeyed here", || async {
+                let policies = serve.get("/api/v1/policies").await?;
+                Ok(policies
+                    .to_string()
+                    .contains("circuit breaker")
+                    .then_some(()))
+            })
+            .await?;
+            poll(
+                Duration::from_secs(20),
+                "the write refused and retried",
+                || async {
+                    Ok(serve
+                        .log()
+                        .contains("cannot write a pause to the shared state")
+                        .then_some(()))
+                },
+            )
+            .await?;
             let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &identity.namespace);
             let state = || async {
                 Ok::<_, anyhow::Error>(
@@ -471,12 +486,6 @@ async fn a_breaker_pause_survives_a_kill_before_it_is_written() -> anyhow::Resul
             ensure!(
                 !state().await?.contains("circuit breaker"),
                 "the write cannot have landed"
-            );
-            ensure!(
-                serve
-                    .log()
-                    .contains("cannot write a pause to the shared state"),
-                "retried"
             );
             // Killed before the write could land; the permission comes back; restarted.
             serve.kill().await?;
