@@ -839,10 +839,14 @@ fn table(runs: &[Run], seconds: u64) -> String {
                 per("create events")
             )
         };
+        // No rollouts measured (FOOTPRINT_ROLLOUTS=0): a dash, not "NaN / NaN".
+        let reaction = if r.rollout_p50_ms.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.1} / {:.1} ms", r.rollout_p50_ms, r.rollout_p95_ms)
+        };
         t.push_str(&format!(
-            " {total} / {audited} | {each} |  {:.1} / {:.1} ms | {} |\n",
-            r.rollout_p50_ms,
-            r.rollout_p95_ms,
+            " {total} / {audited} | {each} | {reaction} | {} |\n",
             goals(r, runs),
         ));
     }
