@@ -102,11 +102,7 @@ impl Client {
             .await
             .map_err(|e| http::notify_transport_error(e, &target))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = http::retry_after_header(&response);
         let answer = response
             .bytes()
             .await

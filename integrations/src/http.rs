@@ -266,6 +266,15 @@ pub(crate) fn classify_status(
     }
 }
 
+/// A response's `Retry-After` header as text (for [`classify_status`]).
+pub(crate) fn retry_after_header(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is not used by Slack and is ignored).
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)

@@ -254,11 +254,7 @@ impl Notifier {
             .await
             .map_err(|e| http::notify_transport_error(e, &self.target))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = http::retry_after_header(&response);
         // The answer's body only matters for the message of a failure.
         let answer = if (200..300).contains(&status) {
             Vec::new()

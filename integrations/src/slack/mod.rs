@@ -225,11 +225,7 @@ impl Notifier {
             .await
             .map_err(|e| PostError::Other(http::notify_transport_error(e, TARGET)))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let retry_after = http::retry_after_header(&response);
         let answer = response
             .bytes()
             .await
