@@ -336,7 +336,7 @@ mod tests {
     use crate::test_server::{Reply, Request, Server};
 
     fn verdict(status: u16, retry_after: Option<&str>, body: &str) -> NotifyError {
-        match answer_of(status, retry_after, body.as_bytes(), "xoxb-very-secret") {
+        match answer_of(status, retry_after, body.as_bytes(), "test-token-very-secret") {
             Ok(posted) => panic!("posted: {posted:?}"),
             Err(e) => classify(e),
         }
@@ -391,7 +391,7 @@ mod tests {
         );
         // An answer quoting the token does not put it in the error.
         for status in [200, 401, 502] {
-            let e = verdict(status, None, "bad token xoxb-very-secret");
+            let e = verdict(status, None, "bad token test-token-very-secret");
             assert!(!e.reason().contains("very-secret"), "{status}: {e}");
         }
     }
