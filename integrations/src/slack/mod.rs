@@ -336,7 +336,12 @@ mod tests {
     use crate::test_server::{Reply, Request, Server};
 
     fn verdict(status: u16, retry_after: Option<&str>, body: &str) -> NotifyError {
-        match answer_of(status, retry_after, body.as_bytes(), "test-token-very-secret") {
+        match answer_of(
+            status,
+            retry_after,
+            body.as_bytes(),
+            "test-token-very-secret",
+        ) {
             Ok(posted) => panic!("posted: {posted:?}"),
             Err(e) => classify(e),
         }
