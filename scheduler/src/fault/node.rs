@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     Api,
@@ -339,31 +338,32 @@ async fn restamp(
     Ok(next)
 }
 
-/// How many evictions of one drain are in flight at once. Each is a request of its own
-/// on an HTTP/1.1 connection of its own (kube's client does not multiplex), so a node of
-/// 110 pods evicted all at once opened 110 TLS connections to the API server in one burst
-/// and kept them idle in the pool afterwards. Eight keep a full node's drain well under a
-/// second (an eviction takes milliseconds) while bounding both; a pod a PodDisruptionBudget
-/// refuses waits its retry without holding anyone else up for long.
+/// How many eviction requests of one drain are in flight at once. Each is a request of
+/// its own on an HTTP/1.1 connection of its own (kube's client does not multiplex), so a
+/// node of 110 pods evicted all at once opened 110 TLS connections to the API server in
+/// one burst and kept them idle in the pool afterwards. Only the request holds a slot: a
+/// pod a PodDisruptionBudget refused waits for its retry without one, so refused pods
+/// never keep the others from being evicted.
 pub const EVICTIONS_AT_ONCE: usize = 8;
 
-/// Evicts every pod, retrying refusals until `timeout`; [`EVICTIONS_AT_ONCE`] pods at a
-/// time. Stops at once (no further eviction is sent) when the injection is interrupted or
-/// the fence lapses.
+/// Evicts every pod, retrying refusals until `timeout`; every pod is worked on at once,
+/// at most [`EVICTIONS_AT_ONCE`] requests in flight. Stops at once (no further eviction
+/// is sent) when the injection is interrupted or the fence lapses.
 pub async fn drain(m: &Mutator, pods: &[PodInfo], timeout: Duration) -> Drained {
     let deadline = Instant::now() + timeout;
-    // Collected first: a stream over a lazy `map` of borrowing closures is not `Send`
-    // enough for the compiler (a higher-ranked lifetime it cannot prove).
-    let evictions: Vec<_> = pods
-        .iter()
-        .map(|p| async move {
+    let slots = tokio::sync::Semaphore::new(EVICTIONS_AT_ONCE);
+    let evictions = pods.iter().map(|p| {
+        let slots = &slots;
+        async move {
             let api: Api<Pod> = Api::namespaced(m.client().clone(), &p.namespace);
             let name = format!("{}/{}", p.namespace, p.name);
             loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let attempt =
-                    tokio::time::timeout(left, m.send(api.evict(&p.name, &EvictParams::default())))
-                        .await;
+                let attempt = tokio::time::timeout_at(deadline, async {
+                    // Never closed: a permit always comes.
+                    let _slot = slots.acquire().await;
+                    m.send(api.evict(&p.name, &EvictParams::default())).await
+                })
+                .await;
                 let why = match attempt {
                     Ok(Ok(_)) => return Ok(name),
                     Ok(Err(FaultError::Api(kube::Error::Api(s)))) if s.code == 404 => {
@@ -383,14 +383,10 @@ pub async fn drain(m: &Mutator, pods: &[PodInfo], timeout: Duration) -> Drained 
                     return Err((name, FaultError::Cancelled.to_string()));
                 }
             }
-        })
-        .collect();
+        }
+    });
     let mut drained = Drained::default();
-    // In the pods' order, as before (`buffered`, not `buffer_unordered`).
-    let results: Vec<_> = futures::stream::iter(evictions)
-        .buffered(EVICTIONS_AT_ONCE)
-        .collect()
-        .await;
+    let results = futures::future::join_all(evictions).await;
     for r in results {
         match r {
             Ok(n) => drained.evicted.push(n),
@@ -431,7 +427,7 @@ pub async fn revert(m: &Mutator, held: &Held) -> Result<Reverted, FaultError> {
 #[cfg(test)]
 mod tests {
     use std::sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     };
 
@@ -457,43 +453,80 @@ mod tests {
     }
 
     /// An API server (kube's mock-service pattern) that answers each eviction after a
-    /// little while and counts how many were in flight at most.
-    fn counting_server() -> (Client, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    /// little while, refusing the pods `refused` names as a PodDisruptionBudget does (429).
+    struct Server {
+        client: Client,
+        /// The most evictions it had in flight at once.
+        most: Arc<AtomicUsize>,
+        /// Evictions answered.
+        served: Arc<AtomicUsize>,
+        /// When it last accepted one.
+        last_ok: Arc<Mutex<Option<Instant>>>,
+    }
+
+    fn server(refused: fn(&str) -> bool) -> Server {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let served = Arc::new(AtomicUsize::new(0));
-        let (now, max, count) = (in_flight.clone(), most.clone(), served.clone());
+        let last_ok = Arc::new(Mutex::new(None));
+        let (now, max, count, ok) = (
+            in_flight.clone(),
+            most.clone(),
+            served.clone(),
+            last_ok.clone(),
+        );
         let svc = tower::service_fn(move |req: http::Request<Body>| {
-            let (now, max, count) = (now.clone(), max.clone(), count.clone());
+            let (now, max, count, ok) = (now.clone(), max.clone(), count.clone(), ok.clone());
             async move {
-                assert!(req.uri().path().ends_with("/eviction"), "{}", req.uri());
+                let path = req.uri().path().to_string();
+                assert!(path.ends_with("/eviction"), "{path}");
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 max.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 now.fetch_sub(1, Ordering::SeqCst);
                 count.fetch_add(1, Ordering::SeqCst);
-                let status =
-                    br#"{"kind":"Status","apiVersion":"v1","status":"Success","code":201}"#;
+                let pod = path.trim_end_matches("/eviction").rsplit('/').next();
+                let (code, status) = if pod.is_some_and(refused) {
+                    (
+                        429,
+                        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","message":"Cannot evict pod as it would violate the pod's disruption budget.","code":429}"#,
+                    )
+                } else {
+                    *ok.lock().expect("lock") = Some(Instant::now());
+                    (
+                        201,
+                        r#"{"kind":"Status","apiVersion":"v1","status":"Success","code":201}"#,
+                    )
+                };
                 http::Response::builder()
-                    .status(201)
+                    .status(code)
                     .header("content-type", "application/json")
-                    .body(Body::from(status.to_vec()))
+                    .body(Body::from(status.as_bytes().to_vec()))
                     .map_err(|e| e.to_string())
             }
         });
-        (Client::new(svc, "default"), most, served)
+        Server {
+            client: Client::new(svc, "default"),
+            most,
+            served,
+            last_ok,
+        }
+    }
+
+    fn none(_: &str) -> bool {
+        false
     }
 
     #[tokio::test]
     async fn a_full_node_is_evicted_a_few_pods_at_a_time_in_order() {
-        let (client, most, served) = counting_server();
+        let s = server(none);
         let pods: Vec<PodInfo> = (0..30).map(pod).collect();
-        let drained = drain(&Mutator::unfenced(client), &pods, Duration::from_secs(30)).await;
+        let drained = drain(&Mutator::unfenced(s.client), &pods, Duration::from_secs(30)).await;
         assert!(drained.refused.is_empty(), "{drained:?}");
         let names: Vec<String> = pods.iter().map(|p| format!("shop/{}", p.name)).collect();
         assert_eq!(drained.evicted, names);
-        assert_eq!(served.load(Ordering::SeqCst), 30);
-        let most = most.load(Ordering::SeqCst);
+        assert_eq!(s.served.load(Ordering::SeqCst), 30);
+        let most = s.most.load(Ordering::SeqCst);
         assert!(
             (2..=EVICTIONS_AT_ONCE).contains(&most),
             "at most {most} evictions in flight"
@@ -502,18 +535,49 @@ mod tests {
 
     #[tokio::test]
     async fn an_interrupted_drain_sends_no_further_eviction() {
-        let (client, _, served) = counting_server();
+        let s = server(none);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let m = Mutator::new(client, Leadership::always(), cancel);
+        let m = Mutator::new(s.client, Leadership::always(), cancel);
         let drained = drain(
             &m,
             &(0..20).map(pod).collect::<Vec<_>>(),
             Duration::from_secs(30),
         )
         .await;
-        assert_eq!(served.load(Ordering::SeqCst), 0);
+        assert_eq!(s.served.load(Ordering::SeqCst), 0);
         assert!(drained.evicted.is_empty());
         assert_eq!(drained.refused.len(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pods_a_budget_refuses_do_not_keep_the_others_from_being_evicted() {
+        // Ten pods refused until the timeout, more than there are slots: the other ten
+        // are still evicted, and at once, not when the refused ones give up.
+        fn first_ten(pod: &str) -> bool {
+            pod.trim_start_matches("web-")
+                .parse::<usize>()
+                .is_ok_and(|i| i < 10)
+        }
+        let s = server(first_ten);
+        let pods: Vec<PodInfo> = (0..20).map(pod).collect();
+        let started = Instant::now();
+        let drained = drain(&Mutator::unfenced(s.client), &pods, Duration::from_secs(60)).await;
+        let last_ok = s.last_ok.lock().expect("lock").expect("evictions accepted");
+        assert!(
+            last_ok - started < Duration::from_secs(1),
+            "the last eviction was accepted after {:?}",
+            last_ok - started
+        );
+        let evicted: Vec<String> = (10..20).map(|i| format!("shop/web-{i}")).collect();
+        assert_eq!(drained.evicted, evicted);
+        assert_eq!(drained.refused.len(), 10);
+        for (name, why) in &drained.refused {
+            assert!(
+                why.starts_with("refused by a PodDisruptionBudget"),
+                "{name}: {why}"
+            );
+        }
+        assert!(s.most.load(Ordering::SeqCst) <= EVICTIONS_AT_ONCE);
     }
 }
