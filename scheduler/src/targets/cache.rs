@@ -38,7 +38,7 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node},
     networking::v1::NetworkPolicy,
 };
 use kube::{
@@ -56,6 +56,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use super::{
     NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServices,
     kube::{deployment_info, node_info, pod_info, statefulset_info, virtual_service_info},
+    lean::PodFacts,
     scope::{FollowsPolicies, Namespaces, Needs, Nodes},
     watches::{Index, Unserved, WatchSet, cluster, filtered_set, index_set, namespaced},
 };
@@ -131,7 +132,7 @@ fn trim_meta<K: Resource>(o: &mut K) {
 
 /// A pod as selection reads it; the owner is resolved through the ReplicaSets later (a
 /// ReplicaSet may arrive after its pods).
-fn pod_row(p: Pod) -> Option<PodInfo> {
+fn pod_row(p: PodFacts) -> Option<PodInfo> {
     Some(pod_info(&p, &BTreeMap::new()))
 }
 

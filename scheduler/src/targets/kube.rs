@@ -9,7 +9,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, ReplicaSet, StatefulSet},
         autoscaling::v2::HorizontalPodAutoscaler,
-        core::v1::{Namespace, Node, Pod},
+        core::v1::{Namespace, Node},
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time},
 };
@@ -18,6 +18,7 @@ use kube::{
     api::{DynamicObject, ListParams},
 };
 
+use super::lean::PodFacts;
 use super::scope::{Namespaces, Needs};
 use super::{
     NamespaceInfo, NodeInfo, PodInfo, Snapshot, SnapshotError, SnapshotSource, VirtualServiceInfo,
@@ -55,7 +56,7 @@ pub fn owner_of(
 }
 
 /// What selection needs to know about one pod.
-pub fn pod_info(pod: &Pod, replicasets: &BTreeMap<(String, String), ObjectRef>) -> PodInfo {
+pub fn pod_info(pod: &PodFacts, replicasets: &BTreeMap<(String, String), ObjectRef>) -> PodInfo {
     let meta = &pod.metadata;
     let status = pod.status.as_ref();
     PodInfo {
@@ -308,7 +309,7 @@ pub async fn list_snapshot(client: &Client, needs: &Needs) -> Result<Snapshot, k
     if let Some(ns) = &needs.pods {
         let rs = list_in::<ReplicaSet>(client, ns).await?;
         let owners = replicaset_owners(&rs);
-        snapshot.pods = list_in::<Pod>(client, ns)
+        snapshot.pods = list_in::<PodFacts>(client, ns)
             .await?
             .iter()
             .map(|p| pod_info(p, &owners))
@@ -372,7 +373,7 @@ mod tests {
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "1", "controller": true}]}
         }))
         .expect("rs");
-        let pod: Pod = serde_json::from_value(json!({
+        let pod: PodFacts = serde_json::from_value(json!({
             "metadata": {"name": "web-abc-1", "namespace": "d", "labels": {"app": "web"},
                 "creationTimestamp": "2026-11-22T10:00:00Z",
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "2", "controller": true}]},
@@ -387,7 +388,7 @@ mod tests {
         assert!(info.running && info.ready && !info.terminating);
         assert_eq!(info.created.to_rfc3339(), "2026-11-22T10:00:00+00:00");
 
-        let sts: Pod = serde_json::from_value(json!({
+        let sts: PodFacts = serde_json::from_value(json!({
             "metadata": {"name": "db-0", "namespace": "d", "deletionTimestamp": "2026-11-22T10:00:00Z",
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "3", "controller": true}]},
             "status": {"phase": "Pending"}

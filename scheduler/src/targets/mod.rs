@@ -7,12 +7,14 @@
 //! - [`cache`]: the service's watch caches (a [`SnapshotSource`]), scoped by [`scope`]
 //!   to what the policies read and kept by [`watches`];
 //! - [`kube`]: conversions from Kubernetes objects, and a listing source for `havoc run`;
-//! - [`nodes`]: the pods of the nodes a drain chose, read when it chooses them.
+//! - [`nodes`]: the pods of the nodes a drain chose, read when it chooses them;
+//! - [`lean`]: pods decoded into only what selection reads.
 
 pub mod cache;
 #[cfg(test)]
 pub mod fixtures;
 pub mod kube;
+pub mod lean;
 pub mod nodes;
 pub mod scope;
 pub mod select;

@@ -10,10 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, ReplicaSet, StatefulSet},
-        core::v1::Pod,
-    },
+    api::apps::v1::{Deployment, ReplicaSet, StatefulSet},
     apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
 use kube::{Api, Client, api::ListParams, core::Selector};
@@ -21,6 +18,7 @@ use kube::{Api, Client, api::ListParams, core::Selector};
 use super::{
     PodInfo,
     kube::{pod_info, replicaset_owners},
+    lean::PodFacts,
 };
 use crate::record::ObjectRef;
 
@@ -29,7 +27,7 @@ const PAGE: u32 = 500;
 
 /// The pods of `nodes`, and every pod of the workloads whose ready pods run there.
 pub async fn read(client: &Client, nodes: &[String]) -> Result<Vec<PodInfo>, kube::Error> {
-    let all: Api<Pod> = Api::all(client.clone());
+    let all: Api<PodFacts> = Api::all(client.clone());
     let mut on_nodes = Vec::new();
     for node in nodes {
         let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
@@ -79,7 +77,7 @@ pub fn of_nodes(pods: Vec<PodInfo>, nodes: &[String]) -> Vec<PodInfo> {
 }
 
 /// The (namespace, name) of a pod's controlling ReplicaSet.
-fn controller_replicaset(pod: &Pod) -> Option<(String, String)> {
+fn controller_replicaset(pod: &PodFacts) -> Option<(String, String)> {
     let owner = pod
         .metadata
         .owner_references
@@ -117,7 +115,11 @@ async fn replicas(
         // Gone, or a selector that cannot be written as a query: the namespace.
         _ => ListParams::default(),
     };
-    let pods = list_pages(&Api::<Pod>::namespaced(client.clone(), &ns), lp.clone()).await?;
+    let pods = list_pages(
+        &Api::<PodFacts>::namespaced(client.clone(), &ns),
+        lp.clone(),
+    )
+    .await?;
     // A Deployment's pods name their ReplicaSets, which carry its selector's labels.
     let owners = if owner.kind == "Deployment" || owner.kind == "ReplicaSet" {
         let rs = list_pages(&Api::<ReplicaSet>::namespaced(client.clone(), &ns), lp).await?;
