@@ -309,6 +309,9 @@ impl Elector {
             .annotations
             .get_or_insert_with(Default::default)
             .insert(RUNNING_ANNOTATION.to_string(), running.to_string());
+        // Managed fields left out are kept by the API server as they are: sending them
+        // back with every renewal would only make each renewal bigger.
+        lease.metadata.managed_fields = None;
         match bounded(self.api.replace(&self.name, &PostParams::default(), &lease)).await {
             Ok(written) => {
                 self.held = Some(written);
@@ -549,6 +552,37 @@ mod tests {
             .status(409)
             .body(Body::from(serde_json::to_vec(&body).expect("json")))
             .expect("response")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_does_not_send_the_managed_fields_back() {
+        let (mut e, mut handle) = elector(None);
+        let server = tokio::spawn(async move {
+            let with_fields = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "havoc", "namespace": "ns", "resourceVersion": "7",
+                    "managedFields": [{"manager": "havoc", "operation": "Update", "apiVersion": "coordination.k8s.io/v1",
+                        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:holderIdentity": {}, "f:renewTime": {}}}}]},
+                "spec": {"holderIdentity": "me-00000001", "leaseDurationSeconds": 15,
+                    "renewTime": "2026-12-01T12:01:00.000000Z"}});
+            let answer = || {
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&with_fields).expect("json")))
+                    .expect("response")
+            };
+            expect(&mut handle, "GET", answer()).await;
+            for _ in 0..2 {
+                let (req, send) = handle.next_request().await.expect("a renewal");
+                assert_eq!(req.method().as_str(), "PUT");
+                let body = req.into_body().collect_bytes().await.expect("body");
+                let sent: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                assert_eq!(sent["metadata"]["resourceVersion"], "7", "{sent}");
+                assert!(sent["metadata"].get("managedFields").is_none(), "{sent}");
+                send.send_response(answer());
+            }
+        });
+        assert!(e.round().await.expect("round"), "renewed after the read");
+        assert!(e.round().await.expect("round"), "renewed from what was written");
+        server.await.expect("scripted");
     }
 
     #[tokio::test(start_paused = true)]
