@@ -6,7 +6,7 @@
 //! their own), and for each kind of policy (`FOOTPRINT_VARIANTS`: `namespaces`, the policy
 //! lists its namespace; `selector`, it uses a namespace selector; `drain`, it drains a node
 //! of the target's own pool of 3 KWOK nodes, `withPodsIn` the target namespace, evicting the
-//! victims there), one `havoc serve` (HAVOC_BIN, the release build) runs a policy
+//! victims there), one `havoc serve` (HAVOC_BIN: the binary the image ships, deploy/image/binary) runs a policy
 //! deleting one pod of `havoc-footprint-target` (or draining) every 10 s (held 1 s, settling 2 s), with
 //! the default health interval (10 s) and policy reload interval (5 s), and no SLOs. Measured over `FOOTPRINT_SECONDS` (default 300) after the
 //! first experiment:
@@ -194,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     let out = std::env::var_os("FOOTPRINT_OUT").map(PathBuf::from);
     ensure!(
         std::env::var_os("HAVOC_BIN").is_some(),
-        "set HAVOC_BIN to the release build (tests/bench/footprint does)"
+        "set HAVOC_BIN to the image's binary, deploy/image/binary (tests/bench/footprint does)"
     );
     let audit_log = PathBuf::from(env.get("HAVOC_AUDIT_LOG").context(
         "the local cluster predates its audit log: deploy/local/down && deploy/local/up",
