@@ -75,6 +75,38 @@ pub fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
     })
 }
 
+/// CPU time of a process to the nanosecond: the sum over its threads of their time on a
+/// CPU (`/proc/PID/task/TID/schedstat`), each thread at the last value seen, so that a
+/// thread that ended still counts (all but what it spent after the last [`update`]).
+///
+/// [`update`]: ThreadCpu::update
+#[derive(Debug, Default)]
+pub struct ThreadCpu {
+    ns: BTreeMap<u32, u64>,
+}
+
+impl ThreadCpu {
+    /// Reads every thread of `pid` now; returns the seconds of CPU of every thread seen.
+    pub fn update(&mut self, pid: u32) -> anyhow::Result<f64> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .with_context(|| format!("process {pid} is gone"))?;
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread may end between the listing and the read.
+            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = text.split_whitespace().next().and_then(|n| n.parse().ok()) {
+                let seen = self.ns.entry(tid).or_insert(0);
+                *seen = (*seen).max(ns);
+            }
+        }
+        Ok(self.ns.values().sum::<u64>() as f64 / 1e9)
+    }
+}
+
 /// Label values (in the order of `labels`) -> value, for every sample of `name`.
 pub type Counters = BTreeMap<Vec<String>, f64>;
 

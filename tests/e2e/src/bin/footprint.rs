@@ -516,7 +516,7 @@ async fn measure(
     let startup = bench::proc_stat(pid)?;
     let before = havoc_counters(&serve).await?;
     let t0 = Utc::now();
-    let (samples, end) = sample(pid, seconds).await?;
+    let (samples, end, window_cpu_s) = sample(pid, seconds).await?;
     let after = havoc_counters(&serve).await?;
     let t1 = Utc::now();
     let window = bench::delta(&before, &after);
@@ -622,7 +622,7 @@ async fn measure(
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
         steady_rss_mib: steady_mib(&samples),
-        cpu_s: end.cpu_s - startup.cpu_s,
+        cpu_s: window_cpu_s,
         experiments,
         reasons,
         injected,
@@ -694,7 +694,7 @@ async fn measure_peer(
     })?;
     let startup = bench::proc_stat(pid)?;
     let t0 = Utc::now();
-    let (samples, end) = sample(pid, seconds).await?;
+    let (samples, end, window_cpu_s) = sample(pid, seconds).await?;
     let t1 = Utc::now();
     child.start_kill()?;
     let _ = child.wait().await;
@@ -712,7 +712,7 @@ async fn measure_peer(
         startup_cpu_s: startup.cpu_s,
         peak_rss_mib: mib(end.peak_kib),
         steady_rss_mib: steady_mib(&samples),
-        cpu_s: end.cpu_s - startup.cpu_s,
+        cpu_s: window_cpu_s,
         experiments: BTreeMap::new(),
         reasons: BTreeMap::new(),
         injected: kills,
@@ -727,16 +727,26 @@ async fn measure_peer(
     })
 }
 
-/// `pid`'s /proc figures once a second for `seconds`, and at the end.
-async fn sample(pid: u32, seconds: u64) -> anyhow::Result<(Vec<bench::ProcStat>, bench::ProcStat)> {
+/// `pid`'s /proc figures once a second for `seconds`, and at the end, with the CPU time
+/// it spent in that window (in nanoseconds, [`bench::ThreadCpu`]: `/proc/PID/stat`
+/// counts in clock ticks of 10 ms, a tenth of what one run of havoc spends in 300 s).
+async fn sample(
+    pid: u32,
+    seconds: u64,
+) -> anyhow::Result<(Vec<bench::ProcStat>, bench::ProcStat, f64)> {
     let started = Instant::now();
     let mut samples = Vec::new();
+    let mut cpu = bench::ThreadCpu::default();
+    let first = cpu.update(pid)?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         samples.push(bench::proc_stat(pid)?);
+        cpu.update(pid)?;
     }
-    Ok((samples, bench::proc_stat(pid)?))
+    let end = bench::proc_stat(pid)?;
+    let last = cpu.update(pid)?;
+    Ok((samples, end, last - first))
 }
 
 /// Steady RSS: the median of the second half of the samples.
@@ -812,7 +822,7 @@ fn table(runs: &[Run], seconds: u64) -> String {
         // What every row has; then what a peer (counted by the API server only, no
         // rollout trigger) or havoc adds.
         t.push_str(&format!(
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.2} s | {:.1} ms | {} |",
+            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.3} s | {:.1} ms | {} |",
             r.background_pods,
             r.variant.describe(),
             if r.startup_s.is_nan() {
