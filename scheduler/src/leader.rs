@@ -581,7 +581,10 @@ mod tests {
             }
         });
         assert!(e.round().await.expect("round"), "renewed after the read");
-        assert!(e.round().await.expect("round"), "renewed from what was written");
+        assert!(
+            e.round().await.expect("round"),
+            "renewed from what was written"
+        );
         server.await.expect("scripted");
     }
 
