@@ -309,10 +309,7 @@ impl Elector {
             .annotations
             .get_or_insert_with(Default::default)
             .insert(RUNNING_ANNOTATION.to_string(), running.to_string());
-        // Managed fields left out are kept by the API server as they are: sending them
-        // back with every renewal would only make each renewal bigger.
-        lease.metadata.managed_fields = None;
-        match bounded(self.api.replace(&self.name, &PostParams::default(), &lease)).await {
+        match self.replace(lease).await {
             Ok(written) => {
                 self.held = Some(written);
                 Ok(true)
@@ -336,8 +333,16 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(now_micro());
-        bounded(self.api.replace(&self.name, &PostParams::default(), &lease)).await?;
+        self.replace(lease).await?;
         Ok(())
+    }
+
+    /// Writes `lease` over the stored one (failing with 409 if it changed since it was
+    /// read). Its managed fields are left out: the API server keeps them as they are, and
+    /// sending back what the last answer held would only make every renewal bigger.
+    async fn replace(&self, mut lease: Lease) -> Result<Lease, kube::Error> {
+        lease.metadata.managed_fields = None;
+        bounded(self.api.replace(&self.name, &PostParams::default(), &lease)).await
     }
 }
 
