@@ -788,7 +788,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The runs of one kind of policy at one size (more than one with `FOOTPRINT_REPEAT`).
-fn group<'a>(runs: &'a [Run], variant: Variant, background: usize) -> Vec<&'a Run> {
+fn group(runs: &[Run], variant: Variant, background: usize) -> Vec<&Run> {
     runs.iter()
         .filter(|b| b.variant == variant && b.background_pods == background)
         .collect()
