@@ -64,6 +64,12 @@ EOF
   fi
   # Runs at all, outside any namespace trick: the static binary needs nothing from the host.
   log "$(env -i "$image_dir/rootfs/havoc" --version)"
+  # Its allocator (mimalloc, .cargo/config.toml) turns transparent huge pages off for its
+  # process as it starts: on a node whose THP setting is "always" its arena would
+  # otherwise be backed by 2 MiB pages.
+  strace -f -qq -e trace=prctl -o "$work/image-prctl.txt" env -i "$image_dir/rootfs/havoc" --version >/dev/null
+  grep -q 'PR_SET_THP_DISABLE, 1' "$work/image-prctl.txt" \
+    || { fail "the image's binary leaves transparent huge pages on: $(cat "$work/image-prctl.txt")"; return 1; }
 }
 
 # podman: can it run the image here? Rootful, vfs storage, host network, cgroupfs. Its
