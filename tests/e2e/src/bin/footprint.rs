@@ -12,8 +12,9 @@
 //! first experiment:
 //!
 //! - start-up: from the process's start to `/readyz` (its first lists included);
-//! - peak RSS (`VmHWM`, start-up included) and steady RSS (median of 1 s samples over the
-//!   second half), CPU seconds (user + system) and per kill;
+//! - peak RSS (the highest of `VmHWM`, start-up included, and the 1 s samples) and
+//!   steady RSS (median of the 1 s samples over the second half), CPU seconds (user +
+//!   system) and per kill;
 //! - API requests by verb and resource, as havoc counts them
 //!   (`havoc_kube_requests_total`) and as the API server logged them: havoc runs as the
 //!   ServiceAccount havoc-footprint/havoc (tests/install/in-cluster) and the local
@@ -625,7 +626,7 @@ async fn measure(
         startup_s,
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
-        peak_rss_mib: mib(end.peak_kib),
+        peak_rss_mib: peak_mib(&samples, end),
         steady_rss_mib: steady_mib(&samples),
         cpu_s: window_cpu_s,
         experiments,
@@ -715,7 +716,7 @@ async fn measure_peer(
         startup_s: f64::NAN,
         startup_rss_mib: mib(startup.rss_kib),
         startup_cpu_s: startup.cpu_s,
-        peak_rss_mib: mib(end.peak_kib),
+        peak_rss_mib: peak_mib(&samples, end),
         steady_rss_mib: steady_mib(&samples),
         cpu_s: window_cpu_s,
         experiments: BTreeMap::new(),
@@ -752,6 +753,18 @@ async fn sample(
     let end = bench::proc_stat(pid)?;
     let last = cpu.update(pid)?;
     Ok((samples, end, last - first))
+}
+
+/// Peak RSS: the highest of `VmHWM` and every sample's `VmRSS`. Linux raises `VmHWM`
+/// only when a mapping shrinks or the process exits, not as pages are touched: an
+/// allocator that keeps its memory mapped (mimalloc) leaves it below the RSS seen.
+fn peak_mib(samples: &[bench::ProcStat], end: bench::ProcStat) -> f64 {
+    mib(samples
+        .iter()
+        .chain([&end])
+        .flat_map(|s| [s.rss_kib, s.peak_kib])
+        .max()
+        .unwrap_or(0))
 }
 
 /// Steady RSS: the median of the second half of the samples.
@@ -1009,6 +1022,28 @@ mod tests {
             rollout_max_ms: f64::NAN,
             rollout_internal_p95_ms: f64::NAN,
         }
+    }
+
+    #[test]
+    fn peak_is_the_highest_of_the_high_water_mark_and_the_samples() {
+        let stat = |rss_kib, peak_kib| bench::ProcStat {
+            rss_kib,
+            peak_kib,
+            cpu_s: 0.0,
+        };
+        // VmHWM behind VmRSS (nothing unmapped since the start): the samples' RSS counts.
+        assert_eq!(
+            peak_mib(
+                &[stat(17_000, 16_000), stat(18_432, 16_000)],
+                stat(18_000, 16_000)
+            ),
+            18.0
+        );
+        // A peak between samples that was unmapped again: VmHWM has it.
+        assert_eq!(
+            peak_mib(&[stat(17_000, 20_480)], stat(17_000, 20_480)),
+            20.0
+        );
     }
 
     #[test]
