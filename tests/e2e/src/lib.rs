@@ -80,6 +80,20 @@ impl Env {
         self.get("HAVOC_SINK_SLACK_TOKEN")
     }
 
+    /// The longest a replacement pod takes from Running to Ready on the local cluster
+    /// (KWOK's fake readiness probe: `HAVOC_POD_READY_DELAY` plus up to
+    /// `HAVOC_POD_READY_JITTER` seconds).
+    pub fn pod_ready_max(&self) -> anyhow::Result<Duration> {
+        let secs = |key| -> anyhow::Result<u64> {
+            self.get(key)?
+                .parse()
+                .with_context(|| format!("{key} is not a number of seconds"))
+        };
+        Ok(Duration::from_secs(
+            secs("HAVOC_POD_READY_DELAY")? + secs("HAVOC_POD_READY_JITTER")?,
+        ))
+    }
+
     /// A client for the local API server.
     pub async fn client(&self) -> anyhow::Result<Client> {
         install_crypto_provider();
