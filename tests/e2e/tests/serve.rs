@@ -54,8 +54,9 @@ fn target_names(r: &Value) -> Vec<String> {
 }
 
 /// The classic story: random pods of the go-demo-8 application (its two front-end pods
-/// and its single db) with minAvailableReplicas 0. Front-end pods pass silently; the db pod deviates with the alert
-/// attributed, notifies once per receiver, and the circuit breaker pauses the policy.
+/// and its single db) with minAvailableReplicas 0. Front-end pods pass silently; the db
+/// pod deviates with the alert attributed, notifies once per receiver, and the circuit
+/// breaker pauses the policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::Result<()> {
     let env = Env::load()?;
@@ -66,20 +67,21 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
     // 15-20 s readiness delay). Strikes start farther apart than the slowest replacement
     // takes, plus room for a slow scheduler: then only the db can deviate.
     let gap = env.pod_ready_max()? + Duration::from_secs(6);
+    let widest = gap + Duration::from_secs(5);
     let classic = pod_policy("classic", "app in (go-demo-8, go-demo-8-db)")
         .interval(
             &format!("{}s", gap.as_secs()),
-            &format!("{}s", gap.as_secs() + 5),
+            &format!("{}s", widest.as_secs()),
         )
         .duration("10s")
         .on_deviation("pausePolicy");
     // The floor that lets the single db pod be hit.
     let setup = Setup::policy("classic.yaml", &classic).limits(json!({"minAvailableReplicas": 0}));
     let serve = Serve::start(&env, setup).await?;
-    // Each experiment picks one of three pods, one in three the db (20 strikes miss it
-    // with odds of (2/3)^20, about 1 in 3,300).
+    // Each experiment picks one of three pods, one in three the db (20 strikes, the
+    // fewest that fit in this wait, miss it with odds of (2/3)^20, about 1 in 3,300).
     let deviated = serve
-        .wait_records(1, gap * 20, "a deviated experiment", |r| {
+        .wait_records(1, widest * 20, "a deviated experiment", |r| {
             r["verdict"] == "deviated"
         })
         .await?
