@@ -1,10 +1,13 @@
-//! Hot reload of the policy directory: polled by content, so an edited file and a
-//! ConfigMap's symlink swap look the same. A set with any problem is rejected as a whole
-//! and the last good set keeps running: half-applying an edit that touches several files
-//! could run a combination nobody wrote.
+//! Hot reload of the policy directory: polled, and compared by content, so an edited file
+//! and a ConfigMap's symlink swap look the same. Each poll only looks at the files'
+//! metadata ([`Watched`]); their contents are read when it changed, and every
+//! [`FULL_READ_EVERY`] polls whatever it says. A set with any problem is rejected as a
+//! whole and the last good set keeps running: half-applying an edit that touches several
+//! files could run a combination nobody wrote.
 
 use crate::policy::set::{Policies, PolicySet};
 use std::{
+    hash::{Hash, Hasher},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -103,6 +106,80 @@ pub fn policy_set(report: &policy::LoadReport) -> PolicySet {
     PolicySet::new(report.policies().cloned())
 }
 
+/// Every this many polls the contents are read even if no metadata changed: a filesystem
+/// whose timestamps are coarse, or a writer that puts an old time back, is then noticed
+/// within a minute (at the default 5 s interval) rather than never.
+pub const FULL_READ_EVERY: u32 = 12;
+
+/// What the reload loop compares every poll: the metadata of the policy paths and of the
+/// files found in them (device, inode, size, modification and change times, following
+/// symlinks). A ConfigMap's symlink swap renames `..data` in the directory (its times
+/// change) and points each file at a new inode; an edit in place changes the file's times.
+/// Reading only metadata costs one `stat` per path and file; reading the contents costs a
+/// directory listing, an open and a read per file, and was the most expensive thing an
+/// idle havoc did after its Lease renewals (README, "Where a pod kill's CPU goes").
+#[derive(Debug)]
+pub struct Watched {
+    files: Vec<PathBuf>,
+    looks: u64,
+    content: u64,
+    polls: u32,
+}
+
+impl Watched {
+    /// The policy files as they are now.
+    pub fn now(paths: &[PathBuf]) -> Self {
+        let files = policy::discover(paths).0;
+        // Metadata first: a change while the contents are read shows at the next poll.
+        let looks = looks(paths, &files);
+        Watched {
+            files,
+            looks,
+            content: fingerprint(paths),
+            polls: 0,
+        }
+    }
+
+    /// Whether the files' names or contents changed since [`Watched::now`] or the last
+    /// call that said so. The contents are read only when the metadata changed, or on
+    /// every [`FULL_READ_EVERY`]th call.
+    pub fn changed(&mut self, paths: &[PathBuf]) -> bool {
+        self.polls = self.polls.wrapping_add(1);
+        let full = self.polls.is_multiple_of(FULL_READ_EVERY);
+        if !full && looks(paths, &self.files) == self.looks {
+            return false;
+        }
+        let now = Watched::now(paths);
+        let changed = now.content != self.content;
+        (self.files, self.looks, self.content) = (now.files, now.looks, now.content);
+        changed
+    }
+}
+
+/// A hash of the metadata of `paths` and `files` (see [`Watched`]); an error (a file
+/// gone) hashes as its kind.
+fn looks(paths: &[PathBuf], files: &[PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in paths.iter().chain(files) {
+        p.hash(&mut h);
+        match std::fs::metadata(p) {
+            Ok(m) => (
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            )
+                .hash(&mut h),
+            Err(e) => e.kind().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
 /// A fingerprint of the policy files' names and contents.
 pub fn fingerprint(paths: &[PathBuf]) -> u64 {
     let (files, problems) = policy::discover(paths);
@@ -170,17 +247,15 @@ impl Reloader {
 
     /// Re-reads the policies when the files change, until `stop`.
     pub async fn run(self) {
-        let mut last = fingerprint(&self.paths);
+        let mut watched = Watched::now(&self.paths);
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return,
                 () = tokio::time::sleep(self.interval) => {}
             }
-            let now = fingerprint(&self.paths);
-            if now == last {
+            if !watched.changed(&self.paths) {
                 continue;
             }
-            last = now;
             let report = self.load().await;
             for w in report.warnings() {
                 tracing::warn!(diagnostic = %w.warning_line(), "policy warning");
@@ -229,6 +304,7 @@ mod tests {
         let paths = vec![d.to_path_buf()];
         let ctx = Context::default();
         let before = fingerprint(&paths);
+        let mut watched = Watched::now(&paths);
         let names = || -> Vec<String> {
             policy_set(&policy::load_paths(&paths, &ctx, Expect::Policies))
                 .policies
@@ -237,6 +313,7 @@ mod tests {
         };
         assert_eq!(names(), ["first"]);
         assert_eq!(fingerprint(&paths), before, "nothing changed");
+        assert!(!watched.changed(&paths), "nothing changed");
 
         // The kubelet's atomic update: new directory, new symlink renamed over ..data.
         write("..2026_11_22_2", "second");
@@ -247,10 +324,73 @@ mod tests {
             before,
             "the swap changes the fingerprint"
         );
+        assert!(watched.changed(&paths), "the swap is seen");
+        assert!(!watched.changed(&paths), "and only once");
         assert_eq!(
             names(),
             ["second"],
             "hidden version directories are not loaded"
         );
+    }
+
+    fn watched_dir() -> (tempfile::TempDir, Vec<PathBuf>, Watched) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), "one: 1\n").expect("write");
+        let paths = vec![dir.path().to_path_buf()];
+        let watched = Watched::now(&paths);
+        (dir, paths, watched)
+    }
+
+    #[test]
+    fn an_edit_of_the_same_size_is_seen_and_a_touch_is_not_a_change() {
+        let (dir, paths, mut watched) = watched_dir();
+        let file = dir.path().join("a.yaml");
+        assert!(!watched.changed(&paths));
+        let touch = |ahead: u64| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .expect("open");
+            f.set_modified(std::time::SystemTime::now() + Duration::from_secs(ahead))
+                .expect("touch");
+        };
+        std::fs::write(&file, "one: 2\n").expect("write");
+        // The file system's clock may be coarse (ext4: a tick of a few ms): the time of an
+        // edit made later than this one, whatever the clock's grain.
+        touch(1);
+        assert!(watched.changed(&paths), "same size, new contents");
+        // New times, same contents: read again, and not a change.
+        touch(60);
+        assert!(!watched.changed(&paths), "same contents");
+    }
+
+    #[test]
+    fn a_file_added_or_removed_is_seen() {
+        let (dir, paths, mut watched) = watched_dir();
+        std::fs::write(dir.path().join("b.yaml"), "two: 2\n").expect("write");
+        assert!(watched.changed(&paths), "added");
+        std::fs::write(dir.path().join("notes.txt"), "not a policy").expect("write");
+        assert!(
+            !watched.changed(&paths),
+            "not a policy file: the same policies"
+        );
+        std::fs::remove_file(dir.path().join("a.yaml")).expect("rm");
+        assert!(watched.changed(&paths), "removed");
+    }
+
+    /// While the metadata stays the same, the contents are not read (a stale content
+    /// fingerprint goes unnoticed) until the full read every FULL_READ_EVERY polls.
+    #[test]
+    fn contents_are_read_only_when_the_metadata_changes_or_on_a_full_read() {
+        let (_dir, paths, mut watched) = watched_dir();
+        watched.content ^= 1;
+        for poll in 1..FULL_READ_EVERY {
+            assert!(!watched.changed(&paths), "poll {poll}: metadata only");
+        }
+        assert!(
+            watched.changed(&paths),
+            "the full read compares the contents"
+        );
+        assert!(!watched.changed(&paths));
     }
 }
