@@ -116,8 +116,9 @@ pub const FULL_READ_EVERY: u32 = 12;
 /// symlinks). A ConfigMap's symlink swap renames `..data` in the directory (its times
 /// change) and points each file at a new inode; an edit in place changes the file's times.
 /// Reading only metadata costs one `stat` per path and file; reading the contents costs a
-/// directory listing, an open and a read per file, and was the most expensive thing an
-/// idle havoc did after its Lease renewals (README, "Where a pod kill's CPU goes").
+/// directory listing and an open and a read per file (a poll of one file 1.9 against 7.2
+/// µs, of twenty 21 against 102 µs: `benches/reload.rs`). In the service the poll's
+/// wakeup costs more than either (README, "Where a kill's CPU goes").
 #[derive(Debug)]
 pub struct Watched {
     files: Vec<PathBuf>,
