@@ -165,8 +165,10 @@ pub enum ErrorReason {
     /// closed the record after its recovery.
     #[error("interrupted: havoc stopped during the experiment (killed or crashed); {recovery}")]
     Crashed { recovery: String },
-    /// This replica lost leadership during the experiment.
-    #[error("lost leadership during the experiment; its faults were reverted")]
+    /// This replica lost leadership during the experiment. Its fence stops every request,
+    /// reverts too: the leader that follows reverts what it held (each target's revert
+    /// says `handedOver`, or `notOurs` when that leader was first).
+    #[error("lost leadership during the experiment; the next leader reverts what it held")]
     Demoted,
 }
 
