@@ -714,17 +714,22 @@ async fn handover(
     b: &Identity,
 ) -> anyhow::Result<()> {
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let cordoned = || async {
-        let n = nodes_api.get(victim).await?;
-        anyhow::Ok(unschedulable(&n) && has_record(&n))
-    };
-    first.run_now("drain").await?;
-    poll(
-        Duration::from_secs(20),
-        "the victim cordoned by the first",
-        || async { Ok(cordoned().await?.then_some(())) },
-    )
-    .await?;
+    /// Whether the victim is cordoned with havoc's record.
+    async fn cordoned(nodes: &Api<Node>, victim: &str) -> anyhow::Result<bool> {
+        let n = nodes.get(victim).await?;
+        Ok(unschedulable(&n) && has_record(&n))
+    }
+    /// The first runs the drain; until its cordon is on the victim.
+    async fn drain(first: &Serve, nodes: &Api<Node>, victim: &str) -> anyhow::Result<()> {
+        first.run_now("drain").await?;
+        poll(
+            Duration::from_secs(20),
+            "the victim cordoned by the first",
+            || async { Ok(cordoned(nodes, victim).await?.then_some(())) },
+        )
+        .await
+    }
+    drain(first, &nodes_api, victim).await?;
     // The API server slowed in bursts (3 s frozen, 2 s answering) while the drain retries
     // its evictions: requests time out, arrive late, renewals fail.
     let pid = apiserver_pid()?;
@@ -751,17 +756,11 @@ async fn handover(
     // still its own: the first then ends its drain (demoted, the revert not sent), leads
     // again at its next renewal and reverts its own cordon as an orphan. That is right,
     // but leaves the takeover below nothing to hand over: the first drains again.
-    if leader == "first" && !cordoned().await? {
+    if leader == "first" && !cordoned(&nodes_api, victim).await? {
         eprintln!(
             "fence: the first's fence lapsed in a burst and, leading again, it reverted its own cordon: draining again"
         );
-        first.run_now("drain").await?;
-        poll(
-            Duration::from_secs(20),
-            "the victim cordoned by the first again",
-            || async { Ok(cordoned().await?.then_some(())) },
-        )
-        .await?;
+        drain(first, &nodes_api, victim).await?;
     }
     // The first replica is starved (its process stopped) until the second takes over,
     // then goes on where it was: mid-drain, its fence long gone.
