@@ -822,5 +822,36 @@ async fn handover(
         before >= 1,
         "the first replica did mutate (the cordon): {all:#?}"
     );
+    // The first's record of its drain says what happened: demoted, its revert not sent
+    // (handed over) or found done by the next leader (not ours any more).
+    let drains: Vec<Value> = first
+        .journal()?
+        .into_iter()
+        .filter(|r| r["policy"] == "drain" && r["verdict"] == "errored")
+        .collect();
+    let last = drains
+        .last()
+        .context("the first's errored drain in its journal")?;
+    let reason = last["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("the next leader reverts"),
+        "the demoted drain's reason: {last:#}"
+    );
+    for t in last["targets"].as_array().into_iter().flatten() {
+        let result = &t["revert"]["result"];
+        ensure!(
+            result == "handedOver" || result == "notOurs",
+            "the demoted drain's revert: {t:#}"
+        );
+    }
+    eprintln!(
+        "fence: the first's record: {reason}; reverts {:?}",
+        last["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["revert"]["result"].clone())
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }
