@@ -351,6 +351,9 @@ async fn every_format_from_the_history_and_regions_for_live_experiments() -> any
         ensure!(errored["verdict"] == "errored", "{errored:#}");
         let (status, body) = serve.resume().await?;
         ensure!(status == 200, "resume: {status} {body}");
+        // The stop scaled web back to 3; until the new pods are ready, the dry run would
+        // find one pod and skip (minAvailableReplicas), as it did once on a busy machine.
+        wait_available(&web, "web", Duration::from_secs(60)).await?;
         let dry = run(&serve, "web-kill-dry").await?;
         ensure!(
             dry["verdict"] == "passed" && dry["dryRun"] == true,
