@@ -689,7 +689,18 @@ async fn fence(
     let b: &'static Identity = Box::leak(Box::new(b.clone()));
     let mut first = Serve::start(env, setup(a, "fence-a", true)).await?;
     let mut second = Serve::start(env, setup(b, "fence-b", false)).await?;
-    let outcome = handover(client, victim, &audit, since, &mut first, &mut second, a, b).await;
+    // The audit log's names of the two replicas.
+    let users = [a, b].map(|i| format!("system:serviceaccount:{}:{}", i.namespace, i.name));
+    let outcome = handover(
+        client,
+        victim,
+        &audit,
+        since,
+        &mut first,
+        &mut second,
+        &users,
+    )
+    .await;
     // A failure shows what both replicas said (their logs go with their directories).
     outcome.with_context(|| {
         format!(
@@ -701,8 +712,7 @@ async fn fence(
 }
 
 /// The drain started by `first`, the API server slowed, `second` taking over: checks in the
-/// audit log that no write of `first` landed after `second`'s first.
-#[allow(clippy::too_many_arguments)]
+/// audit log (where they are `users`) that no write of `first` landed after `second`'s first.
 async fn handover(
     client: &kube::Client,
     victim: &str,
@@ -710,8 +720,7 @@ async fn handover(
     since: DateTime<Utc>,
     first: &mut Serve,
     second: &mut Serve,
-    a: &Identity,
-    b: &Identity,
+    [ua, ub]: &[String; 2],
 ) -> anyhow::Result<()> {
     let nodes_api: Api<Node> = Api::all(client.clone());
     /// Whether the victim is cordoned with havoc's record.
@@ -743,12 +752,12 @@ async fn handover(
     async fn led(s: &Serve) -> anyhow::Result<bool> {
         Ok(s.get("/api/v1/policies").await?["leader"] == true)
     }
-    let leader = poll(
+    let first_leads = poll(
         Duration::from_secs(30),
         "a leader after the bursts",
         || async {
             let (one, two) = (led(first).await?, led(second).await?);
-            Ok((one != two).then_some(if one { "first" } else { "second" }))
+            Ok((one != two).then_some(one))
         },
     )
     .await?;
@@ -756,7 +765,7 @@ async fn handover(
     // still its own: the first then ends its drain (demoted, the revert not sent), leads
     // again at its next renewal and reverts its own cordon as an orphan. That is right,
     // but leaves the takeover below nothing to hand over: the first drains again.
-    if leader == "first" && !cordoned(&nodes_api, victim).await? {
+    if first_leads && !cordoned(&nodes_api, victim).await? {
         eprintln!(
             "fence: the first's fence lapsed in a burst and, leading again, it reverted its own cordon: draining again"
         );
@@ -789,24 +798,22 @@ async fn handover(
     tokio::time::sleep(Duration::from_secs(8)).await;
     let _ = first.stop().await;
     let _ = second.stop().await;
-    let ua = format!("system:serviceaccount:{}:{}", a.namespace, a.name);
-    let ub = format!("system:serviceaccount:{}:{}", b.namespace, b.name);
     let all = poll(Duration::from_secs(30), "the audit log written", || async {
-        let m = mutations(audit, &[&ua, &ub], since)?;
-        Ok(m.iter().any(|m| m.user == ub).then_some(m))
+        let m = mutations(audit, &[ua, ub], since)?;
+        Ok(m.iter().any(|m| m.user == *ub).then_some(m))
     })
     .await?;
     let takeover = all
         .iter()
-        .find(|m| m.user == ub)
+        .find(|m| m.user == *ub)
         .context("the second's first mutation")?;
     let late: Vec<&Mutation> = all
         .iter()
-        .filter(|m| m.user == ua && m.at > takeover.at)
+        .filter(|m| m.user == *ua && m.at > takeover.at)
         .collect();
     let before = all
         .iter()
-        .filter(|m| m.user == ua && m.at <= takeover.at)
+        .filter(|m| m.user == *ua && m.at <= takeover.at)
         .count();
     eprintln!(
         "fence: the first replica made {before} mutation(s) before the second's first ({} at {}), {} after",
@@ -837,21 +844,18 @@ async fn handover(
         reason.contains("the next leader reverts"),
         "the demoted drain's reason: {last:#}"
     );
-    for t in last["targets"].as_array().into_iter().flatten() {
-        let result = &t["revert"]["result"];
-        ensure!(
-            result == "handedOver" || result == "notOurs",
-            "the demoted drain's revert: {t:#}"
-        );
-    }
-    eprintln!(
-        "fence: the first's record: {reason}; reverts {:?}",
-        last["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|t| t["revert"]["result"].clone())
-            .collect::<Vec<_>>()
+    let reverts: Vec<&Value> = last["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| &t["revert"]["result"])
+        .collect();
+    ensure!(
+        reverts
+            .iter()
+            .all(|r| *r == "handedOver" || *r == "notOurs"),
+        "the demoted drain's reverts: {last:#}"
     );
+    eprintln!("fence: the first's record: {reason}; reverts {reverts:?}");
     Ok(())
 }
