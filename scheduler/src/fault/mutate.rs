@@ -228,6 +228,18 @@ impl Mutator {
         }
     }
 
+    /// `e`, or [`FaultError::Fenced`] when the fence has lapsed meanwhile. The service's
+    /// client drops its connections when the fence lapses (`client::fenced`), so a request
+    /// in flight then (a read or a write) fails with a connection error, which means
+    /// "this replica may not act any more", not "the API server failed".
+    pub fn or_fenced(&self, e: FaultError) -> FaultError {
+        match e {
+            FaultError::Cancelled | FaultError::Fenced => e,
+            _ if !self.fence.is_leader() => FaultError::Fenced,
+            _ => e,
+        }
+    }
+
     /// Sends one mutation: only if the experiment goes on and the fence holds now, and
     /// bounded by [`MUTATION_TIMEOUT`]. (`call` is a future: nothing is sent before it is
     /// polled here.)
@@ -239,8 +251,8 @@ impl Mutator {
             return Err(no);
         }
         match tokio::time::timeout(MUTATION_TIMEOUT, call).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(FaultError::Timeout(MUTATION_TIMEOUT)),
+            Ok(r) => r.map_err(|e| self.or_fenced(e.into())),
+            Err(_) => Err(self.or_fenced(FaultError::Timeout(MUTATION_TIMEOUT))),
         }
     }
 
@@ -302,4 +314,44 @@ where
         }
     }
     Err(FaultError::Conflicts(API_ATTEMPTS))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::{Client, client::Body};
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{FaultError, Mutator};
+    use crate::leader;
+
+    /// A client nobody answers (the errors here are made up, not received).
+    fn client() -> Client {
+        let (svc, _handle) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        Client::new(svc, "default")
+    }
+
+    fn unavailable() -> FaultError {
+        FaultError::Api(kube::Error::Api(
+            kube::core::Status::failure("connection closed", "ServiceUnavailable")
+                .with_code(503)
+                .boxed(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_after_the_fence_lapsed_means_fenced() {
+        let (publisher, fence) = leader::channel();
+        publisher.publish_until(Some(Instant::now() + Duration::from_secs(10)));
+        let m = Mutator::new(client(), fence, CancellationToken::new());
+        assert!(matches!(m.or_fenced(unavailable()), FaultError::Api(_)));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(matches!(m.or_fenced(unavailable()), FaultError::Fenced));
+        assert!(matches!(
+            m.or_fenced(FaultError::Cancelled),
+            FaultError::Cancelled
+        ));
+    }
 }

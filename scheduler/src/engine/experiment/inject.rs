@@ -14,7 +14,8 @@ async fn inject_one(
     i: usize,
 ) -> (TargetRecord, Result<Option<Held>, FaultError>) {
     let mut record = skipped(&plan.objects()[i], None);
-    let result: Result<Injection, FaultError> = plan.inject(act, i).await;
+    let result: Result<Injection, FaultError> =
+        plan.inject(act, i).await.map_err(|e| act.m.or_fenced(e));
     match result {
         Ok(inj) => {
             let (outcome, why) = inj.outcome.target();

@@ -30,7 +30,10 @@ pub async fn revert_with_retries(
     let mut attempt = 0;
     let (result, detail) = loop {
         attempt += 1;
-        match crate::fault::revert(m, held).await {
+        match crate::fault::revert(m, held)
+            .await
+            .map_err(|e| m.or_fenced(e))
+        {
             Ok(r) => break (revert_result(&r), r.detail().map(str::to_string)),
             Err(e @ FaultError::Fenced) => {
                 tracing::warn!(object = ?held.object, "revert not sent: this replica is no longer the leader; the next leader reverts it");
