@@ -1,10 +1,11 @@
 //! The one place that builds kube clients: the rustls provider, timeouts, and kube's
 //! default retry turned off (with the reasons), plus a layer counting requests in
-//! `havoc_kube_requests_total{verb,resource}`.
+//! `havoc_kube_requests_total{verb,resource}`; and the fenced client of a leader's
+//! mutations ([`fenced`]).
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, task::Poll, time::Duration};
 
-use crate::engine::metrics::Metrics;
+use crate::{engine::metrics::Metrics, leader::Leadership};
 
 /// Read timeout of API calls that are not watches.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,7 +129,70 @@ pub async fn client(
     metrics: Option<&Metrics>,
 ) -> Result<kube::Client, ClientError> {
     let config = config(kubeconfig, purpose).await?;
-    let builder = kube::client::ClientBuilder::try_from(config)?;
+    build(kube::client::ClientBuilder::try_from(config)?, metrics)
+}
+
+/// The client of a leader's mutations: its connections run only while `fence` holds.
+///
+/// The sender checks the fence (`fault::Mutator::send`) before its request waits for a
+/// connection and is handed to it; hyper writes it later, from the connection's own task.
+/// A process stopped (SIGSTOP, a starved or frozen node) in between writes the request
+/// when it runs again: after its fence lapsed, maybe after a successor took over (CI saw
+/// one such eviction reach the API server 0.15 s after the successor's first write). No
+/// check in the sending task can prevent that, so every poll of a connection task looks
+/// at the fence first and, once it has lapsed, drops the connection with whatever it had
+/// not written. Requests in flight then fail, as they should: this replica may no longer
+/// act on what they return (`fault::Mutator::or_fenced` says so). Only the leader's
+/// mutations, the reads that prepare them and the skip counts use this client; watches,
+/// the history, the Lease and Events have their own.
+pub async fn fenced(
+    kubeconfig: Option<&Path>,
+    metrics: Option<&Metrics>,
+    fence: Leadership,
+) -> Result<kube::Client, ClientError> {
+    let config = config(kubeconfig, Purpose::Requests).await?;
+    build(
+        kube::client::ClientBuilder::try_from((config, FencedExecutor(fence)))?,
+        metrics,
+    )
+}
+
+/// Spawns hyper's connection tasks behind the fence (see [`fenced`]).
+#[derive(Clone)]
+struct FencedExecutor(Leadership);
+
+impl<F> hyper::rt::Executor<F> for FencedExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, connection: F) {
+        tokio::spawn(behind_fence(connection, self.0.clone()));
+    }
+}
+
+/// `connection`, polled only while `fence` holds; dropped at its first poll after.
+async fn behind_fence<F: Future<Output = ()>>(connection: F, fence: Leadership) {
+    let mut connection = std::pin::pin!(connection);
+    std::future::poll_fn(|cx| {
+        if !fence.is_leader() {
+            return Poll::Ready(());
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await;
+}
+
+/// What `ClientBuilder::try_from` builds (kube's `GenericService`, not exported).
+type Stack = tower::util::BoxService<
+    http::Request<kube::client::Body>,
+    http::Response<Box<kube::client::DynBody>>,
+    Box<dyn std::error::Error + Send + Sync>,
+>;
+
+fn build(
+    builder: kube::client::ClientBuilder<Stack>,
+    metrics: Option<&Metrics>,
+) -> Result<kube::Client, ClientError> {
     Ok(match metrics {
         Some(m) => {
             let m = m.clone();
@@ -148,7 +212,55 @@ pub async fn client(
 
 #[cfg(test)]
 mod tests {
-    use super::classify;
+    use std::{
+        pin::pin,
+        sync::{
+            Arc,
+            atomic::{AtomicU32, Ordering},
+        },
+        task::Poll,
+        time::Duration,
+    };
+
+    use tokio::time::Instant;
+
+    use super::{behind_fence, classify};
+    use crate::leader;
+
+    /// A connection that counts its polls and never ends.
+    fn connection(polls: Arc<AtomicU32>) -> impl Future<Output = ()> {
+        std::future::poll_fn(move |_| {
+            polls.fetch_add(1, Ordering::SeqCst);
+            Poll::Pending
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_runs_while_the_fence_holds_and_is_dropped_unpolled_after() {
+        let (publisher, fence) = leader::channel();
+        publisher.publish_until(Some(Instant::now() + Duration::from_secs(10)));
+        let polls = Arc::new(AtomicU32::new(0));
+        let mut task = pin!(behind_fence(connection(polls.clone()), fence));
+        assert!(futures::poll!(task.as_mut()).is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        // The process stood still past its fence (nothing polled meanwhile).
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(futures::poll!(task.as_mut()), Poll::Ready(()));
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "polled after the fence lapsed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_never_led_runs_no_connection() {
+        let (_publisher, fence) = leader::channel();
+        let polls = Arc::new(AtomicU32::new(0));
+        let task = behind_fence(connection(polls.clone()), fence);
+        assert_eq!(futures::poll!(pin!(task)), Poll::Ready(()));
+        assert_eq!(polls.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn requests_are_named_as_the_api_server_names_them() {

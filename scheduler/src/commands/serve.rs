@@ -239,6 +239,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let caches = Caches::start(&watches_client, &watches.stop, &watches.tasks);
     let (publisher, leader) = leader::channel();
     let publisher = publisher.with_metrics(metrics.clone());
+    // Every fault and revert goes through this client: its connections stop when the
+    // fence lapses (client::fenced), so nothing handed to them earlier is written later.
+    let mutations = client::fenced(kubeconfig, Some(&metrics), leader.clone()).await?;
     let lease_task = if config.leader_election.enabled {
         Some(tokio::spawn(leader::elect(
             requests.clone(),
@@ -272,7 +275,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let skips = SkipCounter::default();
     let env = Env {
-        client: requests.clone(),
+        client: mutations.clone(),
         guards: Guards::for_service(&config),
         config: config.clone(),
         health,
@@ -357,7 +360,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             faults: Arc::new(caches.clone()),
             health: readings,
             reload: reload_status,
-            client: Some(requests.clone()),
+            client: Some(mutations),
             pod: std::env::var("POD_NAME").ok(),
         },
         token.as_ref().map(|t| t.expose()),

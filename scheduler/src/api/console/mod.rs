@@ -130,7 +130,8 @@ pub struct Parts {
     pub faults: Arc<dyn ClusterFaults>,
     pub health: Readings,
     pub reload: ReloadStatus,
-    /// Reverts orphaned records ("revert now"); `None`: that action is off.
+    /// Reverts orphaned records ("revert now"), behind the fence (`client::fenced`);
+    /// `None`: that action is off.
     pub client: Option<kube::Client>,
     /// This replica's pod (`POD_NAME`).
     pub pod: Option<String>,

@@ -59,6 +59,8 @@ const ENDS_BY_MARGIN: Duration = Duration::from_secs(120);
 /// it reports (Events and metrics in the service; `havoc run` has neither).
 #[derive(Clone)]
 pub struct Env {
+    /// The client of the experiment's mutations (in the service, one whose connections
+    /// stop when the fence lapses: `client::fenced`).
     pub client: Client,
     pub config: Arc<Config>,
     pub health: Arc<dyn HealthSource>,
