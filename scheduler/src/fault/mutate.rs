@@ -233,10 +233,10 @@ impl Mutator {
     /// in flight then (a read or a write) fails with a connection error, which means
     /// "this replica may not act any more", not "the API server failed".
     pub fn or_fenced(&self, e: FaultError) -> FaultError {
-        match e {
-            FaultError::Cancelled | FaultError::Fenced => e,
-            _ if !self.fence.is_leader() => FaultError::Fenced,
-            _ => e,
+        if matches!(e, FaultError::Cancelled) || self.fence.is_leader() {
+            e
+        } else {
+            FaultError::Fenced
         }
     }
 
