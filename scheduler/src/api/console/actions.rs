@@ -483,7 +483,13 @@ pub(super) async fn revert(
                     app.leader.clone(),
                     tokio_util::sync::CancellationToken::new(),
                 );
-                match tokio::time::timeout(REVERT_TIMEOUT, crate::fault::revert(&m, held)).await {
+                // After a lapse the fenced client drops its reads too: say "fenced", not
+                // "connection closed".
+                let reverting = async {
+                    let r = crate::fault::revert(&m, held).await;
+                    r.map_err(|e| m.or_fenced(e))
+                };
+                match tokio::time::timeout(REVERT_TIMEOUT, reverting).await {
                     Ok(Ok(r)) => {
                         app.metrics.revert(crate::engine::experiment::revert_result(&r));
                         format!(
