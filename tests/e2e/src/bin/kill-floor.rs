@@ -4,24 +4,40 @@
 //! chaoskube v0.39.1 `--client-namespace-scope` makes (the API server's audit log,
 //! tests/bench/footprint). No leader election, no records, no health gate.
 //!
-//! It answers one question for issue 27 (`tests/bench/cpu-split`, variant `floor`): what
-//! a pod kill costs in Rust when it does only what the leanest peer does. If that is
-//! about chaoskube's cost, the floor is the machine's (wakeups, TLS, the kernel), not the
-//! language, and havoc — which by its safety rules does more per kill — cannot reach half
-//! of it by doing the same work faster.
+//! It answers two questions for issue 27 (`tests/bench/cpu-split`, variants `floor` and
+//! `floor-required`): what a pod kill costs in Rust when it does only what the leanest
+//! peer does; and, with `--required`, what it costs when it also does, the plainest way,
+//! what havoc's safety rules and health gate ask of every kill (../shared/DESIGN.md,
+//! section 5), but nothing else:
+//!
+//! - a Lease renewed every 4 s (one write; havoc's `RENEW_PERIOD`);
+//! - before the delete: Alertmanager read once (the gate), a journal line written and
+//!   `fdatasync`ed, the experiment's record created in the cluster (a ConfigMap of about
+//!   the size of a `HavocExperiment`);
+//! - after it: the 1 s hold and 2 s settle, Alertmanager read twice (during and after),
+//!   the record completed (a merge patch), the final journal line synced.
+//!
+//! What havoc spends above `floor-required` is its own overhead; what `floor-required`
+//! spends above half of chaoskube's is the price of the rules, not of the code.
 //!
 //!   kill-floor --kubeconfig F --namespace NS --selector app=victim [--interval-secs 10]
-//!              [--current-thread]
+//!              [--current-thread] [--required --alertmanager URL --journal FILE]
 //!
 //! Prints one line per kill (`killed NS/NAME`) on standard output.
 
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{
+    api::{
+        coordination::v1::{Lease, LeaseSpec},
+        core::v1::{ConfigMap, Pod},
+    },
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+};
 use kube::{
     Api, Client, Config, Resource,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
@@ -33,12 +49,15 @@ struct Args {
     selector: String,
     interval: Duration,
     current_thread: bool,
+    /// `--required`: the Alertmanager to read and the journal to append to.
+    required: Option<(String, String)>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut it = std::env::args().skip(1);
     let (mut kubeconfig, mut namespace, mut selector) = (None, None, None);
     let (mut interval, mut current_thread) = (Duration::from_secs(10), false);
+    let (mut required, mut alertmanager, mut journal) = (false, None, None);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -47,6 +66,9 @@ fn args() -> anyhow::Result<Args> {
             "--selector" => selector = Some(value()?),
             "--interval-secs" => interval = Duration::from_secs(value()?.parse()?),
             "--current-thread" => current_thread = true,
+            "--required" => required = true,
+            "--alertmanager" => alertmanager = Some(value()?),
+            "--journal" => journal = Some(value()?),
             _ => bail!("unknown argument {flag}"),
         }
     }
@@ -56,6 +78,14 @@ fn args() -> anyhow::Result<Args> {
         selector: selector.context("--selector is required")?,
         interval,
         current_thread,
+        required: if required {
+            Some((
+                alertmanager.context("--required needs --alertmanager")?,
+                journal.context("--required needs --journal")?,
+            ))
+        } else {
+            None
+        },
     })
 }
 
@@ -85,16 +115,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client = Client::try_from(config)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
     let recorder = Recorder::new(
-        client,
+        client.clone(),
         Reporter {
             controller: "kill-floor".into(),
             instance: None,
         },
     );
+    let mut required = match &args.required {
+        Some((alertmanager, journal)) => {
+            Some(Required::start(&client, &args, alertmanager, journal).await?)
+        }
+        None => None,
+    };
     let list = ListParams::default().labels(&args.selector);
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is at once; chaoskube waits an interval too
+    let mut kills = 0u64;
     loop {
         tick.tick().await;
         let candidates = pods.list(&list).await?.items;
@@ -102,6 +139,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             continue;
         };
         let name = victim.metadata.name.clone().unwrap_or_default();
+        kills += 1;
+        let id = format!("floor-{}-{kills}", std::process::id());
+        if let Some(r) = &mut required {
+            r.before(&id, &name).await?;
+        }
         pods.delete(&name, &DeleteParams::default()).await?;
         recorder
             .publish(
@@ -115,6 +157,138 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 &victim.object_ref(&()),
             )
             .await?;
+        if let Some(r) = &mut required {
+            r.after(&id).await?;
+        }
         println!("killed {}/{name}", args.namespace);
+    }
+}
+
+/// What havoc's rules ask of every kill, done the plainest way (module docs).
+struct Required {
+    alertmanager: havoc_integrations::alertmanager::Client,
+    matchers: Vec<String>,
+    journal: std::fs::File,
+    records: Api<ConfigMap>,
+    namespace: String,
+}
+
+/// Label of the record ConfigMaps (deleted when the next run starts).
+const RECORD_LABEL: &str = "havoc.dev/kill-floor";
+
+impl Required {
+    async fn start(
+        client: &Client,
+        args: &Args,
+        alertmanager: &str,
+        journal: &str,
+    ) -> anyhow::Result<Self> {
+        let records: Api<ConfigMap> = Api::namespaced(client.clone(), &args.namespace);
+        records
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels(RECORD_LABEL),
+            )
+            .await?;
+        tokio::spawn(renew(Api::namespaced(client.clone(), "havoc-system")));
+        Ok(Required {
+            alertmanager: havoc_integrations::alertmanager::Client::new(
+                alertmanager,
+                Duration::from_secs(2),
+            )?,
+            matchers: vec![
+                r#"severity=~"critical|warning""#.into(),
+                format!(r#"namespace="{}""#, args.namespace),
+            ],
+            journal: std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(journal)?,
+            records,
+            namespace: args.namespace.clone(),
+        })
+    }
+
+    fn journal(&mut self, line: &serde_json::Value) -> anyhow::Result<()> {
+        let mut bytes = serde_json::to_vec(line)?;
+        bytes.push(b'\n');
+        self.journal.write_all(&bytes)?;
+        Ok(self.journal.sync_data()?)
+    }
+
+    async fn healthy(&self) -> anyhow::Result<()> {
+        let firing = self.alertmanager.active_alerts(&self.matchers).await?;
+        anyhow::ensure!(firing.is_empty(), "{} alerts firing", firing.len());
+        Ok(())
+    }
+
+    async fn before(&mut self, id: &str, pod: &str) -> anyhow::Result<()> {
+        self.healthy().await?;
+        let intent = serde_json::json!({"started": {
+            "id": id, "policy": "cpu-split", "fault": "podDelete", "dryRun": false,
+            "trigger": {"schedule": "*/10 * * * * *"}, "startedAt": chrono::Utc::now(),
+            "targets": [{"kind": "Pod", "namespace": self.namespace, "name": pod}],
+            "deadline": chrono::Utc::now(), "endsBy": chrono::Utc::now()}});
+        self.journal(&intent)?;
+        let record = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(id.into()),
+                labels: Some([(RECORD_LABEL.to_string(), "true".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            data: Some([("intent".to_string(), intent.to_string())].into()),
+            ..ConfigMap::default()
+        };
+        self.records.create(&PostParams::default(), &record).await?;
+        Ok(())
+    }
+
+    async fn after(&mut self, id: &str) -> anyhow::Result<()> {
+        tokio::time::sleep(Duration::from_secs(1)).await; // the hold
+        self.healthy().await?;
+        tokio::time::sleep(Duration::from_secs(2)).await; // the settle
+        self.healthy().await?;
+        let last = serde_json::json!({
+            "id": id, "verdict": "passed", "endedAt": chrono::Utc::now(),
+            "alerts": [], "slos": [], "budgets": [], "reverts": [],
+            "targets": [{"outcome": "injected"}]});
+        self.records
+            .patch(
+                id,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"record": last.to_string()}})),
+            )
+            .await?;
+        self.journal(&last)
+    }
+}
+
+/// Holds the Lease `kill-floor` in havoc-system: renewed every 4 s, one write each.
+async fn renew(leases: Api<Lease>) -> anyhow::Result<()> {
+    let name = "kill-floor";
+    let spec = || LeaseSpec {
+        holder_identity: Some(format!("kill-floor-{}", std::process::id())),
+        lease_duration_seconds: Some(15),
+        renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        ..LeaseSpec::default()
+    };
+    let mut lease = match leases.get_opt(name).await? {
+        Some(l) => l,
+        None => {
+            let fresh = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec()),
+            };
+            leases.create(&PostParams::default(), &fresh).await?
+        }
+    };
+    loop {
+        lease.spec = Some(spec());
+        lease.metadata.managed_fields = None;
+        lease = leases.replace(name, &PostParams::default(), &lease).await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
     }
 }
