@@ -19,9 +19,12 @@
 //!
 //! What havoc spends above `floor-required` is its own overhead; what `floor-required`
 //! spends above half of chaoskube's is the price of the rules, not of the code.
+//! `--without lease,health,sync,record` leaves pieces of it out, to price each (`sync`:
+//! the journal lines are written but not `fdatasync`ed).
 //!
 //!   kill-floor --kubeconfig F --namespace NS --selector app=victim [--interval-secs 10]
-//!              [--current-thread] [--required --alertmanager URL --journal FILE]
+//!              [--current-thread] [--required --alertmanager URL --journal FILE
+//!              [--without PIECE,...]]
 //!
 //! Prints one line per kill (`killed NS/NAME`) on standard output.
 
@@ -51,6 +54,8 @@ struct Args {
     current_thread: bool,
     /// `--required`: the Alertmanager to read and the journal to append to.
     required: Option<(String, String)>,
+    /// `--without`: the pieces of `--required` left out.
+    without: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -58,6 +63,7 @@ fn args() -> anyhow::Result<Args> {
     let (mut kubeconfig, mut namespace, mut selector) = (None, None, None);
     let (mut interval, mut current_thread) = (Duration::from_secs(10), false);
     let (mut required, mut alertmanager, mut journal) = (false, None, None);
+    let mut without = Vec::new();
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -69,6 +75,15 @@ fn args() -> anyhow::Result<Args> {
             "--required" => required = true,
             "--alertmanager" => alertmanager = Some(value()?),
             "--journal" => journal = Some(value()?),
+            "--without" => {
+                without = value()?.split(',').map(str::to_string).collect();
+                if let Some(odd) = without
+                    .iter()
+                    .find(|p| !["lease", "health", "sync", "record"].contains(&p.as_str()))
+                {
+                    bail!("--without: no piece {odd} (lease, health, sync, record)");
+                }
+            }
             _ => bail!("unknown argument {flag}"),
         }
     }
@@ -86,6 +101,7 @@ fn args() -> anyhow::Result<Args> {
         } else {
             None
         },
+        without,
     })
 }
 
@@ -141,8 +157,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let name = victim.metadata.name.clone().unwrap_or_default();
         kills += 1;
         let id = format!("floor-{}-{kills}", std::process::id());
-        if let Some(r) = &mut required {
-            r.before(&id, &name).await?;
+        if let Some(r) = &mut required
+            && !r.before(&id, &name).await?
+        {
+            println!("skipped: alerts firing");
+            continue;
         }
         pods.delete(&name, &DeleteParams::default()).await?;
         recorder
@@ -171,6 +190,10 @@ struct Required {
     journal: std::fs::File,
     records: Api<ConfigMap>,
     namespace: String,
+    /// The pieces done (`--without` takes them out).
+    health: bool,
+    sync: bool,
+    record: bool,
 }
 
 /// Label of the record ConfigMaps (deleted when the next run starts).
@@ -190,7 +213,19 @@ impl Required {
                 &ListParams::default().labels(RECORD_LABEL),
             )
             .await?;
-        tokio::spawn(renew(Api::namespaced(client.clone(), "havoc-system")));
+        let with = |piece: &str| !args.without.iter().any(|p| p == piece);
+        let with_lease = with("lease");
+        let leases = Api::namespaced(client.clone(), "havoc-system");
+        tokio::spawn(async move {
+            if !with_lease {
+                return;
+            }
+            // a Lease that cannot be renewed ends the run: its cost would be missing
+            if let Err(e) = renew(leases).await {
+                eprintln!("the Lease: {e:#}");
+                std::process::exit(1);
+            }
+        });
         Ok(Required {
             alertmanager: havoc_integrations::alertmanager::Client::new(
                 alertmanager,
@@ -206,6 +241,9 @@ impl Required {
                 .open(journal)?,
             records,
             namespace: args.namespace.clone(),
+            health: with("health"),
+            sync: with("sync"),
+            record: with("record"),
         })
     }
 
@@ -213,17 +251,30 @@ impl Required {
         let mut bytes = serde_json::to_vec(line)?;
         bytes.push(b'\n');
         self.journal.write_all(&bytes)?;
-        Ok(self.journal.sync_data()?)
-    }
-
-    async fn healthy(&self) -> anyhow::Result<()> {
-        let firing = self.alertmanager.active_alerts(&self.matchers).await?;
-        anyhow::ensure!(firing.is_empty(), "{} alerts firing", firing.len());
+        if self.sync {
+            self.journal.sync_data()?;
+        }
         Ok(())
     }
 
-    async fn before(&mut self, id: &str, pod: &str) -> anyhow::Result<()> {
-        self.healthy().await?;
+    /// Whether no alert fires (havoc's gate: an alert skips the kill, and the verdict of
+    /// one that was made reads them again).
+    async fn healthy(&self) -> anyhow::Result<bool> {
+        if !self.health {
+            return Ok(true);
+        }
+        Ok(self
+            .alertmanager
+            .active_alerts(&self.matchers)
+            .await?
+            .is_empty())
+    }
+
+    /// The work before the delete; `false`: the gate refused (alerts firing).
+    async fn before(&mut self, id: &str, pod: &str) -> anyhow::Result<bool> {
+        if !self.healthy().await? {
+            return Ok(false);
+        }
         let intent = serde_json::json!({"started": {
             "id": id, "policy": "cpu-split", "fault": "podDelete", "dryRun": false,
             "trigger": {"schedule": "*/10 * * * * *"}, "startedAt": chrono::Utc::now(),
@@ -239,26 +290,30 @@ impl Required {
             data: Some([("intent".to_string(), intent.to_string())].into()),
             ..ConfigMap::default()
         };
-        self.records.create(&PostParams::default(), &record).await?;
-        Ok(())
+        if self.record {
+            self.records.create(&PostParams::default(), &record).await?;
+        }
+        Ok(true)
     }
 
     async fn after(&mut self, id: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await; // the hold
-        self.healthy().await?;
+        let mut passed = self.healthy().await?;
         tokio::time::sleep(Duration::from_secs(2)).await; // the settle
-        self.healthy().await?;
+        passed &= self.healthy().await?;
         let last = serde_json::json!({
-            "id": id, "verdict": "passed", "endedAt": chrono::Utc::now(),
+            "id": id, "verdict": if passed { "passed" } else { "deviated" }, "endedAt": chrono::Utc::now(),
             "alerts": [], "slos": [], "budgets": [], "reverts": [],
             "targets": [{"outcome": "injected"}]});
-        self.records
-            .patch(
-                id,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"data": {"record": last.to_string()}})),
-            )
-            .await?;
+        if self.record {
+            self.records
+                .patch(
+                    id,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"data": {"record": last.to_string()}})),
+                )
+                .await?;
+        }
         self.journal(&last)
     }
 }
