@@ -55,8 +55,42 @@ struct Args {
     current_thread: bool,
     /// `--required`: the Alertmanager to read and the journal to append to.
     required: Option<(String, String)>,
-    /// `--without`: the pieces of `--required` left out.
-    without: Vec<String>,
+    /// The pieces of `--required` done (`--without` leaves them out).
+    pieces: Pieces,
+}
+
+/// The pieces of `--required`, each on unless `--without` names it.
+#[derive(Clone, Copy)]
+struct Pieces {
+    lease: bool,
+    health: bool,
+    /// The journal lines `fdatasync`ed (they are written either way).
+    sync: bool,
+    record: bool,
+}
+
+impl Pieces {
+    const ALL: Pieces = Pieces {
+        lease: true,
+        health: true,
+        sync: true,
+        record: true,
+    };
+
+    /// All but those `list` (`lease,health`) names.
+    fn without(list: &str) -> anyhow::Result<Self> {
+        let mut p = Pieces::ALL;
+        for piece in list.split(',').filter(|p| !p.is_empty()) {
+            match piece {
+                "lease" => p.lease = false,
+                "health" => p.health = false,
+                "sync" => p.sync = false,
+                "record" => p.record = false,
+                odd => bail!("--without: no piece {odd} (lease, health, sync, record)"),
+            }
+        }
+        Ok(p)
+    }
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -64,7 +98,7 @@ fn args() -> anyhow::Result<Args> {
     let (mut kubeconfig, mut namespace, mut selector) = (None, None, None);
     let (mut interval, mut current_thread) = (Duration::from_secs(10), false);
     let (mut required, mut alertmanager, mut journal) = (false, None, None);
-    let mut without = Vec::new();
+    let mut pieces = Pieces::ALL;
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -76,15 +110,7 @@ fn args() -> anyhow::Result<Args> {
             "--required" => required = true,
             "--alertmanager" => alertmanager = Some(value()?),
             "--journal" => journal = Some(value()?),
-            "--without" => {
-                without = value()?.split(',').map(str::to_string).collect();
-                if let Some(odd) = without
-                    .iter()
-                    .find(|p| !["lease", "health", "sync", "record"].contains(&p.as_str()))
-                {
-                    bail!("--without: no piece {odd} (lease, health, sync, record)");
-                }
-            }
+            "--without" => pieces = Pieces::without(&value()?)?,
             _ => bail!("unknown argument {flag}"),
         }
     }
@@ -102,7 +128,7 @@ fn args() -> anyhow::Result<Args> {
         } else {
             None
         },
-        without,
+        pieces,
     })
 }
 
@@ -191,10 +217,7 @@ struct Required {
     journal: std::fs::File,
     records: Api<ConfigMap>,
     namespace: String,
-    /// The pieces done (`--without` takes them out).
-    health: bool,
-    sync: bool,
-    record: bool,
+    pieces: Pieces,
 }
 
 /// Label of the record ConfigMaps (deleted when the next run starts).
@@ -214,19 +237,16 @@ impl Required {
                 &ListParams::default().labels(RECORD_LABEL),
             )
             .await?;
-        let with = |piece: &str| !args.without.iter().any(|p| p == piece);
-        let with_lease = with("lease");
-        let leases = Api::namespaced(client.clone(), "havoc-system");
-        tokio::spawn(async move {
-            if !with_lease {
-                return;
-            }
-            // a Lease that cannot be renewed ends the run: its cost would be missing
-            if let Err(e) = renew(leases).await {
-                eprintln!("the Lease: {e:#}");
-                std::process::exit(1);
-            }
-        });
+        if args.pieces.lease {
+            let leases = Api::namespaced(client.clone(), "havoc-system");
+            tokio::spawn(async move {
+                // a Lease that cannot be renewed ends the run: its cost would be missing
+                if let Err(e) = renew(leases).await {
+                    eprintln!("the Lease: {e:#}");
+                    std::process::exit(1);
+                }
+            });
+        }
         Ok(Required {
             alertmanager: havoc_integrations::alertmanager::Client::new(
                 alertmanager,
@@ -242,9 +262,7 @@ impl Required {
                 .open(journal)?,
             records,
             namespace: args.namespace.clone(),
-            health: with("health"),
-            sync: with("sync"),
-            record: with("record"),
+            pieces: args.pieces,
         })
     }
 
@@ -252,7 +270,7 @@ impl Required {
         let mut bytes = serde_json::to_vec(line)?;
         bytes.push(b'\n');
         self.journal.write_all(&bytes)?;
-        if self.sync {
+        if self.pieces.sync {
             self.journal.sync_data()?;
         }
         Ok(())
@@ -261,7 +279,7 @@ impl Required {
     /// Whether no alert fires (havoc's gate: an alert skips the kill, and the verdict of
     /// one that was made reads them again).
     async fn healthy(&self) -> anyhow::Result<bool> {
-        if !self.health {
+        if !self.pieces.health {
             return Ok(true);
         }
         Ok(self
@@ -282,16 +300,16 @@ impl Required {
             "targets": [{"kind": "Pod", "namespace": self.namespace, "name": pod}],
             "deadline": chrono::Utc::now(), "endsBy": chrono::Utc::now()}});
         self.journal(&intent)?;
-        let record = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(id.into()),
-                labels: Some([(RECORD_LABEL.to_string(), "true".to_string())].into()),
-                ..ObjectMeta::default()
-            },
-            data: Some([("intent".to_string(), intent.to_string())].into()),
-            ..ConfigMap::default()
-        };
-        if self.record {
+        if self.pieces.record {
+            let record = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(id.into()),
+                    labels: Some([(RECORD_LABEL.to_string(), "true".to_string())].into()),
+                    ..ObjectMeta::default()
+                },
+                data: Some([("intent".to_string(), intent.to_string())].into()),
+                ..ConfigMap::default()
+            };
             self.records.create(&PostParams::default(), &record).await?;
         }
         Ok(true)
@@ -306,7 +324,7 @@ impl Required {
             "id": id, "verdict": if passed { "passed" } else { "deviated" }, "endedAt": chrono::Utc::now(),
             "alerts": [], "slos": [], "budgets": [], "reverts": [],
             "targets": [{"outcome": "injected"}]});
-        if self.record {
+        if self.pieces.record {
             self.records
                 .patch(
                     id,
