@@ -78,11 +78,18 @@ impl Emitter {
         {
             tracing::error!(error = %e, id = %record.id, "cannot append to the journal");
         }
-        if record.verdict == Verdict::Skipped {
-            if let Some(skips) = &self.skips {
-                skips.count(record);
-            }
-        } else if let Some(history) = &self.history {
+        if record.verdict == Verdict::Skipped
+            && let Some(skips) = &self.skips
+        {
+            skips.count(record);
+        }
+        // A skip is counted, not kept as an object, unless its intent's object was written
+        // before the skip was known (no target reached: every pod gone, every eviction
+        // refused): that object gets its final record too, or the sweep would close it as
+        // crashed.
+        if let Some(history) = &self.history
+            && (record.verdict != Verdict::Skipped || history.wrote_intent(&record.id))
+        {
             history.finished(record);
         }
         if let Some(m) = &self.metrics {

@@ -1,6 +1,8 @@
 //! The experiment as an object in the cluster: the custom resource `HavocExperiment`
 //! (`havoc.dev/v1alpha1`, short name `hx`) in havoc's namespace, one per experiment that
-//! ran (skips are counted per policy instead: [`super::skips`]).
+//! ran (skips are counted per policy instead: [`super::skips`]; a run whose intent was
+//! written and that then reached no target, every pod gone or every eviction refused, is
+//! closed with its skip: the object exists, and nobody else would finish it).
 //!
 //! It is created before the first mutation, as the intent (`spec`: policy, fault, trigger,
 //! the planned targets, the deadline of its revert records, who runs it) with

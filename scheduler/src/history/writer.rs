@@ -3,7 +3,7 @@
 //! it lands), and, on the leader, pruning to the retention bounds.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -48,6 +48,9 @@ pub struct HistoryWriter {
     queue: mpsc::UnboundedSender<ExperimentRecord>,
     /// Experiments this process finished: when (pending or landed recently).
     ours: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Experiments whose intent this process wrote and whose final record it has not
+    /// queued yet.
+    open: Arc<Mutex<HashSet<String>>>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
 }
@@ -113,6 +116,7 @@ impl HistoryWriter {
             author,
             queue,
             ours: Arc::default(),
+            open: Arc::default(),
             pending: Arc::default(),
             drained: Arc::new(Notify::new()),
         };
@@ -133,14 +137,24 @@ impl HistoryWriter {
     pub async fn intent(&self, intent: &Intent) -> Result<(), HistoryError> {
         let object = object::intent_object(intent, &self.author);
         match bounded(self.api.create(&PostParams::default(), &object)).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                lock(&self.open).insert(intent.id.clone());
+                Ok(())
+            }
             Err(e) => Err(text(e)),
         }
+    }
+
+    /// Whether this process wrote the intent of experiment `id` and has not queued its
+    /// final record yet: its object is in the cluster, running, and waits for one.
+    pub fn wrote_intent(&self, id: &str) -> bool {
+        lock(&self.open).contains(id)
     }
 
     /// Queues the final record of an experiment this process ran (or closed).
     pub fn finished(&self, record: &ExperimentRecord) {
         self.forget_old();
+        lock(&self.open).remove(&record.id);
         lock(&self.ours).insert(record.id.clone(), Instant::now());
         self.pending.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(record.clone()).is_err() {

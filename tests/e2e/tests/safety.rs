@@ -5,7 +5,8 @@
 //! breaker's pause survives a kill before it was written; a second replica without
 //! leader election is refused; `havoc run` reverts on SIGTERM and two runs never pass the
 //! limit together; dry runs inject nothing in the metrics either; a preflight hook that
-//! says no (or nothing) keeps an experiment from changing anything.
+//! says no (or nothing) keeps an experiment from changing anything; an eviction a
+//! disruption budget refuses is a skip, also in the experiment's object.
 
 use std::{
     process::Stdio,
@@ -155,6 +156,58 @@ async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
             injected == 0.0,
             "a dry run injected nothing, yet havoc_faults_injected_total says {injected}"
         );
+        Ok(())
+    })
+    .await
+}
+
+/// An eviction a PodDisruptionBudget refuses changes nothing: the run is skipped
+/// (`notDisrupted`), and the experiment's object, written before the eviction was tried,
+/// is closed with that skip at once. Before, it stayed `Running` until the leader's sweep
+/// closed it as `errored` (`crashed`): a false error, notified as one (CI, 2026-12-07).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_eviction_the_budget_refuses_closes_its_object_as_skipped() -> anyhow::Result<()> {
+    with_namespace("evict-refused", move |env, client, ns| async move {
+        deployment(&client, &ns, "web", 2).await?;
+        disruption_budget(&client, &ns, "web", 2).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let uids = || async {
+            let list = pods.list(&ListParams::default().labels("app=web")).await?;
+            let mut uids: Vec<String> = list.items.iter().filter_map(ResourceExt::uid).collect();
+            uids.sort();
+            anyhow::Ok(uids)
+        };
+        let before = uids().await?;
+        let policy = manual(
+            "evict",
+            &ns,
+            target("Pod", &ns, "app=web"),
+            json!({"podEvict": {}}),
+            "1s",
+        )
+        .blind();
+        let serve =
+            Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
+        let id = serve.run_now("evict").await?;
+        let r = serve.record(&id, Duration::from_secs(30)).await?;
+        ensure_verdict(&r, "skipped", "eviction refused")?;
+        ensure!(r["reasonCode"] == "notDisrupted", "{r:#}");
+        // The object the intent wrote: finished with the skip, never left running.
+        let status = poll(
+            Duration::from_secs(30),
+            "the experiment's object finished",
+            || async {
+                let o = havoc_e2e::history::object(&client, "havoc-system", &id).await?;
+                Ok(o.map(|o| o["status"].clone())
+                    .filter(|s| s["phase"] == "Finished"))
+            },
+        )
+        .await?;
+        ensure!(
+            status["verdict"] == "skipped" && status["reasonCode"] == "notDisrupted",
+            "{status:#}"
+        );
+        ensure!(uids().await? == before, "no pod may be evicted");
         Ok(())
     })
     .await

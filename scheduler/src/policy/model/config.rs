@@ -397,7 +397,8 @@ impl<'de> Deserialize<'de> for SecretRef {
 }
 
 /// The experiment history in the cluster (`HavocExperiment` objects in havoc's
-/// namespace): what the leader keeps. Skips are counted per policy, never kept as objects.
+/// namespace): what the leader keeps. Skips are counted per policy, not kept as objects
+/// (but a run whose object was written before it reached no target is closed as skipped).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HistoryConfig {
