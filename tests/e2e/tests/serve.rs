@@ -206,6 +206,9 @@ async fn classic_story_deviates_on_the_db_notifies_once_and_pauses() -> anyhow::
 #[tokio::test(flavor = "multi_thread")]
 async fn default_min_available_never_picks_the_db() -> anyhow::Result<()> {
     let env = Env::load()?;
+    // The db's one pod Ready (a test before may have failed while it was replaced): the
+    // floor, not a missing pod, is what keeps it.
+    demo_healthy(&env).await?;
     let before = pod_uids(&env).await?;
     let guarded = manual_policy("db-guarded", "app=go-demo-8-db").duration("2s");
     let serve = Serve::start(&env, Setup::policy("db.yaml", &guarded)).await?;
