@@ -182,9 +182,10 @@ impl Sweeper {
     }
 
     /// Closes the experiments in the cluster's history whose final record nobody will
-    /// write: this installation's (not running in this process, nor finished by it) once
-    /// this replica has led for [`TAKEOVER_GRACE`] (a demoted replica that is still alive
-    /// writes its own first), and anyone's past their `endsBy` (a `havoc run` that died).
+    /// write: this installation's (not running in this process, nor started or finished by
+    /// it: [`crate::history::writer::HistoryWriter::is_ours`]) once this replica has led
+    /// for [`TAKEOVER_GRACE`] (a demoted replica that is still alive writes its own
+    /// first), and anyone's past their `endsBy` (a `havoc run` that died).
     /// Never while something of it is still to be reverted: after its reverts, naming
     /// them.
     fn close_orphans(

@@ -154,8 +154,8 @@ impl HistoryWriter {
     /// Queues the final record of an experiment this process ran (or closed).
     pub fn finished(&self, record: &ExperimentRecord) {
         self.forget_old();
-        lock(&self.open).remove(&record.id);
         lock(&self.ours).insert(record.id.clone(), Instant::now());
+        lock(&self.open).remove(&record.id);
         self.pending.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(record.clone()).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -163,10 +163,13 @@ impl HistoryWriter {
         }
     }
 
-    /// Whether this process finished experiment `id` (its record pending or just
-    /// written): never one to close as crashed.
+    /// Whether experiment `id` is this process's: its intent written here and its record
+    /// not queued yet, or its record queued here (pending or just written). Never one to
+    /// close as crashed. `open` is read before `ours`, and [`Self::finished`] adds to
+    /// `ours` before it removes from `open`: an experiment of this process is seen in one
+    /// of them at every instant, also while it ends.
     pub fn is_ours(&self, id: &str) -> bool {
-        lock(&self.ours).contains_key(id)
+        lock(&self.open).contains(id) || lock(&self.ours).contains_key(id)
     }
 
     fn forget_old(&self) {
@@ -308,4 +311,57 @@ impl HistoryWriter {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The kube `tower_test` mock pattern: a scripted API server.
+    use super::*;
+    use crate::record::{Verdict, tests::record};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    /// An experiment is this process's from its intent on: the sweep never closes as
+    /// crashed a run that wrote its intent and has not ended yet, nor one whose end is
+    /// queued (the CI failure of 2026-12-07 was a run that ended as a skip after its
+    /// intent; `wrote_intent` is what closes such an object).
+    #[tokio::test]
+    async fn an_experiment_is_ours_from_its_intent_until_long_after_its_record() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let author = Author {
+            installation: "havoc".into(),
+            owner: "havoc-system/havoc".into(),
+            replica: "havoc-0".into(),
+        };
+        let w = HistoryWriter::new(
+            Client::new(service, "havoc-system"),
+            "havoc-system",
+            author.clone(),
+            stop.clone(),
+            &tasks,
+        );
+        let rec = record("web-20261207T000630Z-cf9c", Verdict::Skipped);
+        assert!(!w.is_ours(&rec.id) && !w.wrote_intent(&rec.id));
+
+        let intent = object::intent_of(&rec);
+        let created = serde_json::to_vec(&object::intent_object(&intent, &author)).expect("json");
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("the intent's create");
+            assert_eq!(req.method().as_str(), "POST");
+            let answer = Response::builder().status(201).body(Body::from(created));
+            send.send_response(answer.expect("response"));
+            handle
+        });
+        w.intent(&intent).await.expect("written");
+        let _handle = server.await.expect("server");
+        assert!(w.wrote_intent(&rec.id) && w.is_ours(&rec.id));
+
+        w.finished(&rec);
+        assert!(!w.wrote_intent(&rec.id), "its record is queued");
+        assert!(w.is_ours(&rec.id), "ours until the watch shows it finished");
+        stop.cancel();
+    }
 }
