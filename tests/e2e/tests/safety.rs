@@ -125,19 +125,18 @@ async fn scale_never_shrinks_a_statefulset_that_deletes_its_volumes() -> anyhow:
     .await
 }
 
+/// A pod fault on the pods `app=web` of `ns`, run when asked, held 1 s, blind to
+/// other tests' alerts.
+fn on_web_pods(name: &str, ns: &str, fault: Value) -> fixtures::PolicyDoc {
+    manual(name, ns, target("Pod", ns, "app=web"), fault, "1s").blind()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_counts_no_injected_fault() -> anyhow::Result<()> {
     with_namespace("dry-metric", move |env, client, ns| async move {
         deployment(&client, &ns, "web", 3).await?;
-        let policy = manual(
-            "rehearsal",
-            &ns,
-            target("Pod", &ns, "app=web"),
-            json!({"podDelete": {}}),
-            "1s",
-        )
-        .blind()
-        .set("/dryRun", json!(true));
+        let policy =
+            on_web_pods("rehearsal", &ns, json!({"podDelete": {}})).set("/dryRun", json!(true));
         let serve =
             Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let id = serve.run_now("rehearsal").await?;
@@ -178,14 +177,7 @@ async fn an_eviction_the_budget_refuses_closes_its_object_as_skipped() -> anyhow
             anyhow::Ok(uids)
         };
         let before = uids().await?;
-        let policy = manual(
-            "evict",
-            &ns,
-            target("Pod", &ns, "app=web"),
-            json!({"podEvict": {}}),
-            "1s",
-        )
-        .blind();
+        let policy = on_web_pods("evict", &ns, json!({"podEvict": {}}));
         let serve =
             Serve::start(&env, Setup::live_in(&ns, vec![("p.yaml", policy.yaml())])).await?;
         let id = serve.run_now("evict").await?;
