@@ -142,6 +142,11 @@ pub struct SharedState {
     tx: Arc<watch::Sender<Option<Doc>>>,
     /// The skip counts in the same ConfigMap, as last seen ([`crate::history::skips`]).
     skips: Arc<watch::Sender<crate::history::skips::Skips>>,
+    /// This process's writers, one at a time. Two HTTP requests at once (a pause and a
+    /// resume, say) would otherwise read the same version, conflict with each other and
+    /// use up the attempts meant for other replicas' writes: a fuzzer's two workers got
+    /// a 503 that way (CI, 2026-12-07).
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SharedState {
@@ -153,6 +158,7 @@ impl SharedState {
             current,
             tx: Arc::new(tx),
             skips: Arc::new(watch::Sender::new(Default::default())),
+            writing: Arc::default(),
         }
     }
 
@@ -168,6 +174,7 @@ impl SharedState {
             current,
             tx: Arc::new(tx),
             skips: Arc::new(watch::Sender::new(Default::default())),
+            writing: Arc::default(),
         }
     }
 
@@ -304,7 +311,14 @@ impl SharedState {
             }
             Backend::Cluster { api, name, .. } => (api, name),
         };
-        for _ in 0..ATTEMPTS {
+        let _one_writer = self.writing.lock().await;
+        for attempt in 1..=ATTEMPTS {
+            if attempt > 1 {
+                // Another replica (or `havoc run`) wrote in between: let it finish, and
+                // do not meet it again in lockstep.
+                let ms = rand::random_range(20..100) * u64::from(attempt);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let existing = bounded(api.get_opt(name)).await?;
             let mut doc = match &existing {
                 Some(cm) => decode(cm)?,
@@ -389,5 +403,49 @@ mod tests {
         assert_eq!(doc.runs.len(), 1);
         let text = serde_json::to_string(&doc).expect("json");
         assert_eq!(serde_json::from_str::<Doc>(&text).expect("round trip"), doc);
+    }
+
+    /// Two writers of one process take turns: the second reads only after the first
+    /// wrote, so they never conflict with each other (a scripted API server with kube's
+    /// `tower_test` mock; the paused clock makes "no second request meanwhile" exact).
+    #[tokio::test(start_paused = true)]
+    async fn writers_of_one_process_take_turns() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let s = SharedState::cluster(Client::new(service, "havoc-system"), "havoc-system", "st");
+        let cm = |rv: &str| {
+            let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "st", "namespace": "havoc-system", "resourceVersion": rv},
+                "data": {KEY: "{}"}});
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&cm).expect("json")))
+                .expect("response")
+        };
+        let server = tokio::spawn(async move {
+            for (method, rv) in [("GET", "1"), ("PUT", "2"), ("GET", "2"), ("PUT", "3")] {
+                let (req, send) = handle.next_request().await.expect("a request");
+                assert_eq!(req.method().as_str(), method);
+                if method == "GET" {
+                    // Nothing else is sent while this writer reads and writes.
+                    let other =
+                        tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await;
+                    assert!(other.is_err(), "a second writer read meanwhile");
+                }
+                send.send_response(cm(rv));
+            }
+        });
+        let pause = |reason: &str| Pause {
+            since: Utc::now(),
+            until: None,
+            reason: reason.into(),
+        };
+        let (a, b) = tokio::join!(
+            s.update(|d| d.all = Some(pause("a"))),
+            s.update(|d| d.all = Some(pause("b"))),
+        );
+        a.expect("the first writes");
+        b.expect("the second writes");
+        server.await.expect("GET, PUT, GET, PUT in turn");
     }
 }
