@@ -3,7 +3,7 @@
 //! it lands), and, on the leader, pruning to the retention bounds.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -46,11 +46,10 @@ pub struct HistoryWriter {
     api: Api<HavocExperiment>,
     author: Author,
     queue: mpsc::UnboundedSender<ExperimentRecord>,
-    /// Experiments this process finished: when (pending or landed recently).
-    ours: Arc<Mutex<HashMap<String, Instant>>>,
-    /// Experiments whose intent this process wrote and whose final record it has not
-    /// queued yet.
-    open: Arc<Mutex<HashSet<String>>>,
+    /// The experiments of this process: written as intents, or finished (pending or
+    /// landed recently). One map, so that an experiment moves from one to the other in
+    /// one step and is never seen in neither.
+    ours: Arc<Mutex<HashMap<String, Mine>>>,
     pending: Arc<AtomicUsize>,
     drained: Arc<Notify>,
 }
@@ -93,6 +92,15 @@ fn text(e: Result<kube::Error, HistoryError>) -> HistoryError {
     }
 }
 
+/// An experiment of this process, as its writer knows it.
+#[derive(Debug, Clone, Copy)]
+enum Mine {
+    /// Its intent is written; its final record is not queued yet.
+    Open,
+    /// Its final record was queued then (pending, or landed).
+    Finished(Instant),
+}
+
 /// What became of one final record.
 enum Landed {
     Written,
@@ -116,7 +124,6 @@ impl HistoryWriter {
             author,
             queue,
             ours: Arc::default(),
-            open: Arc::default(),
             pending: Arc::default(),
             drained: Arc::new(Notify::new()),
         };
@@ -138,7 +145,7 @@ impl HistoryWriter {
         let object = object::intent_object(intent, &self.author);
         match bounded(self.api.create(&PostParams::default(), &object)).await {
             Ok(_) => {
-                lock(&self.open).insert(intent.id.clone());
+                lock(&self.ours).insert(intent.id.clone(), Mine::Open);
                 Ok(())
             }
             Err(e) => Err(text(e)),
@@ -148,14 +155,13 @@ impl HistoryWriter {
     /// Whether this process wrote the intent of experiment `id` and has not queued its
     /// final record yet: its object is in the cluster, running, and waits for one.
     pub fn wrote_intent(&self, id: &str) -> bool {
-        lock(&self.open).contains(id)
+        matches!(lock(&self.ours).get(id), Some(Mine::Open))
     }
 
     /// Queues the final record of an experiment this process ran (or closed).
     pub fn finished(&self, record: &ExperimentRecord) {
         self.forget_old();
-        lock(&self.ours).insert(record.id.clone(), Instant::now());
-        lock(&self.open).remove(&record.id);
+        lock(&self.ours).insert(record.id.clone(), Mine::Finished(Instant::now()));
         self.pending.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(record.clone()).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -165,15 +171,16 @@ impl HistoryWriter {
 
     /// Whether experiment `id` is this process's: its intent written here and its record
     /// not queued yet, or its record queued here (pending or just written). Never one to
-    /// close as crashed. `open` is read before `ours`, and [`Self::finished`] adds to
-    /// `ours` before it removes from `open`: an experiment of this process is seen in one
-    /// of them at every instant, also while it ends.
+    /// close as crashed.
     pub fn is_ours(&self, id: &str) -> bool {
-        lock(&self.open).contains(id) || lock(&self.ours).contains_key(id)
+        lock(&self.ours).contains_key(id)
     }
 
     fn forget_old(&self) {
-        lock(&self.ours).retain(|_, at| at.elapsed() < REMEMBER);
+        lock(&self.ours).retain(|_, mine| match mine {
+            Mine::Open => true,
+            Mine::Finished(at) => at.elapsed() < REMEMBER,
+        });
     }
 
     /// Waits until every queued record was written or given up, at most `within`.
