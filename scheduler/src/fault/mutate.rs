@@ -78,6 +78,15 @@ impl Injection {
         }
     }
 
+    /// A change that is not reverted (a pod deleted or evicted): nothing is held.
+    pub(crate) fn not_reversible(detail: Option<String>) -> Self {
+        Injection {
+            outcome: Outcome::Injected,
+            detail,
+            held: None,
+        }
+    }
+
     pub(crate) fn injected(change: String, held: Held) -> Self {
         tracing::info!(%change, experiment = %held.record.experiment, "fault injected");
         Injection {

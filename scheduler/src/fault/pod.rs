@@ -170,25 +170,14 @@ pub async fn inject(
             }
         };
         let e = match result {
-            Ok(()) => {
-                return Ok(Injection {
-                    outcome: Outcome::Injected,
-                    detail: None,
-                    held: None,
-                });
-            }
+            Ok(()) => return Ok(Injection::not_reversible(None)),
             Err(e) => e,
         };
         match &e {
             FaultError::Api(kube::Error::Api(s)) if s.code == 404 && unanswered => {
-                return Ok(Injection {
-                    outcome: Outcome::Injected,
-                    detail: Some(
-                        "gone when an unanswered request was retried: most likely removed by it"
-                            .to_string(),
-                    ),
-                    held: None,
-                });
+                return Ok(Injection::not_reversible(Some(
+                    "gone when an unanswered request was retried: most likely removed by it".into(),
+                )));
             }
             FaultError::Api(kube::Error::Api(s)) if s.code == 404 => {
                 return Ok(Injection::skipped("pod already gone"));
