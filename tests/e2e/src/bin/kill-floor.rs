@@ -18,8 +18,9 @@
 //!   the record completed (a merge patch), the final journal line synced.
 //!
 //! The targets are still found by a list at each kill, as chaoskube does (havoc keeps a
-//! watch instead). What havoc spends above `floor-required` is its own overhead; what `floor-required`
-//! spends above half of chaoskube's is the price of the rules, not of the code.
+//! watch instead). What havoc spends above `floor-required` is its own overhead; what
+//! `floor-required` spends above half of chaoskube's is the price of the rules, not of
+//! the code.
 //! `--without lease,health,sync,record` leaves pieces of it out, to price each (`sync`:
 //! the journal lines are written but not `fdatasync`ed).
 //!
